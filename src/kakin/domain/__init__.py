@@ -1,0 +1,1 @@
+"""The billing rules. Standard library only: no I/O, no clock, no SQLAlchemy."""

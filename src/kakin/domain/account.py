@@ -1,0 +1,126 @@
+"""The customer account aggregate: subscriptions, their phases, pending items, usage.
+
+Mutable on purpose (an aggregate that the life-cycle rules change in place);
+the store loads and saves it whole inside one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import Enum
+
+from .invoice import Line
+
+
+class Status(str, Enum):
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    SUSPENDED = "suspended"
+    CANCELED = "canceled"
+
+    @property
+    def billable(self) -> bool:
+        return self in (Status.ACTIVE, Status.PAST_DUE)
+
+
+PLAN = "plan"  # the product of a customer's main subscription; add-ons use their own code
+
+
+@dataclass(frozen=True)
+class Phase:
+    """The state in effect from ``start`` (a tenant-local date) until the next phase.
+
+    A day is charged at the state in effect at the end of that day, so a later
+    change on the same day replaces the earlier phase.
+    """
+
+    start: date
+    plan: str
+    contract: str
+    seats: int
+    members: int
+    billable: bool
+
+
+@dataclass
+class PendingChange:
+    effective_on: date
+    plan: str | None = None
+    contract: str | None = None
+    seats: int | None = None
+    cancel: bool = False
+
+
+@dataclass
+class Subscription:
+    product: str
+    plan: str
+    contract: str
+    status: Status
+    seats: int
+    anchor: date  # anniversary anchor: renewals are anniversary(anchor, n)
+    period_start: date
+    period_end: date
+    trial_end: date | None = None
+    term_anchor: date | None = None  # start of an annual commitment
+    pending: PendingChange | None = None
+    canceled_on: date | None = None
+    ended: bool = False
+    value: str | None = None  # the add-on's value (a premium ID)
+    id: int | None = None
+    phases: list[Phase] = field(default_factory=list)
+    new_phases: list[Phase] = field(default_factory=list)
+
+
+@dataclass
+class PendingItem:
+    """A charge or credit waiting for the customer's next invoice."""
+
+    line: Line
+    id: int | None = None
+
+
+@dataclass
+class OpenInvoice:
+    """An invoice awaiting payment, with its dunning state."""
+
+    id: int
+    number: str
+    total: int
+    attempts: int = 0  # failed attempts so far
+    first_failed_at: datetime | None = None
+    next_retry_at: datetime | None = None
+    status: str = "open"  # open → paid | uncollectible
+
+
+@dataclass
+class Account:
+    key: str  # the tenant's own id for the customer
+    name: str
+    payment_method: str | None = None
+    members: int = 0
+    credit: int = 0
+    basic_id: str | None = None
+    subscriptions: list[Subscription] = field(default_factory=list)
+    pending_items: list[PendingItem] = field(default_factory=list)
+    usage: dict[tuple[str, date], int] = field(default_factory=dict)
+    open_invoices: list[OpenInvoice] = field(default_factory=list)
+    id: int | None = None
+
+    @property
+    def plan_subscription(self) -> Subscription | None:
+        for sub in reversed(self.subscriptions):
+            if sub.product == PLAN and not sub.ended:
+                return sub
+        return None
+
+    def addon(self, code: str) -> Subscription | None:
+        for sub in self.subscriptions:
+            if sub.product == code and not sub.ended:
+                return sub
+        return None
+
+    def used(self, metric: str, month: date) -> int:
+        return self.usage.get((metric, month), 0)

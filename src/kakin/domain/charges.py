@@ -1,0 +1,140 @@
+"""What a period costs: recurring lines in advance, per-day lines in arrears, usage lines.
+
+Every amount is exact until :func:`kakin.domain.invoice.line` rounds it once,
+and each line carries its formula.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from fractions import Fraction
+
+from .account import Phase
+from .calendar import days_between, days_in_month
+from .catalog import Basis, Catalog, Plan, Price, UsagePrice
+from .invoice import Line, LineKind, line
+from .proration import DailySpan, daily_amount
+
+CONTRACT_JA = {"monthly": "月額契約", "annual": "年額契約"}
+
+
+def _period_text(start: date, end: date) -> str:
+    return f"{start.isoformat()}〜{(end - timedelta(days=1)).isoformat()}"
+
+
+def plan_label(plan: Plan, contract: str) -> str:
+    return f"{plan.name_ja}（{CONTRACT_JA.get(contract, contract)}）"
+
+
+def quantity_for(price: Price, seats: int) -> int:
+    return 1 if price.basis is Basis.FLAT else seats
+
+
+def recurring_line(catalog: Catalog, plan: Plan, price: Price, seats: int, start: date, end: date) -> Line:
+    """An in-advance period: unit × quantity, whole."""
+    qty = quantity_for(price, seats)
+    return line(
+        LineKind.RECURRING,
+        f"{plan_label(plan, price.contract)} {_period_text(start, end)}",
+        qty,
+        price.unit_amount * qty,
+        catalog.line_rounding,
+        period_start=start,
+        period_end=end,
+        formula=f"{price.unit_amount} × {qty} = {price.unit_amount * qty}",
+    )
+
+
+def arrears_lines(catalog: Catalog, phases: Sequence[Phase], start: date, end: date) -> list[Line]:
+    """Per-day charges for [start, end) inside one calendar month, from the phases in effect.
+
+    Each day costs quantity × unit ÷ days in the month, at the state at the end
+    of that day. One line per plan, contract and price component, rounded once.
+    """
+    if start.replace(day=1) != (end - timedelta(days=1)).replace(day=1):
+        raise ValueError(f"{start}–{end} is not inside one calendar month")
+    dim = days_in_month(start.year, start.month)
+    # (plan, contract, component price contract) → list of spans
+    groups: dict[tuple[str, str, str], list[DailySpan]] = {}
+    ordered = sorted(phases, key=lambda p: p.start)
+    for i, phase in enumerate(ordered):
+        span_start = max(phase.start, start)
+        span_end = min(ordered[i + 1].start if i + 1 < len(ordered) else end, end)
+        if span_start >= span_end or not phase.billable:
+            continue
+        plan = catalog.plans[phase.plan]
+        price = plan.prices.get(phase.contract)
+        if price is None:
+            continue
+        if price.basis is Basis.MEMBER:
+            parts = [(price.contract, phase.members)]
+        elif price.basis is Basis.SEAT:
+            parts = [(price.contract, phase.seats)]
+            if price.members_over_seats:
+                parts.append((price.members_over_seats, max(0, phase.members - phase.seats)))
+        else:
+            parts = [(price.contract, 1)]
+        for component, qty in parts:
+            if qty > 0:
+                groups.setdefault((phase.plan, phase.contract, component), []).append(
+                    DailySpan(span_start, span_end, qty)
+                )
+    out = []
+    for (plan_code, contract, component), spans in groups.items():
+        plan = catalog.plans[plan_code]
+        price = plan.prices[component]
+        unit_days = sum(s.quantity * days_between(s.start, s.end) for s in spans)
+        exact = daily_amount(price.unit_amount, spans, price.proration)
+        over = component != contract
+        what = "ライセンス超過ユーザー" if over else ("ユーザー" if price.basis is Basis.MEMBER else "ライセンス")
+        first = min(s.start for s in spans)
+        last = max(s.end for s in spans)
+        out.append(
+            line(
+                LineKind.RECURRING,
+                f"{plan_label(plan, contract)} {what} {unit_days}人日 {_period_text(first, last)}",
+                unit_days,
+                exact,
+                catalog.line_rounding,
+                period_start=first,
+                period_end=last,
+                formula=f"{unit_days} × {price.unit_amount} ÷ {dim} = {_show(exact)}",
+            )
+        )
+    return out
+
+
+def usage_line(catalog: Catalog, plan: Plan, usage: UsagePrice, used: int, month: date) -> Line | None:
+    """Overage for one month: graduated tiers, exact, floored once for the whole line.
+
+    Standard, 35,000 messages: (35,000 − 30,000) × 3 = 15,000.
+    """
+    over = usage.overage_units(used)
+    if over <= 0 or not usage.tiers:
+        return None
+    exact = usage.overage_amount(used)
+    parts = []
+    for tier in usage.tiers:
+        upper = used if tier.last is None else min(used, tier.last)
+        units = upper - tier.first + 1
+        if units > 0:
+            parts.append(f"{units} × {_show(tier.unit_amount)}")
+    end = date(month.year + (month.month // 12), month.month % 12 + 1, 1)
+    return line(
+        LineKind.USAGE,
+        f"{plan.name_ja} 追加メッセージ {over}通 {_period_text(month, end)}",
+        over,
+        exact,
+        catalog.line_rounding,
+        period_start=month,
+        period_end=end,
+        formula=f"{' + '.join(parts)} = {_show(exact)}",
+    )
+
+
+def _show(value: Fraction | int) -> str:
+    value = Fraction(value)
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{value.numerator}/{value.denominator}"

@@ -1,0 +1,87 @@
+"""Errors a user can cause. Each has a stable ``code`` and names the offending field."""
+
+from __future__ import annotations
+
+
+class KakinError(Exception):
+    """A refusal the caller can act on. Maps to HTTP 4xx and CLI exit status 2."""
+
+    code = "kakin_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"code": self.code, "message": self.message, "param": self.param}
+
+
+class CatalogError(KakinError):
+    """A catalog file is malformed. The message names the file, the key and the reason."""
+
+    code = "catalog_invalid"
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        super().__init__(f"{file}: {key}: {reason}", param=key)
+        self.file = file
+        self.key = key
+        self.reason = reason
+
+
+class SeatsOutOfRange(KakinError):
+    code = "seats_out_of_range"
+
+
+class PlanChangeNotAllowed(KakinError):
+    code = "plan_change_not_allowed"
+
+
+class PaymentMethodRequired(KakinError):
+    code = "payment_method_required"
+
+
+class QuotaExceeded(KakinError):
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, remaining: int, param: str | None = "count") -> None:
+        super().__init__(message, param=param)
+        self.remaining = remaining
+
+
+class UnknownPlan(KakinError):
+    code = "unknown_plan"
+
+
+class NotSubscribed(KakinError):
+    code = "not_subscribed"
+
+
+class AlreadySubscribed(KakinError):
+    code = "already_subscribed"
+
+
+class InvalidPremiumId(KakinError):
+    code = "invalid_premium_id"
+
+
+class PremiumIdTaken(KakinError):
+    code = "premium_id_taken"
+
+
+class PremiumIdLocked(KakinError):
+    code = "premium_id_locked"
+
+
+class EligibilityRequired(KakinError):
+    code = "eligibility_required"
+
+
+class InvalidValue(KakinError):
+    code = "invalid_value"
+
+
+class NotFound(KakinError):
+    code = "not_found"

@@ -1,0 +1,425 @@
+"""The subscription life cycle: subscribe, seats, members, plan changes, cancellation.
+
+Each command takes the account aggregate and ``now`` (a UTC instant), changes
+the account in place and returns a :class:`Result` with the invoices it issues.
+Scheduled work (renewals, trial ends, month closes, retries) is in
+:mod:`kakin.domain.schedule`. Nothing here reads a clock or does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from . import errors
+from .account import PLAN, Account, OpenInvoice, PendingChange, PendingItem, Phase, Status, Subscription
+from .calendar import anniversary, local_date, month_start, next_month_start, period_index
+from .catalog import Alignment, Basis, Catalog, MidPeriodChange, Plan, Price, Timing, When
+from .charges import CONTRACT_JA, plan_label, recurring_line
+from .invoice import InvoiceDraft, Line, LineKind, TaxPolicy, generate_invoice, line
+from .proration import prorated_change
+
+
+@dataclass
+class Result:
+    """What a command or a due action produced, for the caller to persist and charge."""
+
+    invoices: list[InvoiceDraft] = field(default_factory=list)
+    retries: list[OpenInvoice] = field(default_factory=list)  # open invoices to charge again now
+    events: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+
+
+class Lifecycle:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.zone = ZoneInfo(catalog.timezone)
+        self.tax = TaxPolicy(catalog.tax_rate, catalog.tax_inclusive, catalog.tax_rounding)
+
+    # ----------------------------------------------------------------- helpers
+    def today(self, now: datetime) -> date:
+        return local_date(now, self.zone)
+
+    def price_of(self, sub: Subscription) -> Price | None:
+        if sub.product == PLAN:
+            return self.catalog.plans[sub.plan].prices.get(sub.contract)
+        return self.catalog.addons[sub.product].prices.get(sub.contract)
+
+    def record_phase(self, account: Account, sub: Subscription, on: date) -> None:
+        """Note the state in effect from ``on``; a later change the same day replaces it."""
+        phase = Phase(on, sub.plan, sub.contract, sub.seats, account.members, sub.status.billable)
+        if sub.phases and sub.phases[-1].start >= on:
+            sub.phases[-1] = phase
+            if sub.new_phases and sub.new_phases[-1].start >= on:
+                sub.new_phases[-1] = phase
+            else:
+                sub.new_phases.append(phase)
+        else:
+            sub.phases.append(phase)
+            sub.new_phases.append(phase)
+
+    def invoice(self, account: Account, lines: list[Line], issued_on: date, start: date | None, end: date | None) -> InvoiceDraft | None:
+        """An invoice for these lines, with the credit balance applied; None when nothing is due."""
+        if not any(item.amount for item in lines):
+            return None
+        draft, account.credit = generate_invoice(
+            lines, issued_on=issued_on, credit_balance=account.credit, tax=self.tax,
+            period_start=start, period_end=end,
+        )
+        return draft
+
+    def period_line(self, account: Account, sub: Subscription, start: date, end: date) -> Line:
+        """The in-advance charge for one period of a plan or an add-on."""
+        if sub.product == PLAN:
+            plan = self.catalog.plans[sub.plan]
+            return recurring_line(self.catalog, plan, plan.prices[sub.contract], sub.seats, start, end)
+        addon = self.catalog.addons[sub.product]
+        current = account.plan_subscription
+        amount = addon.unit_amount(sub.contract, current.plan if current else "")  # per-plan override (free under some plans)
+        label = CONTRACT_JA.get(sub.contract, sub.contract)
+        return line(LineKind.ADDON, f"{addon.name_ja} {sub.value or ''}（{label}）{start.isoformat()}〜{(end - timedelta(days=1)).isoformat()}",
+                    1, amount, self.catalog.line_rounding, period_start=start, period_end=end, formula=f"{amount} × 1")
+
+    def take_pending_items(self, account: Account) -> list[Line]:
+        items = [p.line for p in account.pending_items]
+        account.pending_items.clear()
+        return items
+
+    def period_for(self, price: Price | None, start: date) -> tuple[date, date]:
+        if price is None:
+            return start, start
+        if price.alignment is Alignment.CALENDAR_MONTH:
+            return month_start(start), next_month_start(start)
+        return start, anniversary(start, 1, price.interval_months)
+
+    def term_end(self, sub: Subscription, price: Price, today: date) -> date:
+        assert price.term_months and sub.term_anchor
+        n = period_index(sub.term_anchor, max(today, sub.term_anchor), price.term_months)
+        return anniversary(sub.term_anchor, n + 1, price.term_months)
+
+    def end_of_period(self, sub: Subscription, today: date) -> date:
+        price = self.price_of(sub)
+        if price is None:
+            return today
+        if price.term_months and sub.term_anchor:
+            return self.term_end(sub, price, today)
+        return sub.period_end
+
+    def check_seats(self, plan: Plan, price: Price | None, seats: int) -> None:
+        if price is None or price.basis is not Basis.SEAT:
+            return
+        low = plan.min_seats if plan.min_seats is not None else 1
+        high = plan.max_seats
+        if seats < low or (high is not None and seats > high):
+            bounds = f"{low}–{high}" if high is not None else f"at least {low}"
+            raise errors.SeatsOutOfRange(
+                f"seats {seats} is outside {bounds} for plan {plan.code!r}; "
+                f"choose a count in that range (a smaller team may buy {low})",
+                param="seats",
+            )
+
+    # ---------------------------------------------------------------- accounts
+    def open_account(self, key: str, name: str, now: datetime, payment_method: str | None = None, members: int = 0) -> Account:
+        account = Account(key=key, name=name, payment_method=payment_method, members=members)
+        if self.catalog.default_plan:
+            self.start(account, self.catalog.plans[self.catalog.default_plan], self.catalog.default_contract, 0, now, 0)
+        return account
+
+    def start(self, account: Account, plan: Plan, contract: str, seats: int, now: datetime, trial_days: int) -> Result:
+        """Start a new main subscription from ``now``, ending the current one."""
+        today = self.today(now)
+        result = Result()
+        old = account.plan_subscription
+        if old is not None:
+            if old.status is not Status.CANCELED:
+                old.status = Status.CANCELED
+                old.canceled_on = today
+                self.record_phase(account, old, today)
+            old_price = self.price_of(old)
+            # in-arrears days already used are invoiced at the month close, which then ends it
+            if old_price is None or old_price.timing is Timing.IN_ADVANCE:
+                old.ended = True
+        price = plan.prices.get(contract)
+        trial_end = today + timedelta(days=trial_days) if trial_days > 0 else None
+        begins = trial_end or today
+        period_start, period_end = self.period_for(price, begins)
+        sub = Subscription(
+            product=PLAN, plan=plan.code, contract=contract,
+            status=Status.TRIALING if trial_end else Status.ACTIVE,
+            seats=seats, anchor=begins, period_start=period_start, period_end=period_end,
+            trial_end=trial_end,
+            term_anchor=begins if price is not None and price.term_months else None,
+        )
+        if price is not None and price.timing is Timing.IN_ARREARS:
+            sub.period_start, sub.period_end = month_start(today), next_month_start(today)
+        account.subscriptions.append(sub)
+        self.record_phase(account, sub, today)
+        if sub.status is Status.ACTIVE and price is not None and price.timing is Timing.IN_ADVANCE:
+            draft = self.invoice(
+                account,
+                [recurring_line(self.catalog, plan, price, seats, period_start, period_end)],
+                today, period_start, period_end,
+            )
+            if draft:
+                result.invoices.append(draft)
+        result.events.append(("subscription.started", {"plan": plan.code, "contract": contract, "seats": seats, "status": sub.status.value}))
+        return result
+
+    # ---------------------------------------------------------------- commands
+    def subscribe(
+        self, account: Account, plan_code: str, now: datetime, *, contract: str | None = None,
+        seats: int | None = None, members: int | None = None, trial_days: int | None = None,
+    ) -> Result:
+        plan = self.catalog.plan(plan_code)
+        if plan.eligibility:
+            raise errors.EligibilityRequired(
+                f"plan {plan.code!r} needs an approved {plan.eligibility} eligibility application first",
+                param="plan",
+            )
+        contract = contract or self.catalog.default_contract
+        if plan.prices and contract not in plan.prices:
+            raise errors.InvalidValue(
+                f"plan {plan.code!r} has no {contract!r} contract; choose one of: {', '.join(sorted(plan.prices))}",
+                param="contract", code="unknown_contract",
+            )
+        current = account.plan_subscription
+        if current is not None and not self.catalog.plans[current.plan].is_free and current.status is not Status.CANCELED:
+            raise errors.AlreadySubscribed(
+                f"the customer already has plan {current.plan!r}; use change_plan to move to {plan.code!r}",
+                param="plan",
+            )
+        if current is not None and current.plan == plan.code:
+            raise errors.PlanChangeNotAllowed(f"the customer is already on plan {plan.code!r}", param="plan")
+        if members is not None:
+            if members < 0:
+                raise errors.InvalidValue("members cannot be negative", param="members")
+            account.members = members
+        price = plan.prices.get(contract)
+        if seats is None:
+            seats = account.members if price is not None and price.basis is Basis.SEAT else 0
+        self.check_seats(plan, price, seats)
+        days = self.catalog.trial_days if trial_days is None else trial_days
+        if days < 0:
+            raise errors.InvalidValue("trial_days cannot be negative", param="trial_days")
+        if days == 0 and (plan.requires_payment_method or (price is not None and price.unit_amount > 0)) and not account.payment_method:
+            raise errors.PaymentMethodRequired(
+                f"plan {plan.code!r} is charged from the start: register a payment method first",
+                param="payment_method",
+            )
+        if current is not None:
+            rule = self.catalog.change_policy(current.plan, current.contract, plan.code, contract)
+            if rule is When.REFUSED:
+                raise errors.PlanChangeNotAllowed(f"the catalog does not allow {current.plan!r} → {plan.code!r}", param="plan")
+        return self.start(account, plan, contract, seats, now, days)
+
+    def set_members(self, account: Account, members: int, now: datetime) -> Result:
+        if members < 0:
+            raise errors.InvalidValue("members cannot be negative", param="members")
+        before = account.members
+        account.members = members
+        sub = account.plan_subscription
+        if sub is not None:
+            self.record_phase(account, sub, self.today(now))
+        return Result(events=[("customer.members_changed", {"before": before, "after": members})])
+
+    def set_seats(self, account: Account, seats: int, now: datetime) -> Result:
+        sub = self.require_paid(account)
+        plan = self.catalog.plans[sub.plan]
+        price = self.price_of(sub)
+        if price is None or price.basis is not Basis.SEAT:
+            raise errors.InvalidValue(
+                f"the {sub.contract!r} contract of plan {sub.plan!r} is billed per registered user, not per seat; "
+                "use set_members", param="seats", code="seats_not_applicable",
+            )
+        self.check_seats(plan, price, seats)
+        today = self.today(now)
+        result = Result(events=[("subscription.seats_changed", {"before": sub.seats, "after": seats})])
+        delta = seats - sub.seats
+        if delta == 0:
+            if sub.pending and sub.pending.seats is not None:
+                sub.pending.seats = None
+                self._drop_empty_pending(sub)
+            return result
+        if sub.status is Status.TRIALING or price.timing is Timing.IN_ARREARS:
+            if delta < 0 and price.seat_decrease is When.END_OF_PERIOD and sub.status is not Status.TRIALING:
+                effective = self.end_of_period(sub, today)
+                sub.pending = sub.pending or PendingChange(effective_on=effective)
+                sub.pending.seats = seats
+                result.events.append(("subscription.change_scheduled", {"seats": seats, "effective_on": effective.isoformat()}))
+                return result
+            if sub.pending:
+                sub.pending.seats = None
+                self._drop_empty_pending(sub)
+            sub.seats = seats
+            self.record_phase(account, sub, today)
+            return result
+        if price.mid_period_change is MidPeriodChange.PRORATE_NEXT_INVOICE:
+            exact = prorated_change(price.unit_amount, delta, today, sub.period_start, sub.period_end, price.proration)
+            remaining = (sub.period_end - today).days
+            days = min(remaining, price.proration.fixed_days) if price.proration.convention.value == "fixed_days" else remaining
+            divisor = price.proration.fixed_days if price.proration.convention.value == "fixed_days" else (sub.period_end - sub.period_start).days
+            item = line(
+                LineKind.PRORATION,
+                f"{plan_label(plan, sub.contract)} 人数変更 {sub.seats}→{seats} 日割り {today.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}",
+                delta, exact, self.catalog.line_rounding,
+                period_start=today, period_end=sub.period_end,
+                formula=f"{price.unit_amount} × {days} ÷ {divisor} × {delta}",
+            )
+            account.pending_items.append(PendingItem(item))
+        else:  # charge the difference now for the rest of the period, in full
+            if delta > 0:
+                draft = self.invoice(account, [line(
+                    LineKind.PRORATION, f"{plan_label(plan, sub.contract)} 追加 {delta}", delta,
+                    price.unit_amount * delta, self.catalog.line_rounding, period_start=today, period_end=sub.period_end,
+                )], today, today, sub.period_end)
+                if draft:
+                    result.invoices.append(draft)
+        sub.seats = seats
+        self.record_phase(account, sub, today)
+        return result
+
+    def change_plan(self, account: Account, plan_code: str, now: datetime, *, contract: str | None = None, seats: int | None = None) -> Result:
+        plan = self.catalog.plan(plan_code)
+        sub = account.plan_subscription
+        if sub is None or sub.status is Status.CANCELED:
+            raise errors.NotSubscribed("the customer has no subscription to change; subscribe first", param="customer")
+        if self.catalog.plans[sub.plan].is_free and not plan.is_free:
+            return self.subscribe(account, plan_code, now, contract=contract, seats=seats)
+        contract = contract or sub.contract
+        today = self.today(now)
+        if plan.code == sub.plan and contract == sub.contract:
+            if sub.pending and (sub.pending.plan or sub.pending.contract):
+                sub.pending.plan = sub.pending.contract = None
+                self._drop_empty_pending(sub)
+                return Result(events=[("subscription.change_withdrawn", {})])
+            raise errors.PlanChangeNotAllowed(f"the customer is already on plan {plan.code!r} ({contract})", param="plan")
+        if contract not in plan.prices and plan.prices:
+            raise errors.InvalidValue(f"plan {plan.code!r} has no {contract!r} contract", param="contract", code="unknown_contract")
+        when = self.catalog.change_policy(sub.plan, sub.contract, plan.code, contract)
+        if when is When.REFUSED:
+            allowed = sorted({p for p in self.catalog.plans if p != sub.plan
+                              and self.catalog.change_policy(sub.plan, sub.contract, p, contract) is not When.REFUSED})
+            hint = f"allowed from {sub.plan!r}: {', '.join(allowed)}" if allowed else f"no change is allowed from {sub.plan!r}"
+            raise errors.PlanChangeNotAllowed(
+                f"moving from {sub.plan!r} ({sub.contract}) to {plan.code!r} ({contract}) is not allowed; {hint}", param="plan")
+        if plan.eligibility:
+            raise errors.EligibilityRequired(
+                f"plan {plan.code!r} needs an approved {plan.eligibility} eligibility application first", param="plan")
+        new_price = plan.prices.get(contract)
+        if new_price is not None and new_price.unit_amount > 0 and sub.status is not Status.TRIALING and not account.payment_method:
+            raise errors.PaymentMethodRequired("register a payment method before changing to a paid plan", param="payment_method")
+        new_seats = seats if seats is not None else (sub.seats or account.members)
+        self.check_seats(plan, new_price, new_seats)
+        result = Result(events=[("subscription.plan_change", {"from": sub.plan, "to": plan.code, "contract": contract, "when": when.value})])
+        if when is When.END_OF_PERIOD:
+            effective = self.end_of_period(sub, today)
+            sub.pending = PendingChange(effective_on=effective, plan=plan.code, contract=contract, seats=new_seats)
+            return result
+        old_price = self.price_of(sub)
+        if (old_price is not None and new_price is not None and sub.status.billable
+                and old_price.timing is Timing.IN_ADVANCE):
+            result.invoices.extend(self._mid_period_plan_change(account, sub, plan, old_price, new_price, new_seats, today))
+        if new_price is not None and new_price.term_months and (old_price is None or not old_price.term_months):
+            sub.term_anchor = today
+        sub.plan, sub.contract, sub.seats = plan.code, contract, new_seats
+        sub.pending = None
+        self.record_phase(account, sub, today)
+        return result
+
+    def _mid_period_plan_change(self, account: Account, sub: Subscription, plan: Plan, old: Price, new: Price, seats: int, today: date) -> list[InvoiceDraft]:
+        old_total = old.unit_amount * (1 if old.basis is Basis.FLAT else sub.seats)
+        new_total = new.unit_amount * (1 if new.basis is Basis.FLAT else seats)
+        if new.mid_period_change is MidPeriodChange.CHARGE_DIFFERENCE_NOW:
+            diff = new_total - old_total  # LINE OA light → standard: 15,000 − 5,000 = 10,000 at once
+            if diff <= 0:
+                return []
+            draft = self.invoice(account, [line(
+                LineKind.PRORATION,
+                f"{plan.name_ja}へ変更 差額 {today.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}",
+                1, diff, self.catalog.line_rounding, period_start=today, period_end=sub.period_end,
+                formula=f"{new_total} − {old_total} = {diff}",
+            )], today, today, sub.period_end)
+            return [draft] if draft else []
+        exact = prorated_change(1, new_total - old_total, today, sub.period_start, sub.period_end, new.proration)
+        account.pending_items.append(PendingItem(line(
+            LineKind.PRORATION, f"{plan.name_ja}へ変更 日割り差額", 1, exact, self.catalog.line_rounding,
+            period_start=today, period_end=sub.period_end,
+        )))
+        return []
+
+    def cancel(self, account: Account, now: datetime) -> Result:
+        sub = self.require_paid(account)
+        today = self.today(now)
+        policy = self.catalog.cancellation
+        price = self.price_of(sub)
+        result = Result(events=[("subscription.canceled", {"plan": sub.plan, "when": policy.when.value})])
+        if policy.when is When.IMMEDIATE or price is None or sub.status is Status.TRIALING and not policy.remaining_as_trial:
+            result.invoices.extend(self.end(account, sub, today))
+            return result
+        effective = sub.period_end if price.timing is Timing.IN_ADVANCE else next_month_start(today)
+        sub.pending = PendingChange(effective_on=effective, cancel=True)
+        if policy.remaining_as_trial and sub.status.billable:
+            sub.status = Status.TRIALING
+            sub.trial_end = effective
+            self.record_phase(account, sub, today)
+        return result
+
+    def end(self, account: Account, sub: Subscription, today: date) -> list[InvoiceDraft]:
+        """Stop a subscription; in-arrears charges for the days used are invoiced at the month close."""
+        sub.status = Status.CANCELED
+        sub.canceled_on = today
+        sub.pending = None
+        self.record_phase(account, sub, today)
+        price = self.price_of(sub)
+        if price is None or price.timing is Timing.IN_ADVANCE:
+            sub.ended = True
+        fallback = self.catalog.fallback_plan
+        if sub.product == PLAN and fallback and fallback != sub.plan:
+            start_now = datetime.combine(today, datetime.min.time(), tzinfo=self.zone)
+            return self.start(account, self.catalog.plans[fallback], self.catalog.default_contract, 0, start_now, 0).invoices
+        return []
+
+    def set_payment_method(self, account: Account, payment_method: str, now: datetime) -> Result:
+        if not payment_method or not isinstance(payment_method, str):
+            raise errors.InvalidValue("payment_method must be a payment method token", param="payment_method")
+        account.payment_method = payment_method
+        result = Result(events=[("customer.payment_method_set", {})])
+        waiting = [inv for inv in account.open_invoices if inv.status == "open"]
+        if waiting:
+            result.retries.extend(waiting)  # a new payment method retries at once
+            return result
+        sub = account.plan_subscription
+        if sub is not None and sub.status is Status.SUSPENDED:
+            result.invoices.extend(self.activate(account, sub, self.today(now)))
+        return result
+
+    def activate(self, account: Account, sub: Subscription, on: date) -> list[InvoiceDraft]:
+        """Start (or resume) paid service on ``on``: the first in-advance period is invoiced now."""
+        sub.status = Status.ACTIVE
+        sub.trial_end = None
+        price = self.price_of(sub)
+        self.record_phase(account, sub, on)
+        if price is None:
+            return []
+        if price.term_months and sub.term_anchor is None:
+            sub.term_anchor = on
+        if price.timing is Timing.IN_ARREARS:
+            return []
+        sub.anchor = on
+        sub.period_start, sub.period_end = self.period_for(price, on)
+        plan = self.catalog.plans[sub.plan]
+        draft = self.invoice(account, [recurring_line(self.catalog, plan, price, sub.seats, sub.period_start, sub.period_end)],
+                             on, sub.period_start, sub.period_end)
+        return [draft] if draft else []
+
+    def require_paid(self, account: Account) -> Subscription:
+        sub = account.plan_subscription
+        if sub is None or sub.status is Status.CANCELED or self.catalog.plans[sub.plan].is_free:
+            raise errors.NotSubscribed("the customer has no paid subscription; subscribe first", param="customer")
+        return sub
+
+    @staticmethod
+    def _drop_empty_pending(sub: Subscription) -> None:
+        p = sub.pending
+        if p is not None and p.plan is None and p.contract is None and p.seats is None and not p.cancel:
+            sub.pending = None

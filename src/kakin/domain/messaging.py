@@ -1,0 +1,87 @@
+"""Message quotas and account IDs (LINE Official Account).
+
+- A send of N messages is granted whole or refused whole before anything is
+  counted; counts reset on the 1st of each month in the tenant's zone.
+- Basic ID: ``@`` + 3 digits + 5 lowercase letters, random and unique.
+- Premium ID: ``@`` + 4–18 of ``a-z 0-9 _ -``, unique, fixed while in use,
+  billed in advance from the day it is taken and renewed on that anniversary.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from collections.abc import Callable
+from datetime import datetime
+
+from . import errors
+from .account import Account, Status, Subscription
+from .calendar import month_start
+from .lifecycle import Lifecycle, Result
+
+PREMIUM_ID = re.compile(r"^@[a-z0-9_-]{4,18}$")
+BASIC_ID = re.compile(r"^@[0-9]{3}[a-z]{5}$")
+MESSAGES = "messages"
+
+
+def consume(lc: Lifecycle, account: Account, metric: str, count: int, now: datetime) -> int:
+    """Grant ``count`` units of ``metric`` this month, or refuse with the quota left. Returns the new total."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise errors.InvalidValue("count must be a whole number of at least 1", param="count")
+    sub = account.plan_subscription
+    if sub is None or sub.status is Status.CANCELED:
+        raise errors.NotSubscribed("the customer has no plan to send under", param="customer")
+    plan = lc.catalog.plans[sub.plan]
+    usage = plan.usage.get(metric)
+    if usage is None:
+        raise errors.InvalidValue(f"plan {plan.code!r} does not meter {metric!r}", param="metric", code="unknown_metric")
+    month = month_start(lc.today(now))
+    used = account.used(metric, month)
+    if usage.hard_limit and usage.included is not None and used + count > usage.included:
+        remaining = max(0, usage.included - used)
+        raise errors.QuotaExceeded(
+            f"sending {count} would exceed the {plan.code} plan's {usage.included} {metric} this month; "
+            f"{remaining} left (upgrade the plan to send more)",
+            remaining=remaining,
+        )
+    account.usage[(metric, month)] = used + count
+    return used + count
+
+
+def new_basic_id(rng: random.Random, taken: Callable[[str], bool]) -> str:
+    for _ in range(1000):
+        candidate = "@" + "".join(rng.choices(string.digits, k=3)) + "".join(rng.choices(string.ascii_lowercase, k=5))
+        if not taken(candidate):
+            return candidate
+    raise RuntimeError("no free basic ID after 1000 tries")
+
+
+def set_premium_id(
+    lc: Lifecycle, account: Account, premium_id: str, billing: str, now: datetime, taken: Callable[[str], bool],
+    addon_code: str = "premium_id",
+) -> Result:
+    addon = lc.catalog.addons.get(addon_code)
+    if addon is None:
+        raise errors.InvalidValue(f"the {lc.catalog.code} catalog has no {addon_code!r} add-on", param="premium_id", code="unknown_addon")
+    if not isinstance(premium_id, str) or not PREMIUM_ID.match(premium_id):
+        raise errors.InvalidPremiumId(
+            f"{premium_id!r} is not a valid premium ID: write @ followed by 4–18 lowercase letters, digits, _ or -",
+            param="premium_id",
+        )
+    if billing not in addon.prices:
+        raise errors.InvalidValue(f"billing must be one of: {', '.join(sorted(addon.prices))}", param="billing")
+    current = account.addon(addon_code)
+    if current is not None:
+        raise errors.PremiumIdLocked(
+            f"the premium ID {current.value} cannot be changed while it is in use", param="premium_id")
+    if taken(premium_id):
+        raise errors.PremiumIdTaken(f"{premium_id} is already taken; choose another", param="premium_id")
+    today = lc.today(now)
+    price = addon.prices[billing]
+    start, end = lc.period_for(price, today)
+    sub = Subscription(product=addon_code, plan="", contract=billing, status=Status.ACTIVE, seats=1,
+                       anchor=today, period_start=start, period_end=end, value=premium_id)
+    account.subscriptions.append(sub)
+    draft = lc.invoice(account, [lc.period_line(account, sub, start, end)], today, start, end)
+    return Result(invoices=[draft] if draft else [], events=[("addon.started", {"addon": addon_code, "value": premium_id, "billing": billing})])

@@ -1,0 +1,76 @@
+"""Money: integer yen, exact fractions, and named rounding rules.
+
+Yen are ``int``. Anything fractional (proration, 2.8 yen per message, tax) is a
+``Fraction`` until one call of :func:`round_yen` with the catalog's rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from fractions import Fraction
+
+
+class Rounding(str, Enum):
+    FLOOR = "floor"
+    CEIL = "ceil"
+    HALF_UP = "half_up"
+
+
+def round_yen(amount: Fraction | int, rule: Rounding) -> int:
+    """Round an exact amount to whole yen by the named rule.
+
+    Negative amounts round by magnitude (a credit of -780.5 floors to -780), so a
+    credit is never larger than its charge would have been.
+    """
+    value = Fraction(amount)
+    if value < 0:
+        return -round_yen(-value, rule)
+    if rule is Rounding.FLOOR:
+        return math.floor(value)
+    if rule is Rounding.CEIL:
+        return math.ceil(value)
+    if rule is Rounding.HALF_UP:
+        return math.floor(value + Fraction(1, 2))
+    raise ValueError(f"unknown rounding rule {rule!r}")
+
+
+@dataclass(frozen=True)
+class TaxedAmount:
+    """One tax rate's share of an invoice. Invariant: net + tax == gross."""
+
+    rate: Fraction
+    net: int
+    tax: int
+    gross: int
+
+    def __post_init__(self) -> None:
+        if self.net + self.tax != self.gross:
+            raise ValueError(f"net {self.net} + tax {self.tax} != gross {self.gross}")
+
+
+def tax_for_rate(
+    line_amounts: Iterable[int], rate: Fraction, *, tax_inclusive: bool, rounding: Rounding
+) -> TaxedAmount:
+    """Consumption tax computed once on the total at one rate, then rounded.
+
+    Tax-exclusive: tax = total × rate (three lines of 105 at 10% → 315 × 0.1 = 31.5 → 31).
+    Tax-inclusive: tax = total × rate ÷ (1 + rate) (1,800 at 10% → 163.63… → 163).
+    """
+    total = sum(line_amounts)
+    if tax_inclusive:
+        tax = round_yen(Fraction(total) * rate / (1 + rate), rounding)
+        return TaxedAmount(rate=rate, net=total - tax, tax=tax, gross=total)
+    tax = round_yen(Fraction(total) * rate, rounding)
+    return TaxedAmount(rate=rate, net=total, tax=tax, gross=total + tax)
+
+
+def format_rate(rate: Fraction) -> str:
+    """10% for Fraction(1, 10); 8% for Fraction(2, 25)."""
+    percent = rate * 100
+    if percent.denominator == 1:
+        return f"{percent.numerator}%"
+    return f"{(Decimal(percent.numerator) / Decimal(percent.denominator)).normalize()}%"

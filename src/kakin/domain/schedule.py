@@ -1,0 +1,212 @@
+"""Work that falls due with time: trial ends, renewals, month closes, pending changes, retries.
+
+Billing dates begin at 00:00 in the tenant's time zone. :func:`run_next`
+performs the single earliest action due by ``until``; callers loop until it
+returns None, so a month of work is done in time order, one action at a time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from .account import PLAN, Account, OpenInvoice, Status, Subscription
+from .calendar import anniversary, month_start, next_month_start, period_index, start_of_day
+from .catalog import AfterDunning, Alignment, Timing
+from .charges import arrears_lines, usage_line
+from .invoice import Line
+from .lifecycle import Lifecycle, Result
+
+_TRIAL_END, _PENDING, _BOUNDARY, _RETRY = 0, 1, 2, 3
+
+
+def _candidates(lc: Lifecycle, account: Account) -> list[tuple[datetime, int, int, object]]:
+    out: list[tuple[datetime, int, int, object]] = []
+    for index, sub in enumerate(account.subscriptions):
+        if sub.ended:
+            continue
+        price = lc.price_of(sub)
+        pending = sub.pending
+        in_advance = price is not None and price.timing is Timing.IN_ADVANCE
+        if pending is not None and not (in_advance and pending.effective_on == sub.period_end):
+            out.append((start_of_day(pending.effective_on, lc.zone), _PENDING, index, sub))
+        if sub.status is Status.TRIALING and sub.trial_end and not (pending and pending.cancel):
+            out.append((start_of_day(sub.trial_end, lc.zone), _TRIAL_END, index, sub))
+        if price is None or sub.period_end <= sub.period_start:
+            continue
+        if not in_advance or sub.status.billable or (pending is not None and pending.effective_on == sub.period_end):
+            out.append((start_of_day(sub.period_end, lc.zone), _BOUNDARY, index, sub))
+    for index, inv in enumerate(account.open_invoices):
+        if inv.status == "open" and inv.next_retry_at is not None:
+            out.append((inv.next_retry_at, _RETRY, index, inv))
+    out.sort(key=lambda c: (c[0], c[1], c[2]))
+    return out
+
+
+def next_due(lc: Lifecycle, account: Account) -> datetime | None:
+    candidates = _candidates(lc, account)
+    return candidates[0][0] if candidates else None
+
+
+def run_next(lc: Lifecycle, account: Account, until: datetime) -> Result | None:
+    """Perform the earliest action due at or before ``until``; None when nothing is due."""
+    candidates = _candidates(lc, account)
+    if not candidates or candidates[0][0] > until:
+        return None
+    at, kind, _, target = candidates[0]
+    if kind == _RETRY:
+        assert isinstance(target, OpenInvoice)
+        target.next_retry_at = None
+        return Result(retries=[target], events=[("invoice.retry", {"number": target.number})])
+    assert isinstance(target, Subscription)
+    if kind == _TRIAL_END:
+        return _trial_end(lc, account, target)
+    if kind == _PENDING:
+        return _apply_pending(lc, account, target)
+    price = lc.price_of(target)
+    assert price is not None
+    if price.timing is Timing.IN_ARREARS:
+        return _close_arrears(lc, account, target)
+    return _renew_in_advance(lc, account, target)
+
+
+def _trial_end(lc: Lifecycle, account: Account, sub: Subscription) -> Result:
+    assert sub.trial_end is not None
+    on = sub.trial_end
+    if account.payment_method:
+        return Result(invoices=lc.activate(account, sub, on), events=[("subscription.trial_ended", {"status": "active"})])
+    sub.status = Status.SUSPENDED
+    lc.record_phase(account, sub, on)
+    return Result(events=[("subscription.trial_ended", {"status": "suspended"})])
+
+
+def _apply_pending(lc: Lifecycle, account: Account, sub: Subscription) -> Result:
+    pending = sub.pending
+    assert pending is not None
+    sub.pending = None
+    on = pending.effective_on
+    if pending.cancel:
+        return Result(invoices=lc.end(account, sub, on), events=[("subscription.ended", {"plan": sub.plan})])
+    if pending.plan:
+        sub.plan = pending.plan
+    if pending.contract:
+        sub.contract = pending.contract
+    if pending.seats is not None:
+        sub.seats = pending.seats
+    price = lc.price_of(sub)
+    if price is not None and price.term_months and sub.term_anchor is None:
+        sub.term_anchor = on
+    lc.record_phase(account, sub, on)
+    return Result(events=[("subscription.change_applied", {"plan": sub.plan, "contract": sub.contract, "seats": sub.seats})])
+
+
+def _usage_lines(lc: Lifecycle, account: Account, sub: Subscription) -> list[Line]:
+    """Last month's overage, priced by the plan in effect at the end of that month."""
+    if sub.product != PLAN:
+        return []
+    plan = lc.catalog.plans[sub.plan]
+    month = month_start(sub.period_start)
+    out = []
+    for metric, usage in plan.usage.items():
+        item = usage_line(lc.catalog, plan, usage, account.used(metric, month), month)
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def _close_arrears(lc: Lifecycle, account: Account, sub: Subscription) -> Result:
+    """Post-paid: the calendar month just ended, per day, invoiced on the 1st."""
+    start, boundary = sub.period_start, sub.period_end
+    lines = arrears_lines(lc.catalog, sub.phases, start, boundary)
+    lines += _usage_lines(lc, account, sub)
+    if sub.product == PLAN:
+        lines += lc.take_pending_items(account)
+    keep = [p for p in sub.phases if p.start >= boundary]
+    before = [p for p in sub.phases if p.start < boundary]
+    sub.phases = before[-1:] + keep
+    if sub.status is Status.CANCELED:
+        sub.ended = True
+    else:
+        sub.period_start, sub.period_end = boundary, next_month_start(boundary)
+    draft = lc.invoice(account, lines, boundary, start, boundary)
+    return Result(invoices=[draft] if draft else [], events=[("period.closed", {"start": start.isoformat()})])
+
+
+def _renew_in_advance(lc: Lifecycle, account: Account, sub: Subscription) -> Result:
+    """Prepaid: charge the next period at its start, with last period's usage and pending items."""
+    boundary = sub.period_end
+    lines = _usage_lines(lc, account, sub)
+    if sub.product == PLAN:
+        lines += lc.take_pending_items(account)
+    result = Result()
+    pending = sub.pending if sub.pending is not None and sub.pending.effective_on <= boundary else None
+    if pending is not None:
+        result = _apply_pending(lc, account, sub)
+        if pending.cancel:
+            draft = lc.invoice(account, lines, boundary, sub.period_start, boundary)
+            result.invoices[:0] = [draft] if draft else []
+            return result
+    price = lc.price_of(sub)
+    if price is None:  # moved to a plan without a price (a free plan)
+        sub.period_start = sub.period_end = boundary
+        draft = lc.invoice(account, lines, boundary, None, None)
+        result.invoices.extend([draft] if draft else [])
+        return result
+    if price.alignment is Alignment.CALENDAR_MONTH:
+        start, end = boundary, next_month_start(boundary)
+    else:
+        n = period_index(sub.anchor, boundary, price.interval_months)
+        start, end = anniversary(sub.anchor, n, price.interval_months), anniversary(sub.anchor, n + 1, price.interval_months)
+    sub.period_start, sub.period_end = start, end
+    if sub.status.billable:
+        lines.append(lc.period_line(account, sub, start, end))
+    draft = lc.invoice(account, lines, boundary, start, end)
+    result.invoices.extend([draft] if draft else [])
+    result.events.append(("subscription.renewed", {"period_start": start.isoformat(), "period_end": end.isoformat()}))
+    return result
+
+
+# ------------------------------------------------------------------- payments
+def payment_failed(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime) -> Result:
+    """A charge failed: schedule the next retry, or apply the catalog's end of dunning."""
+    inv.attempts += 1
+    inv.first_failed_at = inv.first_failed_at or now
+    retries = lc.catalog.dunning.retry_days
+    done = inv.attempts - 1
+    sub = account.plan_subscription
+    today = lc.today(now)
+    result = Result(events=[("payment.failed", {"number": inv.number, "attempt": inv.attempts})])
+    if done < len(retries):
+        inv.next_retry_at = inv.first_failed_at + timedelta(days=retries[done])
+        if sub is not None and sub.status is Status.ACTIVE:
+            sub.status = Status.PAST_DUE
+            lc.record_phase(account, sub, today)
+        return result
+    inv.next_retry_at = None
+    if lc.catalog.dunning.after_last_failure is AfterDunning.FALLBACK_PLAN:
+        inv.status = "uncollectible"
+        for other in account.subscriptions:
+            if not other.ended and other.product != PLAN:
+                other.status, other.canceled_on, other.ended = Status.CANCELED, today, True
+        if sub is not None and sub.status is not Status.CANCELED:
+            result.invoices.extend(lc.end(account, sub, today))
+        result.events.append(("subscription.canceled_for_nonpayment", {"number": inv.number}))
+    elif sub is not None:
+        sub.status = Status.SUSPENDED
+        lc.record_phase(account, sub, today)
+        result.events.append(("subscription.suspended_for_nonpayment", {"number": inv.number}))
+    return result
+
+
+def payment_succeeded(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime) -> Result:
+    inv.status = "paid"
+    inv.next_retry_at = None
+    result = Result(events=[("payment.succeeded", {"number": inv.number})])
+    if any(o.status == "open" and o is not inv for o in account.open_invoices):
+        return result
+    sub = account.plan_subscription
+    if sub is not None and sub.status is Status.PAST_DUE:
+        sub.status = Status.ACTIVE
+        lc.record_phase(account, sub, lc.today(now))
+    elif sub is not None and sub.status is Status.SUSPENDED:
+        result.invoices.extend(lc.activate(account, sub, lc.today(now)))
+    return result
