@@ -28,6 +28,7 @@ class Result:
     invoices: list[InvoiceDraft] = field(default_factory=list)
     retries: list[OpenInvoice] = field(default_factory=list)  # open invoices to charge again now
     events: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    at: datetime | None = None  # when a due action fell due (None: now)
 
 
 class Lifecycle:
@@ -263,7 +264,7 @@ class Lifecycle:
                 f"{plan_label(plan, sub.contract)} 人数変更 {sub.seats}→{seats} 日割り {today.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}",
                 delta, exact, self.catalog.line_rounding,
                 period_start=today, period_end=sub.period_end,
-                formula=f"{price.unit_amount} × {days} ÷ {divisor} × {delta}",
+                formula=f"{price.unit_amount} × {days} ÷ {divisor} × {delta} = {exact}",
             )
             account.pending_items.append(PendingItem(item))
         else:  # charge the difference now for the rest of the period, in full

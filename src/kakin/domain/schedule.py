@@ -53,6 +53,12 @@ def run_next(lc: Lifecycle, account: Account, until: datetime) -> Result | None:
     if not candidates or candidates[0][0] > until:
         return None
     at, kind, _, target = candidates[0]
+    result = _dispatch(lc, account, kind, target)
+    result.at = at
+    return result
+
+
+def _dispatch(lc: Lifecycle, account: Account, kind: int, target: object) -> Result:
     if kind == _RETRY:
         assert isinstance(target, OpenInvoice)
         target.next_retry_at = None

@@ -1,0 +1,339 @@
+"""The account store: load and save account aggregates, invoices, audit records.
+
+One :class:`UnitOfWork` is one database transaction. Loading and saving work
+on batches of accounts (one query per table), so a billing run streams through
+customers in constant memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+
+from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingItem, Phase, Status, Subscription
+from kakin.domain.invoice import InvoiceDraft, Line, LineKind
+from kakin.domain.money import format_rate
+
+from .tables import (
+    audit_log,
+    customers,
+    invoice_lines,
+    invoices,
+    payment_attempts,
+    pending_items,
+    subscription_phases,
+    subscriptions,
+    tenants,
+    usage_counters,
+)
+
+
+@dataclass(frozen=True)
+class TenantRow:
+    id: int
+    code: str
+    name: str
+    catalog: str
+    timezone: str
+    invoice_prefix: str
+    registration_number: str | None
+
+
+@dataclass(frozen=True)
+class StoredInvoice:
+    id: int
+    number: str
+    customer_id: int
+
+
+def _pending_to_json(p: PendingChange | None) -> str | None:
+    if p is None:
+        return None
+    return json.dumps({"effective_on": p.effective_on.isoformat(), "plan": p.plan, "contract": p.contract,
+                       "seats": p.seats, "cancel": p.cancel}, sort_keys=True)
+
+
+def _pending_from_json(text: str | None) -> PendingChange | None:
+    if not text:
+        return None
+    d = json.loads(text)
+    return PendingChange(date.fromisoformat(d["effective_on"]), d["plan"], d["contract"], d["seats"], d["cancel"])
+
+
+class UnitOfWork:
+    """One transaction over the store. Use as a context manager; commits on success."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Connection
+        self._pending_ids: dict[int, set[int]] = {}
+
+    def __enter__(self) -> UnitOfWork:
+        self._ctx = self.engine.begin()
+        self.conn = self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._ctx.__exit__(*exc)
+
+    # ------------------------------------------------------------- tenants
+    def add_tenant(self, code: str, name: str, catalog: str, timezone: str, now: datetime,
+                   registration_number: str | None = None) -> TenantRow:
+        prefix = "".join(ch for ch in code.upper() if ch.isalnum())[:12]
+        self.conn.execute(insert(tenants).values(
+            code=code, name=name, catalog=catalog, timezone=timezone, invoice_prefix=prefix,
+            registration_number=registration_number, created_at=now))
+        tenant = self.tenant(code)
+        assert tenant is not None
+        return tenant
+
+    def tenant(self, code: str) -> TenantRow | None:
+        row = self.conn.execute(select(tenants).where(tenants.c.code == code)).mappings().first()
+        if row is None:
+            return None
+        return TenantRow(row["id"], row["code"], row["name"], row["catalog"], row["timezone"],
+                         row["invoice_prefix"], row["registration_number"])
+
+    def tenants(self) -> list[TenantRow]:
+        rows = self.conn.execute(select(tenants).order_by(tenants.c.id)).mappings()
+        return [TenantRow(r["id"], r["code"], r["name"], r["catalog"], r["timezone"], r["invoice_prefix"],
+                          r["registration_number"]) for r in rows]
+
+    # ----------------------------------------------------------- accounts
+    def add_account(self, tenant: TenantRow, account: Account, now: datetime) -> None:
+        account.id = self.conn.execute(insert(customers).values(
+            tenant_id=tenant.id, key=account.key, name=account.name, payment_method=account.payment_method,
+            members=account.members, credit=account.credit, basic_id=account.basic_id, created_at=now,
+        ).returning(customers.c.id)).scalar_one()
+        self._pending_ids[account.id] = set()
+        self.save_accounts(tenant, [account], now, next_due={})
+
+    def account_id(self, tenant: TenantRow, key: str) -> int | None:
+        return self.conn.execute(select(customers.c.id).where(
+            customers.c.tenant_id == tenant.id, customers.c.key == key)).scalar_one_or_none()
+
+    def basic_id_taken(self, tenant: TenantRow, basic_id: str) -> bool:
+        return self.conn.execute(select(customers.c.id).where(
+            customers.c.tenant_id == tenant.id, customers.c.basic_id == basic_id)).first() is not None
+
+    def addon_value_taken(self, tenant: TenantRow, product: str, value: str) -> bool:
+        return self.conn.execute(select(subscriptions.c.id).where(
+            subscriptions.c.tenant_id == tenant.id, subscriptions.c.product == product,
+            subscriptions.c.value == value, subscriptions.c.ended.is_(False))).first() is not None
+
+    def due_account_ids(self, tenant: TenantRow, until: datetime, limit: int, after: tuple[datetime, int] | None = None,
+                        lock: bool = False) -> list[int]:
+        q = select(customers.c.id, customers.c.next_due_at).where(
+            customers.c.tenant_id == tenant.id, customers.c.next_due_at.is_not(None), customers.c.next_due_at <= until)
+        q = q.order_by(customers.c.next_due_at, customers.c.id).limit(limit)
+        if lock and self.conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=customers)
+        return [r.id for r in self.conn.execute(q)]
+
+    def load_accounts(self, ids: Sequence[int]) -> list[Account]:
+        """Load whole aggregates for these customers, one query per table."""
+        if not ids:
+            return []
+        id_list = list(ids)
+        accounts: dict[int, Account] = {}
+        for r in self.conn.execute(select(customers).where(customers.c.id.in_(id_list))).mappings():
+            accounts[r["id"]] = Account(key=r["key"], name=r["name"], payment_method=r["payment_method"],
+                                        members=r["members"], credit=r["credit"], basic_id=r["basic_id"], id=r["id"])
+        subs: dict[int, Subscription] = {}
+        sub_rows = self.conn.execute(select(subscriptions).where(
+            subscriptions.c.customer_id.in_(id_list), subscriptions.c.ended.is_(False)).order_by(subscriptions.c.id)).mappings()
+        for r in sub_rows:
+            sub = Subscription(
+                product=r["product"], plan=r["plan"], contract=r["contract"], status=Status(r["status"]),
+                seats=r["seats"], anchor=r["anchor"], period_start=r["period_start"], period_end=r["period_end"],
+                trial_end=r["trial_end"], term_anchor=r["term_anchor"], pending=_pending_from_json(r["pending"]),
+                canceled_on=r["canceled_on"], ended=r["ended"], value=r["value"], id=r["id"])
+            subs[r["id"]] = sub
+            accounts[r["customer_id"]].subscriptions.append(sub)
+        if subs:
+            phase_rows = self.conn.execute(select(subscription_phases).where(
+                subscription_phases.c.subscription_id.in_(list(subs))).order_by(
+                subscription_phases.c.subscription_id, subscription_phases.c.start, subscription_phases.c.id)).mappings()
+            for r in phase_rows:
+                sub = subs[r["subscription_id"]]
+                phase = Phase(r["start"], r["plan"], r["contract"], r["seats"], r["members"], r["billable"])
+                if sub.phases and sub.phases[-1].start == phase.start:
+                    sub.phases[-1] = phase  # the last record of a day is the state at its end
+                else:
+                    sub.phases.append(phase)
+            for sub in subs.values():
+                before = [p for p in sub.phases if p.start <= sub.period_start]
+                sub.phases = before[-1:] + [p for p in sub.phases if p.start > sub.period_start]
+        for r in self.conn.execute(select(pending_items).where(pending_items.c.customer_id.in_(id_list)).order_by(
+                pending_items.c.id)).mappings():
+            accounts[r["customer_id"]].pending_items.append(PendingItem(Line(
+                LineKind(r["kind"]), r["description"], r["quantity"], r["amount"], r["period_start"], r["period_end"],
+                r["formula"]), id=r["id"]))
+        for r in self.conn.execute(select(usage_counters).where(usage_counters.c.customer_id.in_(id_list))).mappings():
+            accounts[r["customer_id"]].usage[(r["metric"], r["month"])] = r["quantity"]
+        for r in self.conn.execute(select(invoices).where(
+                invoices.c.customer_id.in_(id_list), invoices.c.status == "open").order_by(invoices.c.seq)).mappings():
+            accounts[r["customer_id"]].open_invoices.append(OpenInvoice(
+                r["id"], r["number"], r["total"], r["attempts"], r["first_failed_at"], r["next_retry_at"], r["status"]))
+        for account in accounts.values():
+            assert account.id is not None
+            self._pending_ids[account.id] = {p.id for p in account.pending_items if p.id is not None}
+        return [accounts[i] for i in id_list if i in accounts]
+
+    def save_accounts(self, tenant: TenantRow, accounts: Iterable[Account], now: datetime,
+                      next_due: dict[int, datetime | None]) -> None:
+        accounts = list(accounts)
+        if not accounts:
+            return
+        self.conn.execute(update(customers).where(customers.c.id == bindparam("_id")).values(
+            payment_method=bindparam("payment_method"), members=bindparam("members"), credit=bindparam("credit"),
+            next_due_at=bindparam("next_due_at")), [
+            {"_id": a.id, "payment_method": a.payment_method, "members": a.members, "credit": a.credit,
+             "next_due_at": next_due.get(a.id)} for a in accounts])  # type: ignore[arg-type]
+        updates, phases = [], []
+        for a in accounts:
+            for sub in a.subscriptions:
+                values = {"product": sub.product, "plan": sub.plan, "contract": sub.contract, "status": sub.status.value,
+                          "seats": sub.seats, "anchor": sub.anchor, "period_start": sub.period_start,
+                          "period_end": sub.period_end, "trial_end": sub.trial_end, "term_anchor": sub.term_anchor,
+                          "pending": _pending_to_json(sub.pending), "canceled_on": sub.canceled_on, "ended": sub.ended,
+                          "value": sub.value}
+                if sub.id is None:
+                    sub.id = self.conn.execute(insert(subscriptions).values(
+                        tenant_id=tenant.id, customer_id=a.id, created_at=now, **values).returning(subscriptions.c.id)).scalar_one()
+                else:
+                    updates.append({"_id": sub.id, **values})
+                for p in sub.new_phases:
+                    phases.append({"subscription_id": sub.id, "start": p.start, "plan": p.plan, "contract": p.contract,
+                                   "seats": p.seats, "members": p.members, "billable": p.billable, "recorded_at": now})
+                sub.new_phases.clear()
+        if updates:
+            cols = [k for k in updates[0] if k != "_id"]
+            self.conn.execute(update(subscriptions).where(subscriptions.c.id == bindparam("_id")).values(
+                {c: bindparam(c) for c in cols}), updates)
+        if phases:
+            self.conn.execute(insert(subscription_phases), phases)
+        new_items, gone = [], []
+        for a in accounts:
+            assert a.id is not None
+            kept = {p.id for p in a.pending_items if p.id is not None}
+            gone.extend(self._pending_ids.get(a.id, set()) - kept)
+            for p in a.pending_items:
+                if p.id is None:
+                    new_items.append((a, p))
+        if gone:
+            self.conn.execute(delete(pending_items).where(pending_items.c.id.in_(gone)))
+        for a, p in new_items:
+            ln = p.line
+            p.id = self.conn.execute(insert(pending_items).values(
+                customer_id=a.id, kind=ln.kind.value, description=ln.description, quantity=ln.quantity,
+                amount=ln.amount, period_start=ln.period_start, period_end=ln.period_end, formula=ln.formula,
+                created_at=now).returning(pending_items.c.id)).scalar_one()
+        for a in accounts:
+            assert a.id is not None
+            self._pending_ids[a.id] = {p.id for p in a.pending_items if p.id is not None}
+        usage_rows = [{"customer_id": a.id, "metric": m, "month": month, "quantity": q}
+                      for a in accounts for (m, month), q in a.usage.items()]
+        if usage_rows:
+            self._upsert_usage(usage_rows)
+        inv_updates = [{"_id": inv.id, "status": inv.status, "attempts": inv.attempts,
+                        "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
+                        "paid_at": now if inv.status == "paid" else None}
+                       for a in accounts for inv in a.open_invoices]
+        if inv_updates:
+            self.conn.execute(update(invoices).where(invoices.c.id == bindparam("_id")).values(
+                status=bindparam("status"), attempts=bindparam("attempts"), first_failed_at=bindparam("first_failed_at"),
+                next_retry_at=bindparam("next_retry_at"), paid_at=bindparam("paid_at")), inv_updates)
+        for a in accounts:
+            a.open_invoices = [inv for inv in a.open_invoices if inv.status == "open"]
+
+    def _upsert_usage(self, rows: list[dict[str, Any]]) -> None:
+        if self.conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+        stmt = upsert(usage_counters)
+        stmt = stmt.on_conflict_do_update(index_elements=["customer_id", "metric", "month"],
+                                          set_={"quantity": stmt.excluded.quantity})
+        self.conn.execute(stmt, rows)
+
+    # ----------------------------------------------------------- invoices
+    def add_invoices(self, tenant: TenantRow, drafts: Sequence[tuple[Account, InvoiceDraft, str]],
+                     now: datetime, *, tax_inclusive: bool) -> list[StoredInvoice]:
+        """Insert finalized invoices with gapless per-tenant numbers. ``status`` is decided by the caller."""
+        if not drafts:
+            return []
+        n = len(drafts)
+        first = self._take_invoice_numbers(tenant, n)
+        rows = []
+        for i, (account, draft, status) in enumerate(drafts):
+            seq = first + i
+            rows.append({
+                "tenant_id": tenant.id, "customer_id": account.id, "seq": seq, "number": f"{tenant.invoice_prefix}-{seq:08d}",
+                "issued_on": draft.issued_on, "issued_at": now, "period_start": draft.period_start,
+                "period_end": draft.period_end, "subtotal": draft.subtotal, "tax": draft.tax.tax, "total": draft.total,
+                "tax_rate": format_rate(draft.tax.rate), "tax_inclusive": tax_inclusive,
+                "credit_applied": draft.credit_applied, "credit_carried": draft.credit_carried, "status": status,
+                "attempts": 0, "paid_at": now if status == "paid" else None,
+            })
+        ids = [r[0] for r in self.conn.execute(insert(invoices).returning(invoices.c.id, sort_by_parameter_order=True), rows)]
+        line_rows = []
+        for inv_id, (_, draft, _) in zip(ids, drafts, strict=True):
+            for pos, ln in enumerate(draft.lines):
+                line_rows.append({"invoice_id": inv_id, "position": pos, "kind": ln.kind.value, "description": ln.description,
+                                  "quantity": ln.quantity, "amount": ln.amount, "period_start": ln.period_start,
+                                  "period_end": ln.period_end, "formula": ln.formula})
+        if line_rows:
+            self.conn.execute(insert(invoice_lines), line_rows)
+        return [StoredInvoice(i, r["number"], r["customer_id"]) for i, r in zip(ids, rows, strict=True)]
+
+    def _take_invoice_numbers(self, tenant: TenantRow, n: int) -> int:
+        """Reserve n consecutive numbers; the row lock holds until commit, so numbers never gap or repeat."""
+        nxt = self.conn.execute(update(tenants).where(tenants.c.id == tenant.id).values(
+            next_invoice_seq=tenants.c.next_invoice_seq + n).returning(tenants.c.next_invoice_seq)).scalar_one()
+        return int(nxt) - n
+
+    def add_payment_attempts(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(payment_attempts), rows)
+
+    def invoices_for(self, tenant: TenantRow, customer_id: int | None = None) -> list[dict[str, Any]]:
+        q = select(invoices, customers.c.key.label("customer")).join(customers, customers.c.id == invoices.c.customer_id).where(
+            invoices.c.tenant_id == tenant.id)
+        if customer_id is not None:
+            q = q.where(invoices.c.customer_id == customer_id)
+        rows = [dict(r) for r in self.conn.execute(q.order_by(invoices.c.seq)).mappings()]
+        if not rows:
+            return rows
+        by_id = {r["id"]: r for r in rows}
+        for r in rows:
+            r["lines"] = []
+        for ln in self.conn.execute(select(invoice_lines).where(invoice_lines.c.invoice_id.in_(list(by_id))).order_by(
+                invoice_lines.c.invoice_id, invoice_lines.c.position)).mappings():
+            by_id[ln["invoice_id"]]["lines"].append(dict(ln))
+        return rows
+
+    def latest_plan_subscriptions(self, tenant: TenantRow) -> dict[int, dict[str, Any]]:
+        """Each customer's most recent main subscription (ended or not), for reporting."""
+        latest = select(func.max(subscriptions.c.id).label("id")).where(
+            subscriptions.c.tenant_id == tenant.id, subscriptions.c.product == "plan").group_by(subscriptions.c.customer_id).subquery()
+        rows = self.conn.execute(select(subscriptions).join(latest, and_(subscriptions.c.id == latest.c.id))).mappings()
+        return {r["customer_id"]: dict(r) for r in rows}
+
+    def customers_of(self, tenant: TenantRow) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(select(customers).where(customers.c.tenant_id == tenant.id).order_by(
+            customers.c.id)).mappings()]
+
+    # ---------------------------------------------------------------- audit
+    def audit(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(audit_log), rows)
+
+    def audit_rows(self, tenant: TenantRow) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(select(audit_log).where(audit_log.c.tenant_id == tenant.id).order_by(
+            audit_log.c.id)).mappings()]

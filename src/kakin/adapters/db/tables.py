@@ -1,0 +1,227 @@
+"""The schema, as SQLAlchemy Core tables. The domain never imports this module.
+
+Money columns are integer yen. Dates are tenant-local billing dates; instants
+are UTC. History is append-only: subscription phases and the audit log are
+only ever inserted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+
+class UtcDateTime(TypeDecorator):  # type: ignore[type-arg]
+    """An instant stored as UTC and always returned timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)  # SQLite autoincrements INTEGER PRIMARY KEY only
+
+tenants = Table(
+    "tenants", metadata,
+    Column("id", Id, primary_key=True),
+    Column("code", String(40), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("catalog", String(500), nullable=False),  # shipped catalog code or catalog file path
+    Column("timezone", String(64), nullable=False),
+    Column("registration_number", String(14)),
+    Column("invoice_prefix", String(20), nullable=False),
+    Column("next_invoice_seq", Integer, nullable=False, server_default=text("1")),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+customers = Table(
+    "customers", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("payment_method", String(200)),  # a gateway token, never a card number
+    Column("members", Integer, nullable=False, server_default=text("0")),
+    Column("credit", BigInteger, nullable=False, server_default=text("0")),
+    Column("basic_id", String(20)),
+    Column("next_due_at", UtcDateTime()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
+    UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),
+)
+Index("ix_customers_due", customers.c.tenant_id, customers.c.next_due_at)
+
+subscriptions = Table(
+    "subscriptions", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("product", String(40), nullable=False),
+    Column("plan", String(40), nullable=False),
+    Column("contract", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("seats", Integer, nullable=False),
+    Column("anchor", Date, nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("trial_end", Date),
+    Column("term_anchor", Date),
+    Column("pending", Text),  # JSON of a scheduled change
+    Column("canceled_on", Date),
+    Column("ended", Boolean, nullable=False, server_default=text("false")),
+    Column("value", String(40)),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+Index("ix_subscriptions_customer", subscriptions.c.customer_id, subscriptions.c.ended)
+Index(
+    "uq_subscriptions_addon_value_in_use",
+    subscriptions.c.tenant_id, subscriptions.c.product, subscriptions.c.value,
+    unique=True,
+    sqlite_where=text("ended = 0 AND value IS NOT NULL"),
+    postgresql_where=text("ended = false AND value IS NOT NULL"),
+)
+
+subscription_phases = Table(
+    "subscription_phases", metadata,
+    Column("id", Id, primary_key=True),
+    Column("subscription_id", ForeignKey("subscriptions.id"), nullable=False),
+    Column("start", Date, nullable=False),  # effective from this tenant-local date
+    Column("plan", String(40), nullable=False),
+    Column("contract", String(40), nullable=False),
+    Column("seats", Integer, nullable=False),
+    Column("members", Integer, nullable=False),
+    Column("billable", Boolean, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+)
+Index("ix_phases_subscription", subscription_phases.c.subscription_id, subscription_phases.c.start)
+
+pending_items = Table(
+    "pending_items", metadata,
+    Column("id", Id, primary_key=True),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("period_start", Date),
+    Column("period_end", Date),
+    Column("formula", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+Index("ix_pending_items_customer", pending_items.c.customer_id)
+
+usage_counters = Table(
+    "usage_counters", metadata,
+    Column("customer_id", ForeignKey("customers.id"), primary_key=True),
+    Column("metric", String(40), primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("quantity", BigInteger, nullable=False),
+)
+
+invoices = Table(
+    "invoices", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("number", String(40), nullable=False),
+    Column("issued_on", Date, nullable=False),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("period_start", Date),
+    Column("period_end", Date),
+    Column("subtotal", BigInteger, nullable=False),
+    Column("tax", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("tax_rate", String(10), nullable=False),
+    Column("tax_inclusive", Boolean, nullable=False),
+    Column("credit_applied", BigInteger, nullable=False),
+    Column("credit_carried", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),  # open → paid | uncollectible
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("first_failed_at", UtcDateTime()),
+    Column("next_retry_at", UtcDateTime()),
+    Column("paid_at", UtcDateTime()),
+    UniqueConstraint("tenant_id", "seq", name="uq_invoices_tenant_seq"),
+    UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
+)
+Index("ix_invoices_customer", invoices.c.customer_id, invoices.c.status)
+
+invoice_lines = Table(
+    "invoice_lines", metadata,
+    Column("id", Id, primary_key=True),
+    Column("invoice_id", ForeignKey("invoices.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("period_start", Date),
+    Column("period_end", Date),
+    Column("formula", Text, nullable=False),
+)
+Index("ix_invoice_lines_invoice", invoice_lines.c.invoice_id)
+
+payment_attempts = Table(
+    "payment_attempts", metadata,
+    Column("id", Id, primary_key=True),
+    Column("invoice_id", ForeignKey("invoices.id"), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("payment_method", String(200)),
+    Column("amount", BigInteger, nullable=False),
+    Column("outcome", String(20), nullable=False),  # succeeded | failed
+    Column("code", String(60)),
+    Column("idempotency_key", String(120), nullable=False),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id")),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(80), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+)
+Index("ix_audit_log_tenant", audit_log.c.tenant_id, audit_log.c.id)

@@ -1,0 +1,154 @@
+"""The ``kakin`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="kakin (課金): subscription billing for Japanese B2B SaaS vendors.", no_args_is_help=True,
+                  add_completion=False)
+tenant_app = typer.Typer(help="Manage tenants (vendors).", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def simulate(
+    file: Annotated[Path, typer.Argument(help="A scenario TOML file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run a scenario on a fresh in-memory store and print the invoices it produces."""
+    from kakin.simulator import ScenarioError, load_scenario, run_scenario
+
+    try:
+        scenario = load_scenario(file)
+        outcome = run_scenario(scenario)
+    except ScenarioError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.as_json(), ensure_ascii=False, indent=2) + "\n")
+        return
+    print_outcome(outcome.as_json(), title=str(file))
+
+
+def print_outcome(data: dict[str, Any], title: str) -> None:
+    inv = Table(title=f"{title} — invoices ({data['tenant']})", show_lines=False)
+    for col, just in (("number", "left"), ("customer", "left"), ("issued", "left"), ("period", "left"),
+                      ("item", "left"), ("amount", "right"), ("tax", "right"), ("total", "right"), ("status", "left")):
+        inv.add_column(col, justify=just)  # type: ignore[arg-type]
+    for i in data["invoices"]:
+        period = f"{i['period_start']} – {i['period_end']}" if i["period_start"] else ""
+        first = True
+        for ln in i["lines"]:
+            inv.add_row(i["number"] if first else "", i["customer"] if first else "", i["issued_on"] if first else "",
+                        period if first else "", ln["description"], f"{ln['amount']:,}", "", "", "")
+            first = False
+        inv.add_row("", "", "", "", "[bold]合計 total[/]", f"{i['subtotal']:,}", f"{i['tax']:,}",
+                    f"[bold]{i['total']:,}[/]", i["status"], end_section=True)
+    out.print(inv)
+    steps = Table(title="steps")
+    for col in ("at", "action", "result"):
+        steps.add_column(col)
+    for s in data["steps"]:
+        result = "ok" if s["ok"] else f"[red]{s['error']['code']}[/]: {s['error']['message']}"
+        steps.add_row(s["at"], s["action"], result)
+    out.print(steps)
+    cust = Table(title="customers")
+    for col in ("id", "plan", "status", "seats", "members"):
+        cust.add_column(col)
+    for c in data["customers"]:
+        cust.add_row(c["id"], str(c["plan"]), str(c["status"]), str(c["seats"]), str(c["members"]))
+    out.print(cust)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (KAKIN_DATABASE_URL, default sqlite:///var/kakin.db)."""
+    from kakin.adapters.db.migrate import database_url, make_engine
+    from kakin.adapters.db.migrate import migrate as run
+
+    run(make_engine())
+    out.print(f"schema up to date: {database_url()}")
+
+
+@tenant_app.command("create")
+def tenant_create(
+    code: Annotated[str, typer.Option(help="Short code of the tenant, e.g. acme.")],
+    name: Annotated[str, typer.Option(help="The vendor's name.")],
+    catalog: Annotated[str, typer.Option(help="A shipped catalog (lineworks, nipoplus, line-oa) or a catalog file.")],
+) -> None:
+    """Create a tenant with its catalog."""
+    from kakin.adapters.db.migrate import make_engine
+    from kakin.adapters.db.migrate import migrate as run
+    from kakin.adapters.db.store import UnitOfWork
+    from kakin.domain.errors import KakinError
+    from kakin.services.tenancy import create_tenant
+
+    engine = make_engine()
+    run(engine)
+    try:
+        with UnitOfWork(engine) as uow:
+            create_tenant(uow, code, name, catalog, datetime.now(timezone.utc))
+    except KakinError as exc:
+        _fail(exc.message)
+    out.print(f"tenant {code} created with catalog {catalog}")
+
+
+@app.command("run-due")
+def run_due(
+    until: Annotated[str, typer.Option(help="ISO instant; everything due up to it is done. Default: now.")] = "",
+    tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "",
+) -> None:
+    """One pass of due work: renewals, trial ends, month closes, retries."""
+    from kakin.adapters.db.migrate import make_engine
+    from kakin.adapters.db.store import UnitOfWork
+    from kakin.adapters.payments import CardSimulator
+    from kakin.services.billing import run_due as run
+
+    moment = datetime.now(timezone.utc)
+    if until:
+        try:
+            moment = datetime.fromisoformat(until)
+        except ValueError:
+            _fail(f"--until {until!r} is not an ISO date-time such as 2026-05-01T00:00:00+09:00")
+        if moment.tzinfo is None:
+            _fail("--until needs a UTC offset, such as 2026-05-01T00:00:00+09:00")
+    engine = make_engine()
+    with UnitOfWork(engine) as uow:
+        codes = [t.code for t in uow.tenants() if not tenant or t.code == tenant]
+    gateway = CardSimulator()
+    for code in codes:
+        n = run(lambda: UnitOfWork(engine), code, gateway, moment)
+        out.print(f"{code}: {n} actions")
+
+
+@app.command()
+def demo(
+    database: Annotated[str, typer.Option(help="Database URL (default: KAKIN_DATABASE_URL or sqlite:///var/kakin.db).")] = "",
+) -> None:
+    """Create the database, load the three reference vendors, run the public scenarios into it and print the invoices."""
+    from kakin.demo import run_demo
+
+    run_demo(database or None, out)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,41 @@
+"""Tenants: a vendor, its catalog and its billing engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from kakin.adapters.catalog_files import resolve_catalog
+from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.domain import errors
+from kakin.domain.catalog import Catalog
+from kakin.domain.lifecycle import Lifecycle
+
+
+@dataclass(frozen=True)
+class Tenant:
+    row: TenantRow
+    catalog: Catalog
+    lifecycle: Lifecycle
+
+    @property
+    def code(self) -> str:
+        return self.row.code
+
+
+def create_tenant(uow: UnitOfWork, code: str, name: str, catalog_ref: str, now: datetime) -> Tenant:
+    catalog = resolve_catalog(catalog_ref)
+    if uow.tenant(code) is not None:
+        raise errors.KakinError(f"a tenant {code!r} already exists; choose another code", param="code", code="tenant_exists")
+    row = uow.add_tenant(code, name, catalog_ref, catalog.timezone, now)
+    uow.audit([{"tenant_id": row.id, "customer_id": None, "at": now, "actor": "operator", "action": "tenant.created",
+                "before": None, "after": f'{{"catalog": "{catalog.code}"}}'}])
+    return Tenant(row, catalog, Lifecycle(catalog))
+
+
+def open_tenant(uow: UnitOfWork, code: str) -> Tenant:
+    row = uow.tenant(code)
+    if row is None:
+        raise errors.NotFound(f"no tenant {code!r}", param="tenant")
+    catalog = resolve_catalog(row.catalog)
+    return Tenant(row, catalog, Lifecycle(catalog))

@@ -1,0 +1,248 @@
+"""``kakin simulate``: run a scenario file on a fresh in-memory store and report what was billed.
+
+The scenario format is documented in the scenarios README: a tenant (a shipped
+catalog or a catalog file), customers, and time-ordered steps. Before each
+step the clock moves to its time and everything due happens; then the step's
+action runs. A refused action is reported with its error code; a malformed
+file stops with :class:`ScenarioError`.
+"""
+
+from __future__ import annotations
+
+import random
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from kakin.adapters.catalog_files import resolve_catalog
+from kakin.adapters.db.migrate import make_engine, migrate
+from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.payments import CardSimulator
+from kakin.domain.errors import CatalogError, KakinError
+from kakin.services import billing
+from kakin.services.tenancy import create_tenant, open_tenant
+
+
+class ScenarioError(Exception):
+    """The scenario file itself is malformed: names the file, the place and the problem."""
+
+    def __init__(self, file: str, where: str, problem: str) -> None:
+        super().__init__(f"{file}: {where}: {problem}")
+        self.file, self.where, self.problem = file, where, problem
+
+
+# action → (required fields, optional fields) besides `at` and `action`; each field with its type
+_INT, _STR = int, str
+ACTIONS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
+    "subscribe": ({"customer": _STR, "plan": _STR}, {"contract": _STR, "seats": _INT, "members": _INT, "trial_days": _INT}),
+    "set_seats": ({"customer": _STR, "seats": _INT}, {}),
+    "set_members": ({"customer": _STR, "members": _INT}, {}),
+    "change_plan": ({"customer": _STR, "plan": _STR}, {"contract": _STR, "seats": _INT}),
+    "cancel": ({"customer": _STR}, {}),
+    "set_payment_method": ({"customer": _STR, "payment_method": _STR}, {}),
+    "send_messages": ({"customer": _STR, "count": _INT}, {}),
+    "set_premium_id": ({"customer": _STR, "premium_id": _STR}, {"billing": _STR}),
+    "advance": ({}, {}),
+}
+CUSTOMER_FIELDS = {"id": _STR, "name": _STR, "payment_method": _STR, "members": _INT}
+
+
+@dataclass
+class Scenario:
+    file: str
+    tenant: str
+    zone: ZoneInfo
+    customers: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+
+
+@dataclass
+class Outcome:
+    tenant: str
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    customers: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "invoices": self.invoices, "steps": self.steps, "customers": self.customers}
+
+
+def _type_name(kind: type) -> str:
+    return {int: "an integer", str: "a string"}[kind]
+
+
+def _check_fields(file: str, where: str, data: Any, required: dict[str, type], optional: dict[str, type]) -> None:
+    if not isinstance(data, dict):
+        raise ScenarioError(file, where, "must be a table")
+    for name, kind in {**required, **optional}.items():
+        if name in data:
+            value = data[name]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ScenarioError(file, where, f"{name} must be {_type_name(kind)}, not {value!r}")
+    for name in required:
+        if name not in data:
+            raise ScenarioError(file, where, f"missing field {name!r}")
+
+
+def _instant(file: str, where: str, value: Any, zone: ZoneInfo) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=zone) if value.tzinfo is None else value
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=zone)
+    raise ScenarioError(file, where, f"at must be a TOML date-time such as 2025-04-01T09:00:00, not {value!r}")
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    file = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(file, "(file)", "no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(file, "(syntax)", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(file, "(file)", "not UTF-8 text") from None
+    for key in data:
+        if key not in ("tenant", "customers", "steps"):
+            raise ScenarioError(file, key, "unknown key; a scenario has tenant, [[customers]] and [[steps]]")
+    tenant = data.get("tenant")
+    if not isinstance(tenant, str) or not tenant:
+        raise ScenarioError(file, "tenant", "give a shipped catalog (lineworks, nipoplus, line-oa) or a catalog file path")
+    try:
+        catalog = resolve_catalog(tenant, base=Path(path).resolve().parent)
+    except CatalogError as exc:
+        raise ScenarioError(file, "tenant", str(exc)) from None
+    zone = ZoneInfo(catalog.timezone)
+    customers = data.get("customers", [])
+    if not isinstance(customers, list):
+        raise ScenarioError(file, "customers", "must be an array of tables ([[customers]])")
+    seen: set[str] = set()
+    for i, c in enumerate(customers):
+        where = f"customers[{i}]"
+        _check_fields(file, where, c, {"id": _STR, "name": _STR}, {"payment_method": _STR, "members": _INT})
+        for key in c:
+            if key not in CUSTOMER_FIELDS:
+                raise ScenarioError(file, where, f"unknown field {key!r}; a customer has {', '.join(CUSTOMER_FIELDS)}")
+        if c["id"] in seen:
+            raise ScenarioError(file, where, f"customer id {c['id']!r} is used twice")
+        seen.add(c["id"])
+    steps = data.get("steps", [])
+    if not isinstance(steps, list) or not steps:
+        raise ScenarioError(file, "steps", "give at least one [[steps]] table")
+    previous: datetime | None = None
+    parsed = []
+    for i, s in enumerate(steps):
+        if not isinstance(s, dict):
+            raise ScenarioError(file, f"steps[{i}]", "must be a table")
+        action = s.get("action")
+        where = f"steps[{i}] ({action})" if isinstance(action, str) else f"steps[{i}]"
+        if action not in ACTIONS:
+            raise ScenarioError(file, where, f"unknown action {action!r}; one of: {', '.join(ACTIONS)}")
+        if "at" not in s:
+            raise ScenarioError(file, where, "missing field 'at'")
+        required, optional = ACTIONS[action]
+        _check_fields(file, where, s, required, optional)
+        for key in s:
+            if key not in ("at", "action", *required, *optional):
+                raise ScenarioError(file, where, f"unknown field {key!r} for {action}")
+        if "customer" in s and s["customer"] not in seen:
+            raise ScenarioError(file, where, f"customer {s['customer']!r} is not declared in [[customers]]")
+        at = _instant(file, where, s["at"], zone)
+        if previous is not None and at < previous:
+            raise ScenarioError(file, where, f"at {at.isoformat()} is before the previous step; steps must be in time order")
+        previous = at
+        parsed.append({**s, "at": at})
+    return Scenario(file, tenant, zone, customers, parsed)
+
+
+def run_scenario(scenario: Scenario, database_url: str = "sqlite://") -> Outcome:
+    engine = make_engine(database_url)
+    migrate(engine)
+    gateway = CardSimulator()
+
+    def uow() -> UnitOfWork:
+        return UnitOfWork(engine)
+
+    start = scenario.steps[0]["at"]
+    code = "scenario"
+    with uow() as u:
+        tenant = create_tenant(u, code, scenario.tenant, _catalog_ref(scenario), start)
+        for i, c in enumerate(scenario.customers):
+            try:
+                billing.create_customer(u, tenant, gateway, c["id"], c["name"], start, payment_method=c.get("payment_method"),
+                                        members=c.get("members", 0), rng=random.Random(c["id"]))
+            except KakinError as exc:
+                raise ScenarioError(scenario.file, f"customers[{i}]", exc.message) from None
+    outcome = Outcome(tenant=scenario.tenant)
+    for step in scenario.steps:
+        at: datetime = step["at"]
+        billing.run_due(uow, code, gateway, at)
+        record: dict[str, Any] = {"at": at.isoformat(), "action": step["action"]}
+        try:
+            with uow() as u:
+                tenant = open_tenant(u, code)
+                _perform(u, tenant, gateway, step)
+            record["ok"] = True
+        except KakinError as exc:
+            record["ok"] = False
+            record["error"] = {"code": exc.code, "message": exc.message}
+        outcome.steps.append(record)
+    with uow() as u:
+        tenant = open_tenant(u, code)
+        outcome.invoices = [_invoice_json(r) for r in u.invoices_for(tenant.row)]
+        latest = u.latest_plan_subscriptions(tenant.row)
+        for c in u.customers_of(tenant.row):
+            sub = latest.get(c["id"])
+            outcome.customers.append({
+                "id": c["key"], "plan": sub["plan"] if sub else None, "status": sub["status"] if sub else None,
+                "seats": sub["seats"] if sub else 0, "members": c["members"],
+                **({"basic_id": c["basic_id"]} if c["basic_id"] else {}),
+            })
+    engine.dispose()
+    return outcome
+
+
+def _catalog_ref(scenario: Scenario) -> str:
+    from kakin.adapters.catalog_files import SHIPPED
+
+    if scenario.tenant in SHIPPED:
+        return scenario.tenant
+    return str((Path(scenario.file).resolve().parent / scenario.tenant).resolve())
+
+
+def _perform(u: UnitOfWork, tenant: Any, gateway: CardSimulator, step: dict[str, Any]) -> None:
+    action: str = step["action"]
+    if action == "advance":
+        return
+    now: datetime = step["at"]
+    key = step["customer"]
+    handlers: dict[str, Callable[[], Any]] = {
+        "subscribe": lambda: billing.subscribe(u, tenant, gateway, key, now, step["plan"], contract=step.get("contract"),
+                                               seats=step.get("seats"), members=step.get("members"),
+                                               trial_days=step.get("trial_days")),
+        "set_seats": lambda: billing.set_seats(u, tenant, gateway, key, now, step["seats"]),
+        "set_members": lambda: billing.set_members(u, tenant, gateway, key, now, step["members"]),
+        "change_plan": lambda: billing.change_plan(u, tenant, gateway, key, now, step["plan"], contract=step.get("contract"),
+                                                   seats=step.get("seats")),
+        "cancel": lambda: billing.cancel(u, tenant, gateway, key, now),
+        "set_payment_method": lambda: billing.set_payment_method(u, tenant, gateway, key, now, step["payment_method"]),
+        "send_messages": lambda: billing.send_messages(u, tenant, gateway, key, now, step["count"]),
+        "set_premium_id": lambda: billing.set_premium_id(u, tenant, gateway, key, now, step["premium_id"],
+                                                         billing=step.get("billing", "monthly")),
+    }
+    handlers[action]()
+
+
+def _invoice_json(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "customer": r["customer"], "number": r["number"], "issued_on": r["issued_on"].isoformat(),
+        "period_start": r["period_start"].isoformat() if r["period_start"] else None,
+        "period_end": r["period_end"].isoformat() if r["period_end"] else None,
+        "lines": [{"kind": ln["kind"], "description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"],
+                   **({"formula": ln["formula"]} if ln["formula"] else {})} for ln in r["lines"]],
+        "subtotal": r["subtotal"], "tax": r["tax"], "total": r["total"], "tax_rate": r["tax_rate"], "status": r["status"],
+    }

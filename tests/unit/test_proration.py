@@ -1,0 +1,281 @@
+"""Proration matrix: fixed 30-day convention (NipoPlus), actual days, per-day billing (LINE WORKS)."""
+
+from __future__ import annotations
+
+from datetime import date
+from fractions import Fraction
+
+import pytest
+
+from kakin.adapters.catalog_files import resolve_catalog
+from kakin.domain.account import Phase
+from kakin.domain.charges import arrears_lines
+from kakin.domain.money import Rounding, round_yen
+from kakin.domain.proration import Convention, DailySpan, Proration, daily_amount, prorated_change
+
+FIXED_30 = Proration(Convention.FIXED_DAYS, 30)
+ACTUAL = Proration(Convention.ACTUAL_DAYS)
+GOLD = 180  # NipoPlus GOLD, yen per seat per month, tax included
+
+
+# --- the 30-day convention (NipoPlus) ----------------------------------------------
+
+
+def test_seed_example_ten_seats_added_on_june_20_cost_780_yen() -> None:
+    # period June 3 – July 3, 13 days remaining: 180 × 13 ÷ 30 × 10 = 780
+    amount = prorated_change(GOLD, 10, date(2022, 6, 20), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    assert amount == 780
+
+
+def test_seat_decrease_is_a_negative_credit_over_thirty_days() -> None:
+    # 180 × 13 ÷ 30 × (−10) = −780
+    amount = prorated_change(GOLD, -10, date(2022, 6, 20), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    assert amount == -780
+
+
+def test_seat_increase_is_prorated_over_thirty_days_even_in_a_31_day_period() -> None:
+    # period July 3 – Aug 3 (31 days), change July 20 → 14 days remaining: 180 × 14 ÷ 30 × 10 = 840
+    amount = prorated_change(GOLD, 10, date(2022, 7, 20), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    assert amount == 840
+
+
+def test_seat_decrease_in_a_31_day_period_gives_an_exact_negative_credit() -> None:
+    # 180 × 14 ÷ 30 × (−3) = −252
+    amount = prorated_change(GOLD, -3, date(2022, 7, 20), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    assert amount == -252
+
+
+def test_days_remaining_are_capped_at_thirty_in_a_31_day_period() -> None:
+    # change on the first day of July 3 – Aug 3: 31 days remain, capped at 30: 180 × 30 ÷ 30 × 1 = 180
+    first_day = prorated_change(GOLD, 1, date(2022, 7, 3), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    assert first_day == 180
+    # the second day has 30 days remaining: 180 × 30 ÷ 30 = 180 as well
+    second_day = prorated_change(GOLD, 1, date(2022, 7, 4), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    assert second_day == 180
+    # the third day: 180 × 29 ÷ 30 = 174
+    third_day = prorated_change(GOLD, 1, date(2022, 7, 5), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    assert third_day == 174
+
+
+@pytest.mark.parametrize(
+    ("period_start", "period_end", "change_on", "expected"),
+    [
+        # 28-day period Feb 3 – Mar 3 2023, Feb 17 → 14 days: 180 × 14 ÷ 30 × 5 = 420
+        (date(2023, 2, 3), date(2023, 3, 3), date(2023, 2, 17), 420),
+        # 29-day period Feb 3 – Mar 3 2024, Feb 17 → 15 days: 180 × 15 ÷ 30 × 5 = 450
+        (date(2024, 2, 3), date(2024, 3, 3), date(2024, 2, 17), 450),
+        # 30-day period June 3 – July 3, June 17 → 16 days: 180 × 16 ÷ 30 × 5 = 480
+        (date(2022, 6, 3), date(2022, 7, 3), date(2022, 6, 17), 480),
+        # 31-day period July 3 – Aug 3, July 17 → 17 days: 180 × 17 ÷ 30 × 5 = 510
+        (date(2022, 7, 3), date(2022, 8, 3), date(2022, 7, 17), 510),
+    ],
+    ids=["28-day", "29-day", "30-day", "31-day"],
+)
+def test_fixed_days_price_depends_only_on_days_remaining_whatever_the_month_length(
+    period_start: date, period_end: date, change_on: date, expected: int
+) -> None:
+    assert prorated_change(GOLD, 5, change_on, period_start, period_end, FIXED_30) == expected
+
+
+def test_fixed_days_fractions_stay_exact_until_rounded_once() -> None:
+    # 100 × 7 ÷ 30 × 1 = 70/3 = 23.33…; floored once → 23
+    amount = prorated_change(100, 1, date(2022, 6, 26), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    assert amount == Fraction(70, 3)
+    assert round_yen(amount, Rounding.FLOOR) == 23
+
+
+def test_a_change_on_the_last_day_of_a_period_is_worth_one_day() -> None:
+    # July 2 in June 3 – July 3: 1 day: 180 × 1 ÷ 30 × 10 = 60
+    amount = prorated_change(GOLD, 10, date(2022, 7, 2), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    assert amount == 60
+
+
+def test_a_change_on_the_renewal_date_is_worth_nothing_in_the_ending_period() -> None:
+    # July 3 = period end: 0 days remaining: 180 × 0 ÷ 30 × 10 = 0
+    amount = prorated_change(GOLD, 10, date(2022, 7, 3), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    assert amount == 0
+
+
+def test_a_change_outside_the_period_is_refused() -> None:
+    with pytest.raises(ValueError, match="outside the period"):
+        prorated_change(GOLD, 10, date(2022, 7, 4), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    with pytest.raises(ValueError, match="outside the period"):
+        prorated_change(GOLD, 10, date(2022, 6, 2), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+
+
+def test_a_share_of_more_days_than_the_period_holds_is_refused() -> None:
+    with pytest.raises(ValueError, match="do not fit"):
+        FIXED_30.share(32, 31)
+    with pytest.raises(ValueError):
+        ACTUAL.share(-1, 30)
+    with pytest.raises(ValueError):
+        ACTUAL.share(0, 0)
+
+
+def test_fixed_days_share_honours_another_fixed_length() -> None:
+    # a 28-day convention: 14 of 28 = 1/2; 30 days capped at 28 → 1
+    proration = Proration(Convention.FIXED_DAYS, 28)
+    assert proration.share(14, 31) == Fraction(1, 2)
+    assert proration.share(30, 31) == 1
+
+
+# --- actual days ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("period_start", "period_end", "change_on", "expected"),
+    [
+        # Feb 2023 (28 days), Feb 15 → 14 days: 600 × 14 ÷ 28 × 1 = 300
+        (date(2023, 2, 1), date(2023, 3, 1), date(2023, 2, 15), Fraction(300)),
+        # Feb 2024 (29 days), Feb 15 → 15 days: 600 × 15 ÷ 29 = 9000/29
+        (date(2024, 2, 1), date(2024, 3, 1), date(2024, 2, 15), Fraction(9000, 29)),
+        # April (30 days), Apr 16 → 15 days: 600 × 15 ÷ 30 = 300
+        (date(2024, 4, 1), date(2024, 5, 1), date(2024, 4, 16), Fraction(300)),
+        # March (31 days), Mar 17 → 15 days: 600 × 15 ÷ 31 = 9000/31
+        (date(2024, 3, 1), date(2024, 4, 1), date(2024, 3, 17), Fraction(9000, 31)),
+    ],
+    ids=["28-day", "29-day", "30-day", "31-day"],
+)
+def test_actual_days_divide_by_the_days_in_the_period(
+    period_start: date, period_end: date, change_on: date, expected: Fraction
+) -> None:
+    assert prorated_change(600, 1, change_on, period_start, period_end, ACTUAL) == expected
+
+
+def test_actual_days_seat_decrease_is_a_negative_credit() -> None:
+    # April, Apr 16 → 15 of 30 days: 600 × 15 ÷ 30 × (−2) = −600
+    amount = prorated_change(600, -2, date(2024, 4, 16), date(2024, 4, 1), date(2024, 5, 1), ACTUAL)
+    assert amount == -600
+
+
+def test_actual_days_first_day_of_a_period_is_the_full_price() -> None:
+    # March, Mar 1 → 31 of 31 days: 600 × 31 ÷ 31 × 3 = 1,800
+    amount = prorated_change(600, 3, date(2024, 3, 1), date(2024, 3, 1), date(2024, 4, 1), ACTUAL)
+    assert amount == 1800
+
+
+# --- plan changes on the first and last day of a period (in advance) ---------------
+
+
+def test_plan_change_on_the_first_day_of_a_period_charges_the_whole_difference() -> None:
+    # 10 seats from 180 to 300 on June 3 of June 3 – July 3 (30 days):
+    # −180 × 30 ÷ 30 × 10 + 300 × 30 ÷ 30 × 10 = −1,800 + 3,000 = 1,200
+    start, end = date(2022, 6, 3), date(2022, 7, 3)
+    credit = prorated_change(180, -10, start, start, end, FIXED_30)
+    charge = prorated_change(300, 10, start, start, end, FIXED_30)
+    assert (credit, charge, credit + charge) == (-1800, 3000, 1200)
+
+
+def test_plan_change_on_the_last_day_of_a_period_charges_one_day_of_difference() -> None:
+    # the same change on July 2 (1 day left): −180 × 1 ÷ 30 × 10 + 300 × 1 ÷ 30 × 10 = −60 + 100 = 40
+    start, end = date(2022, 6, 3), date(2022, 7, 3)
+    credit = prorated_change(180, -10, date(2022, 7, 2), start, end, FIXED_30)
+    charge = prorated_change(300, 10, date(2022, 7, 2), start, end, FIXED_30)
+    assert (credit, charge, credit + charge) == (-60, 100, 40)
+
+
+def test_plan_change_on_the_last_day_of_a_31_day_month_by_actual_days() -> None:
+    # 5 seats from 500 to 1,000 on Mar 31: (1,000 − 500) × 1 ÷ 31 × 5 = 2500/31
+    start, end = date(2024, 3, 1), date(2024, 4, 1)
+    total = prorated_change(500, -5, date(2024, 3, 31), start, end, ACTUAL) + prorated_change(
+        1000, 5, date(2024, 3, 31), start, end, ACTUAL
+    )
+    assert total == Fraction(2500, 31)
+    assert round_yen(total, Rounding.FLOOR) == 80
+
+
+# --- per-day billing in calendar months (LINE WORKS) --------------------------------
+
+
+def test_line_works_april_ten_then_fifteen_users_costs_7500_yen() -> None:
+    # 10 users Apr 1–15 + 15 users Apr 16–30: (10 × 15 + 15 × 15) × 600 ÷ 30 = 375 × 20 = 7,500
+    spans = [DailySpan(date(2024, 4, 1), date(2024, 4, 16), 10), DailySpan(date(2024, 4, 16), date(2024, 5, 1), 15)]
+    assert daily_amount(600, spans, ACTUAL) == 7500
+
+
+def test_a_span_crossing_a_month_end_prices_each_day_against_its_own_month() -> None:
+    # 10 users Jan 17 – Feb 14 2024: Jan 17–31 = 15 of 31 days, Feb 1–14 = 14 of 29 days
+    # 600 × 10 × 15 ÷ 31 + 600 × 10 × 14 ÷ 29 = 90000/31 + 84000/29 = 5,214,000/899 = 5,799.77…
+    amount = daily_amount(600, [DailySpan(date(2024, 1, 17), date(2024, 2, 15), 10)], ACTUAL)
+    assert amount == Fraction(90000, 31) + Fraction(84000, 29)
+    assert amount == Fraction(5214000, 899)
+    assert round_yen(amount, Rounding.FLOOR) == 5799
+
+
+@pytest.mark.parametrize(
+    ("month_start", "month_end", "one_day"),
+    [
+        (date(2023, 2, 1), date(2023, 3, 1), Fraction(600, 28)),  # 28-day month: 600 ÷ 28 = 150/7
+        (date(2024, 2, 1), date(2024, 3, 1), Fraction(600, 29)),  # 29-day month: 600 ÷ 29
+        (date(2024, 4, 1), date(2024, 5, 1), Fraction(20)),  # 30-day month: 600 ÷ 30 = 20
+        (date(2024, 1, 1), date(2024, 2, 1), Fraction(600, 31)),  # 31-day month: 600 ÷ 31
+    ],
+    ids=["28-day", "29-day", "30-day", "31-day"],
+)
+def test_a_whole_month_costs_the_monthly_price_and_one_day_its_share(
+    month_start: date, month_end: date, one_day: Fraction
+) -> None:
+    # whole month: 600 × 10 × n ÷ n = 6,000 whatever n is
+    assert daily_amount(600, [DailySpan(month_start, month_end, 10)], ACTUAL) == 6000
+    # the first day alone: 600 × 1 ÷ n
+    assert daily_amount(600, [DailySpan(month_start, date(month_start.year, month_start.month, 2), 1)], ACTUAL) == one_day
+
+
+def test_a_leading_partial_month_is_charged_from_the_start_day() -> None:
+    # sign-up Apr 16, 10 users: 600 × 10 × 15 ÷ 30 = 3,000
+    assert daily_amount(600, [DailySpan(date(2024, 4, 16), date(2024, 5, 1), 10)], ACTUAL) == 3000
+
+
+def test_a_trailing_partial_month_is_charged_for_the_days_used() -> None:
+    # cancelled Apr 11 (used Apr 1–10), 10 users: 600 × 10 × 10 ÷ 30 = 2,000
+    assert daily_amount(600, [DailySpan(date(2024, 4, 1), date(2024, 4, 11), 10)], ACTUAL) == 2000
+
+
+def test_plan_change_on_the_first_day_of_the_month_bills_only_the_new_plan() -> None:
+    # basic (600) → premium (1,200) effective Apr 1, 10 users: 0 + 1,200 × 10 × 30 ÷ 30 = 12,000
+    basic = daily_amount(600, [DailySpan(date(2024, 4, 1), date(2024, 4, 1), 10)], ACTUAL)
+    premium = daily_amount(1200, [DailySpan(date(2024, 4, 1), date(2024, 5, 1), 10)], ACTUAL)
+    assert (basic, premium) == (0, 12000)
+
+
+def test_plan_change_on_the_last_day_of_the_month_bills_that_day_at_the_new_plan() -> None:
+    # basic Apr 1–29 + premium Apr 30, 10 users: 600 × 10 × 29 ÷ 30 + 1,200 × 10 × 1 ÷ 30 = 5,800 + 400 = 6,200
+    basic = daily_amount(600, [DailySpan(date(2024, 4, 1), date(2024, 4, 30), 10)], ACTUAL)
+    premium = daily_amount(1200, [DailySpan(date(2024, 4, 30), date(2024, 5, 1), 10)], ACTUAL)
+    assert (basic, premium, basic + premium) == (5800, 400, 6200)
+
+
+def test_daily_amount_with_fixed_days_prices_a_day_at_one_thirtieth() -> None:
+    # one day of a 31-day month at the fixed convention: 180 × 1 ÷ 30 = 6
+    assert daily_amount(180, [DailySpan(date(2024, 1, 5), date(2024, 1, 6), 1)], FIXED_30) == 6
+    # the whole of January is capped at 30 days: 180 × 30 ÷ 30 = 180
+    assert daily_amount(180, [DailySpan(date(2024, 1, 1), date(2024, 2, 1), 1)], FIXED_30) == 180
+
+
+def test_arrears_lines_bill_the_april_example_as_one_line_of_7500_yen() -> None:
+    catalog = resolve_catalog("lineworks")
+    phases = [
+        Phase(date(2024, 4, 1), "basic", "monthly", seats=0, members=10, billable=True),
+        Phase(date(2024, 4, 16), "basic", "monthly", seats=0, members=15, billable=True),
+    ]
+    (only,) = arrears_lines(catalog, phases, date(2024, 4, 1), date(2024, 5, 1))
+    # 375 user-days × 600 ÷ 30 = 7,500
+    assert only.amount == 7500
+    assert only.quantity == 375
+    assert "375 × 600 ÷ 30 = 7500" in only.formula
+
+
+def test_arrears_lines_bill_users_beyond_annual_licenses_at_the_monthly_price() -> None:
+    catalog = resolve_catalog("lineworks")
+    phases = [Phase(date(2024, 4, 1), "basic", "annual", seats=10, members=12, billable=True)]
+    lines = arrears_lines(catalog, phases, date(2024, 4, 1), date(2024, 5, 1))
+    # licenses: 10 × 30 days × 500 ÷ 30 = 5,000; users over: 2 × 30 × 600 ÷ 30 = 1,200
+    assert sorted(item.amount for item in lines) == [1200, 5000]
+
+
+def test_arrears_lines_floor_each_line_once() -> None:
+    catalog = resolve_catalog("lineworks")
+    phases = [Phase(date(2024, 3, 17), "basic", "monthly", seats=0, members=1, billable=True)]
+    (only,) = arrears_lines(catalog, phases, date(2024, 3, 1), date(2024, 4, 1))
+    # Mar 17–31 = 15 days: 600 × 15 ÷ 31 = 290.32… → 290
+    assert only.amount == 290
