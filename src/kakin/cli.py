@@ -16,7 +16,7 @@ app = typer.Typer(help="kakin (課金): subscription billing for Japanese B2B Sa
                   add_completion=False)
 tenant_app = typer.Typer(help="Manage tenants (vendors).", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
 
@@ -46,19 +46,18 @@ def simulate(
 
 
 def print_outcome(data: dict[str, Any], title: str) -> None:
-    inv = Table(title=f"{title} — invoices ({data['tenant']})", show_lines=False)
-    for col, just in (("number", "left"), ("customer", "left"), ("issued", "left"), ("period", "left"),
-                      ("item", "left"), ("amount", "right"), ("tax", "right"), ("total", "right"), ("status", "left")):
-        inv.add_column(col, justify=just)  # type: ignore[arg-type]
+    inv = Table(title=f"{title} — invoices ({data['tenant']})", show_lines=True)
+    inv.add_column("invoice", no_wrap=True)
+    inv.add_column("item")
+    inv.add_column("amount (¥)", justify="right", no_wrap=True)
     for i in data["invoices"]:
-        period = f"{i['period_start']} – {i['period_end']}" if i["period_start"] else ""
-        first = True
-        for ln in i["lines"]:
-            inv.add_row(i["number"] if first else "", i["customer"] if first else "", i["issued_on"] if first else "",
-                        period if first else "", ln["description"], f"{ln['amount']:,}", "", "", "")
-            first = False
-        inv.add_row("", "", "", "", "[bold]合計 total[/]", f"{i['subtotal']:,}", f"{i['tax']:,}",
-                    f"[bold]{i['total']:,}[/]", i["status"], end_section=True)
+        head = f"{i['number']}\n{i['customer']}\nissued {i['issued_on']}\n{i['status']}"
+        items = "\n".join(ln["description"] for ln in i["lines"])
+        amounts = "\n".join(f"{ln['amount']:,}" for ln in i["lines"])
+        basis = "内消費税" if data.get("tax_inclusive") else "消費税"
+        items += f"\n[dim]{basis} {i['tax_rate']}[/]\n[bold]合計 total[/]"
+        amounts += f"\n[dim]{i['tax']:,}[/]\n[bold]{i['total']:,}[/]"
+        inv.add_row(head, items, amounts)
     out.print(inv)
     steps = Table(title="steps")
     for col in ("at", "action", "result"):
@@ -66,7 +65,8 @@ def print_outcome(data: dict[str, Any], title: str) -> None:
     for s in data["steps"]:
         result = "ok" if s["ok"] else f"[red]{s['error']['code']}[/]: {s['error']['message']}"
         steps.add_row(s["at"], s["action"], result)
-    out.print(steps)
+    if data["steps"]:
+        out.print(steps)
     cust = Table(title="customers")
     for col in ("id", "plan", "status", "seats", "members"):
         cust.add_column(col)

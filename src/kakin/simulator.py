@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Engine
+
 from kakin.adapters.catalog_files import resolve_catalog
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
@@ -66,9 +68,11 @@ class Outcome:
     invoices: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     customers: list[dict[str, Any]] = field(default_factory=list)
+    tax_inclusive: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {"tenant": self.tenant, "invoices": self.invoices, "steps": self.steps, "customers": self.customers}
+        return {"tenant": self.tenant, "tax_inclusive": self.tax_inclusive, "invoices": self.invoices, "steps": self.steps,
+                "customers": self.customers}
 
 
 def _type_name(kind: type) -> str:
@@ -160,39 +164,52 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def run_scenario(scenario: Scenario, database_url: str = "sqlite://") -> Outcome:
+    """Run on a fresh store (in memory by default) and report."""
     engine = make_engine(database_url)
     migrate(engine)
-    gateway = CardSimulator()
+    try:
+        steps = play(scenario, engine, "scenario", CardSimulator())
+        return report(engine, "scenario", scenario.tenant, steps)
+    finally:
+        engine.dispose()
+
+
+def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, name: str | None = None) -> list[dict[str, Any]]:
+    """Create tenant ``code`` with the scenario's catalog and customers, then run its steps."""
 
     def uow() -> UnitOfWork:
         return UnitOfWork(engine)
 
     start = scenario.steps[0]["at"]
-    code = "scenario"
     with uow() as u:
-        tenant = create_tenant(u, code, scenario.tenant, _catalog_ref(scenario), start)
+        tenant = create_tenant(u, code, name or scenario.tenant, _catalog_ref(scenario), start)
         for i, c in enumerate(scenario.customers):
             try:
                 billing.create_customer(u, tenant, gateway, c["id"], c["name"], start, payment_method=c.get("payment_method"),
                                         members=c.get("members", 0), rng=random.Random(c["id"]))
             except KakinError as exc:
                 raise ScenarioError(scenario.file, f"customers[{i}]", exc.message) from None
-    outcome = Outcome(tenant=scenario.tenant)
+    steps = []
     for step in scenario.steps:
         at: datetime = step["at"]
         billing.run_due(uow, code, gateway, at)
         record: dict[str, Any] = {"at": at.isoformat(), "action": step["action"]}
         try:
             with uow() as u:
-                tenant = open_tenant(u, code)
-                _perform(u, tenant, gateway, step)
+                _perform(u, open_tenant(u, code), gateway, step)
             record["ok"] = True
-        except KakinError as exc:
+        except KakinError as exc:  # refused: the transaction rolled back, nothing changed
             record["ok"] = False
             record["error"] = {"code": exc.code, "message": exc.message}
-        outcome.steps.append(record)
-    with uow() as u:
+        steps.append(record)
+    return steps
+
+
+def report(engine: Engine, code: str, label: str, steps: list[dict[str, Any]] | None = None) -> Outcome:
+    outcome = Outcome(tenant=label, steps=steps or [])
+    with UnitOfWork(engine) as u:
         tenant = open_tenant(u, code)
+        outcome.tax_inclusive = tenant.catalog.tax_inclusive
         outcome.invoices = [_invoice_json(r) for r in u.invoices_for(tenant.row)]
         latest = u.latest_plan_subscriptions(tenant.row)
         for c in u.customers_of(tenant.row):
@@ -202,7 +219,6 @@ def run_scenario(scenario: Scenario, database_url: str = "sqlite://") -> Outcome
                 "seats": sub["seats"] if sub else 0, "members": c["members"],
                 **({"basic_id": c["basic_id"]} if c["basic_id"] else {}),
             })
-    engine.dispose()
     return outcome
 
 

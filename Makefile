@@ -1,0 +1,34 @@
+# kakin: two commands on a fresh machine.
+#   make demo   the reference vendors on SQLite (var/kakin.db), their invoices printed
+#   make test   every test, on SQLite and PostgreSQL, and the public scenarios
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED_SCENARIOS := ../shared/scenarios
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/kakin demo
+
+test: setup
+	./scripts/system-deps.sh
+	@if [ -f $(SHARED_SCENARIOS)/check.py ]; then $(PYTHON) $(SHARED_SCENARIOS)/check.py $(SHARED_SCENARIOS) --kakin $(BIN)/kakin; fi
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/billing_run.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis
