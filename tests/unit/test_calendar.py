@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -145,9 +145,9 @@ def test_next_month_start_rolls_over_december() -> None:
 
 
 def test_the_first_of_the_month_in_tokyo_begins_at_15_utc_the_day_before() -> None:
-    assert start_of_day(date(2024, 6, 1), TOKYO) == datetime(2024, 5, 31, 15, 0, tzinfo=timezone.utc)
-    assert local_date(datetime(2024, 5, 31, 15, 0, tzinfo=timezone.utc), TOKYO) == date(2024, 6, 1)
-    assert local_date(datetime(2024, 5, 31, 14, 59, 59, tzinfo=timezone.utc), TOKYO) == date(2024, 5, 31)
+    assert start_of_day(date(2024, 6, 1), TOKYO) == datetime(2024, 5, 31, 15, 0, tzinfo=UTC)
+    assert local_date(datetime(2024, 5, 31, 15, 0, tzinfo=UTC), TOKYO) == date(2024, 6, 1)
+    assert local_date(datetime(2024, 5, 31, 14, 59, 59, tzinfo=UTC), TOKYO) == date(2024, 5, 31)
 
 
 def test_local_date_refuses_a_naive_instant() -> None:

@@ -123,9 +123,7 @@ def test_a_negative_price_is_refused() -> None:
 def test_a_negative_tier_price_is_refused() -> None:
     data = shipped("line-oa")
     data["plans"]["standard"]["usage"]["messages"]["tiers"][1]["unit_amount"] = "-2.8"
-    assert_names(
-        refused(data), FILE, "plans.standard.usage.messages.tiers[1].unit_amount", "write a non-negative decimal"
-    )
+    assert_names(refused(data), FILE, "plans.standard.usage.messages.tiers[1].unit_amount", "write a non-negative decimal")
 
 
 def test_a_negative_add_on_override_is_refused() -> None:
@@ -226,7 +224,7 @@ def test_an_unknown_fallback_plan_is_refused() -> None:
 def test_a_tax_rate_not_written_as_a_percentage_is_refused(rate: str) -> None:
     data = shipped("lineworks")
     data["tax"]["rate"] = rate
-    assert_names(refused(data), FILE, "tax.rate", f"is {rate!r}: write a percentage such as \"10%\"")
+    assert_names(refused(data), FILE, "tax.rate", f'is {rate!r}: write a percentage such as "10%"')
 
 
 def test_a_tax_rate_written_as_a_number_is_refused_as_the_wrong_type() -> None:
@@ -244,9 +242,7 @@ def test_a_fractional_tax_rate_is_read_exactly() -> None:
 def test_an_unknown_tax_rounding_name_is_refused() -> None:
     data = shipped("lineworks")
     data["tax"]["rounding"] = "round_down"
-    assert_names(
-        refused(data), FILE, "tax.rounding", "is 'round_down': must be one of 'floor', 'ceil', 'half_up'"
-    )
+    assert_names(refused(data), FILE, "tax.rounding", "is 'round_down': must be one of 'floor', 'ceil', 'half_up'")
 
 
 def test_an_unknown_line_rounding_name_is_refused() -> None:

@@ -57,9 +57,7 @@ def test_tax_included_in_4380_yen_is_398_yen() -> None:
 
 def test_tax_inclusive_rounding_rules_differ_only_in_the_last_yen() -> None:
     # 1,800 × 0.1 ÷ 1.1 = 163.63…
-    results = {
-        rule: tax_for_rate([1800], TEN_PERCENT, tax_inclusive=True, rounding=rule).tax for rule in Rounding
-    }
+    results = {rule: tax_for_rate([1800], TEN_PERCENT, tax_inclusive=True, rounding=rule).tax for rule in Rounding}
     assert results == {Rounding.FLOOR: 163, Rounding.CEIL: 164, Rounding.HALF_UP: 164}
 
 
@@ -102,9 +100,7 @@ def test_an_invoice_of_three_105_yen_lines_carries_31_yen_tax() -> None:
         (Fraction(0), 0, 0, 0),
     ],
 )
-def test_round_yen_rounds_positive_fractions_by_the_named_rule(
-    amount: Fraction, floor: int, ceil: int, half_up: int
-) -> None:
+def test_round_yen_rounds_positive_fractions_by_the_named_rule(amount: Fraction, floor: int, ceil: int, half_up: int) -> None:
     assert round_yen(amount, Rounding.FLOOR) == floor
     assert round_yen(amount, Rounding.CEIL) == ceil
     assert round_yen(amount, Rounding.HALF_UP) == half_up
@@ -121,9 +117,7 @@ def test_round_yen_rounds_positive_fractions_by_the_named_rule(
         (Fraction(-1, 3), 0, -1, 0),
     ],
 )
-def test_round_yen_rounds_negative_fractions_by_magnitude(
-    amount: Fraction, floor: int, ceil: int, half_up: int
-) -> None:
+def test_round_yen_rounds_negative_fractions_by_magnitude(amount: Fraction, floor: int, ceil: int, half_up: int) -> None:
     # a credit is never larger than the charge it mirrors: round(-x) == -round(x)
     assert round_yen(amount, Rounding.FLOOR) == floor
     assert round_yen(amount, Rounding.CEIL) == ceil

@@ -131,9 +131,7 @@ def test_a_credit_larger_than_the_invoice_gives_a_zero_invoice_and_carries_the_r
 
 def test_the_next_invoice_applies_the_carried_credit() -> None:
     # Aug 3: 900 − 270 carried = 630; tax included floor(630 × 0.1 ÷ 1.1) = floor(57.27…) = 57
-    draft, balance = generate_invoice(
-        [_recurring(900)], issued_on=date(2022, 8, 3), credit_balance=270, tax=NIPOPLUS_TAX
-    )
+    draft, balance = generate_invoice([_recurring(900)], issued_on=date(2022, 8, 3), credit_balance=270, tax=NIPOPLUS_TAX)
     assert draft.subtotal == 630
     assert draft.credit_applied == 270
     assert draft.tax_amount == 57
@@ -145,9 +143,7 @@ def test_the_next_invoice_applies_the_carried_credit() -> None:
 
 def test_credit_larger_than_the_next_invoice_keeps_carrying_over() -> None:
     # 900 against a balance of 1,000: invoice 0, 1,000 − 900 = 100 left
-    draft, balance = generate_invoice(
-        [_recurring(900)], issued_on=date(2022, 8, 3), credit_balance=1000, tax=NIPOPLUS_TAX
-    )
+    draft, balance = generate_invoice([_recurring(900)], issued_on=date(2022, 8, 3), credit_balance=1000, tax=NIPOPLUS_TAX)
     assert (draft.subtotal, draft.total, draft.credit_applied) == (0, 0, 900)
     assert balance == 100
 

@@ -130,10 +130,21 @@ def load(uow: UnitOfWork, tenant: Tenant, key: str) -> Account:
     return uow.load_accounts([account_id])[0]
 
 
+def catch_up(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, account: Account, now: datetime) -> None:
+    """Do the account's work that fell due before ``now`` (the worker may not have reached it yet)."""
+    for _ in range(10_000):
+        result = schedule.run_next(tenant.lifecycle, account, now)
+        if result is None:
+            return
+        settle(uow, tenant, gateway, [(account, result)], now, "worker")
+    raise RuntimeError(f"customer {account.key!r}: due work does not settle")
+
+
 def _command(action: str, rule: Callable[..., Result | Any]) -> Callable[..., Account]:
     def run(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, now: datetime, *args: Any,
             actor: str = "system", **kwargs: Any) -> Account:
         account = load(uow, tenant, key)
+        catch_up(uow, tenant, gateway, account, now)
         before = snapshot(account)
         result = rule(tenant, uow, account, now, *args, **kwargs)
         if not isinstance(result, Result):
