@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -102,7 +102,7 @@ def tenant_create(
     run(engine)
     try:
         with UnitOfWork(engine) as uow:
-            create_tenant(uow, code, name, catalog, datetime.now(timezone.utc))
+            create_tenant(uow, code, name, catalog, datetime.now(UTC))
     except KakinError as exc:
         _fail(exc.message)
     out.print(f"tenant {code} created with catalog {catalog}")
@@ -119,7 +119,7 @@ def run_due(
     from kakin.adapters.payments import CardSimulator
     from kakin.services.billing import run_due as run
 
-    moment = datetime.now(timezone.utc)
+    moment = datetime.now(UTC)
     if until:
         try:
             moment = datetime.fromisoformat(until)

@@ -32,7 +32,7 @@ def compare(expected: dict, actual: dict) -> list[str]:
             problems.append(f"{len(got)} invoices, expected {len(want)}: "
                             + ", ".join(f"{i['customer']} {i['issued_on']} {i['total']}" for i in got))
         else:
-            for w, g in zip(want, got):
+            for w, g in zip(want, got, strict=True):
                 problems += [f"invoice {w}: {k} is {g.get(k)!r}" for k, v in w.items() if g.get(k) != v]
     for w in expected.get("steps", []):
         g = actual["steps"][w["index"]]

@@ -51,9 +51,11 @@ def test_the_seed_example_is_stored_with_gapless_numbers_and_history(engine: Eng
     with engine.connect() as conn:
         phases = conn.execute(select(tables.subscription_phases.c.start, tables.subscription_phases.c.seats).join(
             tables.subscriptions).where(tables.subscriptions.c.plan == "gold").order_by(tables.subscription_phases.c.id)).all()
-        actions = [r[0] for r in conn.execute(select(tables.audit_log.c.action).order_by(tables.audit_log.c.id))]
+        audit = conn.execute(select(tables.audit_log.c.action, tables.audit_log.c.after).order_by(tables.audit_log.c.id)).all()
     assert [(p.start.isoformat(), p.seats) for p in phases] == [("2022-05-03", 10), ("2022-06-20", 20)]
-    assert "subscription.set_seats" in actions and actions.count("invoice.finalized") == 4
+    assert "subscription.set_seats" in [a.action for a in audit]
+    assert sum(a.after.count('"event": "invoice.finalized"') for a in audit) == 4
+    assert sum(a.after.count('"event": "payment.succeeded"') for a in audit) == 4
     assert len(gateway.charged) == 4
 
 

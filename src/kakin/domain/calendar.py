@@ -8,7 +8,7 @@ chained from the previous date, so Jan 31 → Feb 29 → Mar 31 (not Mar 29).
 from __future__ import annotations
 
 import calendar as _cal
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 
@@ -63,7 +63,7 @@ def local_date(instant: datetime, zone: ZoneInfo) -> date:
 
 def start_of_day(on: date, zone: ZoneInfo) -> datetime:
     """00:00 of a tenant-local date, as a UTC instant."""
-    return datetime.combine(on, time(0), tzinfo=zone).astimezone(timezone.utc)
+    return datetime.combine(on, time(0), tzinfo=zone).astimezone(UTC)
 
 
 def iter_dates(start: date, end: date):  # type: ignore[no-untyped-def]

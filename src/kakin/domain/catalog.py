@@ -10,7 +10,7 @@ tiers. :mod:`kakin.domain.catalog_schema` builds these from a parsed file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
@@ -18,36 +18,36 @@ from .money import Rounding
 from .proration import Proration
 
 
-class Timing(str, Enum):
+class Timing(StrEnum):
     IN_ADVANCE = "in_advance"
     IN_ARREARS = "in_arrears"
 
 
-class Alignment(str, Enum):
+class Alignment(StrEnum):
     ANNIVERSARY = "anniversary"
     CALENDAR_MONTH = "calendar_month"
 
 
-class Basis(str, Enum):
+class Basis(StrEnum):
     SEAT = "seat"  # contracted seats or licenses
     MEMBER = "member"  # registered users, counted per day
     FLAT = "flat"  # one fee per period
 
 
-class MidPeriodChange(str, Enum):
+class MidPeriodChange(StrEnum):
     """How an in-advance price handles a change inside a paid period."""
 
     PRORATE_NEXT_INVOICE = "prorate_next_invoice"  # NipoPlus seats
     CHARGE_DIFFERENCE_NOW = "charge_difference_now"  # LINE OA upgrades
 
 
-class When(str, Enum):
+class When(StrEnum):
     IMMEDIATE = "immediate"
     END_OF_PERIOD = "end_of_period"
     REFUSED = "refused"
 
 
-class AfterDunning(str, Enum):
+class AfterDunning(StrEnum):
     FALLBACK_PLAN = "fallback_plan"
     SUSPEND = "suspend"
 

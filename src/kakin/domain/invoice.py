@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from fractions import Fraction
 
 from .money import Rounding, TaxedAmount, round_yen, tax_for_rate
 
 
-class LineKind(str, Enum):
+class LineKind(StrEnum):
     RECURRING = "recurring"
     PRORATION = "proration"
     USAGE = "usage"
@@ -50,7 +50,7 @@ def line(
     formula: str = "",
 ) -> Line:
     """A line whose exact amount is rounded here, once, by the named rule."""
-    amount = round_yen(Fraction(exact_amount), rounding)
+    amount = round_yen(exact_amount, rounding)
     return Line(kind, description, quantity, amount, period_start, period_end, formula)
 
 

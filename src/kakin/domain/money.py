@@ -10,11 +10,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 from fractions import Fraction
 
 
-class Rounding(str, Enum):
+class Rounding(StrEnum):
     FLOOR = "floor"
     CEIL = "ceil"
     HALF_UP = "half_up"
@@ -26,7 +26,11 @@ def round_yen(amount: Fraction | int, rule: Rounding) -> int:
     Negative amounts round by magnitude (a credit of -780.5 floors to -780), so a
     credit is never larger than its charge would have been.
     """
-    value = Fraction(amount)
+    if isinstance(amount, int):
+        return amount  # already whole yen
+    value = amount
+    if value.denominator == 1:
+        return value.numerator
     if value < 0:
         return -round_yen(-value, rule)
     if rule is Rounding.FLOOR:

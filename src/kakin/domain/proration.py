@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from fractions import Fraction
 
 from .calendar import days_between, days_in_month, next_month_start
 
 
-class Convention(str, Enum):
+class Convention(StrEnum):
     ACTUAL_DAYS = "actual_days"
     FIXED_DAYS = "fixed_days"
 
@@ -37,6 +37,8 @@ class Proration:
             raise ValueError(f"days {days} of a {period_days}-day period")
         if days > period_days:
             raise ValueError(f"{days} days do not fit in a {period_days}-day period")
+        if days == period_days:
+            return Fraction(1)  # a whole period is the period's price, whatever its length
         if self.convention is Convention.FIXED_DAYS:
             return Fraction(min(days, self.fixed_days), self.fixed_days)
         return Fraction(days, period_days)

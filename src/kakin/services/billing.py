@@ -40,59 +40,79 @@ def snapshot(account: Account) -> dict[str, Any]:
 
 def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Sequence[tuple[Account, Result]],
            now: datetime, actor: str, action: str | None = None, before: dict[int, dict[str, Any]] | None = None) -> None:
-    """Persist results for a batch of accounts: invoices, charges, dunning, account state, audit."""
+    """Persist results for a batch of accounts: invoices, charges, dunning, account state, audit.
+
+    Invoice numbers are reserved first, each new invoice is charged, and the
+    invoice is written once with the outcome. One audit record per account
+    names the action and lists every event it caused, with the state before
+    and after.
+    """
     lc = tenant.lifecycle
-    audit: list[dict[str, Any]] = []
+    events: dict[int, list[dict[str, Any]]] = {}
     attempts: list[dict[str, Any]] = []
-    rounds = 0
-    todo = [(a, r) for a, r in work]
-    while todo:
-        rounds += 1
-        if rounds > 20:
-            raise RuntimeError("payment follow-ups did not settle")
-        drafts = [(a, d, "open" if d.total > 0 else "paid", r.at or now) for a, r in todo for d in r.invoices]
-        stored = uow.add_invoices(tenant.row, [(a, d, s) for a, d, s, _ in drafts], now, tax_inclusive=tenant.catalog.tax_inclusive)
+    todo = list(work)
+    for _ in range(20):
+        if not todo:
+            break
+        new = [(a, d, r.at or now) for a, r in todo for d in r.invoices]
+        first = uow.reserve_invoice_numbers(tenant.row, len(new))
+        fresh: list[tuple[Account, Any, OpenInvoice, datetime]] = []
         charges: list[tuple[Account, OpenInvoice, datetime]] = []
-        for (account, draft, status, at), inv in zip(drafts, stored, strict=True):
-            audit.append(_audit(tenant, account, at, actor, "invoice.finalized", None,
-                                {"number": inv.number, "total": draft.total, "tax": draft.tax.tax}))
-            if status == "open":
-                open_inv = OpenInvoice(inv.id, inv.number, draft.total)
-                account.open_invoices.append(open_inv)
-                charges.append((account, open_inv, at))
+        for k, (account, draft, at) in enumerate(new):
+            inv = OpenInvoice(0, uow.invoice_number(tenant.row, first + k), draft.total, status="open" if draft.total > 0 else "paid")
+            fresh.append((account, draft, inv, at))
+            _note(events, account, at, "invoice.finalized", {"number": inv.number, "total": draft.total, "tax": draft.tax.tax})
+            if inv.status == "open":
+                charges.append((account, inv, at))
         for account, result in todo:
             for name, details in result.events:
-                audit.append(_audit(tenant, account, result.at or now, actor, name, None, details))
+                _note(events, account, result.at or now, name, details)
             charges.extend((account, inv, result.at or now) for inv in result.retries)
         followups: list[tuple[Account, Result]] = []
+        outcomes: list[tuple[OpenInvoice, dict[str, Any]]] = []
         for account, inv, at in charges:
+            key = f"{tenant.code}:{inv.number}:{inv.attempts + 1}"
             if not account.payment_method:
-                outcome_ok, code = False, "payment_method_required"
+                ok, code = False, "payment_method_required"
             else:
-                key = f"{tenant.code}:{inv.number}:{inv.attempts + 1}"
                 outcome = gateway.charge(account.payment_method, inv.total, key)
-                outcome_ok, code = outcome.ok, outcome.code
-                attempts.append({"invoice_id": inv.id, "at": at, "payment_method": account.payment_method, "amount": inv.total,
-                                 "outcome": "succeeded" if outcome.ok else "failed", "code": code, "idempotency_key": key})
-            if outcome_ok:
+                ok, code = outcome.ok, outcome.code
+                outcomes.append((inv, {"at": at, "payment_method": account.payment_method, "amount": inv.total,
+                                       "outcome": "succeeded" if ok else "failed", "code": code, "idempotency_key": key}))
+            if ok:
                 follow = schedule.payment_succeeded(lc, account, inv, at)
             else:
+                if inv not in account.open_invoices:
+                    account.open_invoices.append(inv)
                 follow = schedule.payment_failed(lc, account, inv, at)
                 follow.events.append(("payment.declined", {"number": inv.number, "code": code}))
             follow.at = at
             followups.append((account, follow))
+        stored = uow.add_invoices(tenant.row, first, [(a, d, inv) for a, d, inv, _ in fresh], now,
+                                  tax_inclusive=tenant.catalog.tax_inclusive)
+        for (_, _, inv, _), invoice_id in zip(fresh, stored, strict=True):
+            inv.id = invoice_id
+        attempts.extend({"invoice_id": inv.id, **row} for inv, row in outcomes)
         todo = [(a, r) for a, r in followups if r.invoices or r.retries or r.events]
-        for a, r in todo:
-            for name, details in r.events:
-                audit.append(_audit(tenant, a, r.at or now, actor, name, None, details))
-            r.events = []
+    else:
+        raise RuntimeError("payment follow-ups did not settle")
     accounts = list({id(a): a for a, _ in work}.values())
-    if action is not None:
-        for a in accounts:
-            audit.append(_audit(tenant, a, now, actor, action, (before or {}).get(a.id or 0), snapshot(a)))
+    audit = []
+    for a in accounts:
+        noted = events.get(id(a), [])
+        if action is None and not noted:
+            continue
+        name = action or noted[0]["event"]
+        after = {**snapshot(a), "events": noted} if noted else snapshot(a)
+        audit.append(_audit(tenant, a, noted[0]["at"] if action is None else now, actor, name,
+                            (before or {}).get(a.id or 0), after))
     uow.add_payment_attempts(attempts)
     uow.save_accounts(tenant.row, accounts, now, {a.id: schedule.next_due(lc, a) for a in accounts})  # type: ignore[misc]
     uow.audit(audit)
+
+
+def _note(events: dict[int, list[dict[str, Any]]], account: Account, at: datetime, name: str, details: dict[str, Any]) -> None:
+    events.setdefault(id(account), []).append({"event": name, "at": at, **details})
 
 
 def _audit(tenant: Tenant, account: Account, at: datetime, actor: str, action: str,

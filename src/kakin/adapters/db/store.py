@@ -44,13 +44,6 @@ class TenantRow:
     registration_number: str | None
 
 
-@dataclass(frozen=True)
-class StoredInvoice:
-    id: int
-    number: str
-    customer_id: int
-
-
 def _pending_to_json(p: PendingChange | None) -> str | None:
     if p is None:
         return None
@@ -244,7 +237,7 @@ class UnitOfWork:
         inv_updates = [{"_id": inv.id, "status": inv.status, "attempts": inv.attempts,
                         "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
                         "paid_at": now if inv.status == "paid" else None}
-                       for a in accounts for inv in a.open_invoices]
+                       for a in accounts for inv in a.open_invoices if inv.id]
         if inv_updates:
             self.conn.execute(update(invoices).where(invoices.c.id == bindparam("_id")).values(
                 status=bindparam("status"), attempts=bindparam("attempts"), first_failed_at=bindparam("first_failed_at"),
@@ -263,23 +256,22 @@ class UnitOfWork:
         self.conn.execute(stmt, rows)
 
     # ----------------------------------------------------------- invoices
-    def add_invoices(self, tenant: TenantRow, drafts: Sequence[tuple[Account, InvoiceDraft, str]],
-                     now: datetime, *, tax_inclusive: bool) -> list[StoredInvoice]:
-        """Insert finalized invoices with gapless per-tenant numbers. ``status`` is decided by the caller."""
+    def add_invoices(self, tenant: TenantRow, first_seq: int, drafts: Sequence[tuple[Account, InvoiceDraft, OpenInvoice]],
+                     now: datetime, *, tax_inclusive: bool) -> list[int]:
+        """Write finalized invoices numbered from ``first_seq`` (reserved by :meth:`reserve_invoice_numbers`)."""
         if not drafts:
             return []
-        n = len(drafts)
-        first = self._take_invoice_numbers(tenant, n)
         rows = []
-        for i, (account, draft, status) in enumerate(drafts):
-            seq = first + i
+        for i, (account, draft, inv) in enumerate(drafts):
+            seq = first_seq + i
             rows.append({
-                "tenant_id": tenant.id, "customer_id": account.id, "seq": seq, "number": f"{tenant.invoice_prefix}-{seq:08d}",
+                "tenant_id": tenant.id, "customer_id": account.id, "seq": seq, "number": self.invoice_number(tenant, seq),
                 "issued_on": draft.issued_on, "issued_at": now, "period_start": draft.period_start,
                 "period_end": draft.period_end, "subtotal": draft.subtotal, "tax": draft.tax.tax, "total": draft.total,
                 "tax_rate": format_rate(draft.tax.rate), "tax_inclusive": tax_inclusive,
-                "credit_applied": draft.credit_applied, "credit_carried": draft.credit_carried, "status": status,
-                "attempts": 0, "paid_at": now if status == "paid" else None,
+                "credit_applied": draft.credit_applied, "credit_carried": draft.credit_carried, "status": inv.status,
+                "attempts": inv.attempts, "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
+                "paid_at": now if inv.status == "paid" else None,
             })
         ids = [r[0] for r in self.conn.execute(insert(invoices).returning(invoices.c.id, sort_by_parameter_order=True), rows)]
         line_rows = []
@@ -290,10 +282,17 @@ class UnitOfWork:
                                   "period_end": ln.period_end, "formula": ln.formula})
         if line_rows:
             self.conn.execute(insert(invoice_lines), line_rows)
-        return [StoredInvoice(i, r["number"], r["customer_id"]) for i, r in zip(ids, rows, strict=True)]
+        return ids
 
-    def _take_invoice_numbers(self, tenant: TenantRow, n: int) -> int:
-        """Reserve n consecutive numbers; the row lock holds until commit, so numbers never gap or repeat."""
+    @staticmethod
+    def invoice_number(tenant: TenantRow, seq: int) -> str:
+        return f"{tenant.invoice_prefix}-{seq:08d}"
+
+    def reserve_invoice_numbers(self, tenant: TenantRow, n: int) -> int:
+        """Reserve n consecutive numbers and return the first. The tenant row stays locked until
+        commit, and a rollback returns the numbers, so they never gap or repeat."""
+        if n == 0:
+            return 0
         nxt = self.conn.execute(update(tenants).where(tenants.c.id == tenant.id).values(
             next_invoice_seq=tenants.c.next_invoice_seq + n).returning(tenants.c.next_invoice_seq)).scalar_one()
         return int(nxt) - n

@@ -7,7 +7,7 @@ only ever inserted.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -51,15 +51,15 @@ class UtcDateTime(TypeDecorator):  # type: ignore[type-arg]
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given for a UTC column")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)  # SQLite autoincrements INTEGER PRIMARY KEY only
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)  # SQLite autoincrements INTEGER PRIMARY KEY only
 
 tenants = Table(
     "tenants", metadata,
