@@ -75,6 +75,39 @@ def print_outcome(data: dict[str, Any], title: str) -> None:
     out.print(cust)
 
 
+catalog_app = typer.Typer(help="Check and show catalog files.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("check")
+def catalog_check(ref: Annotated[str, typer.Argument(help="A catalog file, or a shipped catalog code.")]) -> None:
+    """Validate a catalog and show its plans and prices as a price page would."""
+    from kakin.adapters.catalog_files import resolve_catalog
+    from kakin.domain.errors import CatalogError
+
+    try:
+        catalog = resolve_catalog(ref)
+    except CatalogError as exc:
+        _fail(str(exc))
+        return
+    table = Table(title=f"{catalog.name} ({catalog.code}) — {'税込' if catalog.tax_inclusive else '税抜'}, "
+                        f"tax {catalog.tax_rate * 100}%, trial {catalog.trial_days} days")
+    for col in ("plan", "rank", "contract", "price", "billing", "seats", "usage"):
+        table.add_column(col)
+    for plan in sorted(catalog.plans.values(), key=lambda p: p.rank):
+        seats = f"{plan.min_seats or ''}–{plan.max_seats or ''}" if plan.min_seats or plan.max_seats else ""
+        usage = ", ".join(f"{m}: {'unlimited' if u.included is None else u.included}"
+                          f"{' (hard limit)' if u.hard_limit else f' + {len(u.tiers)} tiers' if u.tiers else ''}"
+                          for m, u in plan.usage.items())
+        if not plan.prices:
+            table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), "—", "0", "", seats, usage)
+        for contract, price in plan.prices.items():
+            table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), contract, f"{price.unit_amount:,} / {price.basis}",
+                          f"{price.timing}, {price.alignment}", seats, usage)
+    out.print(table)
+    out.print(f"ok: {catalog.source}")
+
+
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (KAKIN_DATABASE_URL, default sqlite:///var/kakin.db)."""

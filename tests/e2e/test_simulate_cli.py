@@ -65,7 +65,7 @@ MALFORMED = [
     ("wrong type", GOOD.replace("seats = 10", 'seats = "ten"'), "steps[0] (subscribe)", "seats must be an integer"),
     ("unknown field", GOOD.replace("seats = 10", "seats = 10\ncolour = 1"), "steps[0] (subscribe)", "unknown field 'colour'"),
     ("undeclared customer", GOOD.replace('customer = "acme"', 'customer = "nobody"'), "steps[0] (subscribe)", "not declared"),
-    ("unknown tenant", GOOD.replace('tenant = "nipoplus"', 'tenant = "nowhere"'), "tenant", "neither a shipped catalog"),
+    ("unknown tenant", GOOD.replace('tenant = "nipoplus"', 'tenant = "nowhere"'), "tenant", "no such catalog"),
     ("bad syntax", GOOD + "\n[[steps]\n", "(syntax)", "not valid TOML"),
     ("out of order", GOOD + '\n[[steps]]\nat = 2021-01-01T00:00:00\naction = "advance"\n', "steps[1] (advance)", "time order"),
     ("no steps", GOOD.split("[[steps]]")[0], "steps", "at least one"),

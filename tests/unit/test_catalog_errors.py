@@ -304,7 +304,7 @@ def test_a_malformed_file_on_disk_names_the_file_and_the_key(tmp_path: Path) -> 
 def test_an_unknown_catalog_reference_is_refused() -> None:
     with pytest.raises(CatalogError) as info:
         resolve_catalog("no-such-vendor")
-    assert_names(info.value, "no-such-vendor", "tenant", "is neither a shipped catalog")
+    assert_names(info.value, "no-such-vendor", "(file)", "no such catalog")
 
 
 # --- shipped catalogs and a fourth vendor ------------------------------------------------

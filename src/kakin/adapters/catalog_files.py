@@ -55,7 +55,7 @@ def resolve_catalog(ref: str, base: Path | None = None) -> Catalog:
             path = base / path
         if not path.exists():
             raise CatalogError(
-                ref, "tenant",
-                f"is neither a shipped catalog ({', '.join(SHIPPED)}) nor an existing catalog file",
+                ref, "(file)",
+                f"no such catalog: give a shipped catalog ({', '.join(SHIPPED)}) or the path of a catalog file",
             )
     return _cached(str(path), path.stat().st_mtime_ns)

@@ -8,6 +8,7 @@ rules. Pure: the caller reads the file.
 from __future__ import annotations
 
 import re
+from enum import Enum
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -80,7 +81,7 @@ class _Table:
             raise self.error(name, f"is {value}: must be at least {minimum}")
         return value
 
-    def choice(self, name: str, enum: type, default: Any = ...) -> Any:
+    def choice(self, name: str, enum: type[Enum], default: Any = ...) -> Any:
         value = self.get(name, str, default)
         if value is None or isinstance(value, enum):
             return value

@@ -184,6 +184,9 @@ class Lifecycle:
                 param="contract", code="unknown_contract",
             )
         current = account.plan_subscription
+        if (current is not None and current.plan == plan.code and current.pending is not None and current.pending.cancel
+                and seats in (None, current.seats)):
+            return self.withdraw_cancellation(account, current, now)
         if current is not None and not self.catalog.plans[current.plan].is_free and current.status is not Status.CANCELED:
             raise errors.AlreadySubscribed(
                 f"the customer already has plan {current.plan!r}; use change_plan to move to {plan.code!r}",
@@ -364,6 +367,15 @@ class Lifecycle:
             sub.trial_end = effective
             self.record_phase(account, sub, today)
         return result
+
+    def withdraw_cancellation(self, account: Account, sub: Subscription, now: datetime) -> Result:
+        """Subscribing again to the plan whose cancellation is pending keeps it, as if never cancelled."""
+        sub.pending = None
+        if sub.status is Status.TRIALING and sub.trial_end == sub.period_end:
+            sub.status = Status.ACTIVE
+            sub.trial_end = None
+            self.record_phase(account, sub, self.today(now))
+        return Result(events=[("subscription.cancellation_withdrawn", {"plan": sub.plan})])
 
     def end(self, account: Account, sub: Subscription, today: date) -> list[InvoiceDraft]:
         """Stop a subscription; in-arrears charges for the days used are invoiced at the month close."""

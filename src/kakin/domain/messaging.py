@@ -77,6 +77,9 @@ def set_premium_id(
             f"the premium ID {current.value} cannot be changed while it is in use", param="premium_id")
     if taken(premium_id):
         raise errors.PremiumIdTaken(f"{premium_id} is already taken; choose another", param="premium_id")
+    plan_sub = account.plan_subscription
+    if addon.unit_amount(billing, plan_sub.plan if plan_sub else "") > 0 and not account.payment_method:
+        raise errors.PaymentMethodRequired("register a payment method before taking a paid premium ID", param="payment_method")
     today = lc.today(now)
     price = addon.prices[billing]
     start, end = lc.period_for(price, today)

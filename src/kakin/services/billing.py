@@ -72,6 +72,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
         outcomes: list[tuple[OpenInvoice, dict[str, Any]]] = []
         for account, inv, at in charges:
             key = f"{tenant.code}:{inv.number}:{inv.attempts + 1}"
+            code: str | None
             if not account.payment_method:
                 ok, code = False, "payment_method_required"
             else:

@@ -273,7 +273,10 @@ class UnitOfWork:
                 "attempts": inv.attempts, "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
                 "paid_at": now if inv.status == "paid" else None,
             })
-        ids = [r[0] for r in self.conn.execute(insert(invoices).returning(invoices.c.id, sort_by_parameter_order=True), rows)]
+        self.conn.execute(insert(invoices), rows)  # one executemany; ids are read back by the reserved numbers
+        by_seq = dict(self.conn.execute(select(invoices.c.seq, invoices.c.id).where(
+            invoices.c.tenant_id == tenant.id, invoices.c.seq.between(first_seq, first_seq + len(rows) - 1))).tuples().all())
+        ids = [by_seq[r["seq"]] for r in rows]
         line_rows = []
         for inv_id, (_, draft, _) in zip(ids, drafts, strict=True):
             for pos, ln in enumerate(draft.lines):

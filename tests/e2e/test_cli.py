@@ -1,0 +1,74 @@
+"""The kakin command beyond simulate: catalogs, tenants, the database and due work."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+
+KAKIN = [sys.executable, "-m", "kakin.cli"]
+SHIPPED = Path(__file__).resolve().parents[2] / "src" / "kakin" / "catalogs"
+
+
+def run(*args: str, db: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if db is not None:
+        env["KAKIN_DATABASE_URL"] = f"sqlite:///{db}"
+    return subprocess.run([*KAKIN, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_catalog_check_shows_the_price_page_of_a_shipped_catalog() -> None:
+    result = run("catalog", "check", "lineworks")
+    assert result.returncode == 0, result.stderr
+    for text in ("lite", "basic", "premium", "1,200 / member", "500 / seat"):
+        assert text in result.stdout
+
+
+def test_catalog_check_names_file_key_and_reason_of_a_bad_catalog(tmp_path: Path) -> None:
+    bad = (SHIPPED / "nipoplus.toml").read_text(encoding="utf-8").replace("min_seats = 5", "min_seats = 1000")
+    f = tmp_path / "bad.toml"
+    f.write_text(bad, encoding="utf-8")
+    result = run("catalog", "check", str(f))
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "plans.gold.min_seats" in message and "above max_seats = 999" in message
+
+
+def test_a_tenant_with_a_bad_catalog_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    data = tomllib.loads((SHIPPED / "line-oa.toml").read_text(encoding="utf-8"))
+    assert data["plans"]["standard"]["usage"]["messages"]["tiers"][1]["first"] == 50001
+    bad = (SHIPPED / "line-oa.toml").read_text(encoding="utf-8").replace("first = 50001", "first = 50101")
+    f = tmp_path / "gap.toml"
+    f.write_text(bad, encoding="utf-8")
+    db = tmp_path / "k.db"
+    result = run("tenant", "create", "--code", "oa", "--name", "OA", "--catalog", str(f), db=db)
+    assert result.returncode == 2
+    assert "tiers[1].first" in " ".join(result.stderr.split())
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 0
+
+
+def test_a_tenant_is_created_once_and_due_work_runs_from_the_command_line(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    assert run("tenant", "create", "--code", "acme", "--name", "Acme", "--catalog", "nipoplus", db=db).returncode == 0
+    again = run("tenant", "create", "--code", "acme", "--name", "Acme", "--catalog", "nipoplus", db=db)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    due = run("run-due", "--until", "2026-06-01T00:00:00+09:00", db=db)
+    assert due.returncode == 0 and "acme: 0 actions" in due.stdout
+    assert run("run-due", "--until", "tomorrow", db=db).returncode == 2
+
+
+def test_demo_loads_the_three_reference_vendors_once(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    first = run("demo", db=db)
+    assert first.returncode == 0, first.stderr
+    assert "4,380" in first.stdout and "33,000" in first.stdout and "9,900" in first.stdout
+    second = run("demo", db=db)
+    assert second.returncode == 0 and second.stdout.count("already in the database") == 3
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 3
+        assert conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 10
