@@ -21,6 +21,8 @@ demo: setup
 
 test: setup
 	./scripts/system-deps.sh
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy --strict src/kakin/domain src/kakin/services
 	@if [ -f $(SHARED_SCENARIOS)/check.py ]; then $(PYTHON) $(SHARED_SCENARIOS)/check.py $(SHARED_SCENARIOS) --kakin $(BIN)/kakin; fi
 	$(BIN)/python -m pytest -q
 

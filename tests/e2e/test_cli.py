@@ -6,9 +6,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 KAKIN = [sys.executable, "-m", "kakin.cli"]
 SHIPPED = Path(__file__).resolve().parents[2] / "src" / "kakin" / "catalogs"

@@ -8,8 +8,8 @@ rules. Pure: the caller reads the file.
 from __future__ import annotations
 
 import re
-from enum import Enum
 from collections.abc import Mapping
+from enum import Enum
 from fractions import Fraction
 from typing import Any
 

@@ -275,7 +275,7 @@ class UnitOfWork:
             })
         self.conn.execute(insert(invoices), rows)  # one executemany; ids are read back by the reserved numbers
         by_seq = dict(self.conn.execute(select(invoices.c.seq, invoices.c.id).where(
-            invoices.c.tenant_id == tenant.id, invoices.c.seq.between(first_seq, first_seq + len(rows) - 1))).tuples().all())
+            invoices.c.tenant_id == tenant.id, invoices.c.seq.between(first_seq, first_seq + len(rows) - 1))).all())
         ids = [by_seq[r["seq"]] for r in rows]
         line_rows = []
         for inv_id, (_, draft, _) in zip(ids, drafts, strict=True):
