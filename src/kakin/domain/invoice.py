@@ -10,7 +10,7 @@ A finalized invoice never changes; corrections are new lines on later invoices.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
 from fractions import Fraction
@@ -71,7 +71,7 @@ class InvoiceDraft:
     tax: TaxedAmount
     credit_applied: int = 0
     credit_carried: int = 0
-    notes: tuple[str, ...] = field(default=())
+    billing_key: str | None = None  # what a scheduled invoice bills, e.g. "plan:2026-06-03": billed at most once
 
     @property
     def total(self) -> int:
@@ -91,6 +91,7 @@ def generate_invoice(
     tax: TaxPolicy,
     period_start: date | None = None,
     period_end: date | None = None,
+    billing_key: str | None = None,
 ) -> tuple[InvoiceDraft, int]:
     """Build an invoice from its lines and the credit balance; return it and the new balance.
 
@@ -126,6 +127,7 @@ def generate_invoice(
         tax=taxed,
         credit_applied=applied,
         credit_carried=carried,
+        billing_key=billing_key,
     )
     return draft, new_balance
 

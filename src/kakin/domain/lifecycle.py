@@ -59,13 +59,17 @@ class Lifecycle:
             sub.phases.append(phase)
             sub.new_phases.append(phase)
 
-    def invoice(self, account: Account, lines: list[Line], issued_on: date, start: date | None, end: date | None) -> InvoiceDraft | None:
-        """An invoice for these lines, with the credit balance applied; None when nothing is due."""
+    def invoice(self, account: Account, lines: list[Line], issued_on: date, start: date | None, end: date | None,
+                key: str | None = None) -> InvoiceDraft | None:
+        """An invoice for these lines, with the credit balance applied; None when nothing is due.
+
+        ``key`` names what a scheduled invoice bills, so the store can refuse billing it twice.
+        """
         if not any(item.amount for item in lines):
             return None
         draft, account.credit = generate_invoice(
             lines, issued_on=issued_on, credit_balance=account.credit, tax=self.tax,
-            period_start=start, period_end=end,
+            period_start=start, period_end=end, billing_key=key,
         )
         return draft
 
@@ -422,7 +426,7 @@ class Lifecycle:
         sub.period_start, sub.period_end = self.period_for(price, on)
         plan = self.catalog.plans[sub.plan]
         draft = self.invoice(account, [recurring_line(self.catalog, plan, price, sub.seats, sub.period_start, sub.period_end)],
-                             on, sub.period_start, sub.period_end)
+                             on, sub.period_start, sub.period_end, key=f"{sub.product}:{sub.anchor.isoformat()}:{on.isoformat()}")
         return [draft] if draft else []
 
     def require_paid(self, account: Account) -> Subscription:

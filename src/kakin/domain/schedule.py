@@ -133,7 +133,7 @@ def _close_arrears(lc: Lifecycle, account: Account, sub: Subscription) -> Result
         sub.ended = True
     else:
         sub.period_start, sub.period_end = boundary, next_month_start(boundary)
-    draft = lc.invoice(account, lines, boundary, start, boundary)
+    draft = lc.invoice(account, lines, boundary, start, boundary, key=f"{sub.product}:{sub.anchor.isoformat()}:{start.isoformat()}")
     return Result(invoices=[draft] if draft else [], events=[("period.closed", {"start": start.isoformat()})])
 
 
@@ -148,13 +148,13 @@ def _renew_in_advance(lc: Lifecycle, account: Account, sub: Subscription) -> Res
     if pending is not None:
         result = _apply_pending(lc, account, sub)
         if pending.cancel:
-            draft = lc.invoice(account, lines, boundary, sub.period_start, boundary)
+            draft = lc.invoice(account, lines, boundary, sub.period_start, boundary, key=f"{sub.product}:{sub.anchor.isoformat()}:{boundary.isoformat()}")
             result.invoices[:0] = [draft] if draft else []
             return result
     price = lc.price_of(sub)
     if price is None:  # moved to a plan without a price (a free plan)
         sub.period_start = sub.period_end = boundary
-        draft = lc.invoice(account, lines, boundary, None, None)
+        draft = lc.invoice(account, lines, boundary, None, None, key=f"{sub.product}:{sub.anchor.isoformat()}:{boundary.isoformat()}")
         result.invoices.extend([draft] if draft else [])
         return result
     if price.alignment is Alignment.CALENDAR_MONTH:
@@ -165,14 +165,14 @@ def _renew_in_advance(lc: Lifecycle, account: Account, sub: Subscription) -> Res
     sub.period_start, sub.period_end = start, end
     if sub.status.billable:
         lines.append(lc.period_line(account, sub, start, end))
-    draft = lc.invoice(account, lines, boundary, start, end)
+    draft = lc.invoice(account, lines, boundary, start, end, key=f"{sub.product}:{sub.anchor.isoformat()}:{boundary.isoformat()}")
     result.invoices.extend([draft] if draft else [])
     result.events.append(("subscription.renewed", {"period_start": start.isoformat(), "period_end": end.isoformat()}))
     return result
 
 
 # ------------------------------------------------------------------- payments
-def payment_failed(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime) -> Result:
+def payment_failed(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime, code: str | None = None) -> Result:
     """A charge failed: schedule the next retry, or apply the catalog's end of dunning."""
     inv.attempts += 1
     inv.first_failed_at = inv.first_failed_at or now
@@ -180,7 +180,7 @@ def payment_failed(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datet
     done = inv.attempts - 1
     sub = account.plan_subscription
     today = lc.today(now)
-    result = Result(events=[("payment.failed", {"number": inv.number, "attempt": inv.attempts})])
+    result = Result(events=[("payment.failed", {"number": inv.number, "attempt": inv.attempts, "code": code})])
     if done < len(retries):
         inv.next_retry_at = inv.first_failed_at + timedelta(days=retries[done])
         if sub is not None and sub.status is Status.ACTIVE:

@@ -85,8 +85,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             else:
                 if inv not in account.open_invoices:
                     account.open_invoices.append(inv)
-                follow = schedule.payment_failed(lc, account, inv, at)
-                follow.events.append(("payment.declined", {"number": inv.number, "code": code}))
+                follow = schedule.payment_failed(lc, account, inv, at, code)
             follow.at = at
             followups.append((account, follow))
         stored = uow.add_invoices(tenant.row, first, [(a, d, inv) for a, d, inv, _ in fresh], now,

@@ -271,7 +271,7 @@ class UnitOfWork:
                 "tax_rate": format_rate(draft.tax.rate), "tax_inclusive": tax_inclusive,
                 "credit_applied": draft.credit_applied, "credit_carried": draft.credit_carried, "status": inv.status,
                 "attempts": inv.attempts, "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
-                "paid_at": now if inv.status == "paid" else None,
+                "paid_at": now if inv.status == "paid" else None, "billing_key": draft.billing_key,
             })
         self.conn.execute(insert(invoices), rows)  # one executemany; ids are read back by the reserved numbers
         by_seq = dict(self.conn.execute(select(invoices.c.seq, invoices.c.id).where(

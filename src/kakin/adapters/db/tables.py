@@ -74,6 +74,16 @@ tenants = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
+test_clocks = Table(
+    "test_clocks", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("public_id", String(40), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("frozen_time", UtcDateTime(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
 customers = Table(
     "customers", metadata,
     Column("id", Id, primary_key=True),
@@ -85,6 +95,7 @@ customers = Table(
     Column("credit", BigInteger, nullable=False, server_default=text("0")),
     Column("basic_id", String(20)),
     Column("next_due_at", UtcDateTime()),
+    Column("test_clock_id", ForeignKey("test_clocks.id")),  # simulated time instead of the real clock
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
     UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),
@@ -181,7 +192,9 @@ invoices = Table(
     Column("first_failed_at", UtcDateTime()),
     Column("next_retry_at", UtcDateTime()),
     Column("paid_at", UtcDateTime()),
+    Column("billing_key", String(80)),  # what a scheduled invoice bills (plan:2026-06-03); at most once per customer
     UniqueConstraint("tenant_id", "seq", name="uq_invoices_tenant_seq"),
+    UniqueConstraint("customer_id", "billing_key", name="uq_invoices_customer_billing_key"),
     UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
 )
 Index("ix_invoices_customer", invoices.c.customer_id, invoices.c.status)
@@ -225,3 +238,82 @@ audit_log = Table(
     Column("after", Text),
 )
 Index("ix_audit_log_tenant", audit_log.c.tenant_id, audit_log.c.id)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("prefix", String(24), nullable=False, unique=True),  # public part of the key, for lookup
+    Column("secret_hash", String(64), nullable=False),  # SHA-256 of the whole key; the key itself is never stored
+    Column("role", String(20), nullable=False),  # owner | billing_admin | reviewer | viewer
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime()),
+)
+
+members = Table(
+    "members", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("public_id", String(40), nullable=False, unique=True),
+    Column("email", String(320), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),  # super_admin | admin | member
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("customer_id", "email", name="uq_members_customer_email"),
+)
+Index(
+    "uq_members_one_super_admin", members.c.customer_id, unique=True,
+    sqlite_where=text("role = 'super_admin'"), postgresql_where=text("role = 'super_admin'"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request_hash", String(64), nullable=False),  # method, path and body
+    Column("status_code", Integer, nullable=False),
+    Column("response_body", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "key", name="uq_idempotency_keys_tenant_key"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("public_id", String(40), nullable=False, unique=True),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(80), nullable=False),  # needed to sign; shown to the operator once
+    Column("events", Text, nullable=False),  # JSON list of event types, ["*"] for all
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+webhook_events = Table(
+    "webhook_events", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("public_id", String(40), nullable=False, unique=True),
+    Column("type", String(80), nullable=False),
+    Column("customer_key", String(200)),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", Id, primary_key=True),
+    Column("event_id", ForeignKey("webhook_events.id"), nullable=False),
+    Column("endpoint_id", ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("status", String(20), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UtcDateTime()),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", UtcDateTime()),
+    UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+)
+Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
