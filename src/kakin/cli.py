@@ -133,12 +133,18 @@ def tenant_create(
 
     engine = make_engine()
     run(engine)
+    from kakin.services.access import create_api_key
+
+    now = datetime.now(UTC)
     try:
         with UnitOfWork(engine) as uow:
-            create_tenant(uow, code, name, catalog, datetime.now(UTC))
+            tenant = create_tenant(uow, code, name, catalog, now)
+            key = create_api_key(uow, tenant.row, "owner", "created with the tenant", now)
     except KakinError as exc:
         _fail(exc.message)
+        return
     out.print(f"tenant {code} created with catalog {catalog}")
+    out.print(f"owner API key (shown once; stored hashed): {key}")
 
 
 @app.command("run-due")
@@ -167,6 +173,83 @@ def run_due(
     for code in codes:
         n = run(lambda: UnitOfWork(engine), code, gateway, moment)
         out.print(f"{code}: {n} actions")
+    from kakin.services.webhooks import deliver_due
+
+    out.print(f"webhook deliveries: {deliver_due(engine, moment)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the REST API (docs at /docs) with the three reference tenants; prints an owner API key for each."""
+    import uvicorn
+
+    from kakin.adapters.db.migrate import database_url, make_engine
+    from kakin.adapters.db.migrate import migrate as run
+    from kakin.adapters.payments import CardSimulator
+    from kakin.api.app import create_app
+    from kakin.serve import ensure_reference_tenants
+
+    engine = make_engine()
+    run(engine)
+    gateway = CardSimulator()
+    keys = ensure_reference_tenants(engine, gateway, datetime.now(UTC))
+    table = Table(title=f"kakin on http://{host}:{port} — database {database_url()}")
+    table.add_column("tenant")
+    table.add_column("owner API key (shown once; stored hashed)")
+    for code, key in keys:
+        table.add_row(code, key)
+    out.print(table)
+    out.print(f"try: curl -H 'Authorization: Bearer {keys[0][1]}' http://{host}:{port}/v1/customers")
+    out.print(f"API docs: http://{host}:{port}/docs   (run `kakin worker` beside it to bill what falls due)")
+    uvicorn.run(create_app(engine, gateway), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def worker(
+    interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 5.0,
+    once: Annotated[bool, typer.Option(help="Do one pass and exit.")] = False,
+) -> None:
+    """Do what is due on the real clock, again and again: renewals, trial ends, month closes, retries, webhooks."""
+    from kakin.adapters.db.migrate import make_engine
+    from kakin.adapters.db.migrate import migrate as run
+    from kakin.adapters.payments import CardSimulator
+    from kakin.serve import run_once, work_forever
+
+    engine = make_engine()
+    run(engine)
+    if once:
+        done = run_once(engine, CardSimulator(), datetime.now(UTC))
+        out.print(", ".join(f"{k}: {v}" for k, v in done.items()))
+        return
+    work_forever(engine, CardSimulator(), interval, out)
+
+
+@app.command("api-key")
+def api_key(
+    tenant: Annotated[str, typer.Option(help="The tenant's code.")],
+    role: Annotated[str, typer.Option(help="owner, billing_admin, reviewer or viewer.")] = "owner",
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "cli",
+) -> None:
+    """Create an API key for a tenant and print it (once: only its hash is stored)."""
+    from kakin.adapters.db.migrate import make_engine
+    from kakin.adapters.db.store import UnitOfWork
+    from kakin.domain.errors import KakinError
+    from kakin.services.access import create_api_key
+
+    try:
+        with UnitOfWork(make_engine()) as uow:
+            row = uow.tenant(tenant)
+            if row is None:
+                _fail(f"no tenant {tenant!r}")
+                return
+            key = create_api_key(uow, row, role, name, datetime.now(UTC))
+    except KakinError as exc:
+        _fail(exc.message)
+        return
+    out.print(key)
 
 
 @app.command()

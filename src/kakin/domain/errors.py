@@ -85,3 +85,31 @@ class InvalidValue(KakinError):
 
 class NotFound(KakinError):
     code = "not_found"
+
+
+class Unauthenticated(KakinError):
+    code = "invalid_api_key"
+
+
+class RoleForbidden(KakinError):
+    code = "role_forbidden"
+
+
+class SuperAdminRequired(KakinError):
+    code = "super_admin_required"
+
+
+class AdminRequired(KakinError):
+    code = "admin_required"
+
+
+class AdminLimitReached(KakinError):
+    code = "admin_limit_reached"
+
+
+class IdempotencyKeyReused(KakinError):
+    code = "idempotency_key_reused"
+
+
+class Conflict(KakinError):
+    code = "conflict"

@@ -72,9 +72,14 @@ def tax_for_rate(
     return TaxedAmount(rate=rate, net=total, tax=tax, gross=total + tax)
 
 
+def decimal_text(value: Fraction) -> str:
+    """An exact amount as decimal text: Fraction(14, 5) → "2.8" (exact for terminating decimals)."""
+    return format((Decimal(value.numerator) / Decimal(value.denominator)).normalize(), "f")
+
+
 def format_rate(rate: Fraction) -> str:
     """10% for Fraction(1, 10); 8% for Fraction(2, 25)."""
     percent = rate * 100
     if percent.denominator == 1:
         return f"{percent.numerator}%"
-    return f"{(Decimal(percent.numerator) / Decimal(percent.denominator)).normalize()}%"
+    return f"{decimal_text(percent)}%"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -109,6 +110,24 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     uow.add_payment_attempts(attempts)
     uow.save_accounts(tenant.row, accounts, now, {a.id: schedule.next_due(lc, a) for a in accounts})  # type: ignore[misc]
     uow.audit(audit)
+    publish(uow, tenant, [(a, e) for a in accounts for e in events.get(id(a), [])], now)
+
+
+PUBLIC_EVENT_PREFIXES = ("subscription.", "invoice.", "payment.", "addon.", "customer.")
+
+
+def publish(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict[str, Any]]], now: datetime) -> None:
+    """Queue webhook events for the tenant's endpoints (delivered by the worker)."""
+    from kakin.adapters.db import service_store
+
+    events = []
+    for account, event in noted:
+        name = str(event["event"])
+        if name.startswith(PUBLIC_EVENT_PREFIXES):
+            data = {k: v for k, v in event.items() if k not in ("event", "at")}
+            events.append({"id": "evt_" + secrets.token_hex(12), "type": name, "created": event["at"],
+                           "customer": account.key, "data": data})
+    service_store.record_webhook_events(uow.conn, tenant.row.id, events, now)
 
 
 def _note(events: dict[int, list[dict[str, Any]]], account: Account, at: datetime, name: str, details: dict[str, Any]) -> None:
@@ -125,7 +144,7 @@ def _audit(tenant: Tenant, account: Account, at: datetime, actor: str, action: s
 # ------------------------------------------------------------------ commands
 def create_customer(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, name: str, now: datetime, *,
                     payment_method: str | None = None, members: int = 0, rng: random.Random | None = None,
-                    actor: str = "system") -> Account:
+                    actor: str = "system", test_clock_id: int | None = None) -> Account:
     if not key or not isinstance(key, str):
         raise errors.InvalidValue("a customer needs an id", param="id")
     if not name or not isinstance(name, str):
@@ -138,7 +157,7 @@ def create_customer(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, ke
     account = tenant.lifecycle.open_account(key, name, now, payment_method, members)
     if "premium_id" in tenant.catalog.addons:  # accounts that can take a premium ID get a basic ID
         account.basic_id = messaging.new_basic_id(rng or random.Random(), lambda b: uow.basic_id_taken(tenant.row, b))
-    uow.add_account(tenant.row, account, now)
+    uow.add_account(tenant.row, account, now, test_clock_id)
     settle(uow, tenant, gateway, [(account, Result())], now, actor, "customer.created", {})
     return account
 
@@ -205,7 +224,8 @@ _set_pm = _command("customer.set_payment_method", lambda t, u, a, now, pm: t.lif
 
 # ------------------------------------------------------------------ due work
 def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: PaymentGateway, until: datetime, *,
-            batch_size: int = 1000, on_batch: Callable[[int], None] | None = None, max_batches: int | None = None) -> int:
+            batch_size: int = 1000, on_batch: Callable[[int], None] | None = None, max_batches: int | None = None,
+            test_clock_id: int | None = None) -> int:
     """Do everything due by ``until``: one action per due account per batch, a transaction per batch.
 
     Returns the number of actions performed. A crash loses at most the
@@ -218,7 +238,7 @@ def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: Pay
     while max_batches is None or batches < max_batches:
         with engine_uow() as uow:
             tenant = open_tenant(uow, tenant_code)
-            ids = uow.due_account_ids(tenant.row, until, batch_size, lock=True)
+            ids = uow.due_account_ids(tenant.row, until, batch_size, lock=True, test_clock_id=test_clock_id)
             if not ids:
                 break
             accounts = uow.load_accounts(ids)
@@ -236,3 +256,52 @@ def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: Pay
         if on_batch is not None:
             on_batch(len(work))
     return done
+
+
+# ------------------------------------------------------------------ preview
+def preview_change_plan(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime, plan: str, *,
+                        contract: str | None = None, seats: int | None = None) -> dict[str, Any]:
+    """What a plan change will bill, computed on a copy of the account; nothing is written or charged.
+
+    Returns the invoices the change issues at once and the customer's next
+    scheduled invoice with and without the change.
+    """
+    import copy
+
+    lc = tenant.lifecycle
+    account = load(uow, tenant, key)
+    for _ in range(10_000):  # bring the copy up to now, as a command would
+        if schedule.run_next(lc, account, now) is None:
+            break
+    baseline = copy.deepcopy(account)
+    changed = copy.deepcopy(account)
+    result = lc.change_plan(changed, plan, now, contract=contract, seats=seats)
+    sub = changed.plan_subscription
+    return {
+        "plan": plan,
+        "contract": sub.contract if sub else contract,
+        "effective": "immediate" if sub is None or sub.pending is None else sub.pending.effective_on.isoformat(),
+        "invoices_now": [_draft_json(d) for d in result.invoices],
+        "next_invoice": _next_invoice(lc, changed, now),
+        "next_invoice_without_change": _next_invoice(lc, baseline, now),
+    }
+
+
+def _next_invoice(lc: Any, account: Account, now: datetime) -> dict[str, Any] | None:
+    """Run the copy forward until its next scheduled invoice, assuming nothing else changes."""
+    from datetime import timedelta
+
+    horizon = now + timedelta(days=400)
+    for _ in range(1000):
+        result = schedule.run_next(lc, account, horizon)
+        if result is None:
+            return None
+        if result.invoices:
+            return _draft_json(result.invoices[0])
+    return None
+
+
+def _draft_json(draft: Any) -> dict[str, Any]:
+    return {"issued_on": draft.issued_on.isoformat(), "subtotal": draft.subtotal, "tax": draft.tax.tax, "total": draft.total,
+            "lines": [{"kind": ln.kind.value, "description": ln.description, "quantity": ln.quantity, "amount": ln.amount,
+                       "formula": ln.formula} for ln in draft.lines]}

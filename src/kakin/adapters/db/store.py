@@ -98,13 +98,18 @@ class UnitOfWork:
                           r["registration_number"]) for r in rows]
 
     # ----------------------------------------------------------- accounts
-    def add_account(self, tenant: TenantRow, account: Account, now: datetime) -> None:
+    def add_account(self, tenant: TenantRow, account: Account, now: datetime, test_clock_id: int | None = None) -> None:
         account.id = self.conn.execute(insert(customers).values(
             tenant_id=tenant.id, key=account.key, name=account.name, payment_method=account.payment_method,
             members=account.members, credit=account.credit, basic_id=account.basic_id, created_at=now,
+            test_clock_id=test_clock_id,
         ).returning(customers.c.id)).scalar_one()
         self._pending_ids[account.id] = set()
         self.save_accounts(tenant, [account], now, next_due={})
+
+    def customer_row(self, tenant: TenantRow, key: str) -> dict[str, Any] | None:
+        row = self.conn.execute(select(customers).where(customers.c.tenant_id == tenant.id, customers.c.key == key)).mappings().first()
+        return dict(row) if row else None
 
     def account_id(self, tenant: TenantRow, key: str) -> int | None:
         return self.conn.execute(select(customers.c.id).where(
@@ -119,10 +124,12 @@ class UnitOfWork:
             subscriptions.c.tenant_id == tenant.id, subscriptions.c.product == product,
             subscriptions.c.value == value, subscriptions.c.ended.is_(False))).first() is not None
 
-    def due_account_ids(self, tenant: TenantRow, until: datetime, limit: int, after: tuple[datetime, int] | None = None,
-                        lock: bool = False) -> list[int]:
+    def due_account_ids(self, tenant: TenantRow, until: datetime, limit: int, lock: bool = False,
+                        test_clock_id: int | None = None) -> list[int]:
+        """Accounts with work due by ``until``: on the real clock, or on one test clock."""
+        clock = customers.c.test_clock_id.is_(None) if test_clock_id is None else customers.c.test_clock_id == test_clock_id
         q = select(customers.c.id, customers.c.next_due_at).where(
-            customers.c.tenant_id == tenant.id, customers.c.next_due_at.is_not(None), customers.c.next_due_at <= until)
+            customers.c.tenant_id == tenant.id, clock, customers.c.next_due_at.is_not(None), customers.c.next_due_at <= until)
         q = q.order_by(customers.c.next_due_at, customers.c.id).limit(limit)
         if lock and self.conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True, of=customers)
@@ -304,11 +311,13 @@ class UnitOfWork:
         if rows:
             self.conn.execute(insert(payment_attempts), rows)
 
-    def invoices_for(self, tenant: TenantRow, customer_id: int | None = None) -> list[dict[str, Any]]:
+    def invoices_for(self, tenant: TenantRow, customer_id: int | None = None, number: str | None = None) -> list[dict[str, Any]]:
         q = select(invoices, customers.c.key.label("customer")).join(customers, customers.c.id == invoices.c.customer_id).where(
             invoices.c.tenant_id == tenant.id)
         if customer_id is not None:
             q = q.where(invoices.c.customer_id == customer_id)
+        if number is not None:
+            q = q.where(invoices.c.number == number)
         rows = [dict(r) for r in self.conn.execute(q.order_by(invoices.c.seq)).mappings()]
         if not rows:
             return rows

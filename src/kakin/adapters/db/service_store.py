@@ -1,0 +1,164 @@
+"""Queries of the service layer: API keys, members, idempotency records, webhooks, test clocks."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .store import TenantRow
+from .tables import (
+    api_keys,
+    audit_log,
+    customers,
+    idempotency_keys,
+    members,
+    tenants,
+    test_clocks,
+    webhook_deliveries,
+    webhook_endpoints,
+    webhook_events,
+)
+
+
+def tenant_by_id(conn: Connection, tenant_id: int) -> TenantRow:
+    r = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).mappings().one()
+    return TenantRow(r["id"], r["code"], r["name"], r["catalog"], r["timezone"], r["invoice_prefix"], r["registration_number"])
+
+
+# ------------------------------------------------------------------ API keys
+def add_api_key(conn: Connection, tenant_id: int, prefix: str, secret_hash: str, role: str, name: str, now: datetime) -> None:
+    conn.execute(insert(api_keys).values(tenant_id=tenant_id, prefix=prefix, secret_hash=secret_hash, role=role, name=name,
+                                         created_at=now))
+
+
+def api_key_by_prefix(conn: Connection, prefix: str) -> dict[str, Any] | None:
+    row = conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).mappings().first()
+    return dict(row) if row else None
+
+
+# ------------------------------------------------------------------ members
+def add_member(conn: Connection, tenant_id: int, customer_id: int, public_id: str, email: str, name: str, role: str,
+               now: datetime) -> None:
+    conn.execute(insert(members).values(tenant_id=tenant_id, customer_id=customer_id, public_id=public_id, email=email,
+                                        name=name, role=role, created_at=now))
+
+
+def members_of(conn: Connection, customer_id: int) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(select(members).where(members.c.customer_id == customer_id).order_by(members.c.id)).mappings()]
+
+
+def member(conn: Connection, tenant_id: int, customer_id: int, public_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(members).where(members.c.tenant_id == tenant_id, members.c.customer_id == customer_id,
+                                             members.c.public_id == public_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def count_admins(conn: Connection, customer_id: int) -> int:
+    return int(conn.execute(select(func.count()).select_from(members).where(
+        members.c.customer_id == customer_id, members.c.role == "admin")).scalar_one())
+
+
+# ----------------------------------------------------------- idempotency
+def idempotency_record(conn: Connection, tenant_id: int, key: str) -> dict[str, Any] | None:
+    row = conn.execute(select(idempotency_keys).where(idempotency_keys.c.tenant_id == tenant_id,
+                                                      idempotency_keys.c.key == key)).mappings().first()
+    return dict(row) if row else None
+
+
+def save_idempotency_record(conn: Connection, tenant_id: int, key: str, request_hash: str, status: int, body: str,
+                            now: datetime) -> None:
+    conn.execute(insert(idempotency_keys).values(tenant_id=tenant_id, key=key, request_hash=request_hash, status_code=status,
+                                                 response_body=body, created_at=now))
+
+
+# ------------------------------------------------------------------ webhooks
+def add_webhook_endpoint(conn: Connection, tenant_id: int, public_id: str, url: str, secret: str, events: list[str],
+                         now: datetime) -> None:
+    conn.execute(insert(webhook_endpoints).values(tenant_id=tenant_id, public_id=public_id, url=url, secret=secret,
+                                                  events=json.dumps(events), enabled=True, created_at=now))
+
+
+def webhook_endpoints_of(conn: Connection, tenant_id: int) -> list[dict[str, Any]]:
+    rows = conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.tenant_id == tenant_id).order_by(
+        webhook_endpoints.c.id)).mappings()
+    return [{**dict(r), "events": json.loads(r["events"])} for r in rows]
+
+
+def record_webhook_events(conn: Connection, tenant_id: int, events: list[dict[str, Any]], now: datetime) -> None:
+    """Store events and queue a delivery to every enabled endpoint that subscribes to their type."""
+    endpoints = [e for e in webhook_endpoints_of(conn, tenant_id) if e["enabled"]]
+    if not events or not endpoints:
+        return
+    for event in events:
+        event_id = conn.execute(insert(webhook_events).values(
+            tenant_id=tenant_id, public_id=event["id"], type=event["type"], customer_key=event.get("customer"),
+            payload=json.dumps(event, ensure_ascii=False, sort_keys=True, default=str), created_at=now,
+        ).returning(webhook_events.c.id)).scalar_one()
+        rows = [{"event_id": event_id, "endpoint_id": e["id"], "status": "pending", "attempts": 0, "next_attempt_at": now}
+                for e in endpoints if "*" in e["events"] or event["type"] in e["events"]]
+        if rows:
+            conn.execute(insert(webhook_deliveries), rows)
+
+
+def due_deliveries(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+    q = (select(webhook_deliveries, webhook_events.c.payload, webhook_events.c.public_id.label("event_public_id"),
+                webhook_events.c.type, webhook_endpoints.c.url, webhook_endpoints.c.secret)
+         .join(webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id)
+         .join(webhook_endpoints, webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id)
+         .where(webhook_deliveries.c.status == "pending", webhook_deliveries.c.next_attempt_at <= now)
+         .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True, of=webhook_deliveries)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def update_delivery(conn: Connection, delivery_id: int, **values: Any) -> None:
+    conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id).values(**values))
+
+
+def deliveries_of(conn: Connection, tenant_id: int, endpoint_public_id: str) -> list[dict[str, Any]]:
+    q = (select(webhook_deliveries, webhook_events.c.public_id.label("event"), webhook_events.c.type)
+         .join(webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id)
+         .join(webhook_endpoints, webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id)
+         .where(webhook_endpoints.c.tenant_id == tenant_id, webhook_endpoints.c.public_id == endpoint_public_id)
+         .order_by(webhook_deliveries.c.id))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+# ---------------------------------------------------------------- test clocks
+def add_test_clock(conn: Connection, tenant_id: int, public_id: str, name: str, frozen: datetime, now: datetime) -> None:
+    conn.execute(insert(test_clocks).values(tenant_id=tenant_id, public_id=public_id, name=name, frozen_time=frozen,
+                                            created_at=now))
+
+
+def test_clock(conn: Connection, tenant_id: int, public_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(test_clocks).where(test_clocks.c.tenant_id == tenant_id,
+                                                 test_clocks.c.public_id == public_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def test_clock_by_id(conn: Connection, clock_id: int) -> dict[str, Any]:
+    return dict(conn.execute(select(test_clocks).where(test_clocks.c.id == clock_id)).mappings().one())
+
+
+def set_test_clock_time(conn: Connection, clock_id: int, frozen: datetime) -> None:
+    conn.execute(update(test_clocks).where(test_clocks.c.id == clock_id).values(frozen_time=frozen))
+
+
+def attach_test_clock(conn: Connection, customer_id: int, clock_id: int) -> None:
+    conn.execute(update(customers).where(customers.c.id == customer_id).values(test_clock_id=clock_id))
+
+
+# ------------------------------------------------------------------ listing
+def page(conn: Connection, table: Any, tenant_id: int, after: int | None, limit: int, *where: Any) -> list[dict[str, Any]]:
+    q = select(table).where(table.c.tenant_id == tenant_id, *where)
+    if after is not None:
+        q = q.where(table.c.id > after)
+    return [dict(r) for r in conn.execute(q.order_by(table.c.id).limit(limit + 1)).mappings()]
+
+
+__all__ = ["IntegrityError", "audit_log", "customers", "page"]

@@ -1,0 +1,146 @@
+"""The FastAPI application: authentication, transactions with Idempotency-Key, pagination."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+import kakin
+from kakin.adapters.db import service_store
+from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.payments import CardSimulator, PaymentGateway
+from kakin.domain import errors
+from kakin.services.access import Operator, authenticate
+from kakin.services.tenancy import Tenant, open_tenant
+
+from . import errors as api_errors
+
+Clock = Callable[[], datetime]
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer kk_…`")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clock = utc_now) -> FastAPI:
+    app = FastAPI(
+        title="kakin",
+        version=kakin.__version__,
+        description="Subscription billing for Japanese B2B SaaS vendors. Every error is "
+                    '`{"error": {"code", "message", "param"}}`; every POST accepts an `Idempotency-Key` header.',
+        responses=api_errors.ERROR_RESPONSES,
+    )
+    app.state.engine = engine
+    app.state.gateway = gateway or CardSimulator()
+    app.state.clock = clock
+    api_errors.install(app)
+    from . import routes_admin, routes_customers
+
+    app.include_router(routes_customers.router)
+    app.include_router(routes_admin.router)
+    return app
+
+
+def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Operator:
+    with UnitOfWork(request.app.state.engine) as uow:
+        return authenticate(uow, credentials.credentials if credentials else None)
+
+
+Auth = Annotated[Operator, Depends(operator)]
+
+
+def tenant_of(uow: UnitOfWork, op: Operator) -> Tenant:
+    return open_tenant(uow, op.tenant.code)
+
+
+def customer_now(request: Request, uow: UnitOfWork, customer: dict[str, Any]) -> datetime:
+    """A customer on a test clock lives at the clock's time; everyone else at the real time."""
+    if customer.get("test_clock_id"):
+        return service_store.test_clock_by_id(uow.conn, customer["test_clock_id"])["frozen_time"]  # type: ignore[no-any-return]
+    return request.app.state.clock()  # type: ignore[no-any-return]
+
+
+def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[UnitOfWork], Any], status: int = 200) -> Response:
+    """Run a write in one transaction. With an Idempotency-Key, the first response is stored in that same
+    transaction and replayed for the same key and body; the same key with another body is refused (409)."""
+    op.require("write")
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 255:
+        raise errors.InvalidValue("Idempotency-Key must be 1–255 characters", param="Idempotency-Key")
+    digest = hashlib.sha256(
+        f"{request.method} {request.url.path}\n".encode()
+        + json.dumps(body.model_dump(mode="json") if body else None, sort_keys=True).encode()
+    ).hexdigest()
+    engine = request.app.state.engine
+    try:
+        with UnitOfWork(engine) as uow:
+            if key is not None:
+                replay = _replay(uow, op, key, digest)
+                if replay is not None:
+                    return replay
+            content = json.dumps(jsonable_encoder(fn(uow)), ensure_ascii=False)
+            if key is not None:
+                service_store.save_idempotency_record(uow.conn, op.tenant.id, key, digest, status, content, utc_now())
+    except IntegrityError:
+        if key is None:
+            raise
+        with UnitOfWork(engine) as uow:  # a concurrent request with the same key won; answer as it did
+            replay = _replay(uow, op, key, digest)
+            if replay is None:
+                raise
+            return replay
+    return Response(content, status_code=status, media_type="application/json")
+
+
+def _replay(uow: UnitOfWork, op: Operator, key: str, digest: str) -> Response | None:
+    record = service_store.idempotency_record(uow.conn, op.tenant.id, key)
+    if record is None:
+        return None
+    if record["request_hash"] != digest:
+        raise errors.IdempotencyKeyReused(
+            "this Idempotency-Key was used with another request; use a new key for a new request", param="Idempotency-Key")
+    return Response(record["response_body"], status_code=record["status_code"], media_type="application/json",
+                    headers={"Idempotent-Replayed": "true"})
+
+
+def read(request: Request, op: Operator, fn: Callable[[UnitOfWork], Any]) -> Any:
+    op.require("read")
+    with UnitOfWork(request.app.state.engine) as uow:
+        return fn(uow)
+
+
+# ------------------------------------------------------------------ pagination
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("id:"):
+            raise ValueError
+        return int(text[3:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise errors.InvalidValue("cursor is not one this API returned", param="cursor", code="invalid_cursor") from None
+
+
+def paged(rows: list[dict[str, Any]], limit: int, render: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"data": [render(r) for r in rows], "next_cursor": encode_cursor(rows[-1]["id"]) if more and rows else None}

@@ -1,0 +1,82 @@
+"""Every error as ``{"error": {"code", "message", "param"}}`` with the right status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kakin.domain.errors import KakinError
+
+log = logging.getLogger("kakin.api")
+
+STATUS = {
+    "invalid_api_key": 401,
+    "role_forbidden": 403, "super_admin_required": 403, "admin_required": 403, "eligibility_required": 403,
+    "not_found": 404,
+    "payment_method_required": 402,
+    "idempotency_key_reused": 409, "customer_exists": 409, "tenant_exists": 409, "already_subscribed": 409,
+    "plan_change_not_allowed": 409, "premium_id_taken": 409, "premium_id_locked": 409, "not_subscribed": 409,
+    "member_exists": 409, "admin_limit_reached": 409, "quota_exceeded": 409, "super_admin_exists": 409, "conflict": 409,
+}
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in ((401, "Missing or invalid API key"), (402, "A payment method is required"),
+                                (403, "Not allowed for this key or member"), (404, "Not found"),
+                                (409, "Refused by a billing rule or in conflict with the current state"),
+                                (422, "Invalid request: the field is named in param"))
+}
+
+
+def error_response(status: int, code: str, message: str, param: str | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "param": param, **extra}}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(KakinError)
+    async def kakin_error(_: Request, exc: KakinError) -> JSONResponse:
+        extra = {"remaining": exc.remaining} if hasattr(exc, "remaining") else {}
+        return error_response(STATUS.get(exc.code, 422), exc.code, exc.message, exc.param, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request", "type": "invalid"}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        param = ".".join(loc) or None
+        kind = first.get("type", "")
+        if kind == "extra_forbidden":
+            message = f"unknown field {param!r}: remove it"
+        elif kind == "missing":
+            message = f"{param} is required"
+        elif kind == "json_invalid":
+            return error_response(422, "invalid_json", "the request body is not valid JSON", None)
+        else:
+            message = f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg"))
+        return error_response(422, "invalid_request", message, param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "invalid_api_key"}
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> JSONResponse:  # a bug: logged, never shown
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "kakin failed to handle this request; it has been logged")

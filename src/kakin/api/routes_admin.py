@@ -1,0 +1,137 @@
+"""The catalog as a price page, invoices, the audit log, webhook endpoints and test clocks."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import select
+
+from kakin.adapters.db import service_store, tables
+from kakin.adapters.db.store import UnitOfWork
+from kakin.domain import errors
+from kakin.domain.money import decimal_text, format_rate
+from kakin.services import clocks, webhooks
+
+from .app import Auth, decode_cursor, paged, read, tenant_of, write
+from .routes_customers import invoice_json
+from .schemas import AdvanceIn, TestClockIn, WebhookEndpointIn
+
+router = APIRouter(prefix="/v1")
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+
+
+@router.get("/catalog", tags=["catalog"], summary="Plans and prices as the vendor's price page shows them")
+def catalog(request: Request, op: Auth) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        cat = tenant_of(uow, op).catalog
+        plans = []
+        for plan in sorted(cat.plans.values(), key=lambda p: p.rank):
+            plans.append({
+                "code": plan.code, "name": {"ja": plan.name_ja, "en": plan.name_en}, "rank": plan.rank,
+                "min_seats": plan.min_seats, "max_seats": plan.max_seats, "features": plan.features,
+                "requires_eligibility": plan.eligibility,
+                "prices": {c: {"unit_amount": p.unit_amount, "per": p.basis.value, "timing": p.timing.value,
+                               "alignment": p.alignment.value, "interval_months": p.interval_months,
+                               "term_months": p.term_months} for c, p in plan.prices.items()},
+                "usage": {m: {"included": u.included, "hard_limit": u.hard_limit,
+                              "tiers": [{"first": t.first, "last": t.last, "unit_amount": decimal_text(t.unit_amount)}
+                                        for t in u.tiers]} for m, u in plan.usage.items()},
+            })
+        return {"vendor": cat.name, "currency": cat.currency, "tax_rate": format_rate(cat.tax_rate),
+                "tax_inclusive": cat.tax_inclusive, "trial_days": cat.trial_days, "plans": plans,
+                "addons": [{"code": a.code, "name": {"ja": a.name_ja, "en": a.name_en},
+                            "prices": {c: p.unit_amount for c, p in a.prices.items()},
+                            "plan_overrides": a.plan_overrides} for a in cat.addons.values()]}
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.get("/invoices", tags=["invoices"], summary="All invoices, newest last (cursor pagination)")
+def list_invoices(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    after = decode_cursor(cursor)
+
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        rows = service_store.page(uow.conn, tables.invoices, op.tenant.id, after, limit)
+        keys = dict(uow.conn.execute(select(tables.customers.c.id, tables.customers.c.key).where(
+            tables.customers.c.id.in_({r["customer_id"] for r in rows}))).all())
+        for r in rows:
+            r["customer"] = keys[r["customer_id"]]
+        return paged(rows, limit, invoice_json)
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.get("/invoices/{number}", tags=["invoices"], summary="One invoice with its lines")
+def get_invoice(request: Request, op: Auth, number: Annotated[str, "invoice number"]) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        found = [r for r in uow.invoices_for(op.tenant, number=number)]
+        if not found:
+            raise errors.NotFound(f"no invoice {number!r}", param="number")
+        return invoice_json(found[0])
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.get("/audit_log", tags=["audit"], summary="Every state change: who, what, when, before and after")
+def audit_log(request: Request, op: Auth, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    after = decode_cursor(cursor)
+
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        rows = service_store.page(uow.conn, tables.audit_log, op.tenant.id, after, limit)
+        return paged(rows, limit, lambda r: {
+            "at": r["at"], "actor": r["actor"], "action": r["action"],
+            "before": json.loads(r["before"]) if r["before"] else None,
+            "after": json.loads(r["after"]) if r["after"] else None})
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.post("/webhook_endpoints", status_code=201, tags=["webhooks"],
+             summary="Add an endpoint; its signing secret is shown once")
+def create_webhook_endpoint(request: Request, op: Auth, body: WebhookEndpointIn) -> Response:
+    op.require("manage")
+    return write(request, op, body, lambda uow: webhooks.create_endpoint(uow, op.tenant, body.url, body.events,
+                                                                         request.app.state.clock()), status=201)
+
+
+@router.get("/webhook_endpoints", tags=["webhooks"], summary="The tenant's webhook endpoints")
+def list_webhook_endpoints(request: Request, op: Auth) -> dict[str, Any]:
+    return read(request, op, lambda uow: {"data": [  # type: ignore[no-any-return]
+        {"id": e["public_id"], "url": e["url"], "events": e["events"], "enabled": e["enabled"]}
+        for e in service_store.webhook_endpoints_of(uow.conn, op.tenant.id)], "next_cursor": None})
+
+
+@router.get("/webhook_endpoints/{endpoint_id}/deliveries", tags=["webhooks"], summary="The delivery log of an endpoint")
+def list_deliveries(request: Request, op: Auth, endpoint_id: str) -> dict[str, Any]:
+    return read(request, op, lambda uow: {"data": [  # type: ignore[no-any-return]
+        {"event": d["event"], "type": d["type"], "status": d["status"], "attempts": d["attempts"],
+         "last_status_code": d["last_status_code"], "last_error": d["last_error"], "next_attempt_at": d["next_attempt_at"],
+         "delivered_at": d["delivered_at"]} for d in service_store.deliveries_of(uow.conn, op.tenant.id, endpoint_id)],
+        "next_cursor": None})
+
+
+@router.post("/test_clocks", status_code=201, tags=["test clocks"], summary="Create a clock frozen at a time")
+def create_test_clock(request: Request, op: Auth, body: TestClockIn) -> Response:
+    return write(request, op, body, lambda uow: clocks.create_clock(uow, op.tenant, body.name, body.frozen_time,
+                                                                    request.app.state.clock()), status=201)
+
+
+@router.get("/test_clocks/{clock_id}", tags=["test clocks"], summary="A test clock")
+def get_test_clock(request: Request, op: Auth, clock_id: str) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        clock = service_store.test_clock(uow.conn, op.tenant.id, clock_id)
+        if clock is None:
+            raise errors.NotFound(f"no test clock {clock_id!r}", param="clock_id")
+        return {"id": clock["public_id"], "name": clock["name"], "frozen_time": clock["frozen_time"]}
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.post("/test_clocks/{clock_id}/advance", tags=["test clocks"],
+             summary="Move the clock forward; everything due for its customers happens")
+def advance_test_clock(request: Request, op: Auth, clock_id: str, body: AdvanceIn) -> dict[str, Any]:
+    op.require("write")
+    return clocks.advance_clock(request.app.state.engine, op.tenant, clock_id, body.frozen_time, request.app.state.gateway)

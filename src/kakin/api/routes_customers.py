@@ -1,0 +1,246 @@
+"""Customers, their members, subscription, usage, invoices and credit."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from kakin.adapters.db import service_store, tables
+from kakin.adapters.db.store import UnitOfWork
+from kakin.domain import errors
+from kakin.domain.account import Account
+from kakin.domain.members import require_admin, require_super_admin
+from kakin.services import access, billing
+
+from .app import Auth, customer_now, decode_cursor, paged, read, tenant_of, write
+from .schemas import ConsumeIn, CustomerIn, MemberIn, PaymentMethodIn, PlanChangeIn, PremiumIdIn, SeatsIn, SubscribeIn, UsersIn
+
+router = APIRouter(prefix="/v1", tags=["customers"])
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+CustomerId = Annotated[str, "the customer's id"]
+
+
+def view(account: Account, row: dict[str, Any]) -> dict[str, Any]:
+    sub = account.plan_subscription
+    out: dict[str, Any] = {
+        "id": account.key, "name": account.name, "users": account.members, "credit": account.credit,
+        "has_payment_method": account.payment_method is not None, "basic_id": account.basic_id,
+        "test_clock": row.get("test_clock_public_id"), "subscription": None, "addons": [],
+    }
+    if sub is not None:
+        out["subscription"] = {
+            "plan": sub.plan, "contract": sub.contract, "status": sub.status.value, "seats": sub.seats,
+            "current_period_start": sub.period_start, "current_period_end": sub.period_end, "trial_end": sub.trial_end,
+            "pending_change": None if sub.pending is None else {
+                "effective_on": sub.pending.effective_on, "plan": sub.pending.plan, "contract": sub.pending.contract,
+                "seats": sub.pending.seats, "cancel": sub.pending.cancel},
+        }
+    out["addons"] = [{"addon": s.product, "value": s.value, "billing": s.contract, "current_period_end": s.period_end}
+                     for s in account.subscriptions if s.product != "plan" and not s.ended]
+    return out
+
+
+def _customer(request: Request, uow: UnitOfWork, op: access.Operator, customer_id: str) -> dict[str, Any]:
+    row = uow.customer_row(op.tenant, customer_id)
+    if row is None:
+        raise errors.NotFound(f"no customer {customer_id!r}", param="customer_id")
+    if row["test_clock_id"]:
+        row["test_clock_public_id"] = service_store.test_clock_by_id(uow.conn, row["test_clock_id"])["public_id"]
+    row["now"] = customer_now(request, uow, row)
+    return row
+
+
+def _command(request: Request, op: Auth, customer_id: str, run: Any, *, member_rule: Any = None, what: str = "") -> Any:
+    """Load the customer, check the acting member where the rule needs one, run the command, show the customer."""
+
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = _customer(request, uow, op, customer_id)
+        tenant = tenant_of(uow, op)
+        if member_rule is not None:
+            role = access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member"))
+            member_rule(role, what)
+        gateway = request.app.state.gateway
+        account = run(uow, tenant, gateway, customer_id, row["now"])
+        return view(account, row)
+
+    return work
+
+
+@router.post("/customers", status_code=201, summary="Create a customer with its super admin")
+def create_customer(request: Request, op: Auth, body: CustomerIn) -> Response:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        tenant = tenant_of(uow, op)
+        now = request.app.state.clock()
+        clock_id = None
+        if body.test_clock:
+            clock = service_store.test_clock(uow.conn, op.tenant.id, body.test_clock)
+            if clock is None:
+                raise errors.NotFound(f"no test clock {body.test_clock!r}", param="test_clock")
+            clock_id, now = clock["id"], clock["frozen_time"]
+        key = body.id or "cus_" + secrets.token_hex(8)
+        account = billing.create_customer(uow, tenant, request.app.state.gateway, key, body.name, now,
+                                          payment_method=body.payment_method, members=body.users, actor=op.actor,
+                                          test_clock_id=clock_id)
+        assert account.id is not None
+        member_id = access.add_super_admin(uow, op.tenant, account.id, body.super_admin.email, body.super_admin.name, now)
+        out = view(account, {"test_clock_public_id": body.test_clock})
+        out["super_admin"] = {"id": member_id, "email": body.super_admin.email, "name": body.super_admin.name}
+        return out
+
+    return write(request, op, body, work, status=201)
+
+
+@router.get("/customers", summary="List customers (cursor pagination)")
+def list_customers(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    after = decode_cursor(cursor)
+
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        rows = service_store.page(uow.conn, tables.customers, op.tenant.id, after, limit)
+        accounts = {a.id: a for a in uow.load_accounts([r["id"] for r in rows[:limit]])}
+        return paged(rows, limit, lambda r: view(accounts[r["id"]], r))
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.get("/customers/{customer_id}", summary="A customer with its subscription")
+def get_customer(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = _customer(request, uow, op, customer_id)
+        return view(uow.load_accounts([row["id"]])[0], row)
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.get("/customers/{customer_id}/members", summary="The customer's super admin, admins and members")
+def list_members(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = _customer(request, uow, op, customer_id)
+        return {"data": [{"id": m["public_id"], "email": m["email"], "name": m["name"], "role": m["role"]}
+                         for m in service_store.members_of(uow.conn, row["id"])], "next_cursor": None}
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.post("/customers/{customer_id}/members", status_code=201, summary="Add an admin or a member (admins only)")
+def add_member(request: Request, op: Auth, customer_id: CustomerId, body: MemberIn) -> Response:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = _customer(request, uow, op, customer_id)
+        role = access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member"))
+        require_admin(role, "add members")
+        limit = tenant_of(uow, op).catalog.admin_limit
+        return access.add_member(uow, op.tenant, limit, row["id"], body.email, body.name, body.role, row["now"])
+
+    return write(request, op, body, work, status=201)
+
+
+@router.post("/customers/{customer_id}/subscription", summary="Subscribe to a plan (super admin)")
+def subscribe(request: Request, op: Auth, customer_id: CustomerId, body: SubscribeIn) -> Response:
+    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
+        return billing.subscribe(uow, tenant, gateway, key, now, body.plan, contract=body.contract, seats=body.seats,
+                                 members=body.users, trial_days=body.trial_days, actor=op.actor)
+
+    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_super_admin,
+                                             what="choose the plan"))
+
+
+@router.post("/customers/{customer_id}/subscription/seats", summary="Change contracted seats or licenses (admins)")
+def set_seats(request: Request, op: Auth, customer_id: CustomerId, body: SeatsIn) -> Response:
+    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
+        return billing.set_seats(uow, tenant, gateway, key, now, body.seats, actor=op.actor)
+
+    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_admin, what="change seats"))
+
+
+@router.post("/customers/{customer_id}/subscription/users", summary="Set the number of registered users (admins)")
+def set_users(request: Request, op: Auth, customer_id: CustomerId, body: UsersIn) -> Response:
+    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
+        return billing.set_members(uow, tenant, gateway, key, now, body.users, actor=op.actor)
+
+    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_admin,
+                                             what="change registered users"))
+
+
+@router.post("/customers/{customer_id}/subscription/plan/preview",
+             summary="What a plan change will bill, before anything is committed")
+def preview_plan_change(request: Request, op: Auth, customer_id: CustomerId, body: PlanChangeIn) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = _customer(request, uow, op, customer_id)
+        return billing.preview_change_plan(uow, tenant_of(uow, op), customer_id, row["now"], body.plan,
+                                           contract=body.contract, seats=body.seats)
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.post("/customers/{customer_id}/subscription/plan", summary="Change the plan or the contract type (super admin)")
+def change_plan(request: Request, op: Auth, customer_id: CustomerId, body: PlanChangeIn) -> Response:
+    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
+        return billing.change_plan(uow, tenant, gateway, key, now, body.plan, contract=body.contract, seats=body.seats,
+                                   actor=op.actor)
+
+    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_super_admin,
+                                             what="change the plan or the contract"))
+
+
+@router.post("/customers/{customer_id}/subscription/cancel", summary="Cancel under the catalog's rules (super admin)")
+def cancel(request: Request, op: Auth, customer_id: CustomerId) -> Response:
+    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
+        return billing.cancel(uow, tenant, gateway, key, now, actor=op.actor)
+
+    return write(request, op, None, _command(request, op, customer_id, run, member_rule=require_super_admin,
+                                             what="cancel the subscription"))
+
+
+@router.post("/customers/{customer_id}/payment_method", summary="Replace the payment method (super admin)")
+def set_payment_method(request: Request, op: Auth, customer_id: CustomerId, body: PaymentMethodIn) -> Response:
+    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
+        return billing.set_payment_method(uow, tenant, gateway, key, now, body.payment_method, actor=op.actor)
+
+    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_super_admin,
+                                             what="change the payment method"))
+
+
+@router.post("/customers/{customer_id}/usage/messages", summary="Ask for message quota and count it if granted")
+def consume_messages(request: Request, op: Auth, customer_id: CustomerId, body: ConsumeIn) -> Response:
+    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
+        return billing.send_messages(uow, tenant, gateway, key, now, body.count, actor=op.actor)
+
+    return write(request, op, body, _command(request, op, customer_id, run))
+
+
+@router.post("/customers/{customer_id}/premium_id", summary="Take a premium ID (super admin)")
+def set_premium_id(request: Request, op: Auth, customer_id: CustomerId, body: PremiumIdIn) -> Response:
+    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
+        return billing.set_premium_id(uow, tenant, gateway, key, now, body.premium_id, billing=body.billing, actor=op.actor)
+
+    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_super_admin,
+                                             what="buy a premium ID"))
+
+
+def invoice_json(r: dict[str, Any]) -> dict[str, Any]:
+    return {"number": r["number"], "customer": r["customer"], "issued_on": r["issued_on"], "period_start": r["period_start"],
+            "period_end": r["period_end"], "status": r["status"], "subtotal": r["subtotal"], "tax": r["tax"],
+            "tax_rate": r["tax_rate"], "tax_inclusive": r["tax_inclusive"], "total": r["total"],
+            "credit_applied": r["credit_applied"], "credit_carried": r["credit_carried"],
+            "lines": [{"kind": ln["kind"], "description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"],
+                       "formula": ln["formula"]} for ln in r.get("lines", [])]}
+
+
+@router.get("/customers/{customer_id}/invoices", summary="A customer's invoices with their lines")
+def customer_invoices(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = _customer(request, uow, op, customer_id)
+        return {"data": [invoice_json(r) for r in uow.invoices_for(op.tenant, row["id"])], "next_cursor": None}
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.get("/customers/{customer_id}/credit", summary="The customer's credit balance (yen, carried to later invoices)")
+def credit(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = _customer(request, uow, op, customer_id)
+        return {"customer": customer_id, "credit": row["credit"], "currency": "JPY"}
+
+    return read(request, op, work)  # type: ignore[no-any-return]
