@@ -45,7 +45,8 @@ def verify(secret: str, header: str, body: bytes, now: datetime, tolerance: time
 
 
 def backoff(attempts: int) -> timedelta:
-    return min(timedelta(seconds=30) * 2 ** max(0, attempts - 1), timedelta(hours=6))
+    delay: timedelta = timedelta(seconds=30) * 2 ** max(0, attempts - 1)
+    return min(delay, timedelta(hours=6))
 
 
 def create_endpoint(uow: UnitOfWork, tenant: TenantRow, url: str, events: list[str], now: datetime) -> dict[str, Any]:
