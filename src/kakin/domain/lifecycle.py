@@ -296,9 +296,10 @@ class Lifecycle:
         contract = contract or sub.contract
         today = self.today(now)
         if plan.code == sub.plan and contract == sub.contract:
+            if sub.pending and sub.pending.cancel:
+                return self.withdraw_cancellation(account, sub, now)
             if sub.pending and (sub.pending.plan or sub.pending.contract):
-                sub.pending.plan = sub.pending.contract = None
-                self._drop_empty_pending(sub)
+                sub.pending = None  # staying on the current plan withdraws the scheduled change
                 return Result(events=[("subscription.change_withdrawn", {})])
             raise errors.PlanChangeNotAllowed(f"the customer is already on plan {plan.code!r} ({contract})", param="plan")
         if contract not in plan.prices and plan.prices:

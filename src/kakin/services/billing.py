@@ -169,12 +169,12 @@ def load(uow: UnitOfWork, tenant: Tenant, key: str) -> Account:
     return uow.load_accounts([account_id])[0]
 
 
-def catch_up(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, account: Account, now: datetime) -> None:
+def catch_up(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, account: Account, now: datetime) -> int:
     """Do the account's work that fell due before ``now`` (the worker may not have reached it yet)."""
-    for _ in range(10_000):
+    for done in range(10_000):
         result = schedule.run_next(tenant.lifecycle, account, now)
         if result is None:
-            return
+            return done
         settle(uow, tenant, gateway, [(account, result)], now, "worker")
     raise RuntimeError(f"customer {account.key!r}: due work does not settle")
 
@@ -183,7 +183,8 @@ def _command(action: str, rule: Callable[..., Result | Any]) -> Callable[..., Ac
     def run(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, now: datetime, *args: Any,
             actor: str = "system", **kwargs: Any) -> Account:
         account = load(uow, tenant, key)
-        catch_up(uow, tenant, gateway, account, now)
+        if catch_up(uow, tenant, gateway, account, now):
+            uow.commit()  # work that fell due stays done even if this command is refused
         before = snapshot(account)
         result = rule(tenant, uow, account, now, *args, **kwargs)
         if not isinstance(result, Result):

@@ -67,12 +67,23 @@ class UnitOfWork:
         self._pending_ids: dict[int, set[int]] = {}
 
     def __enter__(self) -> UnitOfWork:
-        self._ctx = self.engine.begin()
-        self.conn = self._ctx.__enter__()
+        self.conn = self.engine.connect()
+        self._tx = self.conn.begin()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self._ctx.__exit__(*exc)
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            if exc_type is None:
+                self._tx.commit()
+            else:
+                self._tx.rollback()
+        finally:
+            self.conn.close()
+
+    def commit(self) -> None:
+        """Commit what is done so far and go on in a new transaction (a checkpoint)."""
+        self._tx.commit()
+        self._tx = self.conn.begin()
 
     # ------------------------------------------------------------- tenants
     def add_tenant(self, code: str, name: str, catalog: str, timezone: str, now: datetime,

@@ -1,0 +1,266 @@
+"""The REST API end to end, on SQLite and PostgreSQL: each vendor's main flows, refusals, idempotency, security."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.payments import CardSimulator
+from kakin.api.app import create_app
+from kakin.services.access import create_api_key
+from kakin.services.tenancy import create_tenant
+
+JST = ZoneInfo("Asia/Tokyo")
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Api:
+    """A client for one tenant, remembering each customer's super admin."""
+
+    def __init__(self, client: TestClient, key: str) -> None:
+        self.client, self.key = client, key
+        self.super_admin: dict[str, str] = {}
+
+    def call(self, method: str, path: str, body: Any = None, *, member: str | None = None, key: str | None = None,
+             idem: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {key or self.key}"}
+        if member:
+            headers["Kakin-Acting-Member"] = member
+        if idem:
+            headers["Idempotency-Key"] = idem
+        return self.client.request(method, path, json=body, headers=headers)
+
+    def customer(self, cid: str, name: str, pm: str | None = "pm_card_visa", **extra: Any) -> dict[str, Any]:
+        r = self.call("POST", "/v1/customers", {"id": cid, "name": name, "payment_method": pm,
+                                                "super_admin": {"email": f"admin@{cid}.example", "name": "管理者"}, **extra})
+        assert r.status_code == 201, r.text
+        self.super_admin[cid] = r.json()["super_admin"]["id"]
+        return r.json()  # type: ignore[no-any-return]
+
+    def as_admin(self, method: str, path: str, cid: str, body: Any = None, **kw: Any) -> Any:
+        return self.call(method, path, body, member=self.super_admin[cid], **kw)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 5, 3, 10, tzinfo=JST))
+
+
+@pytest.fixture
+def gateway() -> CardSimulator:
+    return CardSimulator()
+
+
+@pytest.fixture
+def client(engine: Engine, gateway: CardSimulator, clock: Clock) -> Iterator[TestClient]:
+    with TestClient(create_app(engine, gateway, clock)) as c:
+        yield c
+
+
+def tenant_key(engine: Engine, code: str, catalog: str, role: str = "owner") -> str:
+    with UnitOfWork(engine) as uow:
+        row = uow.tenant(code) or create_tenant(uow, code, code, catalog, datetime(2026, 1, 1, tzinfo=JST)).row
+        return create_api_key(uow, row, role, f"{role} key", datetime(2026, 1, 1, tzinfo=JST))
+
+
+def test_nipoplus_sign_up_seats_preview_and_cancel(engine: Engine, client: TestClient, clock: Clock) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    r = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10})
+    assert r.status_code == 200, r.text
+    assert r.json()["subscription"]["status"] == "active"
+    invoices = api.call("GET", "/v1/customers/acme/invoices").json()["data"]
+    assert [(i["total"], i["tax"], i["status"]) for i in invoices] == [(1800, 163, "paid")]  # 180 × 10, tax 1,800 × 10 ÷ 110
+    clock.now = datetime(2026, 6, 20, 10, tzinfo=JST)
+    assert api.as_admin("POST", "/v1/customers/acme/subscription/seats", "acme", {"seats": 20}).status_code == 200
+    clock.now = datetime(2026, 7, 3, 1, tzinfo=JST)
+    view = api.call("GET", "/v1/customers/acme").json()
+    assert view["subscription"]["seats"] == 20
+    r = api.as_admin("POST", "/v1/customers/acme/subscription/cancel", "acme")
+    assert r.status_code == 200, r.text
+    assert r.json()["subscription"]["status"] == "trialing"  # the paid days left become a trial
+    totals = [i["total"] for i in api.call("GET", "/v1/customers/acme/invoices").json()["data"]]
+    assert totals == [1800, 1800, 4380]  # June renewal before the change; July 3,600 + 180 × 13 ÷ 30 × 10 = 780
+
+
+def test_lineworks_upgrade_with_preview_and_refused_downgrade(engine: Engine, client: TestClient, clock: Clock) -> None:
+    api = Api(client, tenant_key(engine, "lineworks", "lineworks"))
+    clock.now = datetime(2026, 4, 1, 9, tzinfo=JST)
+    api.customer("sakura", "さくら工業株式会社")
+    r = api.as_admin("POST", "/v1/customers/sakura/subscription", "sakura",
+                     {"plan": "basic", "contract": "monthly", "users": 10, "trial_days": 0})
+    assert r.status_code == 200, r.text
+    clock.now = datetime(2026, 4, 16, 9, tzinfo=JST)
+    preview = api.call("POST", "/v1/customers/sakura/subscription/plan/preview", {"plan": "premium"}).json()
+    # April: 15 days × 10 × 600 ÷ 30 = 3,000 basic + 15 days × 10 × 1,200 ÷ 30 = 6,000 premium
+    assert preview["effective"] == "immediate" and preview["invoices_now"] == []
+    assert [ln["amount"] for ln in preview["next_invoice"]["lines"]] == [3000, 6000]
+    assert preview["next_invoice"]["total"] == 9900
+    assert preview["next_invoice_without_change"]["total"] == 6600  # 300 user-days × 600 ÷ 30 = 6,000 + tax
+    assert api.call("GET", "/v1/customers/sakura/invoices").json()["data"] == []  # the preview committed nothing
+    assert api.as_admin("POST", "/v1/customers/sakura/subscription/plan", "sakura", {"plan": "premium"}).status_code == 200
+    clock.now = datetime(2026, 5, 2, 9, tzinfo=JST)
+    refused = api.as_admin("POST", "/v1/customers/sakura/subscription/plan", "sakura", {"plan": "lite"})
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "plan_change_not_allowed" and refused.json()["error"]["param"] == "plan"
+    totals = [i["total"] for i in api.call("GET", "/v1/customers/sakura/invoices").json()["data"]]
+    assert totals == [preview["next_invoice"]["total"]]  # exactly what the preview said
+
+
+def test_line_oa_quota_upgrade_and_month_start_downgrade(engine: Engine, client: TestClient, clock: Clock) -> None:
+    api = Api(client, tenant_key(engine, "line-oa", "line-oa"))
+    clock.now = datetime(2026, 3, 10, 12, tzinfo=JST)
+    created = api.customer("shop", "青葉ベーカリー")
+    assert created["basic_id"] and created["subscription"]["plan"] == "communication"
+    assert api.as_admin("POST", "/v1/customers/shop/subscription", "shop", {"plan": "light"}).status_code == 200
+    assert api.call("POST", "/v1/customers/shop/usage/messages", {"count": 5000}).status_code == 200
+    over = api.call("POST", "/v1/customers/shop/usage/messages", {"count": 1})
+    assert over.status_code == 409 and over.json()["error"]["code"] == "quota_exceeded"
+    assert over.json()["error"]["remaining"] == 0
+    preview = api.call("POST", "/v1/customers/shop/subscription/plan/preview", {"plan": "standard"}).json()
+    assert [i["total"] for i in preview["invoices_now"]] == [11000]  # 15,000 − 5,000 = 10,000 + tax at once
+    assert api.as_admin("POST", "/v1/customers/shop/subscription/plan", "shop", {"plan": "standard"}).status_code == 200
+    down = api.as_admin("POST", "/v1/customers/shop/subscription/plan", "shop", {"plan": "light"}).json()
+    assert down["subscription"]["plan"] == "standard"
+    assert down["subscription"]["pending_change"]["effective_on"] == "2026-04-01"
+    withdrawn = api.as_admin("POST", "/v1/customers/shop/subscription/plan", "shop", {"plan": "standard"}).json()
+    assert withdrawn["subscription"]["pending_change"] is None
+    totals = [i["total"] for i in api.call("GET", "/v1/customers/shop/invoices").json()["data"]]
+    assert totals == [5500, 11000]
+
+
+def test_only_the_super_admin_changes_the_plan_and_admins_manage_members(engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    admin = api.as_admin("POST", "/v1/customers/acme/members", "acme", {"email": "a@acme.example", "name": "A", "role": "admin"})
+    member = api.as_admin("POST", "/v1/customers/acme/members", "acme", {"email": "m@acme.example", "name": "M"})
+    assert admin.status_code == 201 and member.status_code == 201
+    for who in (admin.json()["id"], member.json()["id"], None):
+        r = api.call("POST", "/v1/customers/acme/subscription", {"plan": "gold", "seats": 10}, member=who)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "super_admin_required"
+    r = api.call("POST", "/v1/customers/acme/members", {"email": "x@acme.example", "name": "X"}, member=member.json()["id"])
+    assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required"
+    assert api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10}).status_code == 200
+    seats = api.call("POST", "/v1/customers/acme/subscription/seats", {"seats": 12}, member=admin.json()["id"])
+    assert seats.status_code == 200  # admins may change seats
+    roles = [m["role"] for m in api.call("GET", "/v1/customers/acme/members").json()["data"]]
+    assert roles == ["super_admin", "admin", "member"]
+
+
+def test_another_tenants_key_sees_nothing_and_a_viewer_cannot_write(engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    other = tenant_key(engine, "other", "nipoplus")
+    for path in ("/v1/customers/acme", "/v1/customers/acme/invoices", "/v1/customers/acme/members"):
+        r = api.call("GET", path, key=other)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert api.call("GET", "/v1/customers", key=other).json()["data"] == []
+    viewer = tenant_key(engine, "nipoplus", "nipoplus", role="viewer")
+    assert api.call("GET", "/v1/customers/acme", key=viewer).status_code == 200
+    r = api.call("POST", "/v1/customers/acme/subscription", {"plan": "gold", "seats": 10}, key=viewer,
+                 member=api.super_admin["acme"])
+    assert r.status_code == 403 and r.json()["error"]["code"] == "role_forbidden"
+    assert api.call("GET", "/v1/customers", key="kk_000000000000_nope").status_code == 401
+    assert api.call("GET", "/v1/customers", key=api.key + "x").status_code == 401
+
+
+def test_api_keys_are_not_recoverable_from_the_database(engine: Engine) -> None:
+    key = tenant_key(engine, "nipoplus", "nipoplus")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT prefix, secret_hash, role FROM api_keys")).all()
+        dump = " ".join(str(v) for t in ("api_keys", "audit_log") for row in conn.execute(text(f"SELECT * FROM {t}")) for v in row)
+    assert len(rows) == 1 and rows[0].secret_hash != key and len(rows[0].secret_hash) == 64
+    assert key not in dump and key.split("_", 2)[2] not in dump
+
+
+def test_a_retried_request_with_the_same_idempotency_key_charges_once(engine: Engine, client: TestClient,
+                                                                      gateway: CardSimulator) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    body = {"plan": "gold", "seats": 10}
+    first = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", body, idem="sub-1")
+    again = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", body, idem="sub-1")
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json() and again.headers.get("Idempotent-Replayed") == "true"
+    assert len(gateway.charged) == 1
+    assert len(api.call("GET", "/v1/customers/acme/invoices").json()["data"]) == 1
+    other = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 11}, idem="sub-1")
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_bad_requests_name_the_field_and_change_nothing(engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    cases = [({"plan": "gold", "seats": "10"}, "seats"), ({"plan": "gold", "seats": 10, "colour": 1}, "colour"),
+             ({"seats": 10}, "plan"), ({"plan": "gold", "seats": -1}, "seats")]
+    for body, param in cases:
+        r = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", body)
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["error"]["param"] == param
+    r = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 4})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "seats_out_of_range"
+    r = api.client.post("/v1/customers/acme/subscription", content=b"{not json",
+                        headers={"Authorization": f"Bearer {api.key}", "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_json"
+    assert api.call("GET", "/v1/nowhere").json()["error"]["code"] == "not_found"
+    assert api.call("GET", "/v1/customers/acme/invoices").json()["data"] == []
+    assert api.call("GET", "/v1/customers/acme").json()["subscription"]["plan"] == "free"
+
+
+def test_lists_paginate_with_cursors(engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    for i in range(5):
+        api.customer(f"c{i}", f"顧客{i}")
+    seen, cursor = [], None
+    while True:
+        page = api.call("GET", "/v1/customers?limit=2" + (f"&cursor={cursor}" if cursor else "")).json()
+        seen += [c["id"] for c in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"c{i}" for i in range(5)]
+    assert api.call("GET", "/v1/customers?cursor=garbage").json()["error"]["code"] == "invalid_cursor"
+
+
+def test_a_test_clock_bills_its_customers_as_it_advances(engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    clock = api.call("POST", "/v1/test_clocks", {"name": "leap year", "frozen_time": "2024-01-31T10:00:00+09:00"}).json()
+    api.customer("leap", "うるう株式会社", test_clock=clock["id"])
+    assert api.as_admin("POST", "/v1/customers/leap/subscription", "leap", {"plan": "gold", "seats": 5}).status_code == 200
+    r = api.call("POST", f"/v1/test_clocks/{clock['id']}/advance", {"frozen_time": "2024-04-30T12:00:00+09:00"})
+    assert r.status_code == 200, r.text
+    issued = [i["issued_on"] for i in api.call("GET", "/v1/customers/leap/invoices").json()["data"]]
+    assert issued == ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"]
+    back = api.call("POST", f"/v1/test_clocks/{clock['id']}/advance", {"frozen_time": "2024-01-01T00:00:00+09:00"})
+    assert back.status_code == 422 and back.json()["error"]["param"] == "frozen_time"
+
+
+def test_the_audit_log_shows_who_changed_what(engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10})
+    log = api.call("GET", "/v1/audit_log?limit=100").json()["data"]
+    entry = next(e for e in log if e["action"] == "subscription.subscribe")
+    assert entry["actor"] == "key:owner key"
+    assert entry["before"]["plan"] == "free" and entry["after"]["plan"] == "gold"
+
+
+def test_the_catalog_shows_monthly_and_annual_prices_side_by_side(engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "lineworks", "lineworks"))
+    plans = {p["code"]: p for p in api.call("GET", "/v1/catalog").json()["plans"]}
+    assert {c: plans["basic"]["prices"][c]["unit_amount"] for c in ("annual", "monthly")} == {"annual": 500, "monthly": 600}
+    assert [p for p in plans] == ["lite", "basic", "premium"]
