@@ -1,12 +1,14 @@
 # kakin: two commands on a fresh machine.
-#   make demo   the reference vendors on SQLite (var/kakin.db), their invoices printed
+#   make run    the API on http://127.0.0.1:8000 with the three reference vendors on SQLite (var/kakin.db)
 #   make test   every test, on SQLite and PostgreSQL, and the public scenarios
+# and:
+#   make demo   the reference vendors' scenarios billed into var/kakin.db, their invoices printed
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SHARED_SCENARIOS := ../shared/scenarios
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup run demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -15,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+run: setup
+	$(BIN)/kakin serve
 
 demo: setup
 	$(BIN)/kakin demo
