@@ -62,6 +62,7 @@ def test_the_seed_example_is_stored_with_gapless_numbers_and_history(engine: Eng
 def test_a_refused_command_writes_nothing(engine: Engine) -> None:
     gateway = CardSimulator()
     setup_nipoplus(engine, gateway)
+    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 20))  # what fell due is done first
     before = counts(engine)
     with pytest.raises(SeatsOutOfRange):
         with UnitOfWork(engine) as uow:
@@ -69,6 +70,17 @@ def test_a_refused_command_writes_nothing(engine: Engine) -> None:
     assert counts(engine) == before
     with engine.connect() as conn:
         assert conn.execute(text("SELECT seats FROM subscriptions WHERE plan = 'gold'")).scalar_one() == 10
+
+
+def test_work_that_fell_due_stays_done_when_the_command_after_it_is_refused(engine: Engine) -> None:
+    gateway = CardSimulator()
+    setup_nipoplus(engine, gateway)
+    with pytest.raises(SeatsOutOfRange):
+        with UnitOfWork(engine) as uow:
+            billing.set_seats(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 6, 20), 1000)
+    with UnitOfWork(engine) as uow:
+        totals = [r["total"] for r in uow.invoices_for(open_tenant(uow, "nipoplus").row)]
+    assert totals == [1800, 1800]  # the June 3 renewal, caught up before the refusal
 
 
 def test_the_audit_log_records_who_what_when_and_before_after(engine: Engine) -> None:

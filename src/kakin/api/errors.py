@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from kakin.domain.errors import KakinError
 
@@ -52,6 +53,16 @@ def error_response(status: int, code: str, message: str, param: str | None = Non
                         headers=headers)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path. Starlette's own 405 names only the first route
+    matching the path, so a path served by two routes (GET and POST /v1/customers) advertised half its methods."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(KakinError)
     async def kakin_error(_: Request, exc: KakinError) -> JSONResponse:
@@ -75,11 +86,16 @@ def install(app: FastAPI) -> None:
         return error_response(422, "invalid_request", message, param)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+            # FastAPI could not decode the body (bytes that are not UTF-8): the same answer as any other bad JSON
+            return error_response(422, "invalid_json", "the request body is not valid JSON", None)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Allow must list every method of the path (RFC 9110), not the first route's
+            headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
         codes = {404: "not_found", 405: "method_not_allowed", 401: "invalid_api_key"}
-        # keep the exception's headers: a 405 must say which methods are allowed (Allow, RFC 9110)
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
-                              headers=exc.headers)
+                              headers=headers or None)
 
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> JSONResponse:  # a bug: logged, never shown

@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
-
-Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_-]*$")]
-Count = Annotated[int, Field(ge=0, le=1_000_000)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
-Token = Annotated[str, Field(min_length=1, max_length=200)]
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 
-def _in_range(value: datetime) -> datetime:
-    if not datetime(2000, 1, 1, tzinfo=UTC) <= value <= datetime(2200, 1, 1, tzinfo=UTC):
-        raise ValueError("must be between 2000 and 2200")
+def _integral(value: object) -> object:
+    """JSON Schema counts 12.0 as an integer; strict mode alone would refuse it. Anything else is left to strict mode
+    (so "12", true and 12.5 stay refused)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
-Instant = Annotated[AwareDatetime, Field(strict=False), AfterValidator(_in_range)]
+# Whitespace and control characters spelled out: `\s` means different sets in JSON Schema (ECMA-262), in Python and
+# in pydantic's Rust engine (U+0085, U+FEFF), so the documented pattern and the enforced one would disagree.
+_NOT_AT_OR_SPACE = r"[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+
+Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_-]*$")]
+Count = Annotated[int, Field(ge=0, le=1_000_000), BeforeValidator(_integral)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Email = Annotated[str, Field(min_length=3, max_length=320, pattern=rf"^{_NOT_AT_OR_SPACE}+@{_NOT_AT_OR_SPACE}+$")]
+Token = Annotated[str, Field(min_length=1, max_length=200)]
+
+# An RFC 3339 date-time with an offset, in the years 2000–2199 as written. Only strings: lax datetime parsing would
+# also take 1700000000 or "1700000000" as a Unix time, which the schema (type string) does not admit.
+INSTANT_PATTERN = (r"^2[01][0-9]{2}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                   r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")
+_INSTANT = re.compile(INSTANT_PATTERN)
+
+
+def _instant(value: object) -> object:
+    if not isinstance(value, str) or not _INSTANT.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset in the years 2000–2199, "
+                         "such as 2026-05-01T00:00:00+09:00")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_instant),
+                    Field(strict=False, json_schema_extra={"pattern": INSTANT_PATTERN})]
+
+# http(s), then a host of plain ASCII URL characters: what urlsplit takes without complaint and the webhook service
+# accepts. (Brackets or non-ASCII in the host made urlsplit raise ValueError, a 500.)
+WEBHOOK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=:@-]+([/?#][^\t\n\r]*)?$"
 
 
 class Body(BaseModel):
@@ -52,7 +77,7 @@ class SubscribeIn(Body):
     contract: Code | None = None
     seats: Count | None = None
     users: Count | None = None
-    trial_days: Annotated[int, Field(ge=0, le=365)] | None = None
+    trial_days: Annotated[int, Field(ge=0, le=365), BeforeValidator(_integral)] | None = None
 
 
 class SeatsIn(Body):
@@ -74,7 +99,7 @@ class PaymentMethodIn(Body):
 
 
 class ConsumeIn(Body):
-    count: Annotated[int, Field(ge=1, le=10_000_000)]
+    count: Annotated[int, Field(ge=1, le=10_000_000), BeforeValidator(_integral)]
 
 
 class PremiumIdIn(Body):
@@ -83,7 +108,7 @@ class PremiumIdIn(Body):
 
 
 class WebhookEndpointIn(Body):
-    url: Annotated[str, Field(min_length=8, max_length=2000)]
+    url: Annotated[str, Field(min_length=8, max_length=2000, pattern=WEBHOOK_URL_PATTERN)]
     events: Annotated[list[Annotated[str, Field(max_length=80)]], Field(max_length=50)] = []
 
 

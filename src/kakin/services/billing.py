@@ -162,8 +162,8 @@ def create_customer(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, ke
     return account
 
 
-def load(uow: UnitOfWork, tenant: Tenant, key: str) -> Account:
-    account_id = uow.account_id(tenant.row, key)
+def load(uow: UnitOfWork, tenant: Tenant, key: str, lock: bool = True) -> Account:
+    account_id = uow.account_id(tenant.row, key, lock=lock)
     if account_id is None:
         raise errors.NotFound(f"no customer {key!r} in tenant {tenant.code!r}", param="customer")
     return uow.load_accounts([account_id])[0]
@@ -270,7 +270,7 @@ def preview_change_plan(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime
     import copy
 
     lc = tenant.lifecycle
-    account = load(uow, tenant, key)
+    account = load(uow, tenant, key, lock=False)
     for _ in range(10_000):  # bring the copy up to now, as a command would
         if schedule.run_next(lc, account, now) is None:
             break

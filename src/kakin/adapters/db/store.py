@@ -122,9 +122,12 @@ class UnitOfWork:
         row = self.conn.execute(select(customers).where(customers.c.tenant_id == tenant.id, customers.c.key == key)).mappings().first()
         return dict(row) if row else None
 
-    def account_id(self, tenant: TenantRow, key: str) -> int | None:
-        return self.conn.execute(select(customers.c.id).where(
-            customers.c.tenant_id == tenant.id, customers.c.key == key)).scalar_one_or_none()
+    def account_id(self, tenant: TenantRow, key: str, lock: bool = False) -> int | None:
+        """The customer's row id; with ``lock``, the row stays locked until commit (the worker skips it meanwhile)."""
+        q = select(customers.c.id).where(customers.c.tenant_id == tenant.id, customers.c.key == key)
+        if lock and self.conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        return self.conn.execute(q).scalar_one_or_none()
 
     def basic_id_taken(self, tenant: TenantRow, basic_id: str) -> bool:
         return self.conn.execute(select(customers.c.id).where(
