@@ -25,7 +25,7 @@ from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import CatalogError, KakinError
-from kakin.services import billing
+from kakin.services import billing, usage
 from kakin.services.tenancy import create_tenant, open_tenant
 
 
@@ -246,7 +246,7 @@ def _perform(u: UnitOfWork, tenant: Any, gateway: CardSimulator, step: dict[str,
                                                    seats=step.get("seats")),
         "cancel": lambda: billing.cancel(u, tenant, gateway, key, now),
         "set_payment_method": lambda: billing.set_payment_method(u, tenant, gateway, key, now, step["payment_method"]),
-        "send_messages": lambda: billing.send_messages(u, tenant, gateway, key, now, step["count"]),
+        "send_messages": lambda: usage.consume(u, tenant, key, "messages", step["count"], now),
         "set_premium_id": lambda: billing.set_premium_id(u, tenant, gateway, key, now, step["premium_id"],
                                                          billing=step.get("billing", "monthly")),
     }

@@ -127,8 +127,8 @@ def test_line_oa_quota_upgrade_and_month_start_downgrade(engine: Engine, client:
     created = api.customer("shop", "青葉ベーカリー")
     assert created["basic_id"] and created["subscription"]["plan"] == "communication"
     assert api.as_admin("POST", "/v1/customers/shop/subscription", "shop", {"plan": "light"}).status_code == 200
-    assert api.call("POST", "/v1/customers/shop/usage/messages", {"count": 5000}).status_code == 200
-    over = api.call("POST", "/v1/customers/shop/usage/messages", {"count": 1})
+    assert api.call("POST", "/v1/customers/shop/usage/messages/consume", {"count": 5000}).status_code == 200
+    over = api.call("POST", "/v1/customers/shop/usage/messages/consume", {"count": 1})
     assert over.status_code == 409 and over.json()["error"]["code"] == "quota_exceeded"
     assert over.json()["error"]["remaining"] == 0
     preview = api.call("POST", "/v1/customers/shop/subscription/plan/preview", {"plan": "standard"}).json()

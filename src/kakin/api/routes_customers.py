@@ -15,7 +15,7 @@ from kakin.domain.members import require_admin, require_super_admin
 from kakin.services import access, billing
 
 from .app import Auth, customer_now, decode_cursor, paged, read, tenant_of, write
-from .schemas import ConsumeIn, CustomerIn, MemberIn, PaymentMethodIn, PlanChangeIn, PremiumIdIn, SeatsIn, SubscribeIn, UsersIn
+from .schemas import CustomerIn, MemberIn, PaymentMethodIn, PlanChangeIn, PremiumIdIn, SeatsIn, SubscribeIn, UsersIn
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -200,14 +200,6 @@ def set_payment_method(request: Request, op: Auth, customer_id: CustomerId, body
 
     return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_super_admin,
                                              what="change the payment method"))
-
-
-@router.post("/customers/{customer_id}/usage/messages", summary="Ask for message quota and count it if granted")
-def consume_messages(request: Request, op: Auth, customer_id: CustomerId, body: ConsumeIn) -> Response:
-    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
-        return billing.send_messages(uow, tenant, gateway, key, now, body.count, actor=op.actor)
-
-    return write(request, op, body, _command(request, op, customer_id, run))
 
 
 @router.post("/customers/{customer_id}/premium_id", summary="Take a premium ID (super admin)")

@@ -105,7 +105,7 @@ class Account:
     basic_id: str | None = None
     subscriptions: list[Subscription] = field(default_factory=list)
     pending_items: list[PendingItem] = field(default_factory=list)
-    usage: dict[tuple[str, date], int] = field(default_factory=dict)
+    usage: dict[tuple[str, date], int] = field(default_factory=dict)  # monthly counters, read for overage
     open_invoices: list[OpenInvoice] = field(default_factory=list)
     id: int | None = None
 

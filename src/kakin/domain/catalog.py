@@ -113,6 +113,7 @@ class Plan:
     max_seats: int | None = None
     requires_payment_method: bool = False
     eligibility: str | None = None
+    over_seat_restricts: tuple[str, ...] = ()  # features held back while registered users exceed seats
 
     @property
     def is_free(self) -> bool:

@@ -232,6 +232,7 @@ def parse_plan(t: _Table, code: str) -> Plan:
         max_seats=max_seats,
         requires_payment_method=t.get("requires_payment_method", bool, False),
         eligibility=t.get("eligibility", str, None),
+        over_seat_restricts=_strings(t, "over_seat_restricts"),
     )
     t.finish()
     for contract, price in prices.items():
@@ -242,6 +243,13 @@ def parse_plan(t: _Table, code: str) -> Plan:
                 f"names contract {price.members_over_seats!r}, which plan {code!r} has no price for",
             )
     return plan
+
+
+def _strings(t: _Table, name: str) -> tuple[str, ...]:
+    values = t.get(name, list, [])
+    if not all(isinstance(v, str) for v in values):
+        raise t.error(name, "must be a list of strings")
+    return tuple(values)
 
 
 def _plan_set(t: _Table, name: str, plans: Mapping[str, Plan]) -> frozenset[str] | None:

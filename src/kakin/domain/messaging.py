@@ -13,11 +13,11 @@ import random
 import re
 import string
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 
 from . import errors
 from .account import Account, Status, Subscription
-from .calendar import month_start
+from .catalog import Catalog, UsagePrice
 from .lifecycle import Lifecycle, Result
 
 PREMIUM_ID = re.compile(r"^@[a-z0-9_-]{4,18}$")
@@ -25,28 +25,29 @@ BASIC_ID = re.compile(r"^@[0-9]{3}[a-z]{5}$")
 MESSAGES = "messages"
 
 
-def consume(lc: Lifecycle, account: Account, metric: str, count: int, now: datetime) -> int:
-    """Grant ``count`` units of ``metric`` this month, or refuse with the quota left. Returns the new total."""
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise errors.InvalidValue("count must be a whole number of at least 1", param="count")
-    sub = account.plan_subscription
-    if sub is None or sub.status is Status.CANCELED:
-        raise errors.NotSubscribed("the customer has no plan to send under", param="customer")
-    plan = lc.catalog.plans[sub.plan]
-    usage = plan.usage.get(metric)
+def plan_in_effect(plan: str, pending_plan: str | None, pending_on: date | None, today: date) -> str:
+    """The plan that counts today, even before the worker has applied a change due by today."""
+    if pending_plan and pending_on is not None and pending_on <= today:
+        return pending_plan
+    return plan
+
+
+def quota_of(catalog: Catalog, plan_code: str, metric: str) -> UsagePrice:
+    usage = catalog.plans[plan_code].usage.get(metric)
     if usage is None:
-        raise errors.InvalidValue(f"plan {plan.code!r} does not meter {metric!r}", param="metric", code="unknown_metric")
-    month = month_start(lc.today(now))
-    used = account.used(metric, month)
-    if usage.hard_limit and usage.included is not None and used + count > usage.included:
-        remaining = max(0, usage.included - used)
-        raise errors.QuotaExceeded(
-            f"sending {count} would exceed the {plan.code} plan's {usage.included} {metric} this month; "
-            f"{remaining} left (upgrade the plan to send more)",
-            remaining=remaining,
-        )
-    account.usage[(metric, month)] = used + count
-    return used + count
+        raise errors.InvalidValue(f"plan {plan_code!r} does not meter {metric!r}", param="metric", code="unknown_metric")
+    return usage
+
+
+def refuse(plan_code: str, usage: UsagePrice, metric: str, used: int, count: int) -> errors.QuotaExceeded:
+    """The refusal of a send that would pass a hard limit; says how much is left."""
+    assert usage.included is not None
+    remaining = max(0, usage.included - used)
+    return errors.QuotaExceeded(
+        f"sending {count} would exceed the {plan_code} plan's {usage.included} {metric} this month; "
+        f"{remaining} left (upgrade the plan to send more)",
+        remaining=remaining,
+    )
 
 
 def new_basic_id(rng: random.Random, taken: Callable[[str], bool]) -> str:

@@ -203,8 +203,6 @@ set_members = _command("customer.set_members", lambda t, u, a, now, members: t.l
 change_plan = _command("subscription.change_plan",
                        lambda t, u, a, now, plan, **kw: t.lifecycle.change_plan(a, plan, now, **kw))
 cancel = _command("subscription.cancel", lambda t, u, a, now: t.lifecycle.cancel(a, now))
-send_messages = _command("usage.consume",
-                         lambda t, u, a, now, count, metric="messages": messaging.consume(t.lifecycle, a, metric, count, now))
 set_premium_id = _command(
     "addon.premium_id",
     lambda t, u, a, now, premium_id, billing="monthly": messaging.set_premium_id(

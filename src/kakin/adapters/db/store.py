@@ -251,10 +251,6 @@ class UnitOfWork:
         for a in accounts:
             assert a.id is not None
             self._pending_ids[a.id] = {p.id for p in a.pending_items if p.id is not None}
-        usage_rows = [{"customer_id": a.id, "metric": m, "month": month, "quantity": q}
-                      for a in accounts for (m, month), q in a.usage.items()]
-        if usage_rows:
-            self._upsert_usage(usage_rows)
         inv_updates = [{"_id": inv.id, "status": inv.status, "attempts": inv.attempts,
                         "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
                         "paid_at": now if inv.status == "paid" else None}
@@ -266,14 +262,15 @@ class UnitOfWork:
         for a in accounts:
             a.open_invoices = [inv for inv in a.open_invoices if inv.status == "open"]
 
-    def _upsert_usage(self, rows: list[dict[str, Any]]) -> None:
+    def add_usage(self, rows: list[dict[str, Any]]) -> None:
+        """Add quantities to monthly counters (increments, so concurrent writers never overwrite each other)."""
         if self.conn.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as upsert
         else:
             from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
         stmt = upsert(usage_counters)
         stmt = stmt.on_conflict_do_update(index_elements=["customer_id", "metric", "month"],
-                                          set_={"quantity": stmt.excluded.quantity})
+                                          set_={"quantity": usage_counters.c.quantity + stmt.excluded.quantity})
         self.conn.execute(stmt, rows)
 
     # ----------------------------------------------------------- invoices

@@ -169,6 +169,21 @@ usage_counters = Table(
     Column("quantity", BigInteger, nullable=False),
 )
 
+usage_events = Table(
+    "usage_events", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("metric", String(40), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("month", Date, nullable=False),  # the tenant-local calendar month it counts in
+    Column("transaction_id", String(200), nullable=False),  # the sender's id: counted once
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "transaction_id", name="uq_usage_events_tenant_transaction"),
+)
+Index("ix_usage_events_customer_month", usage_events.c.customer_id, usage_events.c.metric, usage_events.c.month)
+
 invoices = Table(
     "invoices", metadata,
     Column("id", Id, primary_key=True),

@@ -1,0 +1,46 @@
+"""What a customer may do now: its plan's features, this month's quotas, storage, seat state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kakin.adapters.db.store import UnitOfWork
+from kakin.domain.calendar import local_date, month_start
+from kakin.domain.catalog import Basis
+
+from .billing import load
+from .tenancy import Tenant
+
+
+def entitlements(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime) -> dict[str, Any]:
+    account = load(uow, tenant, key, lock=False)
+    sub = account.plan_subscription
+    month = month_start(local_date(now, tenant.lifecycle.zone))
+    if sub is None or sub.status.value in ("canceled", "suspended"):
+        return {"customer": key, "plan": sub.plan if sub else None, "status": sub.status.value if sub else None,
+                "active": False, "features": {}, "quotas": {}, "storage": {}, "seats": None}
+    plan = tenant.catalog.plans[sub.plan]
+    users = account.members
+    quotas = {}
+    for metric, usage in plan.usage.items():
+        used = account.used(metric, month)
+        quotas[metric] = {"included": usage.included, "used": used, "hard_limit": usage.hard_limit,
+                          "remaining": None if usage.included is None else max(0, usage.included - used),
+                          "month": month.isoformat()}
+    storage = {}
+    for name, value in plan.features.items():
+        if name.endswith("_per_user"):
+            storage[name.removesuffix("_per_user") + "_total"] = value if isinstance(value, str) else value * users
+    price = plan.prices.get(sub.contract)
+    seats = None
+    if price is not None and price.basis is Basis.SEAT:
+        over = users > sub.seats
+        seats = {"paid": sub.seats, "users": users, "over_seats": over,
+                 "restricted_features": list(plan.over_seat_restricts) if over else []}
+    features = dict(plan.features)
+    if seats and seats["over_seats"]:
+        for name in plan.over_seat_restricts:
+            features[name] = False
+    return {"customer": key, "plan": plan.code, "status": sub.status.value, "active": True, "features": features,
+            "quotas": quotas, "storage": storage, "seats": seats}

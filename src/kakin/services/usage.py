@@ -1,0 +1,191 @@
+"""Usage: recording metered events and granting quota, at volume.
+
+- :func:`record_events` takes up to 1,000 events; a repeated ``transaction_id``
+  is reported as a duplicate and never counted twice; an event for a month
+  already invoiced is refused (``period_closed``), not moved.
+- :func:`consume` grants a send of N whole or refuses it with the quota left.
+  The grant is one conditional UPDATE (``quantity + N <= limit``), so parallel
+  calls never grant more than the quota on SQLite or PostgreSQL.
+
+Both count into the same monthly counters that billing reads for overage.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kakin.adapters.db.store import UnitOfWork, _pending_from_json
+from kakin.adapters.db.tables import customers, subscriptions, usage_counters, usage_events
+from kakin.domain import errors
+from kakin.domain.calendar import local_date, month_start
+from kakin.domain.messaging import plan_in_effect, quota_of, refuse
+
+from .tenancy import Tenant
+
+MAX_BATCH = 1000
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Plan:
+    customer_id: int
+    plan: str
+    open_from: date  # first month not yet invoiced
+
+
+def _plans(uow: UnitOfWork, tenant: Tenant, keys: set[str], today: date) -> dict[str, Plan]:
+    """Each customer's plan in effect today and the first month still open for usage."""
+    rows = uow.conn.execute(
+        select(customers.c.key, customers.c.id, subscriptions.c.plan, subscriptions.c.pending, subscriptions.c.period_start,
+               subscriptions.c.status)
+        .join(subscriptions, and_(subscriptions.c.customer_id == customers.c.id, subscriptions.c.product == "plan",
+                                  subscriptions.c.ended.is_(False)))
+        .where(customers.c.tenant_id == tenant.row.id, customers.c.key.in_(keys))
+        .order_by(subscriptions.c.id)).all()
+    out = {}
+    for key, cid, plan, pending_json, period_start, status in rows:
+        if status == "canceled":
+            continue
+        pending = _pending_from_json(pending_json)
+        current = plan_in_effect(plan, pending.plan if pending else None, pending.effective_on if pending else None, today)
+        out[key] = Plan(cid, current, month_start(period_start))
+    return out
+
+
+def consume(uow: UnitOfWork, tenant: Tenant, key: str, metric: str, count: int, now: datetime,
+            transaction_id: str | None = None) -> dict[str, Any]:
+    """Grant ``count`` units of ``metric`` this month whole, or raise QuotaExceeded counting nothing."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise errors.InvalidValue("count must be a whole number of at least 1", param="count")
+    today = local_date(now, tenant.lifecycle.zone)
+    plans = _plans(uow, tenant, {key}, today)
+    if key not in plans:
+        if uow.account_id(tenant.row, key) is None:
+            raise errors.NotFound(f"no customer {key!r}", param="customer")
+        raise errors.NotSubscribed("the customer has no plan to send under", param="customer")
+    p = plans[key]
+    usage = quota_of(tenant.catalog, p.plan, metric)
+    month = month_start(today)
+    txn = transaction_id or "consume_" + secrets.token_hex(12)
+    if transaction_id is not None and _known(uow, tenant, [txn]):
+        used = _used(uow, p.customer_id, metric, month)
+        return {"granted": False, "duplicate": True, "count": count, "used": used, **_left(usage.included, used)}
+    uow.add_usage([{"customer_id": p.customer_id, "metric": metric, "month": month, "quantity": 0}])
+    where = and_(usage_counters.c.customer_id == p.customer_id, usage_counters.c.metric == metric,
+                 usage_counters.c.month == month)
+    grant = update(usage_counters).where(where).values(quantity=usage_counters.c.quantity + count)
+    if usage.hard_limit and usage.included is not None:
+        grant = grant.where(usage_counters.c.quantity + count <= usage.included)
+    try:
+        with uow.conn.begin_nested():  # the grant and its event stand or fall together
+            if uow.conn.execute(grant).rowcount != 1:
+                raise refuse(p.plan, usage, metric, _used(uow, p.customer_id, metric, month), count)
+            uow.conn.execute(insert(usage_events).values(
+                tenant_id=tenant.row.id, customer_id=p.customer_id, metric=metric, quantity=count, occurred_at=now,
+                month=month, transaction_id=txn, recorded_at=now))
+    except IntegrityError:  # the same transaction_id was granted concurrently: count it once
+        used = _used(uow, p.customer_id, metric, month)
+        return {"granted": False, "duplicate": True, "count": count, "used": used, **_left(usage.included, used)}
+    used = _used(uow, p.customer_id, metric, month)
+    return {"granted": True, "duplicate": False, "count": count, "used": used, **_left(usage.included, used)}
+
+
+def _left(included: int | None, used: int) -> dict[str, int | None]:
+    return {"included": included, "remaining": None if included is None else max(0, included - used)}
+
+
+def _used(uow: UnitOfWork, customer_id: int, metric: str, month: date) -> int:
+    value = uow.conn.execute(select(usage_counters.c.quantity).where(
+        usage_counters.c.customer_id == customer_id, usage_counters.c.metric == metric,
+        usage_counters.c.month == month)).scalar_one_or_none()
+    return int(value or 0)
+
+
+def _known(uow: UnitOfWork, tenant: Tenant, transaction_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(transaction_ids), 500):
+        chunk = transaction_ids[i:i + 500]
+        found.update(uow.conn.execute(select(usage_events.c.transaction_id).where(
+            usage_events.c.tenant_id == tenant.row.id, usage_events.c.transaction_id.in_(chunk))).scalars())
+    return found
+
+
+def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Record a batch of metered events; returns one result per event, in order.
+
+    Each event: ``customer``, ``metric``, ``quantity`` (≥ 1), ``timestamp`` (aware datetime), ``transaction_id``.
+    Status is ``recorded``, ``duplicate`` (already counted) or ``refused`` with an error.
+    """
+    if len(events) > MAX_BATCH:
+        raise errors.InvalidValue(f"a batch holds at most {MAX_BATCH} events; split it", param="events")
+    zone = tenant.lifecycle.zone
+    plans = _plans(uow, tenant, {str(e.get("customer")) for e in events}, local_date(now, zone))
+    known = _known(uow, tenant, [str(e.get("transaction_id")) for e in events])
+    results: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for e in events:
+        txn = e.get("transaction_id")
+        try:
+            row = _check(tenant, e, plans, now)
+        except errors.KakinError as exc:
+            results.append({"transaction_id": txn, "status": "refused", "error": exc.as_dict()})
+            continue
+        if txn in known or txn in seen:
+            results.append({"transaction_id": txn, "status": "duplicate"})
+            continue
+        seen.add(row["transaction_id"])
+        rows.append({**row, "tenant_id": tenant.row.id, "recorded_at": now})
+        results.append({"transaction_id": txn, "status": "recorded"})
+    for _ in range(5):
+        try:
+            with uow.conn.begin_nested():
+                if rows:
+                    uow.conn.execute(insert(usage_events), rows)
+            break
+        except IntegrityError:  # another request recorded some of these ids meanwhile: they are duplicates now
+            raced = _known(uow, tenant, [r["transaction_id"] for r in rows])
+            rows = [r for r in rows if r["transaction_id"] not in raced]
+            for result in results:
+                if result["transaction_id"] in raced and result["status"] == "recorded":
+                    result["status"] = "duplicate"
+    else:
+        raise RuntimeError("usage events kept colliding with concurrent writers")
+    if rows:
+        totals: dict[tuple[int, str, date], int] = defaultdict(int)
+        for r in rows:
+            totals[(r["customer_id"], r["metric"], r["month"])] += r["quantity"]
+        uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": q} for (c, m, mo), q in totals.items()])
+    return results
+
+
+def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], now: datetime) -> dict[str, Any]:
+    txn, key, metric, quantity, at = (e.get(k) for k in ("transaction_id", "customer", "metric", "quantity", "timestamp"))
+    if not isinstance(txn, str) or not 1 <= len(txn) <= 200:
+        raise errors.InvalidValue("transaction_id must be a string of 1–200 characters", param="transaction_id")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 10**12:
+        raise errors.InvalidValue("quantity must be a whole number of at least 1", param="quantity")
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise errors.InvalidValue("timestamp must be a date-time with a UTC offset", param="timestamp")
+    if at > now + FUTURE_TOLERANCE:
+        raise errors.InvalidValue("timestamp is in the future", param="timestamp", code="timestamp_in_future")
+    plan = plans.get(str(key))
+    if plan is None:
+        raise errors.NotFound(f"no customer {key!r} with a plan", param="customer")
+    if not isinstance(metric, str):
+        raise errors.InvalidValue("metric must be a string", param="metric")
+    quota_of(tenant.catalog, plan.plan, metric)
+    month = month_start(local_date(at, tenant.lifecycle.zone))
+    if month < plan.open_from:
+        raise errors.InvalidValue(
+            f"{month:%Y-%m} is already invoiced for {key}; usage for it can no longer be recorded",
+            param="timestamp", code="period_closed")
+    return {"customer_id": plan.customer_id, "metric": metric, "quantity": quantity, "occurred_at": at, "month": month,
+            "transaction_id": txn}
