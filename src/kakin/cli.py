@@ -108,6 +108,53 @@ def catalog_check(ref: Annotated[str, typer.Argument(help="A catalog file, or a 
     out.print(f"ok: {catalog.source}")
 
 
+usage_app = typer.Typer(help="Metered usage.", no_args_is_help=True)
+app.add_typer(usage_app, name="usage")
+
+
+@usage_app.command("import")
+def usage_import(
+    file: Annotated[Path, typer.Argument(help="CSV (with a header) or JSON lines: customer, metric, quantity, timestamp, transaction_id.")],
+    tenant: Annotated[str, typer.Option(help="The tenant's code.")],
+) -> None:
+    """Record usage events from a file in batches of 1,000; duplicates are counted once."""
+    from rich.progress import Progress
+
+    from kakin.adapters.db.migrate import make_engine
+    from kakin.adapters.db.store import UnitOfWork
+    from kakin.domain.errors import KakinError
+    from kakin.services.tenancy import open_tenant
+    from kakin.services.usage import MAX_BATCH, read_events, record_events
+
+    engine = make_engine()
+    totals = {"recorded": 0, "duplicate": 0, "refused": 0}
+    refused: list[str] = []
+    try:
+        with UnitOfWork(engine) as uow:
+            open_tenant(uow, tenant)
+        with file.open(encoding="utf-8") as counting:
+            lines = sum(1 for text in counting if text.strip())
+        with Progress(console=err) as progress, file.open(encoding="utf-8", newline="") as handle:
+            task = progress.add_task(f"importing {file.name}", total=lines)
+            for line_no, batch in read_events(handle, MAX_BATCH):
+                with UnitOfWork(engine) as uow:
+                    results = record_events(uow, open_tenant(uow, tenant), batch, datetime.now(UTC))
+                for offset, r in enumerate(results):
+                    totals[r["status"]] += 1
+                    if r["status"] == "refused" and len(refused) < 20:
+                        refused.append(f"line {line_no + offset}: {r['error']['code']}: {r['error']['message']}")
+                progress.advance(task, len(batch))
+    except FileNotFoundError:
+        _fail(f"{file}: no such file")
+    except KakinError as exc:
+        _fail(f"{file}: {exc.message}")
+    except ValueError as exc:
+        _fail(f"{file}: {exc}")
+    out.print(f"recorded {totals['recorded']:,}, duplicates {totals['duplicate']:,}, refused {totals['refused']:,}")
+    for line in refused:
+        out.print(f"  {line}")
+
+
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (KAKIN_DATABASE_URL, default sqlite:///var/kakin.db)."""

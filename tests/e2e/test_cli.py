@@ -71,3 +71,40 @@ def test_demo_loads_the_three_reference_vendors_once(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 3
         assert conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 10
+
+
+def test_usage_import_counts_each_transaction_once_and_names_bad_lines(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    assert run("tenant", "create", "--code", "oa", "--name", "OA", "--catalog", "line-oa", db=db).returncode == 0
+    seed = (
+        "from datetime import UTC, datetime\n"
+        "from kakin.adapters.db.migrate import make_engine\n"
+        "from kakin.adapters.db.store import UnitOfWork\n"
+        "from kakin.adapters.payments import CardSimulator\n"
+        "from kakin.services import billing\n"
+        "from kakin.services.tenancy import open_tenant\n"
+        f"e = make_engine('sqlite:///{db}'); g = CardSimulator(); now = datetime.now(UTC)\n"
+        "with UnitOfWork(e) as u:\n"
+        "    t = open_tenant(u, 'oa')\n"
+        "    billing.create_customer(u, t, g, 'shop', 'shop', now, payment_method='pm_card_visa')\n"
+        "    billing.subscribe(u, t, g, 'shop', now, 'standard')\n")
+    subprocess.run([sys.executable, "-c", seed], check=True)
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    rows = ["customer,metric,quantity,timestamp,transaction_id"]
+    rows += [f"shop,messages,2,{now},t{i % 1500}" for i in range(2200)]
+    rows += [f"ghost,messages,2,{now},g1"]
+    f = tmp_path / "usage.csv"
+    f.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = run("usage", "import", str(f), "--tenant", "oa", db=db)
+    assert result.returncode == 0, result.stderr
+    assert "recorded 1,500, duplicates 700, refused 1" in result.stdout
+    assert "line 2202: not_found" in result.stdout
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT sum(quantity) FROM usage_counters").fetchone()[0] == 3000
+    jsonl = tmp_path / "usage.jsonl"
+    jsonl.write_text('{"customer": "shop", "metric": "messages", "quantity": 5, "timestamp": "%s", "transaction_id": "j1"}\n'
+                     '{"customer": "shop"\n' % now, encoding="utf-8")
+    bad = run("usage", "import", str(jsonl), "--tenant", "oa", db=db)
+    assert bad.returncode == 2 and "line 2: not JSON" in bad.stderr

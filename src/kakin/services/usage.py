@@ -12,11 +12,14 @@ Both count into the same monthly counters that billing reads for overage.
 
 from __future__ import annotations
 
+import csv
+import json
 import secrets
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -189,3 +192,53 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], now: datet
             param="timestamp", code="period_closed")
     return {"customer_id": plan.customer_id, "metric": metric, "quantity": quantity, "occurred_at": at, "month": month,
             "transaction_id": txn}
+
+
+def read_events(handle: IO[str], batch_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Parse CSV (header: customer,metric,quantity,timestamp,transaction_id) or JSON lines into batches.
+
+    Yields (first line number, events). A line that cannot be parsed raises ValueError naming it.
+    """
+    first = handle.readline()
+    handle.seek(0)
+    is_json = first.lstrip().startswith("{")
+    rows: Iterator[tuple[int, dict[str, Any]]]
+    if is_json:
+        rows = ((n, _json_line(n, text)) for n, text in enumerate(handle, start=1) if text.strip())
+    else:
+        reader = csv.DictReader(handle)
+        missing = {"customer", "metric", "quantity", "timestamp", "transaction_id"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"the CSV header lacks {', '.join(sorted(missing))}")
+        rows = ((n, dict(r)) for n, r in enumerate(reader, start=2))
+    batch: list[dict[str, Any]] = []
+    start = 0
+    for n, raw in rows:
+        if not batch:
+            start = n
+        batch.append(_event(n, raw))
+        if len(batch) == batch_size:
+            yield start, batch
+            batch = []
+    if batch:
+        yield start, batch
+
+
+def _json_line(n: int, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {n}: not JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"line {n}: expected an object")
+    return value
+
+
+def _event(n: int, raw: dict[str, Any]) -> dict[str, Any]:
+    try:
+        quantity = int(raw["quantity"])
+        timestamp = datetime.fromisoformat(str(raw["timestamp"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"line {n}: quantity must be a whole number and timestamp an ISO date-time ({exc})") from None
+    return {"customer": raw.get("customer"), "metric": raw.get("metric"), "quantity": quantity, "timestamp": timestamp,
+            "transaction_id": None if raw.get("transaction_id") is None else str(raw["transaction_id"])}
