@@ -17,7 +17,7 @@ app = typer.Typer(help="kakin (課金): subscription billing for Japanese B2B Sa
 tenant_app = typer.Typer(help="Manage tenants (vendors).", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 out = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
