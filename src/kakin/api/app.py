@@ -57,7 +57,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
 
 
 def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Operator:
-    with UnitOfWork(request.app.state.engine) as uow:
+    with UnitOfWork(request.app.state.engine, readonly=True) as uow:
         return authenticate(uow, credentials.credentials if credentials else None)
 
 
@@ -120,7 +120,7 @@ def _replay(uow: UnitOfWork, op: Operator, key: str, digest: str) -> Response | 
 
 def read(request: Request, op: Operator, fn: Callable[[UnitOfWork], Any]) -> Any:
     op.require("read")
-    with UnitOfWork(request.app.state.engine) as uow:
+    with UnitOfWork(request.app.state.engine, readonly=True) as uow:
         return fn(uow)
 
 

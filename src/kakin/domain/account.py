@@ -93,6 +93,7 @@ class OpenInvoice:
     first_failed_at: datetime | None = None
     next_retry_at: datetime | None = None
     status: str = "open"  # open → paid | uncollectible
+    charge_key: str | None = None  # names this invoice at the gateway; stable across a crash and its rerun
 
 
 @dataclass

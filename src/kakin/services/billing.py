@@ -57,10 +57,16 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             break
         new = [(a, d, r.at or now) for a, r in todo for d in r.invoices]
         first = uow.reserve_invoice_numbers(tenant.row, len(new))
+        counts = uow.invoice_counts([a.id for a, _, _ in new if a.id is not None])
         fresh: list[tuple[Account, Any, OpenInvoice, datetime]] = []
         charges: list[tuple[Account, OpenInvoice, datetime]] = []
         for k, (account, draft, at) in enumerate(new):
             inv = OpenInvoice(0, uow.invoice_number(tenant.row, first + k), draft.total, status="open" if draft.total > 0 else "paid")
+            # Invoice numbers of a rolled-back batch are handed out again, so the gateway key names what is billed:
+            # the scheduled period, or the customer's n-th invoice and its amount.
+            counts[account.id or 0] = counts.get(account.id or 0, 0) + 1
+            what = draft.billing_key or f"n{counts[account.id or 0]}:{draft.total}"
+            inv.charge_key = f"{tenant.code}:c{account.id}:{what}"
             fresh.append((account, draft, inv, at))
             _note(events, account, at, "invoice.finalized", {"number": inv.number, "total": draft.total, "tax": draft.tax.tax})
             if inv.status == "open":
@@ -72,7 +78,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
         followups: list[tuple[Account, Result]] = []
         outcomes: list[tuple[OpenInvoice, dict[str, Any]]] = []
         for account, inv, at in charges:
-            key = f"{tenant.code}:{inv.number}:{inv.attempts + 1}"
+            key = f"{inv.charge_key or f'{tenant.code}:{inv.number}'}:{inv.attempts + 1}"
             code: str | None
             if not account.payment_method:
                 ok, code = False, "payment_method_required"

@@ -39,10 +39,12 @@ def make_engine(url: str | None = None) -> Engine:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
-            # Take the write lock up front: a deferred transaction that reads and then writes
-            # fails at once with "database is locked" when another connection wrote meanwhile.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn):  # type: ignore[no-untyped-def]
+            # A writing transaction takes the write lock up front: a deferred one that reads and then
+            # writes fails at once with "database is locked" when another connection wrote meanwhile.
+            # Read-only units of work begin deferred and read their WAL snapshot without waiting.
+            readonly = conn.get_execution_options().get("kakin_readonly", False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

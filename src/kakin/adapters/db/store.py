@@ -42,6 +42,12 @@ class TenantRow:
     timezone: str
     invoice_prefix: str
     registration_number: str | None
+    address: str | None = None
+
+    @classmethod
+    def of(cls, r: Any) -> TenantRow:
+        return cls(r["id"], r["code"], r["name"], r["catalog"], r["timezone"], r["invoice_prefix"], r["registration_number"],
+                   r["address"])
 
 
 def _pending_to_json(p: PendingChange | None) -> str | None:
@@ -61,13 +67,16 @@ def _pending_from_json(text: str | None) -> PendingChange | None:
 class UnitOfWork:
     """One transaction over the store. Use as a context manager; commits on success."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, readonly: bool = False) -> None:
         self.engine = engine
+        self.readonly = readonly
         self.conn: Connection
         self._pending_ids: dict[int, set[int]] = {}
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self.engine.connect()
+        if self.readonly:  # SQLite: a plain deferred transaction, which never waits behind a writer
+            self.conn = self.conn.execution_options(kakin_readonly=True)
         self._tx = self.conn.begin()
         return self
 
@@ -87,26 +96,22 @@ class UnitOfWork:
 
     # ------------------------------------------------------------- tenants
     def add_tenant(self, code: str, name: str, catalog: str, timezone: str, now: datetime,
-                   registration_number: str | None = None) -> TenantRow:
+                   registration_number: str | None = None, address: str | None = None) -> TenantRow:
         prefix = "".join(ch for ch in code.upper() if ch.isalnum())[:12]
         self.conn.execute(insert(tenants).values(
             code=code, name=name, catalog=catalog, timezone=timezone, invoice_prefix=prefix,
-            registration_number=registration_number, created_at=now))
+            registration_number=registration_number, address=address, created_at=now))
         tenant = self.tenant(code)
         assert tenant is not None
         return tenant
 
     def tenant(self, code: str) -> TenantRow | None:
         row = self.conn.execute(select(tenants).where(tenants.c.code == code)).mappings().first()
-        if row is None:
-            return None
-        return TenantRow(row["id"], row["code"], row["name"], row["catalog"], row["timezone"],
-                         row["invoice_prefix"], row["registration_number"])
+        return None if row is None else TenantRow.of(row)
 
     def tenants(self) -> list[TenantRow]:
         rows = self.conn.execute(select(tenants).order_by(tenants.c.id)).mappings()
-        return [TenantRow(r["id"], r["code"], r["name"], r["catalog"], r["timezone"], r["invoice_prefix"],
-                          r["registration_number"]) for r in rows]
+        return [TenantRow.of(r) for r in rows]
 
     # ----------------------------------------------------------- accounts
     def add_account(self, tenant: TenantRow, account: Account, now: datetime, test_clock_id: int | None = None) -> None:
@@ -304,6 +309,14 @@ class UnitOfWork:
         if line_rows:
             self.conn.execute(insert(invoice_lines), line_rows)
         return ids
+
+    def invoice_counts(self, customer_ids: list[int]) -> dict[int, int]:
+        """How many invoices each customer has (committed ones: a rolled-back batch's do not count)."""
+        if not customer_ids:
+            return {}
+        rows = self.conn.execute(select(invoices.c.customer_id, func.count()).where(
+            invoices.c.customer_id.in_(set(customer_ids))).group_by(invoices.c.customer_id)).all()
+        return {int(c): int(n) for c, n in rows}
 
     @staticmethod
     def invoice_number(tenant: TenantRow, seq: int) -> str:
