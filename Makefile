@@ -19,9 +19,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
+	./scripts/system-deps.sh runtime
 	$(BIN)/kakin serve
 
 demo: setup
+	./scripts/system-deps.sh runtime
 	$(BIN)/kakin demo
 
 test: setup

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Install the system packages kakin's tests use (PostgreSQL 15 for the database
-# tests). Runs apt-get only when something is missing and we are root.
+# Install the system packages kakin uses. `system-deps.sh runtime`: Noto CJK, the
+# font embedded in Japanese PDFs, and HarfBuzz's subsetter (seconds instead of
+# tens of seconds per PDF). `system-deps.sh` (for the tests): also
+# PostgreSQL 15 and poppler-utils (the PDF tests read the text back).
+# Runs apt-get only when something is missing and we are root.
 set -euo pipefail
 need=()
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+fc-list 2>/dev/null | grep -q "Noto Sans CJK JP" || need+=(fonts-noto-cjk)
+ldconfig -p 2>/dev/null | grep -q libharfbuzz-subset.so.0 || need+=(libharfbuzz-subset0)  # fast font subsetting
+if [ "${1:-test}" != runtime ]; then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
+fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "system-deps: missing ${need[*]}; install them as root (apt-get install -y ${need[*]})" >&2

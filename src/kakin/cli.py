@@ -29,13 +29,15 @@ def _fail(message: str) -> None:
 def simulate(
     file: Annotated[Path, typer.Argument(help="A scenario TOML file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    documents: Annotated[Path | None, typer.Option("--documents", help="Write each invoice's qualified invoice "
+                                                   "(and each paid one's receipt) as PDF and JSON into this folder.")] = None,
 ) -> None:
     """Run a scenario on a fresh in-memory store and print the invoices it produces."""
     from kakin.simulator import ScenarioError, load_scenario, run_scenario
 
     try:
         scenario = load_scenario(file)
-        outcome = run_scenario(scenario)
+        outcome = run_scenario(scenario, documents=documents)
     except ScenarioError as exc:
         _fail(str(exc))
         return
@@ -170,6 +172,8 @@ def tenant_create(
     code: Annotated[str, typer.Option(help="Short code of the tenant, e.g. acme.")],
     name: Annotated[str, typer.Option(help="The vendor's name.")],
     catalog: Annotated[str, typer.Option(help="A shipped catalog (lineworks, nipoplus, line-oa) or a catalog file.")],
+    registration_number: Annotated[str | None, typer.Option(help="Qualified-invoice registration number, T + 13 digits.")] = None,
+    address: Annotated[str | None, typer.Option(help="The issuer's address printed on invoices and receipts.")] = None,
 ) -> None:
     """Create a tenant with its catalog."""
     from kakin.adapters.db.migrate import make_engine
@@ -185,7 +189,7 @@ def tenant_create(
     now = datetime.now(UTC)
     try:
         with UnitOfWork(engine) as uow:
-            tenant = create_tenant(uow, code, name, catalog, now)
+            tenant = create_tenant(uow, code, name, catalog, now, registration_number=registration_number, address=address)
             key = create_api_key(uow, tenant.row, "owner", "created with the tenant", now)
     except KakinError as exc:
         _fail(exc.message)

@@ -26,6 +26,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import CatalogError, KakinError
 from kakin.services import billing, usage
+from kakin.services.documents import set_billing_profile
 from kakin.services.tenancy import create_tenant, open_tenant
 
 
@@ -50,7 +51,9 @@ ACTIONS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     "set_premium_id": ({"customer": _STR, "premium_id": _STR}, {"billing": _STR}),
     "advance": ({}, {}),
 }
-CUSTOMER_FIELDS = {"id": _STR, "name": _STR, "payment_method": _STR, "members": _INT}
+CUSTOMER_FIELDS = {"id": _STR, "name": _STR, "payment_method": _STR, "members": _INT,
+                   "addressee": _STR, "postal_code": _STR, "address": _STR, "email": _STR}
+ISSUER_FIELDS = {"name": _STR, "registration_number": _STR, "address": _STR}
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Scenario:
     zone: ZoneInfo
     customers: list[dict[str, Any]]
     steps: list[dict[str, Any]]
+    issuer: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,8 +115,13 @@ def load_scenario(path: str | Path) -> Scenario:
     except UnicodeDecodeError:
         raise ScenarioError(file, "(file)", "not UTF-8 text") from None
     for key in data:
-        if key not in ("tenant", "customers", "steps"):
-            raise ScenarioError(file, key, "unknown key; a scenario has tenant, [[customers]] and [[steps]]")
+        if key not in ("tenant", "customers", "steps", "issuer"):
+            raise ScenarioError(file, key, "unknown key; a scenario has tenant, [issuer], [[customers]] and [[steps]]")
+    issuer = data.get("issuer", {})
+    _check_fields(file, "issuer", issuer, {}, ISSUER_FIELDS)
+    for key in issuer:
+        if key not in ISSUER_FIELDS:
+            raise ScenarioError(file, "issuer", f"unknown field {key!r}; an issuer has {', '.join(ISSUER_FIELDS)}")
     tenant = data.get("tenant")
     if not isinstance(tenant, str) or not tenant:
         raise ScenarioError(file, "tenant", "give a shipped catalog (lineworks, nipoplus, line-oa) or a catalog file path")
@@ -127,7 +136,8 @@ def load_scenario(path: str | Path) -> Scenario:
     seen: set[str] = set()
     for i, c in enumerate(customers):
         where = f"customers[{i}]"
-        _check_fields(file, where, c, {"id": _STR, "name": _STR}, {"payment_method": _STR, "members": _INT})
+        _check_fields(file, where, c, {"id": _STR, "name": _STR},
+                      {k: v for k, v in CUSTOMER_FIELDS.items() if k not in ("id", "name")})
         for key in c:
             if key not in CUSTOMER_FIELDS:
                 raise ScenarioError(file, where, f"unknown field {key!r}; a customer has {', '.join(CUSTOMER_FIELDS)}")
@@ -160,15 +170,20 @@ def load_scenario(path: str | Path) -> Scenario:
             raise ScenarioError(file, where, f"at {at.isoformat()} is before the previous step; steps must be in time order")
         previous = at
         parsed.append({**s, "at": at})
-    return Scenario(file, tenant, zone, customers, parsed)
+    return Scenario(file, tenant, zone, customers, parsed, issuer)
 
 
-def run_scenario(scenario: Scenario, database_url: str = "sqlite://") -> Outcome:
-    """Run on a fresh store (in memory by default) and report."""
+def run_scenario(scenario: Scenario, database_url: str = "sqlite://", documents: Path | None = None) -> Outcome:
+    """Run on a fresh store (in memory by default) and report; with ``documents``, write each invoice's papers there."""
     engine = make_engine(database_url)
     migrate(engine)
     try:
         steps = play(scenario, engine, "scenario", CardSimulator())
+        if documents is not None:
+            from kakin.services.documents import write_documents
+
+            with UnitOfWork(engine, readonly=True) as u:
+                write_documents(u, open_tenant(u, "scenario"), documents)
         return report(engine, "scenario", scenario.tenant, steps)
     finally:
         engine.dispose()
@@ -182,11 +197,19 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
 
     start = scenario.steps[0]["at"]
     with uow() as u:
-        tenant = create_tenant(u, code, name or scenario.tenant, _catalog_ref(scenario), start)
+        issuer = scenario.issuer
+        try:
+            tenant = create_tenant(u, code, issuer.get("name") or name or scenario.tenant, _catalog_ref(scenario), start,
+                                   registration_number=issuer.get("registration_number"), address=issuer.get("address"))
+        except KakinError as exc:
+            raise ScenarioError(scenario.file, "issuer", exc.message) from None
         for i, c in enumerate(scenario.customers):
             try:
                 billing.create_customer(u, tenant, gateway, c["id"], c["name"], start, payment_method=c.get("payment_method"),
                                         members=c.get("members", 0), rng=random.Random(c["id"]))
+                if any(k in c for k in ("addressee", "postal_code", "address", "email")):
+                    set_billing_profile(u, tenant.row, c["id"], addressee=c.get("addressee"), postal_code=c.get("postal_code"),
+                                        address=c.get("address"), email=c.get("email"), now=start, actor="scenario")
             except KakinError as exc:
                 raise ScenarioError(scenario.file, f"customers[{i}]", exc.message) from None
     steps = []

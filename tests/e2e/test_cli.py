@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -104,7 +105,7 @@ def test_usage_import_counts_each_transaction_once_and_names_bad_lines(tmp_path:
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT sum(quantity) FROM usage_counters").fetchone()[0] == 3000
     jsonl = tmp_path / "usage.jsonl"
-    jsonl.write_text('{"customer": "shop", "metric": "messages", "quantity": 5, "timestamp": "%s", "transaction_id": "j1"}\n'
-                     '{"customer": "shop"\n' % now, encoding="utf-8")
+    good = json.dumps({"customer": "shop", "metric": "messages", "quantity": 5, "timestamp": now, "transaction_id": "j1"})
+    jsonl.write_text(good + '\n{"customer": "shop"\n', encoding="utf-8")
     bad = run("usage", "import", str(jsonl), "--tenant", "oa", db=db)
     assert bad.returncode == 2 and "line 2: not JSON" in bad.stderr

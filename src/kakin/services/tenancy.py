@@ -9,6 +9,7 @@ from kakin.adapters.catalog_files import resolve_catalog
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 from kakin.domain.catalog import Catalog
+from kakin.domain.documents import validate_registration_number
 from kakin.domain.lifecycle import Lifecycle
 
 
@@ -23,11 +24,14 @@ class Tenant:
         return self.row.code
 
 
-def create_tenant(uow: UnitOfWork, code: str, name: str, catalog_ref: str, now: datetime) -> Tenant:
+def create_tenant(uow: UnitOfWork, code: str, name: str, catalog_ref: str, now: datetime, *,
+                  registration_number: str | None = None, address: str | None = None) -> Tenant:
     catalog = resolve_catalog(catalog_ref)
+    if registration_number is not None:
+        validate_registration_number(registration_number)
     if uow.tenant(code) is not None:
         raise errors.KakinError(f"a tenant {code!r} already exists; choose another code", param="code", code="tenant_exists")
-    row = uow.add_tenant(code, name, catalog_ref, catalog.timezone, now)
+    row = uow.add_tenant(code, name, catalog_ref, catalog.timezone, now, registration_number, address)
     uow.audit([{"tenant_id": row.id, "customer_id": None, "at": now, "actor": "operator", "action": "tenant.created",
                 "before": None, "after": f'{{"catalog": "{catalog.code}"}}'}])
     return Tenant(row, catalog, Lifecycle(catalog))

@@ -25,8 +25,7 @@ from .tables import (
 
 
 def tenant_by_id(conn: Connection, tenant_id: int) -> TenantRow:
-    r = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).mappings().one()
-    return TenantRow(r["id"], r["code"], r["name"], r["catalog"], r["timezone"], r["invoice_prefix"], r["registration_number"])
+    return TenantRow.of(conn.execute(select(tenants).where(tenants.c.id == tenant_id)).mappings().one())
 
 
 # ------------------------------------------------------------------ API keys

@@ -360,9 +360,11 @@ class UnitOfWork:
         rows = self.conn.execute(select(subscriptions).join(latest, and_(subscriptions.c.id == latest.c.id))).mappings()
         return {r["customer_id"]: dict(r) for r in rows}
 
-    def customers_of(self, tenant: TenantRow) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute(select(customers).where(customers.c.tenant_id == tenant.id).order_by(
-            customers.c.id)).mappings()]
+    def customers_of(self, tenant: TenantRow, ids: list[int] | None = None) -> list[dict[str, Any]]:
+        q = select(customers).where(customers.c.tenant_id == tenant.id)
+        if ids is not None:
+            q = q.where(customers.c.id.in_(ids))
+        return [dict(r) for r in self.conn.execute(q.order_by(customers.c.id)).mappings()]
 
     # ---------------------------------------------------------------- audit
     def audit(self, rows: list[dict[str, Any]]) -> None:

@@ -68,7 +68,8 @@ tenants = Table(
     Column("name", String(200), nullable=False),
     Column("catalog", String(500), nullable=False),  # shipped catalog code or catalog file path
     Column("timezone", String(64), nullable=False),
-    Column("registration_number", String(14)),
+    Column("registration_number", String(14)),  # T + 13 digits, for qualified invoices
+    Column("address", String(500)),
     Column("invoice_prefix", String(20), nullable=False),
     Column("next_invoice_seq", Integer, nullable=False, server_default=text("1")),
     Column("created_at", UtcDateTime(), nullable=False),
@@ -96,6 +97,10 @@ customers = Table(
     Column("basic_id", String(20)),
     Column("next_due_at", UtcDateTime()),
     Column("test_clock_id", ForeignKey("test_clocks.id")),  # simulated time instead of the real clock
+    Column("addressee", String(300)),  # 宛名 on receipts; the customer's name when empty
+    Column("postal_code", String(8)),  # 123-4567
+    Column("address", String(500)),
+    Column("billing_email", String(320)),
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
     UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),

@@ -1,0 +1,123 @@
+"""Japanese billing documents as data: qualified invoices (適格請求書) and receipts (領収証).
+
+A qualified invoice states the issuer's name and registration number
+(``T`` + 13 digits), the transaction date or period, the items, the total and
+the consumption tax per tax rate with the rate, and the recipient. These
+functions build the documents' content; :mod:`kakin.adapters.pdf` renders it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from . import errors
+
+_REGISTRATION = re.compile(r"^T(\d)(\d{12})$")
+_POSTAL = re.compile(r"^(\d{3})-?(\d{4})$")
+
+
+def corporate_number_check_digit(base12: str) -> int:
+    """The check digit of a corporate number (法人番号) from its other 12 digits.
+
+    9 − (Σ Pn × Qn mod 9), Pn the n-th digit counted from the right, Qn = 1 for odd n and 2 for even n.
+    """
+    total = sum(int(d) * (1 if n % 2 else 2) for n, d in enumerate(reversed(base12), start=1))
+    return 9 - total % 9
+
+
+def validate_registration_number(value: str) -> str:
+    """``T`` + 13 digits whose first digit is the corporate-number check digit of the other twelve."""
+    match = _REGISTRATION.match(value or "")
+    if not match:
+        raise errors.InvalidValue(f"{value!r} is not a registration number: write T followed by 13 digits",
+                                  param="registration_number", code="invalid_registration_number")
+    if int(match.group(1)) != corporate_number_check_digit(match.group(2)):
+        raise errors.InvalidValue(f"{value} fails the check digit: check the number against the registration notice",
+                                  param="registration_number", code="invalid_registration_number")
+    return value
+
+
+def format_postal_code(value: str) -> str:
+    """Seven digits shown as 123-4567."""
+    match = _POSTAL.match((value or "").strip())
+    if not match:
+        raise errors.InvalidValue(f"{value!r} is not a postal code: write 7 digits such as 123-4567",
+                                  param="postal_code", code="invalid_postal_code")
+    return f"{match.group(1)}-{match.group(2)}"
+
+
+@dataclass(frozen=True)
+class Issuer:
+    name: str
+    registration_number: str | None
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class Recipient:
+    name: str  # 宛名: the customer or the addressee it chose
+    postal_code: str = ""
+    address: str = ""
+    email: str = ""
+
+
+def _yen(amount: int) -> str:
+    return f"¥{amount:,}"
+
+
+def qualified_invoice(invoice: dict[str, Any], issuer: Issuer, recipient: Recipient) -> dict[str, Any]:
+    """The content of a qualified invoice for a finalized invoice (a row with its lines)."""
+    rate = invoice["tax_rate"]
+    inclusive = bool(invoice["tax_inclusive"])
+    period = None
+    if invoice.get("period_start") and invoice.get("period_end"):
+        end = invoice["period_end"]
+        last = date.fromordinal(end.toordinal() - 1) if isinstance(end, date) else end
+        period = {"start": invoice["period_start"].isoformat(), "end": last.isoformat()}
+    lines = [{"description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"], "tax_rate": rate,
+              "formula": ln.get("formula") or ""} for ln in invoice["lines"]]
+    subtotal = invoice["subtotal"]
+    return {
+        "type": "qualified_invoice",
+        "title": "請求書（適格請求書）",
+        "number": invoice["number"],
+        "issued_on": invoice["issued_on"].isoformat(),
+        "transaction_period": period,
+        "issuer": {"name": issuer.name, "registration_number": issuer.registration_number, "address": issuer.address},
+        "recipient": {"name": recipient.name, "postal_code": recipient.postal_code, "address": recipient.address},
+        "lines": lines,
+        "prices_include_tax": inclusive,
+        "by_rate": [{
+            "rate": rate,
+            "total": subtotal,  # the total of the items at this rate, as priced (tax-inclusive or not)
+            "tax": invoice["tax"],
+            "label": f"{rate}対象 {_yen(subtotal)}（{'内' if inclusive else ''}消費税 {_yen(invoice['tax'])}）",
+        }],
+        "total": invoice["total"],
+        "status": invoice["status"],
+        "notes": [] if issuer.registration_number else ["登録番号が設定されていません: 適格請求書の要件を満たしません"],
+    }
+
+
+def receipt(invoice: dict[str, Any], issuer: Issuer, recipient: Recipient, paid_on: date, purpose: str) -> dict[str, Any]:
+    """A receipt (領収証) for a paid invoice."""
+    if invoice["status"] != "paid":
+        raise errors.Conflict(f"invoice {invoice['number']} is {invoice['status']}: receipts are issued for paid invoices",
+                              param="number", code="invoice_not_paid")
+    return {
+        "type": "receipt",
+        "title": "領収証",
+        "number": "R-" + invoice["number"],
+        "invoice_number": invoice["number"],
+        "issued_on": paid_on.isoformat(),
+        "addressee": recipient.name,
+        "postal_code": recipient.postal_code,
+        "address": recipient.address,
+        "amount": invoice["total"],
+        "tax": {"rate": invoice["tax_rate"], "amount": invoice["tax"], "inclusive_total": invoice["total"]},
+        "purpose": f"但し {purpose} として",
+        "issuer": {"name": issuer.name, "registration_number": issuer.registration_number, "address": issuer.address},
+    }

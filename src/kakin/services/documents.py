@@ -1,0 +1,86 @@
+"""Documents for finalized invoices: qualified invoices and receipts, as JSON and PDF."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+
+from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.tables import customers
+from kakin.domain import errors
+from kakin.domain.calendar import local_date
+from kakin.domain.documents import Issuer, Recipient, format_postal_code, qualified_invoice, receipt
+
+from .tenancy import Tenant
+
+
+def set_billing_profile(uow: UnitOfWork, tenant: TenantRow, key: str, *, addressee: str | None, postal_code: str | None,
+                        address: str | None, email: str | None, now: datetime, actor: str) -> dict[str, Any]:
+    """The addressee (宛名), postal code, address and billing e-mail printed on receipts."""
+    row = uow.customer_row(tenant, key)
+    if row is None:
+        raise errors.NotFound(f"no customer {key!r}", param="customer_id")
+    values = {"addressee": addressee, "postal_code": format_postal_code(postal_code) if postal_code else None,
+              "address": address, "billing_email": email}
+    uow.conn.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
+    before = {k: row[k] for k in values}
+    uow.audit([{"tenant_id": tenant.id, "customer_id": row["id"], "at": now, "actor": actor,
+                "action": "customer.billing_profile", "before": _dump(before), "after": _dump(values)}])
+    return values
+
+
+def _dump(values: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(values, ensure_ascii=False, sort_keys=True)
+
+
+def _parties(uow: UnitOfWork, tenant: Tenant, customer_id: int) -> tuple[Issuer, Recipient]:
+    row = next(c for c in uow.customers_of(tenant.row, [customer_id]))
+    issuer = Issuer(tenant.row.name, tenant.row.registration_number, tenant.row.address or "")
+    recipient = Recipient(row["addressee"] or row["name"], row["postal_code"] or "", row["address"] or "",
+                          row["billing_email"] or "")
+    return issuer, recipient
+
+
+def _invoice(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
+    found = uow.invoices_for(tenant.row, number=number)
+    if not found:
+        raise errors.NotFound(f"no invoice {number!r}", param="number")
+    return found[0]
+
+
+def invoice_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
+    invoice = _invoice(uow, tenant, number)
+    issuer, recipient = _parties(uow, tenant, invoice["customer_id"])
+    return qualified_invoice(invoice, issuer, recipient)
+
+
+def receipt_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
+    invoice = _invoice(uow, tenant, number)
+    issuer, recipient = _parties(uow, tenant, invoice["customer_id"])
+    paid = invoice["paid_at"] or invoice["issued_at"]
+    return receipt(invoice, issuer, recipient, local_date(paid, tenant.lifecycle.zone), f"{tenant.catalog.name} ご利用料金")
+
+
+def write_documents(uow: UnitOfWork, tenant: Tenant, folder: Path) -> list[Path]:
+    """Every invoice's qualified invoice, and a receipt for each paid one, as PDF and JSON into ``folder``."""
+    import json
+
+    from kakin.adapters.pdf import render_pdf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for invoice in uow.invoices_for(tenant.row):
+        docs = [invoice_document(uow, tenant, invoice["number"])]
+        if invoice["status"] == "paid" and invoice["total"] > 0:
+            docs.append(receipt_document(uow, tenant, invoice["number"]))
+        for doc in docs:
+            base = folder / doc["number"]
+            base.with_suffix(".json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            base.with_suffix(".pdf").write_bytes(render_pdf(doc))
+            written += [base.with_suffix(".json"), base.with_suffix(".pdf")]
+    return written
