@@ -54,7 +54,8 @@ def seed(engine, n: int) -> None:  # type: ignore[no-untyped-def]
             conn.execute(insert(tables.subscriptions), [
                 {"id": i, "tenant_id": tenant.row.id, "customer_id": i, "product": "plan", "plan": "gold",
                  "contract": "monthly", "status": "active", "seats": 10, "anchor": ANCHOR, "period_start": ANCHOR,
-                 "period_end": date(2026, 6, 3), "ended": False, "created_at": now} for i in ids])
+                 "period_end": date(2026, 6, 3), "ended": False, "created_at": now,
+                 "notified": "charge:2026-06-03"} for i in ids])  # the week-before notice already went out
             conn.execute(insert(tables.subscription_phases), [
                 {"subscription_id": i, "start": ANCHOR, "plan": "gold", "contract": "monthly", "seats": 10, "members": 10,
                  "billable": True, "recorded_at": now} for i in ids])

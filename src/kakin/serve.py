@@ -17,8 +17,9 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.mail import SmtpMailer
 from kakin.adapters.payments import CardSimulator, PaymentGateway
-from kakin.services import access, billing, webhooks
+from kakin.services import access, billing, mail, webhooks
 from kakin.services.tenancy import create_tenant, open_tenant
 
 DEMO: dict[str, list[dict[str, Any]]] = {
@@ -69,6 +70,7 @@ def run_once(engine: Engine, gateway: PaymentGateway, now: datetime) -> dict[str
     for code in codes:
         done[code] = billing.run_due(lambda: UnitOfWork(engine), code, gateway, now)
     done["webhook deliveries"] = webhooks.deliver_due(engine, now)
+    done["mails sent"] = mail.deliver_mail(engine, now, SmtpMailer.from_env())["sent"]
     return done
 
 

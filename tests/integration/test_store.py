@@ -135,10 +135,13 @@ def test_due_work_runs_in_batches_and_resumes_where_it_stopped(engine: Engine) -
     done = billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), batch_size=2, max_batches=1)
     assert done == 2
     done += billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), batch_size=2)
-    assert done == 5
+    assert done == 10  # for each of 5 customers: the notice a week before (May 27), then the June 3 renewal
+    with UnitOfWork(engine) as uow:
+        june = [r for r in uow.invoices_for(open_tenant(uow, "nipoplus").row) if r["issued_on"].isoformat() == "2022-06-03"]
+    assert len(june) == 5
     with engine.connect() as conn:
         due = conn.execute(select(func.min(tables.customers.c.next_due_at))).scalar_one()
-    assert due is not None and due.astimezone(JST) == at(2022, 7, 3)
+    assert due is not None and due.astimezone(JST) == at(2022, 6, 26)  # next: the notice a week before July 3
 
 
 def test_a_premium_id_in_use_is_unique_per_tenant_in_the_database(engine: Engine) -> None:
@@ -164,4 +167,4 @@ def test_instants_come_back_timezone_aware_in_utc(engine: Engine) -> None:
     with engine.connect() as conn:
         due = conn.execute(select(tables.customers.c.next_due_at)).scalar_one()
     assert due.utcoffset() == timedelta(0)
-    assert due.astimezone(JST) == at(2022, 6, 3)
+    assert due.astimezone(JST) == at(2022, 5, 27)  # the notice a week before the June 3 charge

@@ -88,6 +88,8 @@ def seed(url: str, n: int) -> Engine:
         for i in range(BY_SERVICE):
             billing.create_customer(uow, tenant, gateway, f"c{i:05d}", f"顧客{i}", SIGNUP, payment_method="pm_card_visa")
             billing.subscribe(uow, tenant, gateway, f"c{i:05d}", SIGNUP, "gold", seats=10)
+    # the notice a week before June 3 goes out first, so only renewals are left due on June 3
+    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2026, 5, 28, tzinfo=JST))
     c, s, p = tables.customers, tables.subscriptions, tables.subscription_phases
     with engine.begin() as conn:
         for t in (tables.pending_items, tables.usage_counters):  # nothing else to copy
@@ -127,7 +129,7 @@ def check_billed_exactly_once(engine: Engine, n: int) -> None:
         attempts_per_invoice = conn.execute(select(pa.c.invoice_id, func.count()).group_by(pa.c.invoice_id)).all()
         customers = conn.execute(select(c.c.id, c.c.next_due_at)).all()
         worker_audits = conn.execute(select(func.count()).select_from(tables.audit_log).where(
-            tables.audit_log.c.actor == "worker")).scalar_one()
+            tables.audit_log.c.actor == "worker", tables.audit_log.c.action != "notice.upcoming_charge")).scalar_one()
     total = BY_SERVICE + n
     assert len(customers) == n
     june = [r for r in rows if r.issued_on == RENEWAL_DAY]
@@ -145,7 +147,7 @@ def check_billed_exactly_once(engine: Engine, n: int) -> None:
     assert {(r.billing_key, r.period_start) for r in june} == {("plan:2026-05-03:2026-06-03", RENEWAL_DAY)}
     assert len(keys) == len(set(keys)) == total, "a payment idempotency key was used twice"
     assert all(k == 1 for _, k in attempts_per_invoice) and len(attempts_per_invoice) == total
-    assert {due.astimezone(JST) for _, due in customers} == {datetime(2026, 7, 3, tzinfo=JST)}
+    assert {due.astimezone(JST) for _, due in customers} == {datetime(2026, 6, 26, tzinfo=JST)}  # July 3's notice
     assert worker_audits == n  # one audit record per renewal, none from rolled-back batches
 
 

@@ -69,6 +69,7 @@ class Subscription:
     canceled_on: date | None = None
     ended: bool = False
     value: str | None = None  # the add-on's value (a premium ID)
+    notified: str | None = None  # the last notice sent, e.g. "charge:2026-06-03"
     id: int | None = None
     phases: list[Phase] = field(default_factory=list)
     new_phases: list[Phase] = field(default_factory=list)

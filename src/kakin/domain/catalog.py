@@ -189,6 +189,8 @@ class Catalog:
     admin_limit: int | None = None
     default_contract: str = "monthly"
     source: str = ""
+    notice_before_charge_days: int | None = None  # NipoPlus: e-mail about a week before each charge
+    notice_before_trial_end_days: int | None = None
 
     def plan(self, code: str) -> Plan:
         from .errors import UnknownPlan

@@ -357,6 +357,11 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
     if cancellation.when is When.REFUSED:
         raise cancel_t.error("when", "use \"immediate\" or \"end_of_period\"")
 
+    notices_t = top.table("notices", {})
+    before_charge = notices_t.count("before_charge_days", None, minimum=1)
+    before_trial_end = notices_t.count("before_trial_end_days", None, minimum=1)
+    notices_t.finish()
+
     addons_t = top.table("addons", {})
     addons = {}
     for addon_code in addons_t.data:
@@ -404,4 +409,6 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
         admin_limit=admin_limit,
         default_contract=default_contract,
         source=file,
+        notice_before_charge_days=before_charge,
+        notice_before_trial_end_days=before_trial_end,
     )

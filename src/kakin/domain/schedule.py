@@ -16,7 +16,7 @@ from .charges import arrears_lines, usage_line
 from .invoice import Line
 from .lifecycle import Lifecycle, Result
 
-_TRIAL_END, _PENDING, _BOUNDARY, _RETRY = 0, 1, 2, 3
+_TRIAL_END, _PENDING, _BOUNDARY, _RETRY, _NOTICE = 0, 1, 2, 3, 4
 
 
 def _candidates(lc: Lifecycle, account: Account) -> list[tuple[datetime, int, int, object]]:
@@ -31,6 +31,9 @@ def _candidates(lc: Lifecycle, account: Account) -> list[tuple[datetime, int, in
             out.append((start_of_day(pending.effective_on, lc.zone), _PENDING, index, sub))
         if sub.status is Status.TRIALING and sub.trial_end and not (pending and pending.cancel):
             out.append((start_of_day(sub.trial_end, lc.zone), _TRIAL_END, index, sub))
+        notice = _notice_due(lc, sub, in_advance)
+        if notice is not None:
+            out.append((notice[0], _NOTICE, index, (sub, notice[1])))
         if price is None or sub.period_end <= sub.period_start:
             continue
         if not in_advance or sub.status.billable or (pending is not None and pending.effective_on == sub.period_end):
@@ -40,6 +43,22 @@ def _candidates(lc: Lifecycle, account: Account) -> list[tuple[datetime, int, in
             out.append((inv.next_retry_at, _RETRY, index, inv))
     out.sort(key=lambda c: (c[0], c[1], c[2]))
     return out
+
+
+def _notice_due(lc: Lifecycle, sub: Subscription, in_advance: bool) -> tuple[datetime, str] | None:
+    """The notice a subscription is owed next (before a charge, before its trial ends), if the catalog asks for one."""
+    cat = lc.catalog
+    if sub.product != PLAN or (sub.pending is not None and sub.pending.cancel):
+        return None
+    if sub.status is Status.TRIALING and sub.trial_end and cat.notice_before_trial_end_days:
+        key, on = f"trial:{sub.trial_end.isoformat()}", sub.trial_end - timedelta(days=cat.notice_before_trial_end_days)
+    elif in_advance and sub.status.billable and cat.notice_before_charge_days and sub.period_end > sub.period_start:
+        key, on = f"charge:{sub.period_end.isoformat()}", sub.period_end - timedelta(days=cat.notice_before_charge_days)
+    else:
+        return None
+    if sub.notified == key or on <= sub.anchor:
+        return None
+    return start_of_day(on, lc.zone), key
 
 
 def next_due(lc: Lifecycle, account: Account) -> datetime | None:
@@ -63,6 +82,18 @@ def _dispatch(lc: Lifecycle, account: Account, kind: int, target: object) -> Res
         assert isinstance(target, OpenInvoice)
         target.next_retry_at = None
         return Result(retries=[target], events=[("invoice.retry", {"number": target.number})])
+    if kind == _NOTICE:
+        assert isinstance(target, tuple)
+        sub: Subscription = target[0]
+        key: str = target[1]
+        sub.notified = key
+        what, on = key.split(":")
+        if what == "trial":
+            return Result(events=[("notice.trial_ending", {"trial_end": on, "plan": sub.plan})])
+        price = lc.price_of(sub)
+        assert price is not None
+        amount = lc.period_line(account, sub, sub.period_end, sub.period_end).amount
+        return Result(events=[("notice.upcoming_charge", {"charge_on": on, "plan": sub.plan, "amount": amount})])
     assert isinstance(target, Subscription)
     if kind == _TRIAL_END:
         return _trial_end(lc, account, target)
@@ -181,6 +212,7 @@ def payment_failed(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datet
     sub = account.plan_subscription
     today = lc.today(now)
     result = Result(events=[("payment.failed", {"number": inv.number, "attempt": inv.attempts, "code": code})])
+    result.events[0][1]["retry"] = done < len(retries)
     if done < len(retries):
         inv.next_retry_at = inv.first_failed_at + timedelta(days=retries[done])
         if sub is not None and sub.status is Status.ACTIVE:

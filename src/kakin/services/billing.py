@@ -21,6 +21,7 @@ from kakin.domain import errors, messaging, schedule
 from kakin.domain.account import Account, OpenInvoice
 from kakin.domain.lifecycle import Result
 
+from . import mail
 from .tenancy import Tenant
 
 
@@ -116,7 +117,9 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     uow.add_payment_attempts(attempts)
     uow.save_accounts(tenant.row, accounts, now, {a.id: schedule.next_due(lc, a) for a in accounts})  # type: ignore[misc]
     uow.audit(audit)
-    publish(uow, tenant, [(a, e) for a in accounts for e in events.get(id(a), [])], now)
+    everything = [(a, e) for a in accounts for e in events.get(id(a), [])]
+    publish(uow, tenant, everything, now)
+    mail.enqueue(uow, tenant, everything, now)
 
 
 PUBLIC_EVENT_PREFIXES = ("subscription.", "invoice.", "payment.", "addon.", "customer.")

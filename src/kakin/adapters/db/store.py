@@ -171,7 +171,7 @@ class UnitOfWork:
                 product=r["product"], plan=r["plan"], contract=r["contract"], status=Status(r["status"]),
                 seats=r["seats"], anchor=r["anchor"], period_start=r["period_start"], period_end=r["period_end"],
                 trial_end=r["trial_end"], term_anchor=r["term_anchor"], pending=_pending_from_json(r["pending"]),
-                canceled_on=r["canceled_on"], ended=r["ended"], value=r["value"], id=r["id"])
+                canceled_on=r["canceled_on"], ended=r["ended"], value=r["value"], notified=r["notified"], id=r["id"])
             subs[r["id"]] = sub
             accounts[r["customer_id"]].subscriptions.append(sub)
         if subs:
@@ -221,7 +221,7 @@ class UnitOfWork:
                           "seats": sub.seats, "anchor": sub.anchor, "period_start": sub.period_start,
                           "period_end": sub.period_end, "trial_end": sub.trial_end, "term_anchor": sub.term_anchor,
                           "pending": _pending_to_json(sub.pending), "canceled_on": sub.canceled_on, "ended": sub.ended,
-                          "value": sub.value}
+                          "value": sub.value, "notified": sub.notified}
                 if sub.id is None:
                     sub.id = self.conn.execute(insert(subscriptions).values(
                         tenant_id=tenant.id, customer_id=a.id, created_at=now, **values).returning(subscriptions.c.id)).scalar_one()

@@ -126,6 +126,7 @@ subscriptions = Table(
     Column("canceled_on", Date),
     Column("ended", Boolean, nullable=False, server_default=text("false")),
     Column("value", String(40)),
+    Column("notified", String(40)),  # the last notice sent for it
     Column("created_at", UtcDateTime(), nullable=False),
 )
 Index("ix_subscriptions_customer", subscriptions.c.customer_id, subscriptions.c.ended)
@@ -337,3 +338,23 @@ webhook_deliveries = Table(
     UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
 )
 Index("ix_webhook_deliveries_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id")),
+    Column("kind", String(60), nullable=False),
+    Column("dedupe_key", String(200), nullable=False),  # the same notice is queued once, also when a run is redone
+    Column("to_address", String(320), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(20), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UtcDateTime()),
+    Column("last_error", Text),
+    Column("sent_at", UtcDateTime()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("tenant_id", "dedupe_key", name="uq_outbox_tenant_dedupe_key"),
+)
+Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt_at)

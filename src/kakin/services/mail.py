@@ -1,0 +1,122 @@
+"""E-mail notices through an outbox: queued in the transaction that caused them, sent by the worker.
+
+Nothing is lost when the SMTP server is down (a notice stays queued and is
+retried with backoff) and nothing is sent twice (a notice is marked sent in the
+transaction that sent it, and each carries a stable Message-ID).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.db.tables import customers, members, outbox
+from kakin.adapters.mail import Mailer
+from kakin.adapters.pdf import TEMPLATES
+from kakin.domain.account import Account
+
+from .tenancy import Tenant
+
+MAX_ATTEMPTS = 20
+SUBJECTS = {
+    "notice.upcoming_charge": "【{vendor}】次回のお支払いのお知らせ",
+    "notice.trial_ending": "【{vendor}】無料トライアル終了のお知らせ",
+    "payment.failed": "【{vendor}】お支払いに失敗しました",
+    "subscription.ended": "【{vendor}】有料プラン解約のお知らせ",
+    "payment.succeeded": "【{vendor}】お支払いを確認しました（領収証を発行しました）",
+}
+ENDED = {"subscription.canceled_for_nonpayment": "お支払いが確認できなかったため、自動で解約されました。",
+         "subscription.canceled": "ご依頼により解約しました。"}
+_env = Environment(loader=FileSystemLoader(TEMPLATES / "mail"), autoescape=False, keep_trailing_newline=True)
+
+
+def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict[str, Any]]], now: datetime) -> int:
+    """Queue the notices these events call for; returns how many were queued."""
+    wanted = []
+    for account, event in noted:
+        name = str(event["event"])
+        kind = "subscription.ended" if name in ENDED else name
+        if kind not in SUBJECTS or account.id is None:
+            continue
+        wanted.append((account, kind, name, event))
+    if not wanted:
+        return 0
+    addresses = _addresses(uow, [a.id for a, _, _, _ in wanted if a.id is not None])
+    cat = tenant.catalog
+    queued = 0
+    for account, kind, name, event in wanted:
+        to = addresses.get(account.id or 0)
+        if not to:
+            continue
+        plan = cat.plans.get(str(event.get("plan", "")))
+        context = {"customer": account.name, "vendor": cat.name, "tax_inclusive": cat.tax_inclusive,
+                   "plan_name": plan.name_ja if plan else event.get("plan", ""), "reason": ENDED.get(name, ""),
+                   "fallback": cat.plans[cat.fallback_plan].name_ja if cat.fallback_plan else "",
+                   "retry": event.get("retry", True), **event}
+        key = f"{kind}:{account.id}:" + ":".join(str(event.get(k, "")) for k in ("number", "attempt", "charge_on", "trial_end"))
+        row = {"tenant_id": tenant.row.id, "customer_id": account.id, "kind": kind, "dedupe_key": key[:200],
+               "to_address": to, "subject": SUBJECTS[kind].format(vendor=cat.name),
+               "body": _env.get_template(f"{kind}.txt").render(**context), "status": "pending", "attempts": 0,
+               "next_attempt_at": now, "created_at": now}
+        try:
+            with uow.conn.begin_nested():
+                uow.conn.execute(insert(outbox), row)
+            queued += 1
+        except IntegrityError:  # already queued (a redone run): once is enough
+            pass
+    return queued
+
+
+def _addresses(uow: UnitOfWork, customer_ids: list[int]) -> dict[int, str]:
+    """The billing e-mail, else the super admin's address."""
+    out = {int(c): e for c, e in uow.conn.execute(select(customers.c.id, customers.c.billing_email).where(
+        customers.c.id.in_(customer_ids), customers.c.billing_email.is_not(None)))}
+    for c, e in uow.conn.execute(select(members.c.customer_id, members.c.email).where(
+            members.c.customer_id.in_(customer_ids), members.c.role == "super_admin")):
+        out.setdefault(int(c), e)
+    return out
+
+
+def backoff(attempts: int) -> timedelta:
+    delay: timedelta = timedelta(minutes=1) * 2 ** max(0, attempts - 1)
+    return min(delay, timedelta(hours=2))
+
+
+def deliver_mail(engine: Engine, now: datetime, mailer: Mailer, limit: int = 100) -> dict[str, int]:
+    """Send what is due. Each message is marked in its own transaction right after the server accepted it."""
+    with UnitOfWork(engine, readonly=True) as uow:
+        due = [dict(r) for r in uow.conn.execute(select(outbox).where(
+            outbox.c.status == "pending", outbox.c.next_attempt_at <= now).order_by(outbox.c.id).limit(limit)).mappings()]
+    sent = failed = 0
+    for row in due:
+        with UnitOfWork(engine) as uow:
+            current = uow.conn.execute(select(outbox.c.status).where(outbox.c.id == row["id"])).scalar_one()
+            if current != "pending":  # another worker sent it meanwhile
+                continue
+            message = EmailMessage()
+            message["To"] = row["to_address"]
+            message["Subject"] = row["subject"]
+            message["Message-ID"] = make_msgid(idstring=f"outbox-{row['tenant_id']}-{row['id']}", domain="kakin.local")
+            message.set_content(row["body"])
+            attempts = row["attempts"] + 1
+            try:
+                mailer.send(message)
+            except (OSError, Exception) as exc:  # the server is down or refused: retried later, nothing lost
+                done = attempts >= MAX_ATTEMPTS
+                uow.conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+                    status="failed" if done else "pending", attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:500],
+                    next_attempt_at=None if done else now + backoff(attempts)))
+                failed += 1
+                continue
+            uow.conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
+                status="sent", attempts=attempts, sent_at=now, last_error=None, next_attempt_at=None))
+            sent += 1
+    return {"sent": sent, "failed": failed}
