@@ -14,8 +14,7 @@ from email.utils import make_msgid
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
-from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select, update
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.db.tables import customers, members, outbox
@@ -39,7 +38,7 @@ _env = Environment(loader=FileSystemLoader(TEMPLATES / "mail"), autoescape=False
 
 
 def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict[str, Any]]], now: datetime) -> int:
-    """Queue the notices these events call for; returns how many were queued."""
+    """Queue the notices these events call for; returns how many were offered to the queue."""
     wanted = []
     for account, event in noted:
         name = str(event["event"])
@@ -51,7 +50,7 @@ def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
         return 0
     addresses = _addresses(uow, [a.id for a, _, _, _ in wanted if a.id is not None])
     cat = tenant.catalog
-    queued = 0
+    rows = []
     for account, kind, name, event in wanted:
         to = addresses.get(account.id or 0)
         if not to:
@@ -66,13 +65,18 @@ def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
                "to_address": to, "subject": SUBJECTS[kind].format(vendor=cat.name),
                "body": _env.get_template(f"{kind}.txt").render(**context), "status": "pending", "attempts": 0,
                "next_attempt_at": now, "created_at": now}
-        try:
-            with uow.conn.begin_nested():
-                uow.conn.execute(insert(outbox), row)
-            queued += 1
-        except IntegrityError:  # already queued (a redone run): once is enough
-            pass
-    return queued
+        rows.append(row)
+    if rows:  # a notice already queued (a redone run) is skipped: once is enough
+        uow.conn.execute(_insert_new(uow).on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"]), rows)
+    return len(rows)
+
+
+def _insert_new(uow: UnitOfWork) -> Any:
+    if uow.conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    return dialect_insert(outbox)
 
 
 def _addresses(uow: UnitOfWork, customer_ids: list[int]) -> dict[int, str]:
