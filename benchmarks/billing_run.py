@@ -111,7 +111,7 @@ class ApprovingGateway:
     def is_known(self, payment_method: str) -> bool:
         return True
 
-    def charge(self, payment_method: str, amount: int, idempotency_key: str) -> ChargeOutcome:
+    def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
         return ChargeOutcome(ok=True, reference=idempotency_key)
 
 

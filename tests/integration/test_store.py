@@ -105,7 +105,7 @@ class CrashingGateway(CardSimulator):
     def is_known(self, payment_method: str) -> bool:
         return self.inner.is_known(payment_method)
 
-    def charge(self, payment_method: str, amount: int, idempotency_key: str) -> ChargeOutcome:
+    def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
         if self.left == 0:
             raise RuntimeError("worker killed")
         self.left -= 1

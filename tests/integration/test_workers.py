@@ -295,7 +295,7 @@ class Gateway(CardSimulator):
     def is_known(self, payment_method: str) -> bool:
         return payment_method.startswith("pm_cust_")
 
-    def charge(self, payment_method: str, amount: int, idempotency_key: str) -> ChargeOutcome:
+    def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
         if idempotency_key in self._seen:  # a repeated key returns the first outcome and charges nothing
             return self._seen[idempotency_key]
         outcome = ChargeOutcome(ok=True, reference=f"ch_{len(self._seen) + 1:06d}")
@@ -317,7 +317,7 @@ class KilledAfterCharging:
     def is_known(self, payment_method: str) -> bool:
         return self.inner.is_known(payment_method)
 
-    def charge(self, payment_method: str, amount: int, idempotency_key: str) -> ChargeOutcome:
+    def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
         outcome = self.inner.charge(payment_method, amount, idempotency_key)
         self.left -= 1
         if self.left == 0:

@@ -14,14 +14,27 @@ from typing import Protocol
 @dataclass(frozen=True)
 class ChargeOutcome:
     ok: bool
-    code: str | None = None  # why it failed: card_declined, insufficient_funds, …
-    reference: str | None = None
+    code: str | None = None  # why it failed: card_declined, insufficient_funds, authentication_required, …
+    reference: str | None = None  # the gateway's id of the payment (a PaymentIntent id for Stripe)
+    requires_action: bool = False  # the customer must authenticate (3-D Secure); the invoice stays open
 
 
 class PaymentGateway(Protocol):
-    def charge(self, payment_method: str, amount: int, idempotency_key: str) -> ChargeOutcome: ...
+    def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
+        """Charge off-session. The same idempotency key never charges twice."""
+        ...
 
     def is_known(self, payment_method: str) -> bool: ...
+
+    def attach(self, payment_method: str, customer_key: str, gateway_customer: str | None) -> str:
+        """Make the payment method the customer's default at the gateway; returns the gateway's customer id."""
+        ...
+
+    def retrieve(self, reference: str) -> ChargeOutcome:
+        """The payment's state now (after 3-D Secure it may have succeeded without kakin hearing of it)."""
+        ...
+
+    def refund(self, reference: str, amount: int, idempotency_key: str) -> ChargeOutcome: ...
 
 
 DECLINES = {
@@ -38,12 +51,17 @@ class CardSimulator:
 
     def __init__(self) -> None:
         self._seen: dict[str, ChargeOutcome] = {}
+        self._payments: dict[str, tuple[int, str]] = {}  # reference → (amount, status)
         self.charged: list[tuple[str, int, str]] = []
+        self.refunded: list[tuple[str, int]] = []
 
     def is_known(self, payment_method: str) -> bool:
         return payment_method in SUCCEEDS or payment_method in DECLINES
 
-    def charge(self, payment_method: str, amount: int, idempotency_key: str) -> ChargeOutcome:
+    def attach(self, payment_method: str, customer_key: str, gateway_customer: str | None) -> str:
+        return gateway_customer or f"cus_sim_{customer_key}"
+
+    def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
         if idempotency_key in self._seen:
             return self._seen[idempotency_key]
         if amount <= 0:
@@ -51,8 +69,37 @@ class CardSimulator:
         code = DECLINES.get(payment_method)
         if code is None and payment_method not in SUCCEEDS:
             code = "payment_method_unknown"
-        outcome = ChargeOutcome(ok=code is None, code=code, reference=f"ch_sim_{len(self._seen) + 1:06d}")
+        reference = f"pi_sim_{len(self._seen) + 1:06d}"
+        outcome = ChargeOutcome(ok=code is None, code=code, reference=reference,
+                                requires_action=code == "authentication_required")
         self._seen[idempotency_key] = outcome
+        self._payments[reference] = (amount, "succeeded" if outcome.ok else "requires_action" if outcome.requires_action
+                                     else "failed")
         if outcome.ok:
             self.charged.append((payment_method, amount, idempotency_key))
+        return outcome
+
+    def authenticate(self, reference: str) -> None:
+        """The customer completes 3-D Secure in the browser: the payment succeeds at the gateway."""
+        amount, status = self._payments[reference]
+        if status != "requires_action":
+            raise ValueError(f"{reference} does not await authentication")
+        self._payments[reference] = (amount, "succeeded")
+        self.charged.append(("3ds", amount, reference))
+
+    def retrieve(self, reference: str) -> ChargeOutcome:
+        amount, status = self._payments[reference]
+        return ChargeOutcome(ok=status == "succeeded", code=None if status == "succeeded" else status, reference=reference,
+                             requires_action=status == "requires_action")
+
+    def refund(self, reference: str, amount: int, idempotency_key: str) -> ChargeOutcome:
+        if idempotency_key in self._seen:
+            return self._seen[idempotency_key]
+        paid, status = self._payments[reference]
+        if status != "succeeded" or amount > paid:
+            outcome = ChargeOutcome(ok=False, code="refund_not_possible", reference=reference)
+        else:
+            self.refunded.append((reference, amount))
+            outcome = ChargeOutcome(ok=True, reference=f"re_sim_{len(self.refunded):06d}")
+        self._seen[idempotency_key] = outcome
         return outcome

@@ -105,6 +105,8 @@ class Account:
     members: int = 0
     credit: int = 0
     basic_id: str | None = None
+    gateway_customer: str | None = None  # the payment gateway's id of this customer
+    collection: str = "card"  # card | bank_transfer (請求書払い, enabled by the vendor's operators)
     subscriptions: list[Subscription] = field(default_factory=list)
     pending_items: list[PendingItem] = field(default_factory=list)
     usage: dict[tuple[str, date], int] = field(default_factory=dict)  # monthly counters, read for overage

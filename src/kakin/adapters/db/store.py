@@ -162,7 +162,8 @@ class UnitOfWork:
         accounts: dict[int, Account] = {}
         for r in self.conn.execute(select(customers).where(customers.c.id.in_(id_list))).mappings():
             accounts[r["id"]] = Account(key=r["key"], name=r["name"], payment_method=r["payment_method"],
-                                        members=r["members"], credit=r["credit"], basic_id=r["basic_id"], id=r["id"])
+                                        members=r["members"], credit=r["credit"], basic_id=r["basic_id"], id=r["id"],
+                                        gateway_customer=r["gateway_customer"], collection=r["collection"])
         subs: dict[int, Subscription] = {}
         sub_rows = self.conn.execute(select(subscriptions).where(
             subscriptions.c.customer_id.in_(id_list), subscriptions.c.ended.is_(False)).order_by(subscriptions.c.id)).mappings()
@@ -211,9 +212,11 @@ class UnitOfWork:
             return
         self.conn.execute(update(customers).where(customers.c.id == bindparam("_id")).values(
             payment_method=bindparam("payment_method"), members=bindparam("members"), credit=bindparam("credit"),
-            next_due_at=bindparam("next_due_at")), [
+            next_due_at=bindparam("next_due_at"), gateway_customer=bindparam("gateway_customer"),
+            collection=bindparam("collection")), [
             {"_id": a.id, "payment_method": a.payment_method, "members": a.members, "credit": a.credit,
-             "next_due_at": next_due.get(a.id)} for a in accounts])  # type: ignore[arg-type]
+             "next_due_at": next_due.get(a.id), "gateway_customer": a.gateway_customer, "collection": a.collection}
+            for a in accounts])  # type: ignore[arg-type]
         updates, phases = [], []
         for a in accounts:
             for sub in a.subscriptions:
@@ -330,6 +333,16 @@ class UnitOfWork:
         nxt = self.conn.execute(update(tenants).where(tenants.c.id == tenant.id).values(
             next_invoice_seq=tenants.c.next_invoice_seq + n).returning(tenants.c.next_invoice_seq)).scalar_one()
         return int(nxt) - n
+
+    def last_payment_references(self, invoice_ids: list[int]) -> dict[int, str]:
+        """The gateway reference of each invoice's latest attempt that has one."""
+        out: dict[int, str] = {}
+        if invoice_ids:
+            for invoice_id, reference in self.conn.execute(select(payment_attempts.c.invoice_id, payment_attempts.c.reference).where(
+                    payment_attempts.c.invoice_id.in_(invoice_ids), payment_attempts.c.reference.is_not(None)).order_by(
+                    payment_attempts.c.id)):
+                out[int(invoice_id)] = reference
+        return out
 
     def add_payment_attempts(self, rows: list[dict[str, Any]]) -> None:
         if rows:

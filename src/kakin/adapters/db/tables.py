@@ -72,6 +72,7 @@ tenants = Table(
     Column("address", String(500)),
     Column("invoice_prefix", String(20), nullable=False),
     Column("next_invoice_seq", Integer, nullable=False, server_default=text("1")),
+    Column("next_credit_note_seq", Integer, nullable=False, server_default=text("1")),
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
@@ -101,6 +102,8 @@ customers = Table(
     Column("postal_code", String(8)),  # 123-4567
     Column("address", String(500)),
     Column("billing_email", String(320)),
+    Column("gateway_customer", String(120)),  # the payment gateway's customer id (Stripe: cus_…)
+    Column("collection", String(20), nullable=False, server_default=text("'card'")),  # card | bank_transfer
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
     UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),
@@ -214,6 +217,8 @@ invoices = Table(
     Column("next_retry_at", UtcDateTime()),
     Column("paid_at", UtcDateTime()),
     Column("billing_key", String(80)),  # what a scheduled invoice bills (plan:2026-06-03); at most once per customer
+    Column("due_on", Date),  # bank transfer: pay by this date
+    Column("credited", BigInteger, nullable=False, server_default=text("0")),  # total of its credit notes
     UniqueConstraint("tenant_id", "seq", name="uq_invoices_tenant_seq"),
     UniqueConstraint("customer_id", "billing_key", name="uq_invoices_customer_billing_key"),
     UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
@@ -245,6 +250,7 @@ payment_attempts = Table(
     Column("outcome", String(20), nullable=False),  # succeeded | failed
     Column("code", String(60)),
     Column("idempotency_key", String(120), nullable=False),
+    Column("reference", String(120)),  # the gateway's payment id, to reconcile later (3-D Secure)
 )
 
 audit_log = Table(
@@ -358,3 +364,22 @@ outbox = Table(
     UniqueConstraint("tenant_id", "dedupe_key", name="uq_outbox_tenant_dedupe_key"),
 )
 Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt_at)
+
+credit_notes = Table(
+    "credit_notes", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("invoice_id", ForeignKey("invoices.id"), nullable=False),  # the invoice it corrects
+    Column("seq", Integer, nullable=False),
+    Column("number", String(40), nullable=False),
+    Column("issued_on", Date, nullable=False),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # in the invoice's price basis
+    Column("tax", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),  # returned, tax included
+    Column("reason", Text, nullable=False),
+    Column("settlement", String(20), nullable=False),  # refund | credit | reduce (an open invoice)
+    Column("refund_reference", String(120)),
+    UniqueConstraint("tenant_id", "seq", name="uq_credit_notes_tenant_seq"),
+)
