@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-TEMPLATE_OF = {"qualified_invoice": "qualified_invoice.html", "receipt": "receipt.html"}
+TEMPLATE_OF = {"qualified_invoice": "qualified_invoice.html", "receipt": "receipt.html", "credit_note": "credit_note.html"}
 
 
 @lru_cache(maxsize=1)

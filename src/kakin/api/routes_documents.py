@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kakin.adapters.db.store import UnitOfWork
-from kakin.services import documents
+from kakin.services import billing, documents, operations
 
 from .app import Auth, read, tenant_of, write
 
@@ -57,6 +57,61 @@ def receipt(request: Request, op: Auth, number: str) -> dict[str, Any]:
             responses={200: {"content": {"application/pdf": {}}}})
 def receipt_pdf(request: Request, op: Auth, number: str) -> Response:
     return _pdf(read(request, op, lambda uow: documents.receipt_document(uow, tenant_of(uow, op), number)))
+
+
+class CollectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    collection: Annotated[str, Field(pattern=r"^(card|bank_transfer)$")]
+
+
+class MarkPaidIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reference: Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[^\x00]*$")] | None = None
+
+
+class CreditNoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    amount: Annotated[int, Field(ge=1, le=10**12)]
+    reason: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00]*$")]
+    refund: bool = True
+
+
+@router.post("/customers/{customer_id}/collection", summary="Enable bank transfer (請求書払い) or card payment (operators)")
+def set_collection(request: Request, op: Auth, customer_id: str, body: CollectionIn) -> Response:
+    return write(request, op, body, lambda uow: operations.set_collection(
+        uow, tenant_of(uow, op), request.app.state.gateway, customer_id, body.collection, request.app.state.clock(), op.actor))
+
+
+@router.post("/customers/{customer_id}/restore_payment",
+             summary="支払い情報を復元: settle open invoices whose payment succeeded at the gateway")
+def restore_payment(request: Request, op: Auth, customer_id: str) -> Response:
+    return write(request, op, None, lambda uow: billing.restore_payment(
+        uow, tenant_of(uow, op), request.app.state.gateway, customer_id, request.app.state.clock(), op.actor))
+
+
+@router.post("/invoices/{number}/mark_paid", summary="Record a bank transfer received for an open invoice (operators)")
+def mark_paid(request: Request, op: Auth, number: str, body: MarkPaidIn) -> Response:
+    return write(request, op, body, lambda uow: operations.mark_paid(
+        uow, tenant_of(uow, op), request.app.state.gateway, number, request.app.state.clock(), op.actor, body.reference))
+
+
+@router.post("/invoices/{number}/credit_notes", status_code=201,
+             summary="Issue a credit note (適格返還請求書): refund a paid invoice or reduce an open one")
+def credit_note(request: Request, op: Auth, number: str, body: CreditNoteIn) -> Response:
+    return write(request, op, body, lambda uow: operations.issue_credit_note(
+        uow, tenant_of(uow, op), request.app.state.gateway, number, body.amount, body.reason, request.app.state.clock(),
+        op.actor, refund=body.refund), status=201)
+
+
+@router.get("/credit_notes/{number}/document", summary="The credit note, JSON")
+def credit_note_document(request: Request, op: Auth, number: str) -> dict[str, Any]:
+    return read(request, op, lambda uow: operations.credit_note_document(uow, tenant_of(uow, op), number))  # type: ignore[no-any-return]
+
+
+@router.get("/credit_notes/{number}/document.pdf", summary="The credit note as a PDF", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}}})
+def credit_note_pdf(request: Request, op: Auth, number: str) -> Response:
+    return _pdf(read(request, op, lambda uow: operations.credit_note_document(uow, tenant_of(uow, op), number)))
 
 
 __all__ = ["UnitOfWork", "router"]

@@ -95,6 +95,7 @@ class OpenInvoice:
     next_retry_at: datetime | None = None
     status: str = "open"  # open → paid | uncollectible
     charge_key: str | None = None  # names this invoice at the gateway; stable across a crash and its rerun
+    due_on: date | None = None  # bank transfer: pay by this date
 
 
 @dataclass
@@ -119,6 +120,11 @@ class Account:
             if sub.product == PLAN and not sub.ended:
                 return sub
         return None
+
+    @property
+    def can_pay(self) -> bool:
+        """A card on file, or invoices paid by bank transfer."""
+        return self.payment_method is not None or self.collection == "bank_transfer"
 
     def addon(self, code: str) -> Subscription | None:
         for sub in self.subscriptions:

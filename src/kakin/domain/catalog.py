@@ -191,6 +191,7 @@ class Catalog:
     source: str = ""
     notice_before_charge_days: int | None = None  # NipoPlus: e-mail about a week before each charge
     notice_before_trial_end_days: int | None = None
+    bank_transfer_due_days: int = 30  # 請求書払い: days from the invoice to its due date
 
     def plan(self, code: str) -> Plan:
         from .errors import UnknownPlan

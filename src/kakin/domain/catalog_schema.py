@@ -301,6 +301,7 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
     default_plan = billing.get("default_plan", str, None)
     fallback_plan = billing.get("fallback_plan", str, None)
     default_contract = billing.get("default_contract", str, "monthly")
+    bank_transfer_due_days = billing.count("bank_transfer_due_days", 30, minimum=1)
     billing.finish()
 
     plans_t = top.table("plans")
@@ -411,4 +412,5 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
         source=file,
         notice_before_charge_days=before_charge,
         notice_before_trial_end_days=before_trial_end,
+        bank_transfer_due_days=bank_transfer_due_days,
     )

@@ -209,7 +209,7 @@ class Lifecycle:
         days = self.catalog.trial_days if trial_days is None else trial_days
         if days < 0:
             raise errors.InvalidValue("trial_days cannot be negative", param="trial_days")
-        if days == 0 and (plan.requires_payment_method or (price is not None and price.unit_amount > 0)) and not account.payment_method:
+        if days == 0 and (plan.requires_payment_method or (price is not None and price.unit_amount > 0)) and not account.can_pay:
             raise errors.PaymentMethodRequired(
                 f"plan {plan.code!r} is charged from the start: register a payment method first",
                 param="payment_method",
@@ -315,7 +315,7 @@ class Lifecycle:
             raise errors.EligibilityRequired(
                 f"plan {plan.code!r} needs an approved {plan.eligibility} eligibility application first", param="plan")
         new_price = plan.prices.get(contract)
-        if new_price is not None and new_price.unit_amount > 0 and sub.status is not Status.TRIALING and not account.payment_method:
+        if new_price is not None and new_price.unit_amount > 0 and sub.status is not Status.TRIALING and not account.can_pay:
             raise errors.PaymentMethodRequired("register a payment method before changing to a paid plan", param="payment_method")
         new_seats = seats if seats is not None else (sub.seats or account.members)
         self.check_seats(plan, new_price, new_seats)

@@ -79,7 +79,7 @@ def set_premium_id(
     if taken(premium_id):
         raise errors.PremiumIdTaken(f"{premium_id} is already taken; choose another", param="premium_id")
     plan_sub = account.plan_subscription
-    if addon.unit_amount(billing, plan_sub.plan if plan_sub else "") > 0 and not account.payment_method:
+    if addon.unit_amount(billing, plan_sub.plan if plan_sub else "") > 0 and not account.can_pay:
         raise errors.PaymentMethodRequired("register a payment method before taking a paid premium ID", param="payment_method")
     today = lc.today(now)
     price = addon.prices[billing]

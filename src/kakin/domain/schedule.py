@@ -109,7 +109,7 @@ def _dispatch(lc: Lifecycle, account: Account, kind: int, target: object) -> Res
 def _trial_end(lc: Lifecycle, account: Account, sub: Subscription) -> Result:
     assert sub.trial_end is not None
     on = sub.trial_end
-    if account.payment_method:
+    if account.can_pay:
         return Result(invoices=lc.activate(account, sub, on), events=[("subscription.trial_ended", {"status": "active"})])
     sub.status = Status.SUSPENDED
     lc.record_phase(account, sub, on)

@@ -12,17 +12,20 @@ import json
 import random
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, messaging, schedule
 from kakin.domain.account import Account, OpenInvoice
+from kakin.domain.calendar import start_of_day
 from kakin.domain.lifecycle import Result
 
 from . import mail
 from .tenancy import Tenant
+
+BANK_TRANSFER = "bank_transfer"
 
 
 def snapshot(account: Account) -> dict[str, Any]:
@@ -81,7 +84,15 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
         for account, inv, at in charges:
             key = f"{inv.charge_key or f'{tenant.code}:{inv.number}'}:{inv.attempts + 1}"
             code: str | None
-            if not account.payment_method:
+            if account.collection == BANK_TRANSFER:
+                if inv.id == 0:  # a new invoice: payable by bank transfer until its due date, then it is overdue
+                    inv.due_on = (at.astimezone(lc.zone).date() + timedelta(days=tenant.catalog.bank_transfer_due_days))
+                    inv.next_retry_at = start_of_day(inv.due_on + timedelta(days=1), lc.zone)
+                    if inv not in account.open_invoices:
+                        account.open_invoices.append(inv)
+                    continue
+                ok, code = False, "overdue"  # the due date passed without the transfer: the same dunning as cards
+            elif not account.payment_method:
                 ok, code = False, "payment_method_required"
             else:
                 outcome = gateway.charge(account.payment_method, inv.total, key, customer=account.gateway_customer)

@@ -199,7 +199,8 @@ class UnitOfWork:
         for r in self.conn.execute(select(invoices).where(
                 invoices.c.customer_id.in_(id_list), invoices.c.status == "open").order_by(invoices.c.seq)).mappings():
             accounts[r["customer_id"]].open_invoices.append(OpenInvoice(
-                r["id"], r["number"], r["total"], r["attempts"], r["first_failed_at"], r["next_retry_at"], r["status"]))
+                r["id"], r["number"], r["total"] - r["credited"], r["attempts"], r["first_failed_at"], r["next_retry_at"],
+                r["status"], due_on=r["due_on"]))
         for account in accounts.values():
             assert account.id is not None
             self._pending_ids[account.id] = {p.id for p in account.pending_items if p.id is not None}
@@ -297,7 +298,7 @@ class UnitOfWork:
                 "tax_rate": format_rate(draft.tax.rate), "tax_inclusive": tax_inclusive,
                 "credit_applied": draft.credit_applied, "credit_carried": draft.credit_carried, "status": inv.status,
                 "attempts": inv.attempts, "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
-                "paid_at": now if inv.status == "paid" else None, "billing_key": draft.billing_key,
+                "paid_at": now if inv.status == "paid" else None, "billing_key": draft.billing_key, "due_on": inv.due_on,
             })
         self.conn.execute(insert(invoices), rows)  # one executemany; ids are read back by the reserved numbers
         by_seq = dict(self.conn.execute(select(invoices.c.seq, invoices.c.id).where(

@@ -1,0 +1,154 @@
+"""What the vendor's operators do by hand: bank transfer, payments received, credit notes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.db.tables import credit_notes, customers, invoices, payment_attempts, tenants
+from kakin.adapters.payments import PaymentGateway
+from kakin.domain import errors, schedule
+from kakin.domain.calendar import local_date
+from kakin.domain.lifecycle import Result
+from kakin.domain.money import tax_for_rate
+
+from .billing import BANK_TRANSFER, load, settle, snapshot
+from .tenancy import Tenant
+
+COLLECTIONS = ("card", BANK_TRANSFER)
+
+
+def set_collection(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, method: str, now: datetime,
+                   actor: str) -> dict[str, Any]:
+    """Enable bank transfer (請求書払い) for a customer, or go back to card payment."""
+    if method not in COLLECTIONS:
+        raise errors.InvalidValue(f"collection must be one of: {', '.join(COLLECTIONS)}", param="collection")
+    account = load(uow, tenant, key)
+    before = snapshot(account)
+    account.collection = method
+    settle(uow, tenant, gateway, [(account, Result())], now, actor, "customer.collection", {account.id or 0: before})
+    return {"customer": key, "collection": method}
+
+
+def _invoice_row(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
+    row = uow.conn.execute(select(invoices, customers.c.key).join(customers, customers.c.id == invoices.c.customer_id).where(
+        invoices.c.tenant_id == tenant.row.id, invoices.c.number == number)).mappings().first()
+    if row is None:
+        raise errors.NotFound(f"no invoice {number!r}", param="number")
+    return dict(row)
+
+
+def mark_paid(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, number: str, now: datetime, actor: str,
+              reference: str | None = None) -> dict[str, Any]:
+    """Record a payment received outside the gateway (a bank transfer); the plan goes on as after any payment."""
+    row = _invoice_row(uow, tenant, number)
+    account = load(uow, tenant, row["key"])
+    inv = next((i for i in account.open_invoices if i.id == row["id"]), None)
+    if inv is None:
+        raise errors.Conflict(f"invoice {number} is {row['status']}, not open", param="number", code="invoice_not_open")
+    before = snapshot(account)
+    result = schedule.payment_succeeded(tenant.lifecycle, account, inv, now)
+    uow.add_payment_attempts([{"invoice_id": inv.id, "at": now, "payment_method": "bank_transfer", "amount": inv.total,
+                               "outcome": "succeeded", "code": None, "idempotency_key": f"manual:{number}",
+                               "reference": reference}])
+    settle(uow, tenant, gateway, [(account, result)], now, actor, "invoice.mark_paid", {account.id or 0: before})
+    return {"number": number, "status": "paid"}
+
+
+def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, number: str, amount: int, reason: str,
+                      now: datetime, actor: str, refund: bool = True) -> dict[str, Any]:
+    """A credit note (適格返還請求書) against a finalized invoice, which itself never changes.
+
+    ``amount`` is in the invoice's price basis (tax-exclusive or tax-inclusive, as the catalog prices).
+    A paid invoice is refunded through the gateway (or, with ``refund=False``, credited to the customer's
+    balance); an open invoice is reduced by the credit.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+        raise errors.InvalidValue("amount must be a whole number of yen, at least 1", param="amount")
+    if not reason or not reason.strip():
+        raise errors.InvalidValue("give the reason for the credit note", param="reason")
+    row = _invoice_row(uow, tenant, number)
+    credited_basis = _credited_basis(uow, row["id"])
+    left = row["subtotal"] - credited_basis
+    if amount > left:
+        raise errors.InvalidValue(f"at most {left} yen of invoice {number} can still be credited", param="amount",
+                                  code="credit_exceeds_invoice")
+    if row["status"] == "uncollectible":
+        raise errors.Conflict(f"invoice {number} is uncollectible: nothing was paid to return", param="number")
+    cat = tenant.catalog
+    taxed = tax_for_rate([amount], cat.tax_rate, tax_inclusive=cat.tax_inclusive, rounding=cat.tax_rounding)
+    account = load(uow, tenant, row["key"])
+    before = snapshot(account)
+    settlement, refund_reference = "credit", None
+    if row["status"] == "open":
+        settlement = "reduce"
+        for inv in account.open_invoices:
+            if inv.id == row["id"]:
+                inv.total -= taxed.gross
+    elif refund:
+        reference = uow.conn.execute(select(payment_attempts.c.reference).where(
+            payment_attempts.c.invoice_id == row["id"], payment_attempts.c.outcome == "succeeded",
+            payment_attempts.c.reference.is_not(None)).order_by(payment_attempts.c.id.desc())).scalar()
+        if reference is not None:
+            seq_hint = _next_credit_note_seq(uow, tenant, peek=True)
+            outcome = gateway.refund(reference, taxed.gross, f"{tenant.code}:refund:{number}:{seq_hint}")
+            if not outcome.ok:
+                raise errors.Conflict(f"the payment gateway refused the refund ({outcome.code})", param="number",
+                                      code="refund_failed")
+            settlement, refund_reference = "refund", outcome.reference
+    if settlement == "credit":
+        account.credit += amount
+    seq = _next_credit_note_seq(uow, tenant)
+    credit_number = f"{tenant.row.invoice_prefix}-CN-{seq:08d}"
+    uow.conn.execute(credit_notes.insert().values(
+        tenant_id=tenant.row.id, customer_id=row["customer_id"], invoice_id=row["id"], seq=seq, number=credit_number,
+        issued_on=local_date(now, tenant.lifecycle.zone), issued_at=now, amount=amount, tax=taxed.tax, total=taxed.gross,
+        reason=reason.strip(), settlement=settlement, refund_reference=refund_reference))
+    uow.conn.execute(update(invoices).where(invoices.c.id == row["id"]).values(credited=invoices.c.credited + taxed.gross))
+    event = ("credit_note.issued", {"number": credit_number, "invoice": number, "total": taxed.gross, "settlement": settlement})
+    settle(uow, tenant, gateway, [(account, Result(events=[event]))], now, actor, "invoice.credit_note", {account.id or 0: before})
+    return {"number": credit_number, "invoice": number, "amount": amount, "tax": taxed.tax, "total": taxed.gross,
+            "settlement": settlement, "refund_reference": refund_reference}
+
+
+def _credited_basis(uow: UnitOfWork, invoice_id: int) -> int:
+    rows = uow.conn.execute(select(credit_notes.c.amount).where(credit_notes.c.invoice_id == invoice_id)).scalars()
+    return int(sum(rows))
+
+
+def _next_credit_note_seq(uow: UnitOfWork, tenant: Tenant, peek: bool = False) -> int:
+    """Credit notes are numbered per tenant without gaps, like invoices (the tenant row is locked until commit)."""
+    if peek:
+        return int(uow.conn.execute(select(tenants.c.next_credit_note_seq).where(tenants.c.id == tenant.row.id)).scalar_one())
+    nxt = uow.conn.execute(update(tenants).where(tenants.c.id == tenant.row.id).values(
+        next_credit_note_seq=tenants.c.next_credit_note_seq + 1).returning(tenants.c.next_credit_note_seq)).scalar_one()
+    return int(nxt) - 1
+
+
+def credit_note_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
+    """The content of a credit note (適格返還請求書) that references its invoice."""
+    from .documents import _parties
+
+    note = uow.conn.execute(select(credit_notes, invoices.c.number.label("invoice_number"), invoices.c.issued_on.label(
+        "invoice_issued_on"), invoices.c.tax_rate).join(invoices, invoices.c.id == credit_notes.c.invoice_id).where(
+        credit_notes.c.tenant_id == tenant.row.id, credit_notes.c.number == number)).mappings().first()
+    if note is None:
+        raise errors.NotFound(f"no credit note {number!r}", param="number")
+    issuer, recipient = _parties(uow, tenant, note["customer_id"])
+    inclusive = tenant.catalog.tax_inclusive
+    return {
+        "type": "credit_note", "title": "返還請求書（適格返還請求書）", "number": note["number"],
+        "issued_on": note["issued_on"].isoformat(),
+        "original_invoice": {"number": note["invoice_number"], "issued_on": note["invoice_issued_on"].isoformat()},
+        "issuer": {"name": issuer.name, "registration_number": issuer.registration_number, "address": issuer.address},
+        "recipient": {"name": recipient.name, "postal_code": recipient.postal_code, "address": recipient.address},
+        "reason": note["reason"], "prices_include_tax": inclusive,
+        "by_rate": [{"rate": note["tax_rate"], "total": note["amount"], "tax": note["tax"]}],
+        "total": note["total"], "settlement": note["settlement"],
+    }
+
+
+__all__ = ["credit_note_document", "issue_credit_note", "mark_paid", "set_collection"]

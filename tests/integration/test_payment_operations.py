@@ -1,0 +1,146 @@
+"""Bank transfer, payments received by hand, restore payment after 3-D Secure, credit notes and refunds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, select
+
+from kakin.adapters.db import tables
+from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.payments import CardSimulator
+from kakin.adapters.pdf import render_pdf
+from kakin.domain.errors import KakinError
+from kakin.services import billing, operations
+from kakin.services.tenancy import create_tenant, open_tenant
+
+JST = ZoneInfo("Asia/Tokyo")
+START = datetime(2022, 5, 3, 10, tzinfo=JST)
+
+
+def seed(engine: Engine, gateway: CardSimulator, card: str | None = "pm_card_visa", catalog: str = "nipoplus") -> None:
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "t", "株式会社カキン（デモ）", catalog, START, registration_number="T8000000000001")
+        billing.create_customer(uow, tenant, gateway, "acme", "株式会社アクメ", START, payment_method=card)
+
+
+def invoices(engine: Engine) -> list[dict[str, object]]:
+    with UnitOfWork(engine) as uow:
+        return uow.invoices_for(open_tenant(uow, "t").row)
+
+
+def plan_status(engine: Engine) -> tuple[str, str]:
+    with UnitOfWork(engine) as uow:
+        sub = billing.load(uow, open_tenant(uow, "t"), "acme", lock=False).plan_subscription
+        assert sub is not None
+        return sub.plan, sub.status.value
+
+
+def test_bank_transfer_invoices_wait_for_their_due_date_and_are_marked_paid_by_hand(engine: Engine) -> None:
+    gateway = CardSimulator()
+    seed(engine, gateway, card=None)  # no card at all: the vendor lets this customer pay by bank transfer
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "t")
+        with pytest.raises(KakinError) as no_card:
+            billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
+        assert no_card.value.code == "payment_method_required"
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "t")
+        operations.set_collection(uow, tenant, gateway, "acme", "bank_transfer", START, "operator")
+        billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
+    (first,) = invoices(engine)
+    assert first["status"] == "open" and first["due_on"].isoformat() == "2022-06-02"  # 30 days to pay
+    assert gateway.charged == []  # nothing charged to the card
+    with UnitOfWork(engine) as uow:
+        operations.mark_paid(uow, open_tenant(uow, "t"), gateway, str(first["number"]), START + timedelta(days=5), "operator",
+                             reference="振込 0512")
+    assert invoices(engine)[0]["status"] == "paid"
+    assert plan_status(engine) == ("gold", "active")
+
+
+def test_an_overdue_bank_transfer_goes_through_the_same_dunning(engine: Engine) -> None:
+    gateway = CardSimulator()
+    seed(engine, gateway)
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "t")
+        operations.set_collection(uow, tenant, gateway, "acme", "bank_transfer", START, "operator")
+        billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
+    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2022, 6, 3, 1, tzinfo=JST))
+    assert plan_status(engine) == ("gold", "past_due")  # overdue since June 3; retried 1, 3, 5, 7 days later
+    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2022, 6, 11, tzinfo=JST))
+    assert plan_status(engine) == ("free", "active")  # the last retry failed: cancelled, on the free plan
+    assert [i["status"] for i in invoices(engine)] == ["uncollectible", "open"]  # June's renewal still awaits its transfer
+    assert gateway.charged == []
+
+
+def test_restore_payment_settles_an_invoice_paid_after_3d_secure(engine: Engine) -> None:
+    gateway = CardSimulator()
+    seed(engine, gateway, card="pm_card_authenticationRequired")
+    with UnitOfWork(engine) as uow:
+        billing.subscribe(uow, open_tenant(uow, "t"), gateway, "acme", START, "gold", seats=10)
+    (invoice,) = invoices(engine)
+    assert invoice["status"] == "open" and plan_status(engine) == ("gold", "past_due")
+    with UnitOfWork(engine) as uow:
+        reference = uow.conn.execute(select(tables.payment_attempts.c.reference)).scalar_one()
+        outcome = uow.conn.execute(select(tables.payment_attempts.c.outcome)).scalar_one()
+    assert outcome == "requires_action"
+    with UnitOfWork(engine) as uow:  # nothing to restore yet: the customer has not authenticated
+        assert billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
+    gateway.authenticate(reference)  # the customer completes 3-D Secure; kakin is not told
+    with UnitOfWork(engine) as uow:
+        assert billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == [invoice["number"]]
+    with UnitOfWork(engine) as uow:  # restoring again changes nothing
+        assert billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
+    assert invoices(engine)[0]["status"] == "paid" and plan_status(engine) == ("gold", "active")
+    assert len(gateway.charged) == 1  # the one payment made at the gateway, nothing more
+
+
+def test_a_credit_note_refunds_a_paid_invoice_and_references_it(engine: Engine, tmp_path: Path) -> None:
+    gateway = CardSimulator()
+    seed(engine, gateway)
+    with UnitOfWork(engine) as uow:
+        billing.subscribe(uow, open_tenant(uow, "t"), gateway, "acme", START, "gold", seats=10)
+    number = str(invoices(engine)[0]["number"])
+    with UnitOfWork(engine) as uow:
+        note = operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, number, 360, "2名分の誤請求", START, "operator")
+    # 360 yen tax included at 10%: tax 360 × 10 ÷ 110 = 32.7 → 32
+    assert note == {"number": "T-CN-00000001", "invoice": number, "amount": 360, "tax": 32, "total": 360,
+                    "settlement": "refund", "refund_reference": "re_sim_000001"}
+    assert gateway.refunded == [("pi_sim_000001", 360)]
+    with UnitOfWork(engine) as uow:
+        second = operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, number, 100, "調整", START, "operator",
+                                              refund=False)
+        with pytest.raises(KakinError) as too_much:
+            operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, number, 1341, "x", START, "operator")
+        doc = operations.credit_note_document(uow, open_tenant(uow, "t"), "T-CN-00000001")
+    assert second["number"] == "T-CN-00000002" and second["settlement"] == "credit"
+    assert too_much.value.code == "credit_exceeds_invoice"  # 1,800 − 360 − 100 = 1,340 left
+    assert invoices(engine)[0]["total"] == 1800  # the invoice itself never changes
+    with UnitOfWork(engine) as uow:
+        assert billing.load(uow, open_tenant(uow, "t"), "acme", lock=False).credit == 100
+    assert doc["original_invoice"]["number"] == number and doc["issuer"]["registration_number"] == "T8000000000001"
+    if shutil.which("pdftotext"):
+        f = tmp_path / "cn.pdf"
+        f.write_bytes(render_pdf(doc))
+        text = subprocess.run(["pdftotext", "-layout", str(f), "-"], capture_output=True, text=True, check=True).stdout
+        for expected in ("返還請求書（適格返還請求書）", "T-CN-00000001", number, "¥360", "内消費税（10%）", "¥32", "2名分の誤請求"):
+            assert expected in text, expected
+
+
+def test_a_credit_note_on_an_open_invoice_lowers_what_is_charged(engine: Engine) -> None:
+    gateway = CardSimulator()
+    seed(engine, gateway, card="pm_card_chargeDeclined")
+    with UnitOfWork(engine) as uow:
+        billing.subscribe(uow, open_tenant(uow, "t"), gateway, "acme", START, "gold", seats=10)
+    number = str(invoices(engine)[0]["number"])
+    with UnitOfWork(engine) as uow:
+        note = operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, number, 800, "値引き", START, "operator")
+        billing.set_payment_method(uow, open_tenant(uow, "t"), gateway, "acme", START + timedelta(hours=1), "pm_card_visa")
+    assert note["settlement"] == "reduce"
+    assert [amount for _, amount, _ in gateway.charged] == [1000]  # 1,800 − 800 charged on the new card
+    assert invoices(engine)[0]["status"] == "paid"
