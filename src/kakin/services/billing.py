@@ -360,3 +360,12 @@ def restore_payment(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, ke
             restored.append(inv.number)
     settle(uow, tenant, gateway, work or [(account, Result())], now, actor, "payment.restore", {account.id or 0: before})
     return {"customer": key, "restored": restored}
+
+
+def payment_reference_succeeded(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, reference: str,
+                                now: datetime) -> dict[str, Any]:
+    """The gateway says a payment succeeded (a signed webhook): restore the invoice it belongs to, if still open."""
+    key = uow.customer_key_for_payment(tenant.row, reference)
+    if key is None:
+        return {"reference": reference, "restored": []}
+    return restore_payment(uow, tenant, gateway, key, now, actor="gateway")

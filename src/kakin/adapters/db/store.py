@@ -345,6 +345,11 @@ class UnitOfWork:
                 out[int(invoice_id)] = reference
         return out
 
+    def customer_key_for_payment(self, tenant: TenantRow, reference: str) -> str | None:
+        return self.conn.execute(select(customers.c.key).join(invoices, invoices.c.customer_id == customers.c.id).join(
+            payment_attempts, payment_attempts.c.invoice_id == invoices.c.id).where(
+            invoices.c.tenant_id == tenant.id, payment_attempts.c.reference == reference)).scalars().first()
+
     def add_payment_attempts(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.conn.execute(insert(payment_attempts), rows)
