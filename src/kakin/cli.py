@@ -206,7 +206,7 @@ def run_due(
     """One pass of due work: renewals, trial ends, month closes, retries."""
     from kakin.adapters.db.migrate import make_engine
     from kakin.adapters.db.store import UnitOfWork
-    from kakin.adapters.payments import CardSimulator
+    from kakin.adapters.gateway_config import gateway_from_env
     from kakin.services.billing import run_due as run
 
     moment = datetime.now(UTC)
@@ -220,7 +220,7 @@ def run_due(
     engine = make_engine()
     with UnitOfWork(engine) as uow:
         codes = [t.code for t in uow.tenants() if not tenant or t.code == tenant]
-    gateway = CardSimulator()
+    gateway = gateway_from_env()
     for code in codes:
         n = run(lambda: UnitOfWork(engine), code, gateway, moment)
         out.print(f"{code}: {n} actions")
@@ -239,13 +239,13 @@ def serve(
 
     from kakin.adapters.db.migrate import database_url, make_engine
     from kakin.adapters.db.migrate import migrate as run
-    from kakin.adapters.payments import CardSimulator
+    from kakin.adapters.gateway_config import gateway_from_env
     from kakin.api.app import create_app
     from kakin.serve import ensure_reference_tenants
 
     engine = make_engine()
     run(engine)
-    gateway = CardSimulator()
+    gateway = gateway_from_env()
     keys = ensure_reference_tenants(engine, gateway, datetime.now(UTC))
     table = Table(title=f"kakin on http://{host}:{port} — database {database_url()}")
     table.add_column("tenant")
@@ -266,16 +266,16 @@ def worker(
     """Do what is due on the real clock, again and again: renewals, trial ends, month closes, retries, webhooks."""
     from kakin.adapters.db.migrate import make_engine
     from kakin.adapters.db.migrate import migrate as run
-    from kakin.adapters.payments import CardSimulator
+    from kakin.adapters.gateway_config import gateway_from_env
     from kakin.serve import run_once, work_forever
 
     engine = make_engine()
     run(engine)
     if once:
-        done = run_once(engine, CardSimulator(), datetime.now(UTC))
+        done = run_once(engine, gateway_from_env(), datetime.now(UTC))
         out.print(", ".join(f"{k}: {v}" for k, v in done.items()))
         return
-    work_forever(engine, CardSimulator(), interval, out)
+    work_forever(engine, gateway_from_env(), interval, out)
 
 
 @app.command("api-key")

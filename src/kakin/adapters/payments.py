@@ -26,8 +26,11 @@ class PaymentGateway(Protocol):
 
     def is_known(self, payment_method: str) -> bool: ...
 
-    def attach(self, payment_method: str, customer_key: str, gateway_customer: str | None) -> str:
-        """Make the payment method the customer's default at the gateway; returns the gateway's customer id."""
+    def attach(self, payment_method: str, customer_key: str, gateway_customer: str | None) -> tuple[str, str]:
+        """Make the payment method the customer's default at the gateway.
+
+        Returns the gateway's customer id and the id of the attached payment method (Stripe gives test
+        aliases such as pm_card_visa a new id when they are attached)."""
         ...
 
     def retrieve(self, reference: str) -> ChargeOutcome:
@@ -58,8 +61,8 @@ class CardSimulator:
     def is_known(self, payment_method: str) -> bool:
         return payment_method in SUCCEEDS or payment_method in DECLINES
 
-    def attach(self, payment_method: str, customer_key: str, gateway_customer: str | None) -> str:
-        return gateway_customer or f"cus_sim_{customer_key}"
+    def attach(self, payment_method: str, customer_key: str, gateway_customer: str | None) -> tuple[str, str]:
+        return gateway_customer or f"cus_sim_{customer_key}", payment_method
 
     def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
         if idempotency_key in self._seen:

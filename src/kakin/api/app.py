@@ -48,11 +48,12 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.state.gateway = gateway or CardSimulator()
     app.state.clock = clock
     api_errors.install(app)
-    from . import routes_admin, routes_customers, routes_documents, routes_usage
+    from . import routes_admin, routes_customers, routes_documents, routes_gateway, routes_usage
 
     app.include_router(routes_customers.router)
     app.include_router(routes_usage.router)
     app.include_router(routes_documents.router)
+    app.include_router(routes_gateway.router)
     app.include_router(routes_admin.router)
     return app
 

@@ -178,7 +178,7 @@ def create_customer(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, ke
                                   param="payment_method", code="payment_method_unknown")
     account = tenant.lifecycle.open_account(key, name, now, payment_method, members)
     if payment_method is not None:
-        account.gateway_customer = gateway.attach(payment_method, key, None)
+        account.gateway_customer, account.payment_method = gateway.attach(payment_method, key, None)
     if "premium_id" in tenant.catalog.addons:  # accounts that can take a premium ID get a basic ID
         account.basic_id = messaging.new_basic_id(rng or random.Random(), lambda b: uow.basic_id_taken(tenant.row, b))
     uow.add_account(tenant.row, account, now, test_clock_id)
@@ -243,8 +243,8 @@ def set_payment_method(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway,
 
 
 def _attach_and_set(t: Tenant, gateway: PaymentGateway, a: Account, now: datetime, pm: str) -> Result:
-    a.gateway_customer = gateway.attach(pm, a.key, a.gateway_customer)
-    return t.lifecycle.set_payment_method(a, pm, now)
+    a.gateway_customer, attached = gateway.attach(pm, a.key, a.gateway_customer)
+    return t.lifecycle.set_payment_method(a, attached, now)
 
 
 _set_pm = _command("customer.set_payment_method", _attach_and_set, with_gateway=True)

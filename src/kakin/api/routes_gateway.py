@@ -1,0 +1,35 @@
+"""Events from the payment gateway (Stripe webhooks), checked by their signature."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from kakin.adapters.db.store import UnitOfWork
+from kakin.domain import errors
+from kakin.services import billing
+from kakin.services.tenancy import open_tenant
+
+router = APIRouter(prefix="/v1/gateway", tags=["payment gateway"])
+
+
+@router.post("/stripe/{tenant_code}/webhook", summary="Stripe webhook: a payment that succeeded (e.g. after 3-D Secure)")
+async def stripe_webhook(request: Request, tenant_code: str) -> dict[str, Any]:
+    gateway = request.app.state.gateway
+    verify = getattr(gateway, "verify_webhook", None)
+    if verify is None:
+        raise errors.NotFound("Stripe is not configured on this server", param="tenant_code")
+    payload = await request.body()
+    try:
+        event = verify(payload, request.headers.get("Stripe-Signature", ""))
+    except Exception:  # a forged, stale or malformed signature: refused, nothing done
+        raise errors.InvalidValue("the Stripe-Signature header does not match this payload", param="Stripe-Signature",
+                                  code="invalid_signature") from None
+    if event.get("type") != "payment_intent.succeeded":
+        return {"received": True, "handled": False}
+    reference = str(((event.get("data") or {}).get("object") or {}).get("id", ""))
+    with UnitOfWork(request.app.state.engine) as uow:
+        tenant = open_tenant(uow, tenant_code)
+        result = billing.payment_reference_succeeded(uow, tenant, gateway, reference, request.app.state.clock())
+    return {"received": True, "handled": True, **result}
