@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -66,13 +67,9 @@ def postgres_server() -> Iterator[str | None]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A fresh, empty database on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/kakin.db"
-        return
-    server = request.getfixturevalue("postgres_server")
+@contextmanager
+def fresh_postgres_database(server: str | None) -> Iterator[str]:
+    """A new, empty database on the session's server, dropped afterwards."""
     if server is None:
         pytest.skip("PostgreSQL not installed here (./scripts/system-deps.sh installs it); CI runs this half")
     name = f"kakin_{uuid.uuid4().hex[:12]}"
@@ -85,6 +82,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # 
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url(postgres_server: str | None) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database."""
+    with fresh_postgres_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/kakin.db"
+        return
+    yield request.getfixturevalue("pg_url")
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -25,7 +24,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, insert, select, text
+from sqlalchemy import Engine, create_engine, func, insert, select
 
 from kakin.adapters.db import tables
 from kakin.adapters.db.migrate import make_engine, migrate
@@ -42,34 +41,13 @@ BY_SERVICE = 3  # customers created through the services; the rest are clones of
 
 
 # ------------------------------------------------------------------ databases
-def _fresh_postgres_database(server: str | None) -> Iterator[str]:
-    if server is None:
-        pytest.skip("PostgreSQL not installed here (./scripts/system-deps.sh installs it); CI runs this half")
-    name = f"kakin_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture
-def pg_url(postgres_server: str | None) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database."""
-    yield from _fresh_postgres_database(postgres_server)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def file_or_pg_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database that outlives a process: a SQLite file, or PostgreSQL."""
+    """A fresh, empty database that outlives a process: a SQLite file, or PostgreSQL (conftest's pg_url)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/kakin.db"
         return
-    yield from _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    yield request.getfixturevalue("pg_url")
 
 
 # ------------------------------------------------------------------ seeding
