@@ -264,3 +264,21 @@ def test_the_catalog_shows_monthly_and_annual_prices_side_by_side(engine: Engine
     plans = {p["code"]: p for p in api.call("GET", "/v1/catalog").json()["plans"]}
     assert {c: plans["basic"]["prices"][c]["unit_amount"] for c in ("annual", "monthly")} == {"annual": 500, "monthly": 600}
     assert [p for p in plans] == ["lite", "basic", "premium"]
+
+
+def test_inputs_found_by_fuzzing_get_clean_answers(engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    import base64
+
+    huge = base64.urlsafe_b64encode(b"id:99999999999999999999").decode().rstrip("=")
+    for path in ("/v1/customers", "/v1/invoices", "/v1/audit_log"):
+        r = api.call("GET", f"{path}?cursor={huge}")
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_cursor", path
+    for path in ("/v1/customers/a%00b", "/v1/invoices/a%00b/document", "/v1/customers/a%00b/entitlements"):
+        r = api.call("GET", path)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
+    r = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10.0})
+    assert r.status_code == 200 and r.json()["subscription"]["seats"] == 10  # 10.0 is an integer in JSON
+    r = api.as_admin("POST", "/v1/customers/acme/subscription/seats", "acme", {"seats": 10.5})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "seats"

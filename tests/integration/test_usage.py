@@ -174,3 +174,14 @@ def test_entitlements_show_features_quotas_and_seat_state(engine: Engine) -> Non
         billing.subscribe(uow, tenant, gateway, "acme", MARCH, "gold", seats=5)
         seats = entitlements.entitlements(uow, tenant, "acme", MARCH)["seats"]
     assert seats == {"paid": 5, "users": 7, "over_seats": True, "restricted_features": ["add_staff", "report_export"]}
+
+
+def test_recorded_events_read_back_exactly_through_the_store_types(engine: Engine) -> None:
+    setup_line_oa(engine, {"shop": "standard"})
+    at = datetime(2025, 3, 10, 12, 34, 56, 789012, tzinfo=JST)
+    record(engine, [event("shop", "exact", 7, at)], at)
+    with engine.connect() as conn:
+        row = conn.execute(select(tables.usage_events.c.occurred_at, tables.usage_events.c.month,
+                                  tables.usage_events.c.quantity)).one()
+    assert row.occurred_at == at and row.occurred_at.utcoffset() == timedelta(0)  # stored as UTC, read back aware
+    assert row.month.isoformat() == "2025-03-01" and row.quantity == 7

@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -48,6 +49,13 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.state.gateway = gateway or CardSimulator()
     app.state.clock = clock
     api_errors.install(app)
+
+    @app.middleware("http")
+    async def refuse_nul_in_path(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        # No id contains U+0000, and PostgreSQL cannot even compare text with it: answer 404 before any query.
+        if "\x00" in request.url.path or "%00" in request.url.path:
+            return api_errors.error_response(404, "not_found", "no such resource")
+        return await call_next(request)
     from . import routes_admin, routes_customers, routes_documents, routes_gateway, routes_usage
 
     app.include_router(routes_customers.router)
@@ -135,10 +143,10 @@ def decode_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("id:"):
+        match = re.fullmatch(r"id:([0-9]{1,18})", base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        if match is None:
             raise ValueError
-        return int(text[3:])
+        return int(match.group(1))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise errors.InvalidValue("cursor is not one this API returned", param="cursor", code="invalid_cursor") from None
 

@@ -11,16 +11,17 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.services import billing, documents, operations
 
 from .app import Auth, read, tenant_of, write
+from .schemas import INTEGRAL, NO_NUL, Email
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
 
 class BillingProfileIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    addressee: Annotated[str, Field(min_length=1, max_length=300)] | None = None
-    postal_code: Annotated[str, Field(max_length=8)] | None = None
-    address: Annotated[str, Field(max_length=500)] | None = None
-    email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    addressee: Annotated[str, Field(min_length=1, max_length=300, pattern=NO_NUL)] | None = None
+    postal_code: Annotated[str, Field(max_length=8, pattern=NO_NUL)] | None = None
+    address: Annotated[str, Field(max_length=500, pattern=NO_NUL)] | None = None
+    email: Email | None = None
 
 
 @router.post("/customers/{customer_id}/billing_profile", summary="Addressee (宛名), postal code, address, billing e-mail")
@@ -71,7 +72,7 @@ class MarkPaidIn(BaseModel):
 
 class CreditNoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    amount: Annotated[int, Field(ge=1, le=10**12)]
+    amount: Annotated[int, Field(ge=1, le=10**12), INTEGRAL]
     reason: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00]*$")]
     refund: bool = True
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.services import entitlements, usage
 
 from .app import Auth, customer_now, read, tenant_of, write
 from .routes_customers import _customer
+from .schemas import INTEGRAL, NO_NUL, Instant
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 Metric = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -22,11 +23,11 @@ class _Body(BaseModel):
 
 
 class UsageEventIn(_Body):
-    customer: Annotated[str, Field(min_length=1, max_length=100)]
+    customer: Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]
     metric: Metric
-    quantity: Annotated[int, Field(ge=1, le=10**12)]
-    timestamp: Annotated[AwareDatetime, Field(strict=False)]
-    transaction_id: Annotated[str, Field(min_length=1, max_length=200)]
+    quantity: Annotated[int, Field(ge=1, le=10**12), INTEGRAL]
+    timestamp: Instant
+    transaction_id: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class UsageBatchIn(_Body):
@@ -34,8 +35,8 @@ class UsageBatchIn(_Body):
 
 
 class ConsumeIn(_Body):
-    count: Annotated[int, Field(ge=1, le=10_000_000)]
-    transaction_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    count: Annotated[int, Field(ge=1, le=10_000_000), INTEGRAL]
+    transaction_id: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)] | None = None
 
 
 @router.post("/usage_events", summary="Record up to 1,000 metered events; duplicates are reported, never counted twice")

@@ -20,11 +20,18 @@ def _integral(value: object) -> object:
 # in pydantic's Rust engine (U+0085, U+FEFF), so the documented pattern and the enforced one would disagree.
 _NOT_AT_OR_SPACE = r"[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 
+# Free text is any text but NUL: PostgreSQL cannot store U+0000 in a text column (psycopg refuses it, a 500).
+NO_NUL = r"^[^\x00]*$"
+
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9_-]*$")]
-Count = Annotated[int, Field(ge=0, le=1_000_000), BeforeValidator(_integral)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# An integer as JSON Schema has it (12.0 included) in an otherwise strict model: Annotated[int, Field(ge=…), INTEGRAL].
+# Keep it after the Field: before it, pydantic writes the bounds into the JSON Schema as "ge"/"le", which no client
+# or validator reads, instead of minimum/maximum.
+INTEGRAL = BeforeValidator(_integral)
+Count = Annotated[int, Field(ge=0, le=1_000_000), INTEGRAL]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 Email = Annotated[str, Field(min_length=3, max_length=320, pattern=rf"^{_NOT_AT_OR_SPACE}+@{_NOT_AT_OR_SPACE}+$")]
-Token = Annotated[str, Field(min_length=1, max_length=200)]
+Token = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 # An RFC 3339 date-time with an offset, in the years 2000–2199 as written. Only strings: lax datetime parsing would
 # also take 1700000000 or "1700000000" as a Unix time, which the schema (type string) does not admit.
@@ -45,7 +52,7 @@ Instant = Annotated[AwareDatetime, BeforeValidator(_instant),
 
 # http(s), then a host of plain ASCII URL characters: what urlsplit takes without complaint and the webhook service
 # accepts. (Brackets or non-ASCII in the host made urlsplit raise ValueError, a 500.)
-WEBHOOK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=:@-]+([/?#][^\t\n\r]*)?$"
+WEBHOOK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=:@-]+([/?#][^\x00\t\n\r]*)?$"
 
 
 class Body(BaseModel):
@@ -63,7 +70,7 @@ class CustomerIn(Body):
     super_admin: SuperAdminIn
     payment_method: Token | None = None
     users: Count = 0
-    test_clock: Annotated[str, Field(max_length=40)] | None = None
+    test_clock: Annotated[str, Field(max_length=40, pattern=NO_NUL)] | None = None
 
 
 class MemberIn(Body):
@@ -77,7 +84,7 @@ class SubscribeIn(Body):
     contract: Code | None = None
     seats: Count | None = None
     users: Count | None = None
-    trial_days: Annotated[int, Field(ge=0, le=365), BeforeValidator(_integral)] | None = None
+    trial_days: Annotated[int, Field(ge=0, le=365), INTEGRAL] | None = None
 
 
 class SeatsIn(Body):
@@ -99,17 +106,17 @@ class PaymentMethodIn(Body):
 
 
 class ConsumeIn(Body):
-    count: Annotated[int, Field(ge=1, le=10_000_000), BeforeValidator(_integral)]
+    count: Annotated[int, Field(ge=1, le=10_000_000), INTEGRAL]
 
 
 class PremiumIdIn(Body):
-    premium_id: Annotated[str, Field(max_length=40)]
+    premium_id: Annotated[str, Field(max_length=40, pattern=NO_NUL)]
     billing: Literal["monthly", "annual"] = "monthly"
 
 
 class WebhookEndpointIn(Body):
     url: Annotated[str, Field(min_length=8, max_length=2000, pattern=WEBHOOK_URL_PATTERN)]
-    events: Annotated[list[Annotated[str, Field(max_length=80)]], Field(max_length=50)] = []
+    events: Annotated[list[Annotated[str, Field(max_length=80, pattern=NO_NUL)]], Field(max_length=50)] = []
 
 
 class TestClockIn(Body):

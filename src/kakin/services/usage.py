@@ -18,10 +18,10 @@ import secrets
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import IO, Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kakin.adapters.db.store import UnitOfWork, _pending_from_json
@@ -43,15 +43,22 @@ class Plan:
     open_from: date  # first month not yet invoiced
 
 
+# An event row as checked: (customer_id, metric, quantity, occurred_at, month, transaction_id).
+_Row = tuple[int, str, int, datetime, date, str]
+
+
+_PLANS = (  # built once: a batch's plans are read with one cached statement
+    select(customers.c.key, customers.c.id, subscriptions.c.plan, subscriptions.c.pending, subscriptions.c.period_start,
+           subscriptions.c.status)
+    .join(subscriptions, and_(subscriptions.c.customer_id == customers.c.id, subscriptions.c.product == "plan",
+                              subscriptions.c.ended.is_(False)))
+    .where(customers.c.tenant_id == bindparam("tenant_id"), customers.c.key.in_(bindparam("keys", expanding=True)))
+    .order_by(subscriptions.c.id))
+
+
 def _plans(uow: UnitOfWork, tenant: Tenant, keys: set[str], today: date) -> dict[str, Plan]:
     """Each customer's plan in effect today and the first month still open for usage."""
-    rows = uow.conn.execute(
-        select(customers.c.key, customers.c.id, subscriptions.c.plan, subscriptions.c.pending, subscriptions.c.period_start,
-               subscriptions.c.status)
-        .join(subscriptions, and_(subscriptions.c.customer_id == customers.c.id, subscriptions.c.product == "plan",
-                                  subscriptions.c.ended.is_(False)))
-        .where(customers.c.tenant_id == tenant.row.id, customers.c.key.in_(keys))
-        .order_by(subscriptions.c.id)).all()
+    rows = uow.conn.execute(_PLANS, {"tenant_id": tenant.row.id, "keys": list(keys)}).all()
     out = {}
     for key, cid, plan, pending_json, period_start, status in rows:
         if status == "canceled":
@@ -112,9 +119,16 @@ def _used(uow: UnitOfWork, customer_id: int, metric: str, month: date) -> int:
 
 
 def _known(uow: UnitOfWork, tenant: Tenant, transaction_ids: list[str]) -> set[str]:
+    """The ids among ``transaction_ids`` the tenant has already recorded."""
     found: set[str] = set()
+    sqlite = uow.conn.dialect.name == "sqlite"
     for i in range(0, len(transaction_ids), 500):
         chunk = transaction_ids[i:i + 500]
+        if sqlite:  # the same query straight to the driver: no IN-list expansion and bind processing per call
+            found.update(t for (t,) in uow.conn.exec_driver_sql(
+                "SELECT transaction_id FROM usage_events WHERE tenant_id = ? AND transaction_id IN "
+                f"({', '.join('?' * len(chunk))})", (tenant.row.id, *chunk)))
+            continue
         found.update(uow.conn.execute(select(usage_events.c.transaction_id).where(
             usage_events.c.tenant_id == tenant.row.id, usage_events.c.transaction_id.in_(chunk))).scalars())
     return found
@@ -132,30 +146,31 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     plans = _plans(uow, tenant, {str(e.get("customer")) for e in events}, local_date(now, zone))
     known = _known(uow, tenant, [str(e.get("transaction_id")) for e in events])
     results: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[_Row] = []
     seen: set[str] = set()
+    metered: set[tuple[str, str]] = set()  # (plan, metric) pairs already found metered in this batch
     for e in events:
         txn = e.get("transaction_id")
         try:
-            row = _check(tenant, e, plans, now)
+            row = _check(tenant, e, plans, now, metered)
         except errors.KakinError as exc:
             results.append({"transaction_id": txn, "status": "refused", "error": exc.as_dict()})
             continue
         if txn in known or txn in seen:
             results.append({"transaction_id": txn, "status": "duplicate"})
             continue
-        seen.add(row["transaction_id"])
-        rows.append({**row, "tenant_id": tenant.row.id, "recorded_at": now})
+        seen.add(row[5])
+        rows.append(row)
         results.append({"transaction_id": txn, "status": "recorded"})
     for _ in range(5):
         try:
             with uow.conn.begin_nested():
                 if rows:
-                    uow.conn.execute(insert(usage_events), rows)
+                    _insert_events(uow, tenant.row.id, rows, now)
             break
         except IntegrityError:  # another request recorded some of these ids meanwhile: they are duplicates now
-            raced = _known(uow, tenant, [r["transaction_id"] for r in rows])
-            rows = [r for r in rows if r["transaction_id"] not in raced]
+            raced = _known(uow, tenant, [r[5] for r in rows])
+            rows = [r for r in rows if r[5] not in raced]
             for result in results:
                 if result["transaction_id"] in raced and result["status"] == "recorded":
                     result["status"] = "duplicate"
@@ -163,35 +178,73 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
         raise RuntimeError("usage events kept colliding with concurrent writers")
     if rows:
         totals: dict[tuple[int, str, date], int] = defaultdict(int)
-        for r in rows:
-            totals[(r["customer_id"], r["metric"], r["month"])] += r["quantity"]
-        uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": q} for (c, m, mo), q in totals.items()])
+        for customer_id, metric, quantity, _at, month, _txn in rows:
+            totals[(customer_id, metric, month)] += quantity
+        if uow.conn.dialect.name == "sqlite":  # the increments of UnitOfWork.add_usage, straight to the driver
+            uow.conn.exec_driver_sql(_SQLITE_COUNT, [(c, m, mo.isoformat(), q) for (c, m, mo), q in totals.items()])
+        else:
+            uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": q} for (c, m, mo), q in totals.items()])
     return results
 
 
-def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], now: datetime) -> dict[str, Any]:
-    txn, key, metric, quantity, at = (e.get(k) for k in ("transaction_id", "customer", "metric", "quantity", "timestamp"))
+_EVENT_COLUMNS = ("tenant_id", "customer_id", "metric", "quantity", "occurred_at", "month", "transaction_id", "recorded_at")
+_SQLITE_INSERT = (f"INSERT INTO usage_events ({', '.join(_EVENT_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})")
+_SQLITE_COUNT = ("INSERT INTO usage_counters (customer_id, metric, month, quantity) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (customer_id, metric, month) DO UPDATE SET quantity = usage_counters.quantity + excluded.quantity")
+
+
+def _insert_events(uow: UnitOfWork, tenant_id: int, rows: list[_Row], now: datetime) -> None:
+    """Insert checked event rows with one executemany.
+
+    On SQLite the rows go to the driver's executemany as SQLAlchemy's SQLite types store them (instants in
+    UTC as ``YYYY-MM-DD HH:MM:SS.ffffff``, dates as ``YYYY-MM-DD``, as :class:`UtcDateTime` and ``Date``
+    would bind them), which skips bind processing per value; other databases take the Core insert.
+    """
+    if uow.conn.dialect.name != "sqlite":
+        uow.conn.execute(insert(usage_events), [dict(zip(_EVENT_COLUMNS, (tenant_id, *r, now), strict=True)) for r in rows])
+        return
+    months: dict[date, str] = {}
+    recorded_at = _sqlite_instant(now)
+    uow.conn.exec_driver_sql(_SQLITE_INSERT, [
+        (tenant_id, customer_id, metric, quantity, _sqlite_instant(at),
+         months.get(month) or months.setdefault(month, month.isoformat()), txn, recorded_at)
+        for customer_id, metric, quantity, at, month, txn in rows])
+
+
+def _sqlite_instant(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(" ", "microseconds")[:26]  # without its "+00:00"
+
+
+def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], now: datetime,
+           metered: set[tuple[str, str]]) -> _Row:
+    txn = e.get("transaction_id")
     if not isinstance(txn, str) or not 1 <= len(txn) <= 200:
         raise errors.InvalidValue("transaction_id must be a string of 1–200 characters", param="transaction_id")
+    quantity = e.get("quantity")
     if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 10**12:
         raise errors.InvalidValue("quantity must be a whole number of at least 1", param="quantity")
+    at = e.get("timestamp")
     if not isinstance(at, datetime) or at.tzinfo is None:
         raise errors.InvalidValue("timestamp must be a date-time with a UTC offset", param="timestamp")
     if at > now + FUTURE_TOLERANCE:
         raise errors.InvalidValue("timestamp is in the future", param="timestamp", code="timestamp_in_future")
+    key = e.get("customer")
     plan = plans.get(str(key))
     if plan is None:
         raise errors.NotFound(f"no customer {key!r} with a plan", param="customer")
+    metric = e.get("metric")
     if not isinstance(metric, str):
         raise errors.InvalidValue("metric must be a string", param="metric")
-    quota_of(tenant.catalog, plan.plan, metric)
-    month = month_start(local_date(at, tenant.lifecycle.zone))
+    if (plan.plan, metric) not in metered:
+        quota_of(tenant.catalog, plan.plan, metric)
+        metered.add((plan.plan, metric))
+    month = at.astimezone(tenant.lifecycle.zone).date().replace(day=1)  # month_start(local_date(at, zone)), inlined
     if month < plan.open_from:
         raise errors.InvalidValue(
             f"{month:%Y-%m} is already invoiced for {key}; usage for it can no longer be recorded",
             param="timestamp", code="period_closed")
-    return {"customer_id": plan.customer_id, "metric": metric, "quantity": quantity, "occurred_at": at, "month": month,
-            "transaction_id": txn}
+    return plan.customer_id, metric, quantity, at, month, txn
 
 
 def read_events(handle: IO[str], batch_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:

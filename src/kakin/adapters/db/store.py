@@ -176,9 +176,16 @@ class UnitOfWork:
             subs[r["id"]] = sub
             accounts[r["customer_id"]].subscriptions.append(sub)
         if subs:
-            phase_rows = self.conn.execute(select(subscription_phases).where(
-                subscription_phases.c.subscription_id.in_(list(subs))).order_by(
-                subscription_phases.c.subscription_id, subscription_phases.c.start, subscription_phases.c.id)).mappings()
+            # Only the history billing still needs: the phase in effect at the period's start and those after it.
+            earlier = subscription_phases.alias("earlier")
+            in_effect_at_start = select(func.max(earlier.c.start)).where(
+                earlier.c.subscription_id == subscription_phases.c.subscription_id,
+                earlier.c.start <= subscriptions.c.period_start).scalar_subquery()
+            phase_rows = self.conn.execute(
+                select(subscription_phases).join(subscriptions, subscriptions.c.id == subscription_phases.c.subscription_id)
+                .where(subscription_phases.c.subscription_id.in_(list(subs)),
+                       subscription_phases.c.start >= func.coalesce(in_effect_at_start, subscriptions.c.period_start))
+                .order_by(subscription_phases.c.subscription_id, subscription_phases.c.start, subscription_phases.c.id)).mappings()
             for r in phase_rows:
                 sub = subs[r["subscription_id"]]
                 phase = Phase(r["start"], r["plan"], r["contract"], r["seats"], r["members"], r["billable"])

@@ -232,7 +232,7 @@ invoice_lines = Table(
     Column("position", Integer, nullable=False),
     Column("kind", String(20), nullable=False),
     Column("description", Text, nullable=False),
-    Column("quantity", Integer, nullable=False),
+    Column("quantity", BigInteger, nullable=False),  # messages in a month can pass 2^31
     Column("amount", BigInteger, nullable=False),
     Column("period_start", Date),
     Column("period_end", Date),
