@@ -7,8 +7,9 @@ import binascii
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -48,6 +49,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.state.engine = engine
     app.state.gateway = gateway or CardSimulator()
     app.state.clock = clock
+    app.state.key_cache = {}
     api_errors.install(app)
 
     @app.middleware("http")
@@ -66,9 +68,22 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     return app
 
 
+KEY_CACHE_SECONDS = 10.0  # a revoked key stops working within this time
+
+
 def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Operator:
+    key = credentials.credentials if credentials else None
+    cache: dict[str, tuple[Operator, float]] = request.app.state.key_cache
+    digest = hashlib.sha256(key.encode()).hexdigest() if key else ""
+    hit = cache.get(digest)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
     with UnitOfWork(request.app.state.engine, readonly=True) as uow:
-        return authenticate(uow, credentials.credentials if credentials else None)
+        found = authenticate(uow, key)
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[digest] = (found, time.monotonic() + KEY_CACHE_SECONDS)  # keyed by the hash: the key itself is not kept
+    return found
 
 
 Auth = Annotated[Operator, Depends(operator)]
@@ -92,7 +107,7 @@ def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
         raise errors.InvalidValue("Idempotency-Key must be 1–255 characters", param="Idempotency-Key")
-    digest = hashlib.sha256(
+    digest = "" if key is None else hashlib.sha256(
         f"{request.method} {request.url.path}\n".encode()
         + json.dumps(body.model_dump(mode="json") if body else None, sort_keys=True).encode()
     ).hexdigest()
@@ -103,7 +118,7 @@ def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[
                 replay = _replay(uow, op, key, digest)
                 if replay is not None:
                     return replay
-            content = json.dumps(jsonable_encoder(fn(uow)), ensure_ascii=False)
+            content = json.dumps(fn(uow), ensure_ascii=False, default=_json_default)
             if key is not None:
                 service_store.save_idempotency_record(uow.conn, op.tenant.id, key, digest, status, content, utc_now())
     except IntegrityError:
@@ -117,6 +132,13 @@ def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[
     return Response(content, status_code=status, media_type="application/json")
 
 
+def _json_default(value: Any) -> Any:
+    """Dates and instants as ISO 8601; anything else as FastAPI would encode it."""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return jsonable_encoder(value)
+
+
 def _replay(uow: UnitOfWork, op: Operator, key: str, digest: str) -> Response | None:
     record = service_store.idempotency_record(uow.conn, op.tenant.id, key)
     if record is None:
@@ -128,10 +150,18 @@ def _replay(uow: UnitOfWork, op: Operator, key: str, digest: str) -> Response | 
                     headers={"Idempotent-Replayed": "true"})
 
 
-def read(request: Request, op: Operator, fn: Callable[[UnitOfWork], Any]) -> Any:
+def read_value(request: Request, op: Operator, fn: Callable[[UnitOfWork], Any]) -> Any:
     op.require("read")
     with UnitOfWork(request.app.state.engine, readonly=True) as uow:
         return fn(uow)
+
+
+def read(request: Request, op: Operator, fn: Callable[[UnitOfWork], Any]) -> Any:
+    """Run a read in a read-only transaction; a JSON result is encoded here (FastAPI's generic encoder is slow)."""
+    result = read_value(request, op, fn)
+    if isinstance(result, dict):
+        return Response(json.dumps(result, ensure_ascii=False, default=_json_default), media_type="application/json")
+    return result
 
 
 # ------------------------------------------------------------------ pagination
@@ -155,3 +185,11 @@ def paged(rows: list[dict[str, Any]], limit: int, render: Callable[[dict[str, An
     more = len(rows) > limit
     rows = rows[:limit]
     return {"data": [render(r) for r in rows], "next_cursor": encode_cursor(rows[-1]["id"]) if more and rows else None}
+
+
+def app_from_env() -> FastAPI:
+    """The application for a server process: database from KAKIN_DATABASE_URL, gateway from the environment."""
+    from kakin.adapters.db.migrate import make_engine
+    from kakin.adapters.gateway_config import gateway_from_env
+
+    return create_app(make_engine(), gateway_from_env())

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kakin.adapters.db.store import UnitOfWork
 from kakin.services import billing, documents, operations
 
-from .app import Auth, read, tenant_of, write
+from .app import Auth, read, read_value, tenant_of, write
 from .schemas import INTEGRAL, NO_NUL, Email
 
 router = APIRouter(prefix="/v1", tags=["documents"])
@@ -46,7 +46,7 @@ def invoice_document(request: Request, op: Auth, number: str) -> dict[str, Any]:
 @router.get("/invoices/{number}/document.pdf", summary="The qualified invoice as a PDF", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
 def invoice_pdf(request: Request, op: Auth, number: str) -> Response:
-    return _pdf(read(request, op, lambda uow: documents.invoice_document(uow, tenant_of(uow, op), number)))
+    return _pdf(read_value(request, op, lambda uow: documents.invoice_document(uow, tenant_of(uow, op), number)))
 
 
 @router.get("/invoices/{number}/receipt", summary="The receipt (領収証) of a paid invoice, JSON")
@@ -57,7 +57,7 @@ def receipt(request: Request, op: Auth, number: str) -> dict[str, Any]:
 @router.get("/invoices/{number}/receipt.pdf", summary="The receipt as a PDF", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
 def receipt_pdf(request: Request, op: Auth, number: str) -> Response:
-    return _pdf(read(request, op, lambda uow: documents.receipt_document(uow, tenant_of(uow, op), number)))
+    return _pdf(read_value(request, op, lambda uow: documents.receipt_document(uow, tenant_of(uow, op), number)))
 
 
 class CollectionIn(BaseModel):
@@ -112,7 +112,7 @@ def credit_note_document(request: Request, op: Auth, number: str) -> dict[str, A
 @router.get("/credit_notes/{number}/document.pdf", summary="The credit note as a PDF", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
 def credit_note_pdf(request: Request, op: Auth, number: str) -> Response:
-    return _pdf(read(request, op, lambda uow: operations.credit_note_document(uow, tenant_of(uow, op), number)))
+    return _pdf(read_value(request, op, lambda uow: operations.credit_note_document(uow, tenant_of(uow, op), number)))
 
 
 __all__ = ["UnitOfWork", "router"]
