@@ -142,6 +142,9 @@ def publish(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
     """Queue webhook events for the tenant's endpoints (delivered by the worker)."""
     from kakin.adapters.db import service_store
 
+    endpoints = [e for e in service_store.webhook_endpoints_of(uow.conn, tenant.row.id) if e["enabled"]]
+    if not noted or not endpoints:
+        return
     events = []
     for account, event in noted:
         name = str(event["event"])
@@ -149,7 +152,7 @@ def publish(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
             data = {k: v for k, v in event.items() if k not in ("event", "at")}
             events.append({"id": "evt_" + secrets.token_hex(12), "type": name, "created": event["at"],
                            "customer": account.key, "data": data})
-    service_store.record_webhook_events(uow.conn, tenant.row.id, events, now)
+    service_store.record_webhook_events(uow.conn, tenant.row.id, events, now, endpoints)
 
 
 def _note(events: dict[int, list[dict[str, Any]]], account: Account, at: datetime, name: str, details: dict[str, Any]) -> None:

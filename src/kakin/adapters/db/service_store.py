@@ -87,9 +87,9 @@ def webhook_endpoints_of(conn: Connection, tenant_id: int) -> list[dict[str, Any
     return [{**dict(r), "events": json.loads(r["events"])} for r in rows]
 
 
-def record_webhook_events(conn: Connection, tenant_id: int, events: list[dict[str, Any]], now: datetime) -> None:
-    """Store events and queue a delivery to every enabled endpoint that subscribes to their type."""
-    endpoints = [e for e in webhook_endpoints_of(conn, tenant_id) if e["enabled"]]
+def record_webhook_events(conn: Connection, tenant_id: int, events: list[dict[str, Any]], now: datetime,
+                          endpoints: list[dict[str, Any]]) -> None:
+    """Store events and queue a delivery to each of these (enabled) endpoints that subscribes to their type."""
     if not events or not endpoints:
         return
     for event in events:
