@@ -233,7 +233,6 @@ def run_due(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Server processes (one per core serves the most requests).")] = 2,
 ) -> None:
     """Serve the REST API (docs at /docs) with the three reference tenants; prints an owner API key for each."""
     import uvicorn
@@ -256,11 +255,7 @@ def serve(
     out.print(table)
     out.print(f"try: curl -H 'Authorization: Bearer {keys[0][1]}' http://{host}:{port}/v1/customers")
     out.print(f"API docs: http://{host}:{port}/docs   (run `kakin worker` beside it to bill what falls due)")
-    engine.dispose()
-    if workers <= 1:
-        uvicorn.run(create_app(make_engine(), gateway), host=host, port=port, log_level="warning")
-    else:  # each process builds its own engine and gateway from the environment
-        uvicorn.run("kakin.api.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    uvicorn.run(create_app(engine, gateway), host=host, port=port, log_level="warning")
 
 
 @app.command()

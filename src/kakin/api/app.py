@@ -186,10 +186,3 @@ def paged(rows: list[dict[str, Any]], limit: int, render: Callable[[dict[str, An
     rows = rows[:limit]
     return {"data": [render(r) for r in rows], "next_cursor": encode_cursor(rows[-1]["id"]) if more and rows else None}
 
-
-def app_from_env() -> FastAPI:
-    """The application for a server process: database from KAKIN_DATABASE_URL, gateway from the environment."""
-    from kakin.adapters.db.migrate import make_engine
-    from kakin.adapters.gateway_config import gateway_from_env
-
-    return create_app(make_engine(), gateway_from_env())
