@@ -402,7 +402,8 @@ class Lifecycle:
             raise errors.InvalidValue("payment_method must be a payment method token", param="payment_method")
         account.payment_method = payment_method
         result = Result(events=[("customer.payment_method_set", {})])
-        waiting = [inv for inv in account.open_invoices if inv.status == "open"]
+        # a new card pays what is open at once (invoices paid by bank transfer wait for the transfer)
+        waiting = [inv for inv in account.open_invoices if inv.status == "open"] if account.collection == "card" else []
         if waiting:
             result.retries.extend(waiting)  # a new payment method retries at once
             return result
