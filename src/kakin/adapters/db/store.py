@@ -187,12 +187,8 @@ class UnitOfWork:
                        subscription_phases.c.start >= func.coalesce(in_effect_at_start, subscriptions.c.period_start))
                 .order_by(subscription_phases.c.subscription_id, subscription_phases.c.start, subscription_phases.c.id)).mappings()
             for r in phase_rows:
-                sub = subs[r["subscription_id"]]
-                phase = Phase(r["start"], r["plan"], r["contract"], r["seats"], r["members"], r["billable"])
-                if sub.phases and sub.phases[-1].start == phase.start:
-                    sub.phases[-1] = phase  # the last record of a day is the state at its end
-                else:
-                    sub.phases.append(phase)
+                subs[r["subscription_id"]].phases.append(
+                    Phase(r["start"], r["plan"], r["contract"], r["seats"], r["members"], r["billable"]))
             for sub in subs.values():
                 before = [p for p in sub.phases if p.start <= sub.period_start]
                 sub.phases = before[-1:] + [p for p in sub.phases if p.start > sub.period_start]
@@ -201,8 +197,12 @@ class UnitOfWork:
             accounts[r["customer_id"]].pending_items.append(PendingItem(Line(
                 LineKind(r["kind"]), r["description"], r["quantity"], r["amount"], r["period_start"], r["period_end"],
                 r["formula"]), id=r["id"]))
-        for r in self.conn.execute(select(usage_counters).where(usage_counters.c.customer_id.in_(id_list))).mappings():
-            accounts[r["customer_id"]].usage[(r["metric"], r["month"])] = r["quantity"]
+        # usage counts for the months billing can still need: from each period's month on
+        earliest = min((sub.period_start.replace(day=1) for sub in subs.values()), default=None)
+        if earliest is not None:
+            for r in self.conn.execute(select(usage_counters).where(
+                    usage_counters.c.customer_id.in_(id_list), usage_counters.c.month >= earliest)).mappings():
+                accounts[r["customer_id"]].usage[(r["metric"], r["month"])] = r["quantity"]
         for r in self.conn.execute(select(invoices).where(
                 invoices.c.customer_id.in_(id_list), invoices.c.status == "open").order_by(invoices.c.seq)).mappings():
             accounts[r["customer_id"]].open_invoices.append(OpenInvoice(
@@ -246,8 +246,11 @@ class UnitOfWork:
             cols = [k for k in updates[0] if k != "_id"]
             self.conn.execute(update(subscriptions).where(subscriptions.c.id == bindparam("_id")).values(
                 {c: bindparam(c) for c in cols}), updates)
-        if phases:
-            self.conn.execute(insert(subscription_phases), phases)
+        if phases:  # a day's state is the last one recorded that day
+            stmt = self._dialect_insert(subscription_phases)
+            self.conn.execute(stmt.on_conflict_do_update(
+                index_elements=["subscription_id", "start"],
+                set_={c: stmt.excluded[c] for c in ("plan", "contract", "seats", "members", "billable", "recorded_at")}), phases)
         new_items, gone = [], []
         for a in accounts:
             assert a.id is not None
@@ -278,13 +281,17 @@ class UnitOfWork:
         for a in accounts:
             a.open_invoices = [inv for inv in a.open_invoices if inv.status == "open"]
 
-    def add_usage(self, rows: list[dict[str, Any]]) -> None:
-        """Add quantities to monthly counters (increments, so concurrent writers never overwrite each other)."""
+    def _dialect_insert(self, table: Any) -> Any:
+        """An INSERT that can say ON CONFLICT (PostgreSQL and SQLite share the syntax)."""
         if self.conn.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as upsert
         else:
             from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-        stmt = upsert(usage_counters)
+        return upsert(table)
+
+    def add_usage(self, rows: list[dict[str, Any]]) -> None:
+        """Add quantities to monthly counters (increments, so concurrent writers never overwrite each other)."""
+        stmt = self._dialect_insert(usage_counters)
         stmt = stmt.on_conflict_do_update(index_elements=["customer_id", "metric", "month"],
                                           set_={"quantity": usage_counters.c.quantity + stmt.excluded.quantity})
         self.conn.execute(stmt, rows)

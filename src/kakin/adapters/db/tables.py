@@ -145,7 +145,7 @@ subscription_phases = Table(
     "subscription_phases", metadata,
     Column("id", Id, primary_key=True),
     Column("subscription_id", ForeignKey("subscriptions.id"), nullable=False),
-    Column("start", Date, nullable=False),  # effective from this tenant-local date
+    Column("start", Date, nullable=False),  # effective from this tenant-local date, to the next row's
     Column("plan", String(40), nullable=False),
     Column("contract", String(40), nullable=False),
     Column("seats", Integer, nullable=False),
@@ -153,7 +153,8 @@ subscription_phases = Table(
     Column("billable", Boolean, nullable=False),
     Column("recorded_at", UtcDateTime(), nullable=False),
 )
-Index("ix_phases_subscription", subscription_phases.c.subscription_id, subscription_phases.c.start)
+# One row per effective date: a later change on the same day replaces that day's state (the audit log keeps each change).
+Index("uq_phases_subscription_start", subscription_phases.c.subscription_id, subscription_phases.c.start, unique=True)
 
 pending_items = Table(
     "pending_items", metadata,
