@@ -99,7 +99,7 @@ def list_customers(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor
 
     def work(uow: UnitOfWork) -> dict[str, Any]:
         rows = service_store.page(uow.conn, tables.customers, op.tenant.id, after, limit)
-        accounts = {a.id: a for a in uow.load_accounts([r["id"] for r in rows[:limit]])}
+        accounts = {a.id: a for a in uow.load_accounts([r["id"] for r in rows[:limit]], summary=True)}
         return paged(rows, limit, lambda r: view(accounts[r["id"]], r))
 
     return read(request, op, work)  # type: ignore[no-any-return]
@@ -109,7 +109,7 @@ def list_customers(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor
 def get_customer(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        return view(uow.load_accounts([row["id"]])[0], row)
+        return view(uow.load_accounts([row["id"]], summary=True)[0], row)
 
     return read(request, op, work)  # type: ignore[no-any-return]
 

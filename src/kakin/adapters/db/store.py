@@ -154,8 +154,11 @@ class UnitOfWork:
             q = q.with_for_update(skip_locked=True, of=customers)
         return [r.id for r in self.conn.execute(q)]
 
-    def load_accounts(self, ids: Sequence[int]) -> list[Account]:
-        """Load whole aggregates for these customers, one query per table."""
+    def load_accounts(self, ids: Sequence[int], summary: bool = False) -> list[Account]:
+        """Load whole aggregates for these customers, one query per table.
+
+        ``summary`` loads the customers and their subscriptions only (enough to show them, not to bill them).
+        """
         if not ids:
             return []
         id_list = list(ids)
@@ -175,6 +178,8 @@ class UnitOfWork:
                 canceled_on=r["canceled_on"], ended=r["ended"], value=r["value"], notified=r["notified"], id=r["id"])
             subs[r["id"]] = sub
             accounts[r["customer_id"]].subscriptions.append(sub)
+        if summary:
+            return [accounts[i] for i in id_list if i in accounts]
         if subs:
             # Only the history billing still needs: the phase in effect at the period's start and those after it.
             earlier = subscription_phases.alias("earlier")
