@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from datetime import UTC, datetime
@@ -255,7 +256,13 @@ def serve(
     out.print(table)
     out.print(f"try: curl -H 'Authorization: Bearer {keys[0][1]}' http://{host}:{port}/v1/customers")
     out.print(f"API docs: http://{host}:{port}/docs   (run `kakin worker` beside it to bill what falls due)")
-    uvicorn.run(create_app(engine, gateway), host=host, port=port, log_level="warning")
+    app = create_app(engine, gateway)
+    # Fewer, later garbage collections: a request allocates many short-lived objects, and a full collection
+    # of everything loaded at start-up paused requests for 50 ms at a time.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @app.command()

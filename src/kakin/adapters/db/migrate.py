@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -38,13 +39,32 @@ def make_engine(url: str | None = None) -> Engine:
                 cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        writers = threading.RLock()
+
         @event.listens_for(engine, "begin")
         def _begin(conn):  # type: ignore[no-untyped-def]
             # A writing transaction takes the write lock up front: a deferred one that reads and then
             # writes fails at once with "database is locked" when another connection wrote meanwhile.
             # Read-only units of work begin deferred and read their WAL snapshot without waiting.
-            readonly = conn.get_execution_options().get("kakin_readonly", False)
-            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            if conn.get_execution_options().get("kakin_readonly", False):
+                conn.exec_driver_sql("BEGIN")
+                return
+            # Writers of this process queue on a lock first: SQLite's own busy handler polls in steps of up
+            # to 100 ms, a waiting thread here wakes the moment the writer before it is done.
+            writers.acquire()
+            conn.info["kakin_writer"] = True
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                conn.info.pop("kakin_writer", None)
+                writers.release()
+                raise
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _end(conn):  # type: ignore[no-untyped-def]
+            if conn.info.pop("kakin_writer", None):
+                writers.release()
 
         return engine
     return create_engine(url, pool_pre_ping=True)
