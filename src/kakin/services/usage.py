@@ -149,10 +149,11 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     rows: list[_Row] = []
     seen: set[str] = set()
     metered: set[tuple[str, str]] = set()  # (plan, metric) pairs already found metered in this batch
+    latest = now + FUTURE_TOLERANCE
     for e in events:
         txn = e.get("transaction_id")
         try:
-            row = _check(tenant, e, plans, now, metered)
+            row = _check(tenant, e, plans, latest, metered)
         except errors.KakinError as exc:
             results.append({"transaction_id": txn, "status": "refused", "error": exc.as_dict()})
             continue
@@ -216,25 +217,29 @@ def _sqlite_instant(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(" ", "microseconds")[:26]  # without its "+00:00"
 
 
-def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], now: datetime,
+def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: datetime,
            metered: set[tuple[str, str]]) -> _Row:
+    """One event checked; ``latest`` is the latest timestamp accepted (now and a little clock skew).
+
+    The row carries the instant in UTC. Exact type checks (``type(x) is int``) also refuse bools.
+    """
     txn = e.get("transaction_id")
-    if not isinstance(txn, str) or not 1 <= len(txn) <= 200:
+    if type(txn) is not str or not 1 <= len(txn) <= 200:
         raise errors.InvalidValue("transaction_id must be a string of 1–200 characters", param="transaction_id")
     quantity = e.get("quantity")
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 10**12:
+    if type(quantity) is not int or not 1 <= quantity <= 10**12:
         raise errors.InvalidValue("quantity must be a whole number of at least 1", param="quantity")
     at = e.get("timestamp")
     if not isinstance(at, datetime) or at.tzinfo is None:
         raise errors.InvalidValue("timestamp must be a date-time with a UTC offset", param="timestamp")
-    if at > now + FUTURE_TOLERANCE:
+    if at > latest:
         raise errors.InvalidValue("timestamp is in the future", param="timestamp", code="timestamp_in_future")
     key = e.get("customer")
-    plan = plans.get(str(key))
+    plan = plans.get(key if type(key) is str else str(key))
     if plan is None:
         raise errors.NotFound(f"no customer {key!r} with a plan", param="customer")
     metric = e.get("metric")
-    if not isinstance(metric, str):
+    if type(metric) is not str:
         raise errors.InvalidValue("metric must be a string", param="metric")
     if (plan.plan, metric) not in metered:
         quota_of(tenant.catalog, plan.plan, metric)
