@@ -65,10 +65,15 @@ def tax_for_rate(
     Tax-inclusive: tax = total × rate ÷ (1 + rate) (1,800 at 10% → 163.63… → 163).
     """
     total = sum(line_amounts)
+    # the exact tax as numerator / denominator of integers: rate = p / q
+    p, q = rate.numerator, rate.denominator
+    num, den = (total * p, q + p) if tax_inclusive else (total * p, q)
+    if rounding is Rounding.FLOOR and num >= 0:
+        tax = num // den  # the common case, without building a Fraction
+    else:
+        tax = round_yen(Fraction(num, den), rounding)
     if tax_inclusive:
-        tax = round_yen(Fraction(total) * rate / (1 + rate), rounding)
         return TaxedAmount(rate=rate, net=total - tax, tax=tax, gross=total)
-    tax = round_yen(Fraction(total) * rate, rounding)
     return TaxedAmount(rate=rate, net=total, tax=tax, gross=total + tax)
 
 

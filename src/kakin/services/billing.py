@@ -61,7 +61,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             break
         new = [(a, d, r.at or now) for a, r in todo for d in r.invoices]
         first = uow.reserve_invoice_numbers(tenant.row, len(new))
-        counts = uow.invoice_counts([a.id for a, _, _ in new if a.id is not None])
+        counts = uow.invoice_counts([a.id for a, d, _ in new if a.id is not None and not d.billing_key])
         fresh: list[tuple[Account, Any, OpenInvoice, datetime]] = []
         charges: list[tuple[Account, OpenInvoice, datetime]] = []
         for k, (account, draft, at) in enumerate(new):

@@ -72,6 +72,7 @@ class UnitOfWork:
         self.readonly = readonly
         self.conn: Connection
         self._pending_ids: dict[int, set[int]] = {}
+        self._loaded: dict[tuple[str, int], dict[str, Any]] = {}
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self.engine.connect()
@@ -163,7 +164,9 @@ class UnitOfWork:
             return []
         id_list = list(ids)
         accounts: dict[int, Account] = {}
+        next_due_at: dict[int, datetime | None] = {}
         for r in self.conn.execute(select(customers).where(customers.c.id.in_(id_list))).mappings():
+            next_due_at[r["id"]] = r["next_due_at"]
             accounts[r["id"]] = Account(key=r["key"], name=r["name"], payment_method=r["payment_method"],
                                         members=r["members"], credit=r["credit"], basic_id=r["basic_id"], id=r["id"],
                                         gateway_customer=r["gateway_customer"], collection=r["collection"])
@@ -216,41 +219,64 @@ class UnitOfWork:
         for account in accounts.values():
             assert account.id is not None
             self._pending_ids[account.id] = {p.id for p in account.pending_items if p.id is not None}
+            self._remember(account, next_due_at[account.id])
         return [accounts[i] for i in id_list if i in accounts]
+
+    # Saving writes only the columns that changed since loading (a renewal changes a period and a due time).
+    @staticmethod
+    def _customer_values(a: Account, next_due_at: datetime | None) -> dict[str, Any]:
+        return {"payment_method": a.payment_method, "members": a.members, "credit": a.credit, "next_due_at": next_due_at,
+                "gateway_customer": a.gateway_customer, "collection": a.collection}
+
+    @staticmethod
+    def _subscription_values(sub: Subscription) -> dict[str, Any]:
+        return {"product": sub.product, "plan": sub.plan, "contract": sub.contract, "status": sub.status.value,
+                "seats": sub.seats, "anchor": sub.anchor, "period_start": sub.period_start, "period_end": sub.period_end,
+                "trial_end": sub.trial_end, "term_anchor": sub.term_anchor, "pending": _pending_to_json(sub.pending),
+                "canceled_on": sub.canceled_on, "ended": sub.ended, "value": sub.value, "notified": sub.notified}
+
+    def _remember(self, a: Account, next_due_at: datetime | None) -> None:
+        assert a.id is not None
+        self._loaded[("customer", a.id)] = self._customer_values(a, next_due_at)
+        for sub in a.subscriptions:
+            if sub.id is not None:
+                self._loaded[("subscription", sub.id)] = self._subscription_values(sub)
+
+    def _update_changed(self, table: Any, kind: str, rows: list[tuple[int, dict[str, Any]]]) -> None:
+        """UPDATE each row's changed columns; rows that changed the same columns share one executemany."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row_id, values in rows:
+            before = self._loaded.get((kind, row_id))
+            changed = tuple(k for k, v in values.items() if before is None or before[k] != v)
+            if changed:
+                groups.setdefault(changed, []).append({"_id": row_id, **{k: values[k] for k in changed}})
+            self._loaded[(kind, row_id)] = values
+        for columns, params in groups.items():
+            self.conn.execute(update(table).where(table.c.id == bindparam("_id")).values(
+                {c: bindparam(c) for c in columns}), params)
 
     def save_accounts(self, tenant: TenantRow, accounts: Iterable[Account], now: datetime,
                       next_due: dict[int, datetime | None]) -> None:
         accounts = list(accounts)
         if not accounts:
             return
-        self.conn.execute(update(customers).where(customers.c.id == bindparam("_id")).values(
-            payment_method=bindparam("payment_method"), members=bindparam("members"), credit=bindparam("credit"),
-            next_due_at=bindparam("next_due_at"), gateway_customer=bindparam("gateway_customer"),
-            collection=bindparam("collection")), [
-            {"_id": a.id, "payment_method": a.payment_method, "members": a.members, "credit": a.credit,
-             "next_due_at": next_due.get(a.id), "gateway_customer": a.gateway_customer, "collection": a.collection}
-            for a in accounts])  # type: ignore[arg-type]
+        self._update_changed(customers, "customer", [(a.id, self._customer_values(a, next_due.get(a.id)))
+                                                      for a in accounts if a.id is not None])
         updates, phases = [], []
         for a in accounts:
             for sub in a.subscriptions:
-                values = {"product": sub.product, "plan": sub.plan, "contract": sub.contract, "status": sub.status.value,
-                          "seats": sub.seats, "anchor": sub.anchor, "period_start": sub.period_start,
-                          "period_end": sub.period_end, "trial_end": sub.trial_end, "term_anchor": sub.term_anchor,
-                          "pending": _pending_to_json(sub.pending), "canceled_on": sub.canceled_on, "ended": sub.ended,
-                          "value": sub.value, "notified": sub.notified}
+                values = self._subscription_values(sub)
                 if sub.id is None:
                     sub.id = self.conn.execute(insert(subscriptions).values(
                         tenant_id=tenant.id, customer_id=a.id, created_at=now, **values).returning(subscriptions.c.id)).scalar_one()
+                    self._loaded[("subscription", sub.id)] = values
                 else:
-                    updates.append({"_id": sub.id, **values})
+                    updates.append((sub.id, values))
                 for p in sub.new_phases:
                     phases.append({"subscription_id": sub.id, "start": p.start, "plan": p.plan, "contract": p.contract,
                                    "seats": p.seats, "members": p.members, "billable": p.billable, "recorded_at": now})
                 sub.new_phases.clear()
-        if updates:
-            cols = [k for k in updates[0] if k != "_id"]
-            self.conn.execute(update(subscriptions).where(subscriptions.c.id == bindparam("_id")).values(
-                {c: bindparam(c) for c in cols}), updates)
+        self._update_changed(subscriptions, "subscription", updates)
         if phases:  # a day's state is the last one recorded that day
             stmt = self._dialect_insert(subscription_phases)
             self.conn.execute(stmt.on_conflict_do_update(
