@@ -18,9 +18,9 @@ from sqlalchemy import Engine
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.mail import SmtpMailer
-from kakin.adapters.payments import CardSimulator, PaymentGateway
+from kakin.adapters.payments import PaymentGateway
 from kakin.services import access, billing, mail, webhooks
-from kakin.services.tenancy import create_tenant, open_tenant
+from kakin.services.tenancy import create_tenant
 
 DEMO: dict[str, list[dict[str, Any]]] = {
     "nipoplus": [
@@ -84,11 +84,3 @@ def work_forever(engine: Engine, gateway: PaymentGateway, interval: float, conso
         if any(done.values()):
             console.print(", ".join(f"{k}: {v}" for k, v in done.items() if v))
         stop.wait(interval)
-
-
-def tenant_codes(engine: Engine) -> list[str]:
-    with UnitOfWork(engine) as uow:
-        return [open_tenant(uow, t.code).code for t in uow.tenants()]
-
-
-__all__ = ["CardSimulator", "ensure_reference_tenants", "run_once", "work_forever"]

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from kakin.adapters.db.store import UnitOfWork
 from kakin.services import billing, documents, operations
 
 from .app import Auth, read, read_value, tenant_of, write
@@ -114,5 +113,3 @@ def credit_note_document(request: Request, op: Auth, number: str) -> dict[str, A
 def credit_note_pdf(request: Request, op: Auth, number: str) -> Response:
     return _pdf(read_value(request, op, lambda uow: operations.credit_note_document(uow, tenant_of(uow, op), number)))
 
-
-__all__ = ["UnitOfWork", "router"]

@@ -10,7 +10,7 @@ A finalized invoice never changes; corrections are new lines on later invoices.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from fractions import Fraction
@@ -131,6 +131,3 @@ def generate_invoice(
     )
     return draft, new_balance
 
-
-def with_period(draft: InvoiceDraft, start: date | None, end: date | None) -> InvoiceDraft:
-    return replace(draft, period_start=start, period_end=end)

@@ -150,5 +150,3 @@ def credit_note_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[s
         "total": note["total"], "settlement": note["settlement"],
     }
 
-
-__all__ = ["credit_note_document", "issue_credit_note", "mark_paid", "set_collection"]
