@@ -19,6 +19,7 @@ from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingIte
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
 from kakin.domain.money import format_rate
 
+from .bulk import insert_many
 from .tables import (
     audit_log,
     customers,
@@ -345,7 +346,7 @@ class UnitOfWork:
                 "attempts": inv.attempts, "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
                 "paid_at": now if inv.status == "paid" else None, "billing_key": draft.billing_key, "due_on": inv.due_on,
             })
-        self.conn.execute(insert(invoices), rows)  # one executemany; ids are read back by the reserved numbers
+        insert_many(self.conn, invoices, rows)  # one executemany; ids are read back by the reserved numbers
         by_seq = dict(self.conn.execute(select(invoices.c.seq, invoices.c.id).where(
             invoices.c.tenant_id == tenant.id, invoices.c.seq.between(first_seq, first_seq + len(rows) - 1))).all())
         ids = [by_seq[r["seq"]] for r in rows]
@@ -356,7 +357,7 @@ class UnitOfWork:
                                   "quantity": ln.quantity, "amount": ln.amount, "period_start": ln.period_start,
                                   "period_end": ln.period_end, "formula": ln.formula})
         if line_rows:
-            self.conn.execute(insert(invoice_lines), line_rows)
+            insert_many(self.conn, invoice_lines, line_rows)
         return ids
 
     def invoice_counts(self, customer_ids: list[int]) -> dict[int, int]:
@@ -396,8 +397,7 @@ class UnitOfWork:
             invoices.c.tenant_id == tenant.id, payment_attempts.c.reference == reference)).scalars().first()
 
     def add_payment_attempts(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(payment_attempts), rows)
+        insert_many(self.conn, payment_attempts, rows)
 
     def invoices_for(self, tenant: TenantRow, customer_id: int | None = None, number: str | None = None) -> list[dict[str, Any]]:
         q = select(invoices, customers.c.key.label("customer")).join(customers, customers.c.id == invoices.c.customer_id).where(
@@ -432,8 +432,7 @@ class UnitOfWork:
 
     # ---------------------------------------------------------------- audit
     def audit(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(audit_log), rows)
+        insert_many(self.conn, audit_log, rows)
 
     def audit_rows(self, tenant: TenantRow) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(select(audit_log).where(audit_log.c.tenant_id == tenant.id).order_by(

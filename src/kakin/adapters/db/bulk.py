@@ -1,0 +1,56 @@
+"""Bulk inserts for the hot paths: one driver-level executemany on SQLite, Core's executemany elsewhere.
+
+On SQLite the values are written exactly as SQLAlchemy's types would bind them (dates as ``YYYY-MM-DD``,
+instants in UTC as ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1), which skips its per-value processing;
+``tests/integration/test_store.py`` reads them back through the tables' types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Boolean, Connection, Date, Table, insert
+
+from .tables import UtcDateTime
+
+
+def _instant(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+
+def _day(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@cache
+def _plan(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
+    converters = []
+    for name in columns:
+        kind = table.c[name].type
+        converters.append(_instant if isinstance(kind, UtcDateTime) else _day if isinstance(kind, Date)
+                          else _flag if isinstance(kind, Boolean) else _same)
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    return sql, tuple(converters)
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows that all have the same keys."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), list(rows))
+        return
+    columns = tuple(rows[0])
+    sql, converters = _plan(table, columns)
+    conn.exec_driver_sql(sql, [tuple(f(row[c]) for f, c in zip(converters, columns, strict=True)) for row in rows])
