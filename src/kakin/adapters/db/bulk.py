@@ -33,6 +33,10 @@ def _same(value: Any) -> Any:
     return value
 
 
+def _quoted(column: str) -> str:
+    return '"' + column + '"'  # "before", "after", "key" are words SQL knows
+
+
 @cache
 def _plan(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
     converters = []
@@ -40,7 +44,8 @@ def _plan(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[Callable[[
         kind = table.c[name].type
         converters.append(_instant if isinstance(kind, UtcDateTime) else _day if isinstance(kind, Date)
                           else _flag if isinstance(kind, Boolean) else _same)
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    names = ", ".join(_quoted(c) for c in columns)
+    sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' for _ in columns)})"
     return sql, tuple(converters)
 
 
@@ -54,3 +59,26 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     columns = tuple(rows[0])
     sql, converters = _plan(table, columns)
     conn.exec_driver_sql(sql, [tuple(f(row[c]) for f, c in zip(converters, columns, strict=True)) for row in rows])
+
+
+@cache
+def _update_plan(table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
+    _, converters = _plan(table, columns)
+    assignments = ", ".join(f"{_quoted(c)} = ?" for c in columns)
+    sql = f"UPDATE {table.name} SET {assignments} WHERE id = ?"
+    return sql, converters
+
+
+def update_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Set these columns of rows by id (each row's values keyed by column)."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        from sqlalchemy import bindparam, update
+
+        conn.execute(update(table).where(table.c.id == bindparam("_id")).values({c: bindparam(c) for c in columns}),
+                     [{"_id": row_id, **{c: values[c] for c in columns}} for row_id, values in rows])
+        return
+    sql, converters = _update_plan(table, columns)
+    conn.exec_driver_sql(sql, [(*(f(values[c]) for f, c in zip(converters, columns, strict=True)), row_id)
+                               for row_id, values in rows])

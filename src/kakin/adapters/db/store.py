@@ -19,7 +19,7 @@ from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingIte
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
 from kakin.domain.money import format_rate
 
-from .bulk import insert_many
+from .bulk import insert_many, update_many
 from .tables import (
     audit_log,
     customers,
@@ -245,16 +245,15 @@ class UnitOfWork:
 
     def _update_changed(self, table: Any, kind: str, rows: list[tuple[int, dict[str, Any]]]) -> None:
         """UPDATE each row's changed columns; rows that changed the same columns share one executemany."""
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
         for row_id, values in rows:
             before = self._loaded.get((kind, row_id))
             changed = tuple(k for k, v in values.items() if before is None or before[k] != v)
             if changed:
-                groups.setdefault(changed, []).append({"_id": row_id, **{k: values[k] for k in changed}})
+                groups.setdefault(changed, []).append((row_id, values))
             self._loaded[(kind, row_id)] = values
         for columns, params in groups.items():
-            self.conn.execute(update(table).where(table.c.id == bindparam("_id")).values(
-                {c: bindparam(c) for c in columns}), params)
+            update_many(self.conn, table, columns, params)
 
     def save_accounts(self, tenant: TenantRow, accounts: Iterable[Account], now: datetime,
                       next_due: dict[int, datetime | None]) -> None:
