@@ -58,7 +58,22 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     columns = tuple(rows[0])
     sql, converters = _plan(table, columns)
-    conn.exec_driver_sql(sql, [tuple(f(row[c]) for f, c in zip(converters, columns, strict=True)) for row in rows])
+    conn.exec_driver_sql(sql, _tuples([[row[c] for c in columns] for row in rows], converters))
+
+
+def _tuples(rows: list[list[Any]], converters: tuple[Callable[[Any], Any], ...]) -> list[tuple[Any, ...]]:
+    """Convert in place the columns that need it; a batch repeats its instants (now), so each is converted once."""
+    converted: dict[Any, Any] = {}
+    for i, f in enumerate(converters):
+        if f is _same:
+            continue
+        for row in rows:
+            value = row[i]
+            key = (f, value)
+            if key not in converted:
+                converted[key] = f(value)
+            row[i] = converted[key]
+    return [tuple(row) for row in rows]
 
 
 @cache
@@ -80,5 +95,5 @@ def update_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: 
                      [{"_id": row_id, **{c: values[c] for c in columns}} for row_id, values in rows])
         return
     sql, converters = _update_plan(table, columns)
-    conn.exec_driver_sql(sql, [(*(f(values[c]) for f, c in zip(converters, columns, strict=True)), row_id)
-                               for row_id, values in rows])
+    conn.exec_driver_sql(sql, _tuples([[*(values[c] for c in columns), row_id] for row_id, values in rows],
+                                      (*converters, _same)))
