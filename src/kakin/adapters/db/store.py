@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
@@ -166,7 +166,7 @@ class UnitOfWork:
         id_list = list(ids)
         accounts: dict[int, Account] = {}
         next_due_at: dict[int, datetime | None] = {}
-        for r in self.conn.execute(select(customers).where(customers.c.id.in_(id_list))).mappings():
+        for r in self._customer_rows(id_list):
             next_due_at[r["id"]] = r["next_due_at"]
             accounts[r["id"]] = Account(key=r["key"], name=r["name"], payment_method=r["payment_method"],
                                         members=r["members"], credit=r["credit"], basic_id=r["basic_id"], id=r["id"],
@@ -220,6 +220,23 @@ class UnitOfWork:
             self._pending_ids[account.id] = {p.id for p in account.pending_items if p.id is not None}
             self._remember(account, next_due_at[account.id])
         return [accounts[i] for i in id_list if i in accounts]
+
+    _CUSTOMER_COLUMNS = ("id", "key", "name", "payment_method", "members", "credit", "basic_id", "gateway_customer",
+                         "collection", "next_due_at")
+
+    def _customer_rows(self, ids: list[int]) -> Iterable[dict[str, Any]]:
+        if self.conn.dialect.name != "sqlite":
+            return self.conn.execute(select(customers).where(customers.c.id.in_(ids))).mappings()
+        names = ", ".join(f'"{c}"' for c in self._CUSTOMER_COLUMNS)
+        rows = self.conn.exec_driver_sql(
+            f"SELECT {names} FROM customers WHERE id IN ({', '.join('?' for _ in ids)})", tuple(ids)).all()
+        out = []
+        for row in rows:
+            r = dict(zip(self._CUSTOMER_COLUMNS, row, strict=True))
+            if r["next_due_at"] is not None:  # stored in UTC without its offset, as UtcDateTime writes it
+                r["next_due_at"] = datetime.fromisoformat(r["next_due_at"]).replace(tzinfo=UTC)
+            out.append(r)
+        return out
 
     _SUB_COLUMNS = ("id", "customer_id", "product", "plan", "contract", "status", "seats", "anchor", "period_start",
                     "period_end", "trial_end", "term_anchor", "pending", "canceled_on", "ended", "value", "notified")
