@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from kakin.services import billing, documents
 from kakin.services.tenancy import create_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
-needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None and not __import__("os").environ.get("CI"),
+needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None and not os.environ.get("CI"),
                                    reason="pdftotext (poppler-utils) not installed; ./scripts/system-deps.sh installs it")
 
 

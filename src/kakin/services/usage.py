@@ -18,12 +18,13 @@ import secrets
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import IO, Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from kakin.adapters.db.bulk import sqlite_instant
 from kakin.adapters.db.store import UnitOfWork, _pending_from_json
 from kakin.adapters.db.tables import customers, subscriptions, usage_counters, usage_events
 from kakin.domain import errors
@@ -206,15 +207,11 @@ def _insert_events(uow: UnitOfWork, tenant_id: int, rows: list[_Row], now: datet
         uow.conn.execute(insert(usage_events), [dict(zip(_EVENT_COLUMNS, (tenant_id, *r, now), strict=True)) for r in rows])
         return
     months: dict[date, str] = {}
-    recorded_at = _sqlite_instant(now)
+    recorded_at = sqlite_instant(now)
     uow.conn.exec_driver_sql(_SQLITE_INSERT, [
-        (tenant_id, customer_id, metric, quantity, _sqlite_instant(at),
+        (tenant_id, customer_id, metric, quantity, sqlite_instant(at),
          months.get(month) or months.setdefault(month, month.isoformat()), txn, recorded_at)
         for customer_id, metric, quantity, at, month, txn in rows])
-
-
-def _sqlite_instant(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(" ", "microseconds")[:26]  # without its "+00:00"
 
 
 def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: datetime,

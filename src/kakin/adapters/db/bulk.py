@@ -17,8 +17,13 @@ from sqlalchemy import Boolean, Connection, Date, Table, insert
 from .tables import UtcDateTime
 
 
+def sqlite_instant(value: datetime) -> str:
+    """An instant as UtcDateTime stores it on SQLite: UTC, without its offset."""
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+
 def _instant(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    return None if value is None else sqlite_instant(value)
 
 
 def _day(value: date | None) -> str | None:
