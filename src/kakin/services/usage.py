@@ -218,7 +218,7 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: da
            metered: set[tuple[str, str]]) -> _Row:
     """One event checked; ``latest`` is the latest timestamp accepted (now and a little clock skew).
 
-    The row carries the instant in UTC. Exact type checks (``type(x) is int``) also refuse bools.
+    Exact type checks (``type(x) is int``) also refuse bools.
     """
     txn = e.get("transaction_id")
     if type(txn) is not str or not 1 <= len(txn) <= 200:
