@@ -55,7 +55,7 @@ def create_api_key(uow: UnitOfWork, tenant: TenantRow, role: str, name: str, now
     key = f"{prefix}_{secrets.token_urlsafe(24)}"
     service_store.add_api_key(uow.conn, tenant.id, prefix, _hash(key), role, name, now)
     uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": "operator", "action": "api_key.created",
-                "before": None, "after": f'{{"prefix": "{prefix}", "role": "{role}"}}'}])
+                "before": None, "after": {"prefix": prefix, "role": role}}])
     return key
 
 

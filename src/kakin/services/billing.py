@@ -8,7 +8,6 @@ saved, all in the caller's transaction.
 
 from __future__ import annotations
 
-import json
 import random
 import secrets
 from collections.abc import Callable, Sequence
@@ -162,8 +161,7 @@ def _note(events: dict[int, list[dict[str, Any]]], account: Account, at: datetim
 def _audit(tenant: Tenant, account: Account, at: datetime, actor: str, action: str,
            before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
     return {"tenant_id": tenant.row.id, "customer_id": account.id, "at": at, "actor": actor, "action": action,
-            "before": json.dumps(before, ensure_ascii=False, sort_keys=True, default=str) if before is not None else None,
-            "after": json.dumps(after, ensure_ascii=False, sort_keys=True, default=str) if after is not None else None}
+            "before": before, "after": after}
 
 
 # ------------------------------------------------------------------ commands

@@ -28,14 +28,8 @@ def set_billing_profile(uow: UnitOfWork, tenant: TenantRow, key: str, *, address
     uow.conn.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
     before = {k: row[k] for k in values}
     uow.audit([{"tenant_id": tenant.id, "customer_id": row["id"], "at": now, "actor": actor,
-                "action": "customer.billing_profile", "before": _dump(before), "after": _dump(values)}])
+                "action": "customer.billing_profile", "before": before, "after": values}])
     return values
-
-
-def _dump(values: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(values, ensure_ascii=False, sort_keys=True)
 
 
 def _parties(uow: UnitOfWork, tenant: Tenant, customer_id: int) -> tuple[Issuer, Recipient]:

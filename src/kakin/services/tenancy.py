@@ -33,7 +33,7 @@ def create_tenant(uow: UnitOfWork, code: str, name: str, catalog_ref: str, now: 
         raise errors.KakinError(f"a tenant {code!r} already exists; choose another code", param="code", code="tenant_exists")
     row = uow.add_tenant(code, name, catalog_ref, catalog.timezone, now, registration_number, address)
     uow.audit([{"tenant_id": row.id, "customer_id": None, "at": now, "actor": "operator", "action": "tenant.created",
-                "before": None, "after": f'{{"catalog": "{catalog.code}"}}'}])
+                "before": None, "after": {"catalog": catalog.code}}])
     return Tenant(row, catalog, Lifecycle(catalog))
 
 

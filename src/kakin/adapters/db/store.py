@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingItem, Phase, Status, Subscription
@@ -56,6 +57,11 @@ def _pending_to_json(p: PendingChange | None) -> str | None:
         return None
     return json.dumps({"effective_on": p.effective_on.isoformat(), "plan": p.plan, "contract": p.contract,
                        "seats": p.seats, "cancel": p.cancel}, sort_keys=True)
+
+
+def audit_json(state: dict[str, Any]) -> str:
+    """An audit state as JSON: keys sorted, dates and instants in ISO 8601, Japanese text as is, other values as text."""
+    return orjson.dumps(state, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _pending_from_json(text: str | None) -> PendingChange | None:
@@ -471,6 +477,11 @@ class UnitOfWork:
 
     # ---------------------------------------------------------------- audit
     def audit(self, rows: list[dict[str, Any]]) -> None:
+        """Record audit entries; ``before`` and ``after`` are the state as dicts (or None), stored as JSON text."""
+        for row in rows:
+            for side in ("before", "after"):
+                if row[side] is not None:
+                    row[side] = audit_json(row[side])
         insert_many(self.conn, audit_log, rows)
 
     def audit_rows(self, tenant: TenantRow) -> list[dict[str, Any]]:
