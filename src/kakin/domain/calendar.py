@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import calendar as _cal
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
+
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def days_in_month(year: int, month: int) -> int:
-    return _cal.monthrange(year, month)[1]
+    return 29 if month == 2 and _cal.isleap(year) else _DAYS[month - 1]
 
 
+@lru_cache(maxsize=8192)  # a billing run asks for the same few anniversaries of many anchors
 def add_months(anchor: date, months: int) -> date:
     """The date ``months`` after ``anchor``, clamped to the month's last day."""
     index = anchor.year * 12 + (anchor.month - 1) + months
@@ -61,6 +65,7 @@ def local_date(instant: datetime, zone: ZoneInfo) -> date:
     return instant.astimezone(zone).date()
 
 
+@lru_cache(maxsize=8192)  # every account due on a date asks for the same instant
 def start_of_day(on: date, zone: ZoneInfo) -> datetime:
     """00:00 of a tenant-local date, as a UTC instant."""
     return datetime.combine(on, time(0), tzinfo=zone).astimezone(UTC)
