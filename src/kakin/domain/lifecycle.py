@@ -188,9 +188,15 @@ class Lifecycle:
                 param="contract", code="unknown_contract",
             )
         current = account.plan_subscription
-        if (current is not None and current.plan == plan.code and current.pending is not None and current.pending.cancel
-                and seats in (None, current.seats)):
-            return self.withdraw_cancellation(account, current, now)
+        if current is not None and current.plan == plan.code and current.pending is not None and current.pending.cancel:
+            if seats is not None and seats != current.seats:  # checked before anything changes
+                self.check_seats(plan, self.price_of(current), seats)
+            result = self.withdraw_cancellation(account, current, now)
+            if seats is not None and seats != current.seats:  # resumed with another count: a seat change, prorated
+                changed = self.set_seats(account, seats, now)
+                result.invoices += changed.invoices
+                result.events += changed.events
+            return result
         if current is not None and not self.catalog.plans[current.plan].is_free and current.status is not Status.CANCELED:
             raise errors.AlreadySubscribed(
                 f"the customer already has plan {current.plan!r}; use change_plan to move to {plan.code!r}",
@@ -330,8 +336,19 @@ class Lifecycle:
             result.invoices.extend(self._mid_period_plan_change(account, sub, plan, old_price, new_price, new_seats, today))
         if new_price is not None and new_price.term_months and (old_price is None or not old_price.term_months):
             sub.term_anchor = today
+        kept = sub.pending  # what is scheduled for the term's end (a contract change, fewer licenses) carries over
+        if kept is not None and (kept.cancel or kept.plan not in (None, sub.plan) or contract != sub.contract):
+            kept = None  # a scheduled downgrade or cancellation gives way to the change made now
+        if kept is not None and kept.plan is not None:
+            kept.plan = plan.code
+        if kept is not None and kept.seats is not None:
+            try:
+                self.check_seats(plan, plan.prices.get(kept.contract or contract), kept.seats)
+            except errors.SeatsOutOfRange:
+                kept.seats = None  # the new plan's bounds: the count stays as it is
         sub.plan, sub.contract, sub.seats = plan.code, contract, new_seats
-        sub.pending = None
+        sub.pending = kept
+        self._drop_empty_pending(sub)
         self.record_phase(account, sub, today)
         return result
 
