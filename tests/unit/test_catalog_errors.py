@@ -120,6 +120,14 @@ def test_a_negative_price_is_refused() -> None:
     assert_names(refused(data), FILE, "plans.gold.prices.monthly.unit_amount", "is -180: a price cannot be negative")
 
 
+def test_a_price_cannot_refuse_cancellation() -> None:
+    data = shipped("lineworks")
+    data["plans"]["basic"]["prices"]["annual"]["cancellation"] = "refused"
+    assert_names(refused(data), FILE, "plans.basic.prices.annual.cancellation", "must be \"immediate\" or \"end_of_period\"")
+    data["plans"]["basic"]["prices"]["annual"]["cancellation"] = "later"
+    assert_names(refused(data), FILE, "plans.basic.prices.annual.cancellation", "is 'later': must be one of")
+
+
 def test_a_negative_tier_price_is_refused() -> None:
     data = shipped("line-oa")
     data["plans"]["standard"]["usage"]["messages"]["tiers"][1]["unit_amount"] = "-2.8"

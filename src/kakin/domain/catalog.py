@@ -65,6 +65,7 @@ class Price:
     term_months: int | None = None  # commitment (LINE WORKS annual: 12)
     members_over_seats: str | None = None  # contract whose price bills members beyond seats
     seat_decrease: When = When.IMMEDIATE
+    cancellation: When | None = None  # overrides [cancellation] when (LINE WORKS annual: at the end of the term)
 
 
 @dataclass(frozen=True)

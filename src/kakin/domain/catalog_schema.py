@@ -151,8 +151,11 @@ def parse_price(t: _Table, contract: str) -> Price:
         term_months=t.count("term_months", None, minimum=1),
         members_over_seats=t.get("members_over_seats", str, None),
         seat_decrease=t.choice("seat_decrease", When, When.IMMEDIATE),
+        cancellation=t.choice("cancellation", When, None),
     )
     t.finish()
+    if price.cancellation is When.REFUSED:
+        raise t.error("cancellation", "must be \"immediate\" or \"end_of_period\"")
     if price.timing is Timing.IN_ARREARS and price.alignment is Alignment.ANNIVERSARY:
         raise t.error("alignment", "in_arrears prices are billed per calendar month: use \"calendar_month\"")
     return price

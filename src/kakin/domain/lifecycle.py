@@ -378,11 +378,15 @@ class Lifecycle:
         today = self.today(now)
         policy = self.catalog.cancellation
         price = self.price_of(sub)
-        result = Result(events=[("subscription.canceled", {"plan": sub.plan, "when": policy.when.value})])
-        if policy.when is When.IMMEDIATE or price is None or sub.status is Status.TRIALING and not policy.remaining_as_trial:
+        when = price.cancellation if price is not None and price.cancellation is not None else policy.when
+        result = Result(events=[("subscription.canceled", {"plan": sub.plan, "when": when.value})])
+        if when is When.IMMEDIATE or price is None or sub.status is Status.TRIALING and not policy.remaining_as_trial:
             result.invoices.extend(self.end(account, sub, today))
             return result
-        effective = sub.period_end if price.timing is Timing.IN_ADVANCE else next_month_start(today)
+        if price.term_months and sub.term_anchor:  # a committed term (annual licenses) runs to its end
+            effective = self.term_end(sub, price, today)
+        else:
+            effective = sub.period_end if price.timing is Timing.IN_ADVANCE else next_month_start(today)
         sub.pending = PendingChange(effective_on=effective, cancel=True)
         if policy.remaining_as_trial and sub.status.billable:
             sub.status = Status.TRIALING
