@@ -288,12 +288,14 @@ def api_key(
     tenant: Annotated[str, typer.Option(help="The tenant's code.")],
     role: Annotated[str, typer.Option(help="owner, billing_admin, reviewer or viewer.")] = "owner",
     name: Annotated[str, typer.Option(help="What the key is for.")] = "cli",
+    list_keys: Annotated[bool, typer.Option("--list", help="List the tenant's keys instead (prefix, role, name).")] = False,
+    revoke: Annotated[str, typer.Option(help="Revoke the key with this prefix (kk_…) instead.")] = "",
 ) -> None:
-    """Create an API key for a tenant and print it (once: only its hash is stored)."""
+    """Create an API key for a tenant and print it (once: only its hash is stored); or list or revoke keys."""
     from kakin.adapters.db.migrate import make_engine
     from kakin.adapters.db.store import UnitOfWork
     from kakin.domain.errors import KakinError
-    from kakin.services.access import create_api_key
+    from kakin.services import access
 
     try:
         with UnitOfWork(make_engine()) as uow:
@@ -301,7 +303,18 @@ def api_key(
             if row is None:
                 _fail(f"no tenant {tenant!r}")
                 return
-            key = create_api_key(uow, row, role, name, datetime.now(UTC))
+            if list_keys:
+                table = Table("prefix", "role", "name", "created", "revoked", title=f"API keys of {tenant}")
+                for k in access.list_api_keys(uow, row):
+                    table.add_row(str(k["prefix"]), str(k["role"]), str(k["name"]), str(k["created_at"]),
+                                  str(k["revoked_at"] or "—"))
+                out.print(table)
+                return
+            if revoke:
+                access.revoke_api_key(uow, row, revoke, datetime.now(UTC), "operator")
+                out.print(f"revoked {revoke}")
+                return
+            key = access.create_api_key(uow, row, role, name, datetime.now(UTC))
     except KakinError as exc:
         _fail(exc.message)
         return

@@ -178,6 +178,31 @@ def test_another_tenants_key_sees_nothing_and_a_viewer_cannot_write(engine: Engi
     assert api.call("GET", "/v1/customers", key=api.key + "x").status_code == 401
 
 
+def test_a_revoked_key_stops_working_at_once_and_only_an_owner_revokes(engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    doomed = tenant_key(engine, "nipoplus", "nipoplus", role="billing_admin")
+    prefix = "_".join(doomed.split("_", 2)[:2])
+    assert api.call("GET", "/v1/customers", key=doomed).status_code == 200  # now authenticated, and cached
+    for role in ("billing_admin", "viewer", "reviewer"):  # only a key that may manage revokes keys
+        r = api.call("POST", f"/v1/api_keys/{prefix}/revoke", key=tenant_key(engine, "nipoplus", "nipoplus", role=role))
+        assert r.status_code == 403 and r.json()["error"]["code"] == "role_forbidden"
+    other = tenant_key(engine, "other", "nipoplus")
+    r = api.call("POST", f"/v1/api_keys/{prefix}/revoke", key=other)  # another tenant's key cannot even see it
+    assert r.status_code == 404 and r.json()["error"]["param"] == "prefix"
+    assert api.call("GET", "/v1/customers", key=doomed).status_code == 200
+    listed = api.call("GET", "/v1/api_keys").json()["data"]
+    assert [k["role"] for k in listed] == ["owner", "billing_admin", "billing_admin", "viewer", "reviewer"]
+    assert all(set(k) == {"prefix", "role", "name", "created_at", "revoked_at"} for k in listed)  # no key, no hash
+    r = api.call("POST", f"/v1/api_keys/{prefix}/revoke")
+    assert r.status_code == 200 and r.json()["revoked_at"] is not None
+    r = api.call("GET", "/v1/customers", key=doomed)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"  # at once, despite the cache
+    assert api.call("POST", f"/v1/api_keys/{prefix}/revoke").status_code == 200  # again: nothing changes
+    actions = [e["action"] for e in api.call("GET", "/v1/audit_log?limit=100").json()["data"]]
+    assert actions.count("api_key.revoked") == 1
+    assert api.call("POST", "/v1/api_keys/not-a-prefix/revoke").status_code == 422
+
+
 def test_api_keys_are_not_recoverable_from_the_database(engine: Engine) -> None:
     key = tenant_key(engine, "nipoplus", "nipoplus")
     with engine.connect() as conn:

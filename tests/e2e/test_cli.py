@@ -62,6 +62,23 @@ def test_a_tenant_is_created_once_and_due_work_runs_from_the_command_line(tmp_pa
     assert run("run-due", "--until", "tomorrow", db=db).returncode == 2
 
 
+def test_api_keys_are_created_listed_and_revoked_from_the_command_line(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    assert run("tenant", "create", "--code", "acme", "--name", "Acme", "--catalog", "nipoplus", db=db).returncode == 0
+    made = run("api-key", "--tenant", "acme", "--role", "viewer", "--name", "dashboard", db=db)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    prefix = "_".join(key.split("_", 2)[:2])
+    listed = run("api-key", "--tenant", "acme", "--list", db=db)
+    assert listed.returncode == 0 and prefix in listed.stdout and "dashboard" in listed.stdout
+    assert key not in listed.stdout  # only the prefix is shown
+    assert run("api-key", "--tenant", "acme", "--revoke", prefix, db=db).returncode == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT revoked_at IS NOT NULL FROM api_keys WHERE prefix = ?", (prefix,)).fetchone()[0] == 1
+    unknown = run("api-key", "--tenant", "acme", "--revoke", "kk_000000000000", db=db)
+    assert unknown.returncode == 2 and "no API key 'kk_000000000000'" in " ".join(unknown.stderr.split())
+
+
 def test_demo_loads_the_three_reference_vendors_once(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     first = run("demo", db=db)

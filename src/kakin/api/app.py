@@ -50,6 +50,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.state.gateway = gateway or CardSimulator()
     app.state.clock = clock
     app.state.key_cache = {}
+    app.state.key_epoch = 0
     api_errors.install(app)
 
     @app.middleware("http")
@@ -68,7 +69,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     return app
 
 
-KEY_CACHE_SECONDS = 10.0  # a revoked key stops working within this time
+KEY_CACHE_SECONDS = 10.0  # revoked through another process, a key stops working within this time (at once in this one)
 
 
 def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Operator:
@@ -78,12 +79,20 @@ def operator(request: Request, credentials: Annotated[HTTPAuthorizationCredentia
     hit = cache.get(digest)
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
+    epoch = request.app.state.key_epoch
     with UnitOfWork(request.app.state.engine, readonly=True) as uow:
         found = authenticate(uow, key)
     if len(cache) > 10_000:
         cache.clear()
-    cache[digest] = (found, time.monotonic() + KEY_CACHE_SECONDS)  # keyed by the hash: the key itself is not kept
+    if epoch == request.app.state.key_epoch:  # not if a key was revoked while this one was being checked
+        cache[digest] = (found, time.monotonic() + KEY_CACHE_SECONDS)  # keyed by the hash: the key itself is not kept
     return found
+
+
+def forget_keys(request: Request) -> None:
+    """Drop every cached authentication, after a key was revoked."""
+    request.app.state.key_epoch += 1
+    request.app.state.key_cache.clear()
 
 
 Auth = Annotated[Operator, Depends(operator)]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 
 from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.money import decimal_text, format_rate
-from kakin.services import clocks, webhooks
+from kakin.services import access, clocks, webhooks
 
-from .app import Auth, decode_cursor, paged, read, tenant_of, write
+from .app import Auth, decode_cursor, forget_keys, paged, read, tenant_of, write
 from .routes_customers import invoice_json
 from .schemas import AdvanceIn, TestClockIn, WebhookEndpointIn
 
@@ -87,6 +87,21 @@ def audit_log(request: Request, op: Auth, limit: Limit = 50, cursor: Cursor = No
             "after": json.loads(r["after"]) if r["after"] else None})
 
     return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.get("/api_keys", tags=["api keys"], summary="The tenant's API keys (prefix, role, name; never the key)")
+def list_api_keys(request: Request, op: Auth) -> dict[str, Any]:
+    op.require("manage")
+    return read(request, op, lambda uow: {"data": access.list_api_keys(uow, op.tenant), "next_cursor": None})  # type: ignore[no-any-return]
+
+
+@router.post("/api_keys/{prefix}/revoke", tags=["api keys"], summary="Revoke a key: it stops working at once")
+def revoke_api_key(request: Request, op: Auth, prefix: Annotated[str, Path(max_length=24, pattern="^kk_[0-9a-f]+$")]) -> Response:
+    op.require("manage")
+    response = write(request, op, None, lambda uow: access.revoke_api_key(uow, op.tenant, prefix, request.app.state.clock(),
+                                                                          op.actor))
+    forget_keys(request)  # no cached authentication outlives a revocation in this process
+    return response
 
 
 @router.post("/webhook_endpoints", status_code=201, tags=["webhooks"],

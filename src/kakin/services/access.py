@@ -59,6 +59,23 @@ def create_api_key(uow: UnitOfWork, tenant: TenantRow, role: str, name: str, now
     return key
 
 
+def list_api_keys(uow: UnitOfWork, tenant: TenantRow) -> list[dict[str, object]]:
+    """The tenant's keys: prefix, role, name, when created and revoked. Neither keys nor hashes are shown."""
+    return service_store.api_keys_of(uow.conn, tenant.id)
+
+
+def revoke_api_key(uow: UnitOfWork, tenant: TenantRow, prefix: str, now: datetime, actor: str) -> dict[str, object]:
+    """Revoke one of the tenant's keys for good. Revoking a revoked key changes nothing and is not an error."""
+    found = next((k for k in service_store.api_keys_of(uow.conn, tenant.id) if k["prefix"] == prefix), None)
+    if found is None:
+        raise errors.NotFound(f"this tenant has no API key {prefix!r}; list the keys to find its prefix", param="prefix")
+    if service_store.revoke_api_key(uow.conn, tenant.id, prefix, now):
+        uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": actor, "action": "api_key.revoked",
+                    "before": {"prefix": prefix, "revoked": False}, "after": {"prefix": prefix, "revoked": True}}])
+        found["revoked_at"] = now
+    return found
+
+
 def authenticate(uow: UnitOfWork, key: str | None) -> Operator:
     if not key or not key.startswith("kk_") or key.count("_") < 2:
         raise errors.Unauthenticated("send a valid API key: Authorization: Bearer kk_…", param="Authorization")

@@ -34,6 +34,19 @@ def add_api_key(conn: Connection, tenant_id: int, prefix: str, secret_hash: str,
                                          created_at=now))
 
 
+def api_keys_of(conn: Connection, tenant_id: int) -> list[dict[str, Any]]:
+    """The tenant's keys without their hashes, oldest first."""
+    cols = [api_keys.c.prefix, api_keys.c.role, api_keys.c.name, api_keys.c.created_at, api_keys.c.revoked_at]
+    return [dict(r) for r in conn.execute(select(*cols).where(api_keys.c.tenant_id == tenant_id).order_by(api_keys.c.id)).mappings()]
+
+
+def revoke_api_key(conn: Connection, tenant_id: int, prefix: str, now: datetime) -> bool:
+    """Mark one of the tenant's keys revoked; False when the tenant has no such key or it was revoked before."""
+    done = conn.execute(update(api_keys).where(api_keys.c.tenant_id == tenant_id, api_keys.c.prefix == prefix,
+                                               api_keys.c.revoked_at.is_(None)).values(revoked_at=now))
+    return bool(done.rowcount)
+
+
 def api_key_by_prefix(conn: Connection, prefix: str) -> dict[str, Any] | None:
     row = conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).mappings().first()
     return dict(row) if row else None
