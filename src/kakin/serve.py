@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
 from sqlalchemy import Engine
 
+from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.mail import SmtpMailer
 from kakin.adapters.payments import PaymentGateway
@@ -62,8 +63,12 @@ def ensure_reference_tenants(engine: Engine, gateway: PaymentGateway, now: datet
     return keys
 
 
+IDEMPOTENCY_RETENTION = timedelta(hours=24)  # a retried request replays its first response for this long
+
+
 def run_once(engine: Engine, gateway: PaymentGateway, now: datetime) -> dict[str, int]:
-    """One pass of due work on the real clock: billing for every tenant, then webhook deliveries."""
+    """One pass of due work on the real clock: billing for every tenant, webhook deliveries, e-mail, and
+    forgetting the responses of requests older than :data:`IDEMPOTENCY_RETENTION`."""
     done = {}
     with UnitOfWork(engine) as uow:
         codes = [t.code for t in uow.tenants()]
@@ -71,6 +76,8 @@ def run_once(engine: Engine, gateway: PaymentGateway, now: datetime) -> dict[str
         done[code] = billing.run_due(lambda: UnitOfWork(engine), code, gateway, now)
     done["webhook deliveries"] = webhooks.deliver_due(engine, now)
     done["mails sent"] = mail.deliver_mail(engine, now, SmtpMailer.from_env())["sent"]
+    with UnitOfWork(engine) as uow:
+        done["idempotency records purged"] = service_store.purge_idempotency_records(uow.conn, now - IDEMPOTENCY_RETENTION)
     return done
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.api.app import create_app
+from kakin.serve import run_once
 from kakin.services.access import create_api_key
 from kakin.services.tenancy import create_tenant
 
@@ -225,6 +226,13 @@ def test_a_retried_request_with_the_same_idempotency_key_charges_once(engine: En
     assert len(api.call("GET", "/v1/customers/acme/invoices").json()["data"]) == 1
     other = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 11}, idem="sub-1")
     assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+    # the worker forgets responses after 24 hours, not before
+    now = datetime.now(UTC)
+    assert run_once(engine, gateway, now + timedelta(hours=23))["idempotency records purged"] == 0
+    assert api.as_admin("POST", "/v1/customers/acme/subscription", "acme", body, idem="sub-1").json() == first.json()
+    assert run_once(engine, gateway, now + timedelta(hours=25))["idempotency records purged"] >= 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM idempotency_keys WHERE key = 'sub-1'")).scalar_one() == 0
 
 
 def test_bad_requests_name_the_field_and_change_nothing(engine: Engine, client: TestClient) -> None:

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .store import TenantRow
@@ -85,6 +85,11 @@ def save_idempotency_record(conn: Connection, tenant_id: int, key: str, request_
                             now: datetime) -> None:
     conn.execute(insert(idempotency_keys).values(tenant_id=tenant_id, key=key, request_hash=request_hash, status_code=status,
                                                  response_body=body, created_at=now))
+
+
+def purge_idempotency_records(conn: Connection, before: datetime) -> int:
+    """Forget the responses recorded before ``before``; returns how many."""
+    return int(conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < before)).rowcount)
 
 
 # ------------------------------------------------------------------ webhooks

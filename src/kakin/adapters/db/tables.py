@@ -307,6 +307,7 @@ idempotency_keys = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "key", name="uq_idempotency_keys_tenant_key"),
 )
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
 
 webhook_endpoints = Table(
     "webhook_endpoints", metadata,
