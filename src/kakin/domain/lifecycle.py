@@ -1,8 +1,9 @@
-"""The subscription life cycle: subscribe, seats, members, plan changes, cancellation.
+"""The subscription life cycle: accounts, subscribe, seats, members, activation and the end of a subscription.
 
 Each command takes the account aggregate and ``now`` (a UTC instant), changes
 the account in place and returns a :class:`Result` with the invoices it issues.
-Scheduled work (renewals, trial ends, month closes, retries) is in
+Plan changes and cancellation are in :mod:`kakin.domain.plan_changes`,
+scheduled work (renewals, trial ends, month closes, retries) in
 :mod:`kakin.domain.schedule`. Nothing here reads a clock or does I/O.
 """
 
@@ -252,7 +253,7 @@ class Lifecycle:
         if delta == 0:
             if sub.pending and sub.pending.seats is not None:
                 sub.pending.seats = None
-                self._drop_empty_pending(sub)
+                self.drop_empty_pending(sub)
             return result
         if sub.status is Status.TRIALING or price.timing is Timing.IN_ARREARS:
             if delta < 0 and price.seat_decrease is When.END_OF_PERIOD and sub.status is not Status.TRIALING:
@@ -263,7 +264,7 @@ class Lifecycle:
                 return result
             if sub.pending:
                 sub.pending.seats = None
-                self._drop_empty_pending(sub)
+                self.drop_empty_pending(sub)
             sub.seats = seats
             self.record_phase(account, sub, today)
             return result
@@ -290,108 +291,6 @@ class Lifecycle:
                     result.invoices.append(draft)
         sub.seats = seats
         self.record_phase(account, sub, today)
-        return result
-
-    def change_plan(self, account: Account, plan_code: str, now: datetime, *, contract: str | None = None, seats: int | None = None) -> Result:
-        plan = self.catalog.plan(plan_code)
-        sub = account.plan_subscription
-        if sub is None or sub.status is Status.CANCELED:
-            raise errors.NotSubscribed("the customer has no subscription to change; subscribe first", param="customer")
-        if self.catalog.plans[sub.plan].is_free and not plan.is_free:
-            return self.subscribe(account, plan_code, now, contract=contract, seats=seats)
-        contract = contract or sub.contract
-        today = self.today(now)
-        if plan.code == sub.plan and contract == sub.contract:
-            if sub.pending and sub.pending.cancel:
-                return self.withdraw_cancellation(account, sub, now)
-            if sub.pending and (sub.pending.plan or sub.pending.contract):
-                sub.pending = None  # staying on the current plan withdraws the scheduled change
-                return Result(events=[("subscription.change_withdrawn", {})])
-            raise errors.PlanChangeNotAllowed(f"the customer is already on plan {plan.code!r} ({contract})", param="plan")
-        if contract not in plan.prices and plan.prices:
-            raise errors.InvalidValue(f"plan {plan.code!r} has no {contract!r} contract", param="contract", code="unknown_contract")
-        when = self.catalog.change_policy(sub.plan, sub.contract, plan.code, contract)
-        if when is When.REFUSED:
-            allowed = sorted({p for p in self.catalog.plans if p != sub.plan
-                              and self.catalog.change_policy(sub.plan, sub.contract, p, contract) is not When.REFUSED})
-            hint = f"allowed from {sub.plan!r}: {', '.join(allowed)}" if allowed else f"no change is allowed from {sub.plan!r}"
-            raise errors.PlanChangeNotAllowed(
-                f"moving from {sub.plan!r} ({sub.contract}) to {plan.code!r} ({contract}) is not allowed; {hint}", param="plan")
-        if plan.eligibility:
-            raise errors.EligibilityRequired(
-                f"plan {plan.code!r} needs an approved {plan.eligibility} eligibility application first", param="plan")
-        new_price = plan.prices.get(contract)
-        if new_price is not None and new_price.unit_amount > 0 and sub.status is not Status.TRIALING and not account.can_pay:
-            raise errors.PaymentMethodRequired("register a payment method before changing to a paid plan", param="payment_method")
-        new_seats = seats if seats is not None else (sub.seats or account.members)
-        self.check_seats(plan, new_price, new_seats)
-        result = Result(events=[("subscription.plan_change", {"from": sub.plan, "to": plan.code, "contract": contract, "when": when.value})])
-        if when is When.END_OF_PERIOD:
-            effective = self.end_of_period(sub, today)
-            sub.pending = PendingChange(effective_on=effective, plan=plan.code, contract=contract, seats=new_seats)
-            return result
-        old_price = self.price_of(sub)
-        if (old_price is not None and new_price is not None and sub.status.billable
-                and old_price.timing is Timing.IN_ADVANCE):
-            result.invoices.extend(self._mid_period_plan_change(account, sub, plan, old_price, new_price, new_seats, today))
-        if new_price is not None and new_price.term_months and (old_price is None or not old_price.term_months):
-            sub.term_anchor = today
-        kept = sub.pending  # what is scheduled for the term's end (a contract change, fewer licenses) carries over
-        if kept is not None and (kept.cancel or kept.plan not in (None, sub.plan) or contract != sub.contract):
-            kept = None  # a scheduled downgrade or cancellation gives way to the change made now
-        if kept is not None and kept.plan is not None:
-            kept.plan = plan.code
-        if kept is not None and kept.seats is not None:
-            try:
-                self.check_seats(plan, plan.prices.get(kept.contract or contract), kept.seats)
-            except errors.SeatsOutOfRange:
-                kept.seats = None  # the new plan's bounds: the count stays as it is
-        sub.plan, sub.contract, sub.seats = plan.code, contract, new_seats
-        sub.pending = kept
-        self._drop_empty_pending(sub)
-        self.record_phase(account, sub, today)
-        return result
-
-    def _mid_period_plan_change(self, account: Account, sub: Subscription, plan: Plan, old: Price, new: Price, seats: int, today: date) -> list[InvoiceDraft]:
-        old_total = old.unit_amount * (1 if old.basis is Basis.FLAT else sub.seats)
-        new_total = new.unit_amount * (1 if new.basis is Basis.FLAT else seats)
-        if new.mid_period_change is MidPeriodChange.CHARGE_DIFFERENCE_NOW:
-            diff = new_total - old_total  # LINE OA light → standard: 15,000 − 5,000 = 10,000 at once
-            if diff <= 0:
-                return []
-            draft = self.invoice(account, [line(
-                LineKind.PRORATION,
-                f"{plan.name_ja}へ変更 差額 {today.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}",
-                1, diff, self.catalog.line_rounding, period_start=today, period_end=sub.period_end,
-                formula=f"{new_total} − {old_total} = {diff}",
-            )], today, today, sub.period_end)
-            return [draft] if draft else []
-        exact = prorated_change(1, new_total - old_total, today, sub.period_start, sub.period_end, new.proration)
-        account.pending_items.append(PendingItem(line(
-            LineKind.PRORATION, f"{plan.name_ja}へ変更 日割り差額", 1, exact, self.catalog.line_rounding,
-            period_start=today, period_end=sub.period_end,
-        )))
-        return []
-
-    def cancel(self, account: Account, now: datetime) -> Result:
-        sub = self.require_paid(account)
-        today = self.today(now)
-        policy = self.catalog.cancellation
-        price = self.price_of(sub)
-        when = price.cancellation if price is not None and price.cancellation is not None else policy.when
-        result = Result(events=[("subscription.canceled", {"plan": sub.plan, "when": when.value})])
-        if when is When.IMMEDIATE or price is None or sub.status is Status.TRIALING and not policy.remaining_as_trial:
-            result.invoices.extend(self.end(account, sub, today))
-            return result
-        if price.term_months and sub.term_anchor:  # a committed term (annual licenses) runs to its end
-            effective = self.term_end(sub, price, today)
-        else:
-            effective = sub.period_end if price.timing is Timing.IN_ADVANCE else next_month_start(today)
-        sub.pending = PendingChange(effective_on=effective, cancel=True)
-        if policy.remaining_as_trial and sub.status.billable:
-            sub.status = Status.TRIALING
-            sub.trial_end = effective
-            self.record_phase(account, sub, today)
         return result
 
     def withdraw_cancellation(self, account: Account, sub: Subscription, now: datetime) -> Result:
@@ -459,7 +358,7 @@ class Lifecycle:
         return sub
 
     @staticmethod
-    def _drop_empty_pending(sub: Subscription) -> None:
+    def drop_empty_pending(sub: Subscription) -> None:
         p = sub.pending
         if p is not None and p.plan is None and p.contract is None and p.seats is None and not p.cancel:
             sub.pending = None

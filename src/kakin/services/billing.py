@@ -16,7 +16,7 @@ from typing import Any
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
-from kakin.domain import errors, messaging, schedule
+from kakin.domain import errors, messaging, plan_changes, schedule
 from kakin.domain.account import Account, OpenInvoice
 from kakin.domain.calendar import start_of_day
 from kakin.domain.lifecycle import Result
@@ -226,8 +226,8 @@ subscribe = _command("subscription.subscribe", lambda t, u, a, now, plan, **kw: 
 set_seats = _command("subscription.set_seats", lambda t, u, a, now, seats: t.lifecycle.set_seats(a, seats, now))
 set_members = _command("customer.set_members", lambda t, u, a, now, members: t.lifecycle.set_members(a, members, now))
 change_plan = _command("subscription.change_plan",
-                       lambda t, u, a, now, plan, **kw: t.lifecycle.change_plan(a, plan, now, **kw))
-cancel = _command("subscription.cancel", lambda t, u, a, now: t.lifecycle.cancel(a, now))
+                       lambda t, u, a, now, plan, **kw: plan_changes.change_plan(t.lifecycle, a, plan, now, **kw))
+cancel = _command("subscription.cancel", lambda t, u, a, now: plan_changes.cancel(t.lifecycle, a, now))
 set_premium_id = _command(
     "addon.premium_id",
     lambda t, u, a, now, premium_id, billing="monthly": messaging.set_premium_id(
@@ -304,7 +304,7 @@ def preview_change_plan(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime
             break
     baseline = copy.deepcopy(account)
     changed = copy.deepcopy(account)
-    result = lc.change_plan(changed, plan, now, contract=contract, seats=seats)
+    result = plan_changes.change_plan(lc, changed, plan, now, contract=contract, seats=seats)
     sub = changed.plan_subscription
     return {
         "plan": plan,
