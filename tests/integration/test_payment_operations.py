@@ -144,3 +144,47 @@ def test_a_credit_note_on_an_open_invoice_lowers_what_is_charged(engine: Engine)
     assert note["settlement"] == "reduce"
     assert [amount for _, amount, _ in gateway.charged] == [1000]  # 1,800 − 800 charged on the new card
     assert invoices(engine)[0]["status"] == "paid"
+
+
+def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_next_one(engine: Engine) -> None:
+    gateway = CardSimulator()  # like Stripe, it charges at least 50 yen
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "t", "LINE WORKS", "lineworks", START)
+        for key in ("small", "gone"):
+            billing.create_customer(uow, tenant, gateway, key, key, START, payment_method="pm_card_visa")
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "t")
+        # lite, 1 user, from Jan 30: January is 2 days × 360 ÷ 31 = 23.2 → 23, tax 2, total 25
+        billing.subscribe(uow, tenant, gateway, "small", datetime(2025, 1, 30, 10, tzinfo=JST), "lite", contract="monthly",
+                          members=1, trial_days=0)
+        # from Jan 31, cancelled Feb 1: 1 day × 360 ÷ 31 = 11.6 → 11, tax 1, total 12, and nothing after it
+        billing.subscribe(uow, tenant, gateway, "gone", datetime(2025, 1, 31, 10, tzinfo=JST), "lite", contract="monthly",
+                          members=1, trial_days=0)
+    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 2, 1, 9, tzinfo=JST))
+    with UnitOfWork(engine) as uow:
+        billing.cancel(uow, open_tenant(uow, "t"), gateway, "gone", datetime(2025, 2, 1, 10, tzinfo=JST))
+    feb = {(r["customer"], r["total"], r["status"], r["deferred"]) for r in invoices_of(engine)}
+    assert feb == {("small", 25, "open", True), ("gone", 12, "open", True)}
+    assert gateway.charged == []  # nothing below 50 yen reaches the card
+    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 3, 1, 9, tzinfo=JST))
+    rows = invoices_of(engine)
+    # March 1: February is 360, tax 36, total 396; charged once together with January's 25
+    assert [(r["customer"], r["total"], r["status"]) for r in rows] == [
+        ("small", 25, "paid"), ("gone", 12, "open"), ("small", 396, "paid")]
+    assert [amount for _, amount, _ in gateway.charged] == [421]
+    with UnitOfWork(engine) as uow:
+        attempts = uow.conn.execute(select(tables.payment_attempts.c.invoice_id, tables.payment_attempts.c.amount,
+                                           tables.payment_attempts.c.idempotency_key)).all()
+        tenant = open_tenant(uow, "t")
+        gone = billing.load(uow, tenant, "gone", lock=False)
+        status = uow.latest_plan_subscriptions(tenant.row)[gone.id or 0]["status"]
+    assert sorted(a.amount for a in attempts) == [25, 396] and len({a.idempotency_key for a in attempts}) == 1
+    assert status == "canceled"  # cancelled as asked, not suspended by dunning over 12 yen
+    assert [(inv.total, inv.deferred, inv.next_retry_at) for inv in gone.open_invoices] == [(12, True, None)]
+
+
+def invoices_of(engine: Engine) -> list[dict[str, object]]:
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "t")
+        keys = {c["id"]: c["key"] for c in uow.customers_of(tenant.row)}
+        return [{**r, "customer": keys[r["customer_id"]]} for r in uow.invoices_for(tenant.row)]

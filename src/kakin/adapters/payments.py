@@ -20,6 +20,8 @@ class ChargeOutcome:
 
 
 class PaymentGateway(Protocol):
+    minimum_charge: int  # the smallest amount the gateway charges, in yen; smaller invoices wait for the next charge
+
     def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
         """Charge off-session. The same idempotency key never charges twice."""
         ...
@@ -51,6 +53,8 @@ SUCCEEDS = {"pm_card_visa", "pm_card_mastercard", "pm_card_amex", "pm_card_jcb"}
 
 class CardSimulator:
     """Deterministic test cards. Repeating an idempotency key returns the first outcome."""
+
+    minimum_charge = 50  # as Stripe's for JPY
 
     def __init__(self) -> None:
         self._seen: dict[str, ChargeOutcome] = {}

@@ -34,6 +34,8 @@ CURRENCY = "jpy"
 class StripeGateway:
     """Stripe behind kakin's PaymentGateway Protocol (see :mod:`kakin.adapters.payments`)."""
 
+    minimum_charge = 50  # Stripe charges at least 50 JPY; a smaller amount is refused with amount_too_small
+
     def __init__(self, api_key: str, api_base: str | None = None, webhook_secret: str | None = None, *,
                  max_network_retries: int = 3, timeout: float = 30.0, api_version: str | None = None) -> None:
         self.webhook_secret = webhook_secret

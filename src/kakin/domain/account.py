@@ -96,6 +96,7 @@ class OpenInvoice:
     status: str = "open"  # open → paid | uncollectible
     charge_key: str | None = None  # names this invoice at the gateway; stable across a crash and its rerun
     due_on: date | None = None  # bank transfer: pay by this date
+    deferred: bool = False  # below the gateway's minimum charge: collected with the customer's next card charge
 
 
 @dataclass

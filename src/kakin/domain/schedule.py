@@ -238,8 +238,9 @@ def payment_failed(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datet
 def payment_succeeded(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime) -> Result:
     inv.status = "paid"
     inv.next_retry_at = None
+    inv.deferred = False
     result = Result(events=[("payment.succeeded", {"number": inv.number})])
-    if any(o.status == "open" and o is not inv for o in account.open_invoices):
+    if any(o.status == "open" and not o.deferred and o is not inv for o in account.open_invoices):
         return result
     sub = account.plan_subscription
     if sub is not None and sub.status is Status.PAST_DUE:

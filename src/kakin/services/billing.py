@@ -94,12 +94,28 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             elif not account.payment_method:
                 ok, code = False, "payment_method_required"
             else:
-                outcome = gateway.charge(account.payment_method, inv.total, key, customer=account.gateway_customer)
+                # invoices too small for the gateway wait, open, and are charged together with the next one
+                carried = [o for o in account.open_invoices if o.deferred and o.status == "open" and o is not inv]
+                amount = inv.total + sum(o.total for o in carried)
+                if amount < gateway.minimum_charge:
+                    inv.deferred = True
+                    if inv not in account.open_invoices:
+                        account.open_invoices.append(inv)
+                    _note(events, account, at, "invoice.deferred", {"number": inv.number, "total": inv.total,
+                                                                    "minimum_charge": gateway.minimum_charge})
+                    continue
+                outcome = gateway.charge(account.payment_method, amount, key, customer=account.gateway_customer)
                 ok, code = outcome.ok, outcome.code
-                outcomes.append((inv, {"at": at, "payment_method": account.payment_method, "amount": inv.total,
-                                       "outcome": "succeeded" if ok else "requires_action" if outcome.requires_action
-                                       else "failed", "code": code, "idempotency_key": key,
-                                       "reference": outcome.reference}))
+                for paid in (inv, *carried):  # one attempt row per invoice the payment covers, each with its amount
+                    outcomes.append((paid, {"at": at, "payment_method": account.payment_method, "amount": paid.total,
+                                            "outcome": "succeeded" if ok else "requires_action" if outcome.requires_action
+                                            else "failed", "code": code, "idempotency_key": key,
+                                            "reference": outcome.reference}))
+                if ok:
+                    for paid in carried:
+                        done = schedule.payment_succeeded(lc, account, paid, at)
+                        done.at = at
+                        followups.append((account, done))
             if ok:
                 follow = schedule.payment_succeeded(lc, account, inv, at)
             else:

@@ -220,7 +220,7 @@ class UnitOfWork:
                 invoices.c.customer_id.in_(id_list), invoices.c.status == "open").order_by(invoices.c.seq)).mappings():
             accounts[r["customer_id"]].open_invoices.append(OpenInvoice(
                 r["id"], r["number"], r["total"] - r["credited"], r["attempts"], r["first_failed_at"], r["next_retry_at"],
-                r["status"], due_on=r["due_on"]))
+                r["status"], due_on=r["due_on"], deferred=r["deferred"]))
         for account in accounts.values():
             assert account.id is not None
             self._pending_ids[account.id] = {p.id for p in account.pending_items if p.id is not None}
@@ -349,12 +349,13 @@ class UnitOfWork:
             self._pending_ids[a.id] = {p.id for p in a.pending_items if p.id is not None}
         inv_updates = [{"_id": inv.id, "status": inv.status, "attempts": inv.attempts,
                         "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
-                        "paid_at": now if inv.status == "paid" else None}
+                        "paid_at": now if inv.status == "paid" else None, "deferred": inv.deferred}
                        for a in accounts for inv in a.open_invoices if inv.id]
         if inv_updates:
             self.conn.execute(update(invoices).where(invoices.c.id == bindparam("_id")).values(
                 status=bindparam("status"), attempts=bindparam("attempts"), first_failed_at=bindparam("first_failed_at"),
-                next_retry_at=bindparam("next_retry_at"), paid_at=bindparam("paid_at")), inv_updates)
+                next_retry_at=bindparam("next_retry_at"), paid_at=bindparam("paid_at"), deferred=bindparam("deferred")),
+                inv_updates)
         for a in accounts:
             a.open_invoices = [inv for inv in a.open_invoices if inv.status == "open"]
 
@@ -390,6 +391,7 @@ class UnitOfWork:
                 "credit_applied": draft.credit_applied, "credit_carried": draft.credit_carried, "status": inv.status,
                 "attempts": inv.attempts, "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
                 "paid_at": now if inv.status == "paid" else None, "billing_key": draft.billing_key, "due_on": inv.due_on,
+                "deferred": inv.deferred,
             })
         insert_many(self.conn, invoices, rows)  # one executemany; ids are read back by the reserved numbers
         by_seq = dict(self.conn.execute(select(invoices.c.seq, invoices.c.id).where(

@@ -220,6 +220,8 @@ invoices = Table(
     Column("billing_key", String(80)),  # what a scheduled invoice bills (plan:2026-06-03); at most once per customer
     Column("due_on", Date),  # bank transfer: pay by this date
     Column("credited", BigInteger, nullable=False, server_default=text("0")),  # total of its credit notes
+    # below the gateway's minimum charge: waits, open, for the customer's next card charge
+    Column("deferred", Boolean, nullable=False, server_default=text("false")),
     UniqueConstraint("tenant_id", "seq", name="uq_invoices_tenant_seq"),
     UniqueConstraint("customer_id", "billing_key", name="uq_invoices_customer_billing_key"),
     UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
