@@ -179,6 +179,28 @@ def test_another_tenants_key_sees_nothing_and_a_viewer_cannot_write(engine: Engi
     assert api.call("GET", "/v1/customers", key=api.key + "x").status_code == 401
 
 
+def test_a_payment_awaiting_3d_secure_shows_its_client_secret_until_it_is_restored(
+        engine: Engine, client: TestClient, gateway: CardSimulator) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ", pm="pm_card_authenticationRequired")
+    api.customer("other", "他社株式会社")
+    assert api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10}).status_code == 200
+    [invoice] = api.call("GET", "/v1/customers/acme/invoices").json()["data"]
+    path = f"/v1/customers/acme/invoices/{invoice['number']}/payment"
+    waiting = api.call("GET", path).json()
+    assert waiting["invoice_status"] == "open" and waiting["status"] == "requires_action"
+    assert waiting["client_secret"] == f"{waiting['reference']}_secret_sim"
+    r = api.call("GET", f"/v1/customers/other/invoices/{invoice['number']}/payment")  # not that customer's invoice
+    assert r.status_code == 404 and r.json()["error"]["param"] == "number"
+    r = api.call("GET", path, key=tenant_key(engine, "other", "nipoplus"))  # nor another tenant's
+    assert r.status_code == 404
+    gateway.authenticate(waiting["reference"])  # the customer's browser completes 3-D Secure with the secret
+    restored = api.call("POST", "/v1/customers/acme/restore_payment").json()
+    assert restored["restored"] == [invoice["number"]]
+    done = api.call("GET", path).json()
+    assert done["invoice_status"] == "paid" and done["status"] == "succeeded" and done["client_secret"] is None
+
+
 def test_a_revoked_key_stops_working_at_once_and_only_an_owner_revokes(engine: Engine, client: TestClient) -> None:
     api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
     doomed = tenant_key(engine, "nipoplus", "nipoplus", role="billing_admin")

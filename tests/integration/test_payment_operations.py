@@ -163,11 +163,11 @@ def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_nex
     billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 2, 1, 9, tzinfo=JST))
     with UnitOfWork(engine) as uow:
         billing.cancel(uow, open_tenant(uow, "t"), gateway, "gone", datetime(2025, 2, 1, 10, tzinfo=JST))
-    feb = {(r["customer"], r["total"], r["status"], r["deferred"]) for r in invoices_of(engine)}
+    feb = {(r["customer"], r["total"], r["status"], r["deferred"]) for r in invoices(engine)}
     assert feb == {("small", 25, "open", True), ("gone", 12, "open", True)}
     assert gateway.charged == []  # nothing below 50 yen reaches the card
     billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 3, 1, 9, tzinfo=JST))
-    rows = invoices_of(engine)
+    rows = invoices(engine)
     # March 1: February is 360, tax 36, total 396; charged once together with January's 25
     assert [(r["customer"], r["total"], r["status"]) for r in rows] == [
         ("small", 25, "paid"), ("gone", 12, "open"), ("small", 396, "paid")]
@@ -181,10 +181,3 @@ def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_nex
     assert sorted(a.amount for a in attempts) == [25, 396] and len({a.idempotency_key for a in attempts}) == 1
     assert status == "canceled"  # cancelled as asked, not suspended by dunning over 12 yen
     assert [(inv.total, inv.deferred, inv.next_retry_at) for inv in gone.open_invoices] == [(12, True, None)]
-
-
-def invoices_of(engine: Engine) -> list[dict[str, object]]:
-    with UnitOfWork(engine) as uow:
-        tenant = open_tenant(uow, "t")
-        keys = {c["id"]: c["key"] for c in uow.customers_of(tenant.row)}
-        return [{**r, "customer": keys[r["customer_id"]]} for r in uow.invoices_for(tenant.row)]

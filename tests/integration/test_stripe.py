@@ -573,8 +573,12 @@ def test_a_signed_payment_intent_succeeded_webhook_settles_the_invoice_and_a_for
     sign_up(engine, gateway, "pm_card_authenticationRequired")
     [attempt] = attempts(engine)
     reference = attempt["reference"]
-    pi = stripe_api.v1.payment_intents.retrieve(reference)
-    form = f"key=pk_test_kakin&client_secret={pi.client_secret}&success=true".encode()
+    number = invoices(engine)[0]["number"]
+    with UnitOfWork(engine) as uow:  # what the vendor's page hands to Stripe.js
+        status = billing.payment_status(uow, open_tenant(uow, "nipoplus"), gateway, "c0", number)
+    assert status["status"] == "requires_action" and status["reference"] == reference
+    assert status["client_secret"] == stripe_api.v1.payment_intents.retrieve(reference).client_secret
+    form = f"key=pk_test_kakin&client_secret={status['client_secret']}&success=true".encode()
     with urllib.request.urlopen(urllib.request.Request(f"{localstripe_url}/v1/payment_intents/{reference}/_authenticate",
                                                        data=form, method="POST"), timeout=5):
         pass

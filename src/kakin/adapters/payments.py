@@ -17,6 +17,7 @@ class ChargeOutcome:
     code: str | None = None  # why it failed: card_declined, insufficient_funds, authentication_required, …
     reference: str | None = None  # the gateway's id of the payment (a PaymentIntent id for Stripe)
     requires_action: bool = False  # the customer must authenticate (3-D Secure); the invoice stays open
+    client_secret: str | None = None  # from retrieve, while requires_action: what the customer's browser confirms with
 
 
 class PaymentGateway(Protocol):
@@ -96,8 +97,9 @@ class CardSimulator:
 
     def retrieve(self, reference: str) -> ChargeOutcome:
         amount, status = self._payments[reference]
+        waiting = status == "requires_action"
         return ChargeOutcome(ok=status == "succeeded", code=None if status == "succeeded" else status, reference=reference,
-                             requires_action=status == "requires_action")
+                             requires_action=waiting, client_secret=f"{reference}_secret_sim" if waiting else None)
 
     def refund(self, reference: str, amount: int, idempotency_key: str) -> ChargeOutcome:
         if idempotency_key in self._seen:

@@ -114,8 +114,9 @@ class StripeGateway:
     def retrieve(self, reference: str) -> ChargeOutcome:
         pi = self._client.v1.payment_intents.retrieve(reference)
         status = pi.status
+        waiting = status == "requires_action"
         return ChargeOutcome(ok=status == "succeeded", code=None if status == "succeeded" else status, reference=pi.id,
-                             requires_action=status == "requires_action")
+                             requires_action=waiting, client_secret=pi.client_secret if waiting else None)
 
     def refund(self, reference: str, amount: int, idempotency_key: str) -> ChargeOutcome:
         try:

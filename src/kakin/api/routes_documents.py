@@ -89,6 +89,13 @@ def restore_payment(request: Request, op: Auth, customer_id: str) -> Response:
         uow, tenant_of(uow, op), request.app.state.gateway, customer_id, request.app.state.clock(), op.actor))
 
 
+@router.get("/customers/{customer_id}/invoices/{number}/payment",
+            summary="The invoice's latest payment at the gateway; while it awaits 3-D Secure, its client secret")
+def payment_status(request: Request, op: Auth, customer_id: str, number: str) -> dict[str, Any]:
+    return read(request, op, lambda uow: billing.payment_status(  # type: ignore[no-any-return]
+        uow, tenant_of(uow, op), request.app.state.gateway, customer_id, number))
+
+
 @router.post("/invoices/{number}/mark_paid", summary="Record a bank transfer received for an open invoice (operators)")
 def mark_paid(request: Request, op: Auth, number: str, body: MarkPaidIn) -> Response:
     return write(request, op, body, lambda uow: operations.mark_paid(

@@ -379,6 +379,23 @@ def restore_payment(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, ke
     return {"customer": key, "restored": restored}
 
 
+def payment_status(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, number: str) -> dict[str, Any]:
+    """The state of an invoice's latest payment at the gateway, and, while it awaits 3-D Secure, the client secret
+    the customer's browser completes it with (Stripe.js ``confirmCardPayment``). Reading it changes nothing."""
+    found = [r for r in uow.invoices_for(tenant.row, number=number) if r["customer"] == key]
+    if not found:
+        raise errors.NotFound(f"customer {key!r} has no invoice {number!r}", param="number")
+    invoice = found[0]
+    reference = uow.last_payment_references([invoice["id"]]).get(invoice["id"])
+    out: dict[str, Any] = {"invoice": number, "invoice_status": invoice["status"], "reference": reference,
+                           "status": None, "client_secret": None}
+    if reference is not None:
+        outcome = gateway.retrieve(reference)
+        out["status"] = "succeeded" if outcome.ok else "requires_action" if outcome.requires_action else outcome.code
+        out["client_secret"] = outcome.client_secret if invoice["status"] == "open" else None
+    return out
+
+
 def payment_reference_succeeded(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, reference: str,
                                 now: datetime) -> dict[str, Any]:
     """The gateway says a payment succeeded (a signed webhook): restore the invoice it belongs to, if still open."""
