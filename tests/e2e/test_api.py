@@ -179,6 +179,46 @@ def test_another_tenants_key_sees_nothing_and_a_viewer_cannot_write(engine: Engi
     assert api.call("GET", "/v1/customers", key=api.key + "x").status_code == 401
 
 
+def test_deleting_an_organization_ends_billing_keeps_its_invoices_and_refuses_changes(
+        engine: Engine, client: TestClient, clock: Clock, gateway: CardSimulator) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    assert api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10}).status_code == 200
+    admin = api.as_admin("POST", "/v1/customers/acme/members", "acme",
+                         {"email": "a@acme.example", "name": "管理者", "role": "admin"}).json()["id"]
+    clock.now = datetime(2026, 5, 20, 10, tzinfo=JST)
+    r = api.call("DELETE", "/v1/customers/acme", member=admin)  # an admin may not: only the super admin
+    assert r.status_code == 403 and r.json()["error"]["code"] == "super_admin_required"
+    r = api.as_admin("DELETE", "/v1/customers/acme", "acme")
+    assert r.status_code == 200, r.text
+    assert r.json()["deleted_on"] == "2026-05-20" and r.json()["subscription"] is None  # no free plan after it either
+    r = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "customer_deleted"
+    assert api.as_admin("DELETE", "/v1/customers/acme", "acme").json()["error"]["code"] == "customer_deleted"
+    clock.now = datetime(2026, 9, 1, tzinfo=JST)
+    run_once(engine, gateway, datetime(2026, 9, 1, tzinfo=JST))  # the renewals of June, July and August: none
+    invoices = api.call("GET", "/v1/customers/acme/invoices").json()["data"]
+    assert [(i["total"], i["status"]) for i in invoices] == [(1800, "paid")] and len(gateway.charged) == 1
+    assert api.call("GET", f"/v1/invoices/{invoices[0]['number']}/receipt").status_code == 200  # papers stay available
+    assert "customer.deleted" in [e["action"] for e in api.call("GET", "/v1/audit_log?limit=100").json()["data"]]
+
+
+def test_a_deleted_lineworks_organization_pays_for_the_days_it_used(engine: Engine, client: TestClient, clock: Clock,
+                                                                      gateway: CardSimulator) -> None:
+    api = Api(client, tenant_key(engine, "lineworks", "lineworks"))
+    clock.now = datetime(2026, 4, 1, 9, tzinfo=JST)
+    api.customer("sakura", "さくら工業株式会社")
+    body = {"plan": "basic", "contract": "monthly", "users": 10, "trial_days": 0}
+    assert api.as_admin("POST", "/v1/customers/sakura/subscription", "sakura", body).status_code == 200
+    clock.now = datetime(2026, 4, 16, 10, tzinfo=JST)
+    assert api.as_admin("DELETE", "/v1/customers/sakura", "sakura").status_code == 200
+    clock.now = datetime(2026, 5, 1, 1, tzinfo=JST)
+    run_once(engine, gateway, clock.now)
+    # April 1 … 15: 150 user-days × 600 ÷ 30 = 3,000, tax 300 (the day of deletion is not charged)
+    totals = [i["total"] for i in api.call("GET", "/v1/customers/sakura/invoices").json()["data"]]
+    assert totals == [3300]
+
+
 def test_a_payment_awaiting_3d_secure_shows_its_client_secret_until_it_is_restored(
         engine: Engine, client: TestClient, gateway: CardSimulator) -> None:
     api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))

@@ -25,6 +25,7 @@ STATUS = {
     "idempotency_key_reused": 409, "customer_exists": 409, "tenant_exists": 409, "already_subscribed": 409,
     "plan_change_not_allowed": 409, "premium_id_taken": 409, "premium_id_locked": 409, "not_subscribed": 409,
     "member_exists": 409, "admin_limit_reached": 409, "quota_exceeded": 409, "super_admin_exists": 409, "conflict": 409,
+    "customer_deleted": 409,
 }
 
 

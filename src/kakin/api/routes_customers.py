@@ -29,6 +29,7 @@ def view(account: Account, row: dict[str, Any]) -> dict[str, Any]:
         "id": account.key, "name": account.name, "users": account.members, "credit": account.credit,
         "has_payment_method": account.payment_method is not None, "basic_id": account.basic_id,
         "test_clock": row.get("test_clock_public_id"), "subscription": None, "addons": [],
+        "deleted_on": account.deleted_on,
     }
     if sub is not None:
         out["subscription"] = {
@@ -191,6 +192,16 @@ def cancel(request: Request, op: Auth, customer_id: CustomerId) -> Response:
 
     return write(request, op, None, _command(request, op, customer_id, run, member_rule=require_super_admin,
                                              what="cancel the subscription"))
+
+
+@router.delete("/customers/{customer_id}",
+               summary="退会: delete the organization (super admin); subscriptions end, invoices and receipts stay")
+def delete_customer(request: Request, op: Auth, customer_id: CustomerId) -> Response:
+    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
+        return billing.delete_customer(uow, tenant, gateway, key, now, actor=op.actor)
+
+    return write(request, op, None, _command(request, op, customer_id, run, member_rule=require_super_admin,
+                                             what="delete the organization"))
 
 
 @router.post("/customers/{customer_id}/payment_method", summary="Replace the payment method (super admin)")

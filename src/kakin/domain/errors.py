@@ -111,5 +111,9 @@ class IdempotencyKeyReused(KakinError):
     code = "idempotency_key_reused"
 
 
+class CustomerDeleted(KakinError):
+    code = "customer_deleted"
+
+
 class Conflict(KakinError):
     code = "conflict"

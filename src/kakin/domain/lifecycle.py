@@ -302,7 +302,21 @@ class Lifecycle:
             self.record_phase(account, sub, self.today(now))
         return Result(events=[("subscription.cancellation_withdrawn", {"plan": sub.plan})])
 
-    def end(self, account: Account, sub: Subscription, today: date) -> list[InvoiceDraft]:
+    def delete_account(self, account: Account, now: datetime) -> Result:
+        """退会: the organization is deleted. Every subscription ends today, with no free plan after it and no paid
+        days left as a trial; days used on post-paid plans are still invoiced at the month close, and open invoices
+        stay to be paid."""
+        if account.deleted_on is not None:
+            raise errors.CustomerDeleted(f"customer {account.key!r} was deleted on {account.deleted_on}", param="customer")
+        today = self.today(now)
+        for sub in account.subscriptions:
+            if not sub.ended and sub.status is not Status.CANCELED:
+                self.end(account, sub, today, fallback=False)
+            sub.pending = None
+        account.deleted_on = today
+        return Result(events=[("customer.deleted", {"deleted_on": today.isoformat()})])
+
+    def end(self, account: Account, sub: Subscription, today: date, fallback: bool = True) -> list[InvoiceDraft]:
         """Stop a subscription; in-arrears charges for the days used are invoiced at the month close."""
         sub.status = Status.CANCELED
         sub.canceled_on = today
@@ -311,10 +325,10 @@ class Lifecycle:
         price = self.price_of(sub)
         if price is None or price.timing is Timing.IN_ADVANCE:
             sub.ended = True
-        fallback = self.catalog.fallback_plan
-        if sub.product == PLAN and fallback and fallback != sub.plan:
+        free = self.catalog.fallback_plan
+        if fallback and sub.product == PLAN and free and free != sub.plan:
             start_now = datetime.combine(today, datetime.min.time(), tzinfo=self.zone)
-            return self.start(account, self.catalog.plans[fallback], self.catalog.default_contract, 0, start_now, 0).invoices
+            return self.start(account, self.catalog.plans[free], self.catalog.default_contract, 0, start_now, 0).invoices
         return []
 
     def set_payment_method(self, account: Account, payment_method: str, now: datetime) -> Result:

@@ -224,6 +224,9 @@ def _command(action: str, rule: Callable[..., Result | Any], with_gateway: bool 
     def run(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, now: datetime, *args: Any,
             actor: str = "system", **kwargs: Any) -> Account:
         account = load(uow, tenant, key)
+        if account.deleted_on is not None:
+            raise errors.CustomerDeleted(f"customer {key!r} was deleted on {account.deleted_on}; it cannot be changed",
+                                         param="customer")
         if catch_up(uow, tenant, gateway, account, now):
             uow.commit()  # work that fell due stays done even if this command is refused
         before = snapshot(account)
@@ -243,6 +246,7 @@ set_seats = _command("subscription.set_seats", lambda t, u, a, now, seats: t.lif
 set_members = _command("customer.set_members", lambda t, u, a, now, members: t.lifecycle.set_members(a, members, now))
 change_plan = _command("subscription.change_plan",
                        lambda t, u, a, now, plan, **kw: plan_changes.change_plan(t.lifecycle, a, plan, now, **kw))
+delete_customer = _command("customer.deleted", lambda t, u, a, now: t.lifecycle.delete_account(a, now))
 cancel = _command("subscription.cancel", lambda t, u, a, now: plan_changes.cancel(t.lifecycle, a, now))
 set_premium_id = _command(
     "addon.premium_id",

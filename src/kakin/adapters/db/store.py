@@ -176,7 +176,8 @@ class UnitOfWork:
             next_due_at[r["id"]] = r["next_due_at"]
             accounts[r["id"]] = Account(key=r["key"], name=r["name"], payment_method=r["payment_method"],
                                         members=r["members"], credit=r["credit"], basic_id=r["basic_id"], id=r["id"],
-                                        gateway_customer=r["gateway_customer"], collection=r["collection"])
+                                        gateway_customer=r["gateway_customer"], collection=r["collection"],
+                                        deleted_on=r["deleted_on"])
         subs: dict[int, Subscription] = {}
         for r in self._subscription_rows(id_list):
             sub = Subscription(
@@ -228,7 +229,7 @@ class UnitOfWork:
         return [accounts[i] for i in id_list if i in accounts]
 
     _CUSTOMER_COLUMNS = ("id", "key", "name", "payment_method", "members", "credit", "basic_id", "gateway_customer",
-                         "collection", "next_due_at")
+                         "collection", "next_due_at", "deleted_on")
 
     def _customer_rows(self, ids: list[int]) -> Iterable[dict[str, Any]]:
         if self.conn.dialect.name != "sqlite":
@@ -241,6 +242,8 @@ class UnitOfWork:
             r = dict(zip(self._CUSTOMER_COLUMNS, row, strict=True))
             if r["next_due_at"] is not None:  # stored in UTC without its offset, as UtcDateTime writes it
                 r["next_due_at"] = datetime.fromisoformat(r["next_due_at"]).replace(tzinfo=UTC)
+            if r["deleted_on"] is not None:
+                r["deleted_on"] = date.fromisoformat(r["deleted_on"])
             out.append(r)
         return out
 
@@ -273,7 +276,7 @@ class UnitOfWork:
     @staticmethod
     def _customer_values(a: Account, next_due_at: datetime | None) -> dict[str, Any]:
         return {"payment_method": a.payment_method, "members": a.members, "credit": a.credit, "next_due_at": next_due_at,
-                "gateway_customer": a.gateway_customer, "collection": a.collection}
+                "gateway_customer": a.gateway_customer, "collection": a.collection, "deleted_on": a.deleted_on}
 
     @staticmethod
     def _subscription_values(sub: Subscription) -> dict[str, Any]:

@@ -104,6 +104,7 @@ customers = Table(
     Column("billing_email", String(320)),
     Column("gateway_customer", String(120)),  # the payment gateway's customer id (Stripe: cus_…)
     Column("collection", String(20), nullable=False, server_default=text("'card'")),  # card | bank_transfer
+    Column("deleted_on", Date),  # 退会: the organization was deleted (its invoices are kept)
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
     UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),
