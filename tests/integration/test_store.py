@@ -131,6 +131,17 @@ def test_a_crash_in_the_middle_of_a_billing_run_leaves_every_invoice_exactly_onc
     assert len(gateway.charged) == 14  # running again bills nothing twice
 
 
+def test_a_gateway_over_the_network_gets_small_batches(engine: Engine) -> None:
+    class RemoteGateway(CardSimulator):
+        accounts_per_batch = 3  # StripeGateway says 10: its charges take a few hundred ms each
+
+    gateway = RemoteGateway()
+    setup_nipoplus(engine, gateway, customers=7)
+    batches: list[int] = []
+    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), on_batch=batches.append)
+    assert max(batches) == 3 and sum(batches) == 14  # 7 notices a week before and 7 renewals, never more than 3 at once
+
+
 def test_due_work_runs_in_batches_and_resumes_where_it_stopped(engine: Engine) -> None:
     gateway = CardSimulator()
     setup_nipoplus(engine, gateway, customers=5)

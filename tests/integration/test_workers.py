@@ -291,7 +291,7 @@ class KilledAfterCharging:
 
     def __init__(self, inner: Gateway, n: int) -> None:
         self.inner, self.left = inner, n
-        self.minimum_charge = inner.minimum_charge
+        self.minimum_charge, self.accounts_per_batch = inner.minimum_charge, inner.accounts_per_batch
 
     def is_known(self, payment_method: str) -> bool:
         return self.inner.is_known(payment_method)

@@ -35,6 +35,7 @@ class StripeGateway:
     """Stripe behind kakin's PaymentGateway Protocol (see :mod:`kakin.adapters.payments`)."""
 
     minimum_charge = 50  # Stripe charges at least 50 JPY; a smaller amount is refused with amount_too_small
+    accounts_per_batch = 10  # a charge takes a few hundred ms: a batch holds its locks for a few seconds at most
 
     def __init__(self, api_key: str, api_base: str | None = None, webhook_secret: str | None = None, *,
                  max_network_retries: int = 3, timeout: float = 30.0, api_version: str | None = None) -> None:

@@ -279,9 +279,11 @@ def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: Pay
 
     Returns the number of actions performed. A crash loses at most the
     uncommitted batch, which the next run redoes: nothing is billed twice.
+    Batches are no larger than the gateway's ``accounts_per_batch``.
     """
     from .tenancy import open_tenant
 
+    batch_size = min(batch_size, gateway.accounts_per_batch)
     done = 0
     batches = 0
     while max_batches is None or batches < max_batches:
