@@ -36,6 +36,16 @@ def counts(engine: Engine) -> dict[str, int]:
         return {name: conn.execute(select(func.count()).select_from(t)).scalar_one() for name, t in tables.metadata.tables.items()}
 
 
+def test_the_migrations_build_exactly_the_tables_the_code_declares(engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+        differences = compare_metadata(context, tables.metadata)
+    assert differences == []
+
+
 def test_the_seed_example_is_stored_with_gapless_numbers_and_history(engine: Engine) -> None:
     gateway = CardSimulator()
     setup_nipoplus(engine, gateway)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 import kakin
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.dns import TxtResolver
 from kakin.adapters.payments import CardSimulator, PaymentGateway
 from kakin.domain import errors
 from kakin.services.access import Operator, authenticate
@@ -38,7 +39,8 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clock = utc_now) -> FastAPI:
+def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clock = utc_now,
+               dns: TxtResolver | None = None) -> FastAPI:
     app = FastAPI(
         title="kakin",
         version=kakin.__version__,
@@ -49,6 +51,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.state.engine = engine
     app.state.gateway = gateway or CardSimulator()
     app.state.clock = clock
+    app.state.dns = dns or TxtResolver.from_env()
     app.state.key_cache = {}
     app.state.key_epoch = 0
     api_errors.install(app)

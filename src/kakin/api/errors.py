@@ -25,7 +25,8 @@ STATUS = {
     "idempotency_key_reused": 409, "customer_exists": 409, "tenant_exists": 409, "already_subscribed": 409,
     "plan_change_not_allowed": 409, "premium_id_taken": 409, "premium_id_locked": 409, "not_subscribed": 409,
     "member_exists": 409, "admin_limit_reached": 409, "quota_exceeded": 409, "super_admin_exists": 409, "conflict": 409,
-    "customer_deleted": 409,
+    "customer_deleted": 409, "domain_verification_required": 409, "domain_not_verified": 409, "domain_taken": 409,
+    "dns_unavailable": 503,
 }
 
 
@@ -44,7 +45,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in ((401, "Missing or invalid API key"), (402, "A payment method is required"),
                                 (403, "Not allowed for this key or member"), (404, "Not found"),
                                 (409, "Refused by a billing rule or in conflict with the current state"),
-                                (422, "Invalid request: the field is named in param"))
+                                (422, "Invalid request: the field is named in param"),
+                                (503, "A service kakin depends on (DNS) did not answer; nothing changed, try again"))
 }
 
 

@@ -12,10 +12,10 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.account import Account
 from kakin.domain.members import require_admin, require_super_admin
-from kakin.services import access, billing
+from kakin.services import access, billing, domains
 
 from .app import Auth, customer_now, decode_cursor, paged, read, tenant_of, write
-from .schemas import CustomerIn, MemberIn, PaymentMethodIn, PlanChangeIn, PremiumIdIn, SeatsIn, SubscribeIn, UsersIn
+from .schemas import CustomerIn, DomainIn, MemberIn, PaymentMethodIn, PlanChangeIn, PremiumIdIn, SeatsIn, SubscribeIn, UsersIn
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -29,7 +29,8 @@ def view(account: Account, row: dict[str, Any]) -> dict[str, Any]:
         "id": account.key, "name": account.name, "users": account.members, "credit": account.credit,
         "has_payment_method": account.payment_method is not None, "basic_id": account.basic_id,
         "test_clock": row.get("test_clock_public_id"), "subscription": None, "addons": [],
-        "deleted_on": account.deleted_on,
+        "deleted_on": account.deleted_on, "sign_in_group": account.sign_in_group,
+        "verified_domain": account.verified_domain,
     }
     if sub is not None:
         out["subscription"] = {
@@ -84,7 +85,7 @@ def create_customer(request: Request, op: Auth, body: CustomerIn) -> Response:
         key = body.id or "cus_" + secrets.token_hex(8)
         account = billing.create_customer(uow, tenant, request.app.state.gateway, key, body.name, now,
                                           payment_method=body.payment_method, members=body.users, actor=op.actor,
-                                          test_clock_id=clock_id)
+                                          test_clock_id=clock_id, sign_in_group=body.sign_in_group)
         assert account.id is not None
         member_id = access.add_super_admin(uow, op.tenant, account.id, body.super_admin.email, body.super_admin.name, now)
         out = view(account, {"test_clock_public_id": body.test_clock})
@@ -192,6 +193,37 @@ def cancel(request: Request, op: Auth, customer_id: CustomerId) -> Response:
 
     return write(request, op, None, _command(request, op, customer_id, run, member_rule=require_super_admin,
                                              what="cancel the subscription"))
+
+
+@router.post("/customers/{customer_id}/domains", status_code=201,
+             summary="Register a domain to verify (super admin); returns the DNS TXT record to publish")
+def add_domain(request: Request, op: Auth, customer_id: CustomerId, body: DomainIn) -> Response:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = _customer(request, uow, op, customer_id)
+        require_super_admin(access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member")),
+                            "register a domain")
+        return domains.add_domain(uow, op.tenant, customer_id, body.domain, request.app.state.clock(), op.actor)
+
+    return write(request, op, body, work, status=201)
+
+
+@router.get("/customers/{customer_id}/domains", summary="The customer's domains and whether each is verified")
+def list_domains(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
+    return read(request, op, lambda uow: {  # type: ignore[no-any-return]
+        "data": domains.domains_of(uow, op.tenant, customer_id), "next_cursor": None})
+
+
+@router.post("/customers/{customer_id}/domains/{domain}/verify",
+             summary="Check the domain's TXT record (super admin); verified, it allows the plan changes that need it")
+def verify_domain(request: Request, op: Auth, customer_id: CustomerId, domain: str) -> Response:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = _customer(request, uow, op, customer_id)
+        require_super_admin(access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member")),
+                            "verify a domain")
+        return domains.verify_domain(uow, op.tenant, customer_id, domain, request.app.state.dns,
+                                     request.app.state.clock(), op.actor)
+
+    return write(request, op, None, work)
 
 
 @router.delete("/customers/{customer_id}",

@@ -71,6 +71,12 @@ class CustomerIn(Body):
     payment_method: Token | None = None
     users: Count = 0
     test_clock: Annotated[str, Field(max_length=40, pattern=NO_NUL)] | None = None
+    # members sign in as id@group (LINE WORKS without a domain): some plan changes then need a verified domain
+    sign_in_group: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
+
+
+class DomainIn(Body):
+    domain: Annotated[str, Field(min_length=3, max_length=253, pattern=NO_NUL)]
 
 
 class MemberIn(Body):

@@ -110,6 +110,8 @@ class Account:
     gateway_customer: str | None = None  # the payment gateway's id of this customer
     collection: str = "card"  # card | bank_transfer (請求書払い, enabled by the vendor's operators)
     deleted_on: date | None = None  # 退会: the organization was deleted; its invoices stay, its commands are refused
+    sign_in_group: str | None = None  # members sign in as id@group (LINE WORKS without a domain of its own)
+    verified_domain: str | None = None  # a domain whose ownership the customer proved with a DNS TXT record
     subscriptions: list[Subscription] = field(default_factory=list)
     pending_items: list[PendingItem] = field(default_factory=list)
     usage: dict[tuple[str, date], int] = field(default_factory=dict)  # monthly counters, read for overage

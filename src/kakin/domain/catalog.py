@@ -128,6 +128,8 @@ class ChangeRule:
     from_contracts: frozenset[str] | None
     to_contracts: frozenset[str] | None
     when: When
+    # customers who sign in with a group name (id@group) need a verified domain first (LINE WORKS: lite → paid plans)
+    needs_verified_domain: bool = False
 
     def matches(self, from_plan: str, from_contract: str, to_plan: str, to_contract: str) -> bool:
         return all(
@@ -206,9 +208,11 @@ class Catalog:
                 param="plan",
             ) from None
 
+    def change_rule(self, from_plan: str, from_contract: str, to_plan: str, to_contract: str) -> ChangeRule | None:
+        """The first rule that matches the change, if any."""
+        return next((r for r in self.change_rules if r.matches(from_plan, from_contract, to_plan, to_contract)), None)
+
     def change_policy(self, from_plan: str, from_contract: str, to_plan: str, to_contract: str) -> When:
         """First matching rule wins; a change no rule allows is refused."""
-        for rule in self.change_rules:
-            if rule.matches(from_plan, from_contract, to_plan, to_contract):
-                return rule.when
-        return When.REFUSED
+        rule = self.change_rule(from_plan, from_contract, to_plan, to_contract)
+        return When.REFUSED if rule is None else rule.when

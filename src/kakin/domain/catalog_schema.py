@@ -339,6 +339,7 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
                 from_contracts=_contract_set(rt, "from_contract", contracts),
                 to_contracts=_contract_set(rt, "to_contract", contracts),
                 when=rt.choice("when", When),
+                needs_verified_domain=rt.get("needs_verified_domain", bool, False),
             )
         )
         rt.finish()

@@ -111,6 +111,22 @@ class IdempotencyKeyReused(KakinError):
     code = "idempotency_key_reused"
 
 
+class DomainVerificationRequired(KakinError):
+    code = "domain_verification_required"
+
+
+class DomainNotVerified(KakinError):
+    code = "domain_not_verified"
+
+
+class DomainTaken(KakinError):
+    code = "domain_taken"
+
+
+class DnsUnavailable(KakinError):
+    code = "dns_unavailable"
+
+
 class CustomerDeleted(KakinError):
     code = "customer_deleted"
 

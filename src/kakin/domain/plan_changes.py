@@ -45,6 +45,11 @@ def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, 
         hint = f"allowed from {sub.plan!r}: {', '.join(allowed)}" if allowed else f"no change is allowed from {sub.plan!r}"
         raise errors.PlanChangeNotAllowed(
             f"moving from {sub.plan!r} ({sub.contract}) to {plan.code!r} ({contract}) is not allowed; {hint}", param="plan")
+    rule = lc.catalog.change_rule(sub.plan, sub.contract, plan.code, contract)
+    if rule is not None and rule.needs_verified_domain and account.sign_in_group and not account.verified_domain:
+        raise errors.DomainVerificationRequired(
+            f"members sign in as id@{account.sign_in_group}; {plan.code!r} needs a domain instead: register one and "
+            "verify it with its DNS TXT record first (their IDs become id@domain)", param="domain")
     if plan.eligibility:
         raise errors.EligibilityRequired(
             f"plan {plan.code!r} needs an approved {plan.eligibility} eligibility application first", param="plan")

@@ -183,7 +183,7 @@ def _audit(tenant: Tenant, account: Account, at: datetime, actor: str, action: s
 # ------------------------------------------------------------------ commands
 def create_customer(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, name: str, now: datetime, *,
                     payment_method: str | None = None, members: int = 0, rng: random.Random | None = None,
-                    actor: str = "system", test_clock_id: int | None = None) -> Account:
+                    actor: str = "system", test_clock_id: int | None = None, sign_in_group: str | None = None) -> Account:
     if not key or not isinstance(key, str):
         raise errors.InvalidValue("a customer needs an id", param="id")
     if not name or not isinstance(name, str):
@@ -194,6 +194,7 @@ def create_customer(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, ke
         raise errors.InvalidValue(f"payment method {payment_method!r} is not known to the payment gateway",
                                   param="payment_method", code="payment_method_unknown")
     account = tenant.lifecycle.open_account(key, name, now, payment_method, members)
+    account.sign_in_group = sign_in_group
     if payment_method is not None:
         account.gateway_customer, account.payment_method = gateway.attach(payment_method, key, None)
     if "premium_id" in tenant.catalog.addons:  # accounts that can take a premium ID get a basic ID

@@ -126,7 +126,7 @@ class UnitOfWork:
         account.id = self.conn.execute(insert(customers).values(
             tenant_id=tenant.id, key=account.key, name=account.name, payment_method=account.payment_method,
             members=account.members, credit=account.credit, basic_id=account.basic_id, created_at=now,
-            test_clock_id=test_clock_id,
+            test_clock_id=test_clock_id, sign_in_group=account.sign_in_group,
         ).returning(customers.c.id)).scalar_one()
         self._pending_ids[account.id] = set()
         self.save_accounts(tenant, [account], now, next_due={})
@@ -177,7 +177,8 @@ class UnitOfWork:
             accounts[r["id"]] = Account(key=r["key"], name=r["name"], payment_method=r["payment_method"],
                                         members=r["members"], credit=r["credit"], basic_id=r["basic_id"], id=r["id"],
                                         gateway_customer=r["gateway_customer"], collection=r["collection"],
-                                        deleted_on=r["deleted_on"])
+                                        deleted_on=r["deleted_on"], sign_in_group=r["sign_in_group"],
+                                        verified_domain=r["verified_domain"])
         subs: dict[int, Subscription] = {}
         for r in self._subscription_rows(id_list):
             sub = Subscription(
@@ -229,7 +230,7 @@ class UnitOfWork:
         return [accounts[i] for i in id_list if i in accounts]
 
     _CUSTOMER_COLUMNS = ("id", "key", "name", "payment_method", "members", "credit", "basic_id", "gateway_customer",
-                         "collection", "next_due_at", "deleted_on")
+                         "collection", "next_due_at", "deleted_on", "sign_in_group", "verified_domain")
 
     def _customer_rows(self, ids: list[int]) -> Iterable[dict[str, Any]]:
         if self.conn.dialect.name != "sqlite":

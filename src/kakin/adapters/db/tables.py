@@ -105,9 +105,12 @@ customers = Table(
     Column("gateway_customer", String(120)),  # the payment gateway's customer id (Stripe: cus_…)
     Column("collection", String(20), nullable=False, server_default=text("'card'")),  # card | bank_transfer
     Column("deleted_on", Date),  # 退会: the organization was deleted (its invoices are kept)
+    Column("sign_in_group", String(100)),  # members sign in as id@group
+    Column("verified_domain", String(253)),  # proved with a DNS TXT record; one customer per domain in a tenant
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
     UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),
+    UniqueConstraint("tenant_id", "verified_domain", name="uq_customers_tenant_verified_domain"),
 )
 Index("ix_customers_due", customers.c.tenant_id, customers.c.next_due_at)
 
@@ -297,6 +300,18 @@ members = Table(
 Index(
     "uq_members_one_super_admin", members.c.customer_id, unique=True,
     sqlite_where=text("role = 'super_admin'"), postgresql_where=text("role = 'super_admin'"),
+)
+
+domain_verifications = Table(
+    "domain_verifications", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("domain", String(253), nullable=False),
+    Column("token", String(64), nullable=False),  # published as TXT "kakin-domain-verification=<token>" at the domain
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("verified_at", UtcDateTime()),
+    UniqueConstraint("customer_id", "domain", name="uq_domain_verifications_customer_domain"),
 )
 
 idempotency_keys = Table(
