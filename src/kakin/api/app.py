@@ -62,13 +62,14 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
         if "\x00" in request.url.path or "%00" in request.url.path:
             return api_errors.error_response(404, "not_found", "no such resource")
         return await call_next(request)
-    from . import routes_admin, routes_customers, routes_documents, routes_gateway, routes_usage
+    from . import routes_admin, routes_customers, routes_documents, routes_eligibility, routes_gateway, routes_usage
 
     app.include_router(routes_customers.router)
     app.include_router(routes_usage.router)
     app.include_router(routes_documents.router)
     app.include_router(routes_gateway.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_eligibility.router)
     return app
 
 
@@ -112,10 +113,11 @@ def customer_now(request: Request, uow: UnitOfWork, customer: dict[str, Any]) ->
     return request.app.state.clock()  # type: ignore[no-any-return]
 
 
-def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[UnitOfWork], Any], status: int = 200) -> Response:
+def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[UnitOfWork], Any], status: int = 200,
+          permission: str = "write") -> Response:
     """Run a write in one transaction. With an Idempotency-Key, the first response is stored in that same
     transaction and replayed for the same key and body; the same key with another body is refused (409)."""
-    op.require("write")
+    op.require(permission)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
         raise errors.InvalidValue("Idempotency-Key must be 1–255 characters", param="Idempotency-Key")

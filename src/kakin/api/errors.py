@@ -26,6 +26,7 @@ STATUS = {
     "plan_change_not_allowed": 409, "premium_id_taken": 409, "premium_id_locked": 409, "not_subscribed": 409,
     "member_exists": 409, "admin_limit_reached": 409, "quota_exceeded": 409, "super_admin_exists": 409, "conflict": 409,
     "customer_deleted": 409, "domain_verification_required": 409, "domain_not_verified": 409, "domain_taken": 409,
+    "application_pending": 409, "already_granted": 409, "application_decided": 409,
     "dns_unavailable": 503,
 }
 

@@ -75,6 +75,17 @@ class CustomerIn(Body):
     sign_in_group: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
 
 
+class EligibilityApplicationIn(Body):
+    plan: Code
+    local_government_code: Annotated[str, Field(pattern=r"^[0-9]{6}$")]  # JIS X 0402, with its check digit
+    applicant_email: Email
+    via_agency: bool = False
+
+
+class RefusalIn(Body):
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=NO_NUL)]
+
+
 class DomainIn(Body):
     domain: Annotated[str, Field(min_length=3, max_length=253, pattern=NO_NUL)]
 

@@ -140,3 +140,29 @@ def cancel(lc: Lifecycle, account: Account, now: datetime) -> Result:
         sub.trial_end = effective
         lc.record_phase(account, sub, today)
     return result
+
+
+def grant_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime) -> Result:
+    """Give a plan an approved eligibility application allows, without the catalog's change rules.
+
+    A customer paying for a plan keeps it to the end of the period it paid for (LINE OA: the month; last month's
+    usage is billed as usual) and moves on the next billing date; anyone else moves at once.
+    """
+    plan = lc.catalog.plan(plan_code)
+    contract = lc.catalog.default_contract if lc.catalog.default_contract in plan.prices else next(iter(plan.prices))
+    today = lc.today(now)
+    sub = account.plan_subscription
+    if sub is None or sub.status is Status.CANCELED:
+        result = lc.start(account, plan, contract, 0, now, 0)
+        result.events.append(("subscription.plan_granted", {"plan": plan.code, "effective_on": today.isoformat()}))
+        return result
+    price = lc.price_of(sub)
+    if price is not None and price.unit_amount > 0 and sub.status.billable:
+        effective = lc.end_of_period(sub, today)
+        sub.pending = PendingChange(effective_on=effective, plan=plan.code, contract=contract, seats=sub.seats)
+        return Result(events=[("subscription.plan_granted", {"plan": plan.code, "effective_on": effective.isoformat()})])
+    sub.plan, sub.contract, sub.pending = plan.code, contract, None
+    if sub.status is not Status.ACTIVE:
+        sub.status, sub.trial_end = Status.ACTIVE, None
+    lc.record_phase(account, sub, today)
+    return Result(events=[("subscription.plan_granted", {"plan": plan.code, "effective_on": today.isoformat()})])

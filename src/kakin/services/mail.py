@@ -31,6 +31,9 @@ SUBJECTS = {
     "payment.failed": "【{vendor}】お支払いに失敗しました",
     "subscription.ended": "【{vendor}】有料プラン解約のお知らせ",
     "payment.succeeded": "【{vendor}】お支払いを確認しました（領収証を発行しました）",
+    "eligibility.received": "【{vendor}】お申込みを受け付けました",
+    "eligibility.approved": "【{vendor}】審査結果のお知らせ（ご利用いただけます）",
+    "eligibility.refused": "【{vendor}】審査結果のお知らせ",
 }
 ENDED = {"subscription.canceled_for_nonpayment": "お支払いが確認できなかったため、自動で解約されました。",
          "subscription.canceled": "ご依頼により解約しました。"}
@@ -69,6 +72,16 @@ def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
     if rows:  # a notice already queued (a redone run) is skipped: once is enough
         uow.conn.execute(_insert_new(uow).on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"]), rows)
     return len(rows)
+
+
+def queue(uow: UnitOfWork, tenant: Tenant, customer_id: int, kind: str, to: str, context: dict[str, Any], dedupe: str,
+          now: datetime) -> None:
+    """Queue one notice to a given address (an applicant's, say), once per ``dedupe``."""
+    row = {"tenant_id": tenant.row.id, "customer_id": customer_id, "kind": kind, "dedupe_key": f"{kind}:{dedupe}"[:200],
+           "to_address": to, "subject": SUBJECTS[kind].format(vendor=tenant.catalog.name),
+           "body": _env.get_template(f"{kind}.txt").render(vendor=tenant.catalog.name, **context), "status": "pending",
+           "attempts": 0, "next_attempt_at": now, "created_at": now}
+    uow.conn.execute(_insert_new(uow).on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"]), [row])
 
 
 def _insert_new(uow: UnitOfWork) -> Any:

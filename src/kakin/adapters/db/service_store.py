@@ -1,4 +1,4 @@
-"""Queries of the service layer: API keys, members, idempotency records, domains, webhooks, test clocks."""
+"""Queries of the service layer: API keys, members, idempotency records, domains, eligibility, webhooks, test clocks."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .tables import (
     audit_log,
     customers,
     domain_verifications,
+    eligibility_applications,
     idempotency_keys,
     members,
     tenants,
@@ -126,6 +127,42 @@ def set_verified_domain(conn: Connection, verification_id: int, customer_id: int
         return False
     conn.execute(update(domain_verifications).where(domain_verifications.c.id == verification_id).values(verified_at=now))
     return True
+
+
+# ------------------------------------------------------------------ eligibility
+def add_application(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(eligibility_applications).values(**row))
+
+
+def application(conn: Connection, tenant_id: int, public_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(eligibility_applications, customers.c.key.label("customer")).join(
+        customers, customers.c.id == eligibility_applications.c.customer_id).where(
+        eligibility_applications.c.tenant_id == tenant_id, eligibility_applications.c.public_id == public_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def applications(conn: Connection, tenant_id: int, *, customer_id: int | None = None, status: str | None = None,
+                 code: str | None = None) -> list[dict[str, Any]]:
+    q = select(eligibility_applications, customers.c.key.label("customer")).join(
+        customers, customers.c.id == eligibility_applications.c.customer_id).where(
+        eligibility_applications.c.tenant_id == tenant_id)
+    if customer_id is not None:
+        q = q.where(eligibility_applications.c.customer_id == customer_id)
+    if status is not None:
+        q = q.where(eligibility_applications.c.status == status)
+    if code is not None:
+        q = q.where(eligibility_applications.c.code == code)
+    return [dict(r) for r in conn.execute(q.order_by(eligibility_applications.c.id)).mappings()]
+
+
+def decide_application(conn: Connection, application_id: int, status: str, reasons: str, now: datetime, by: str) -> None:
+    conn.execute(update(eligibility_applications).where(eligibility_applications.c.id == application_id).values(
+        status=status, reasons=reasons, decided_at=now, decided_by=by))
+
+
+def set_account_verified(conn: Connection, customer_id: int, now: datetime) -> None:
+    conn.execute(update(customers).where(customers.c.id == customer_id, customers.c.verified_at.is_(None)).values(
+        verified_at=now))
 
 
 # ------------------------------------------------------------------ webhooks

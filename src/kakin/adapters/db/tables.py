@@ -107,6 +107,7 @@ customers = Table(
     Column("deleted_on", Date),  # 退会: the organization was deleted (its invoices are kept)
     Column("sign_in_group", String(100)),  # members sign in as id@group
     Column("verified_domain", String(253)),  # proved with a DNS TXT record; one customer per domain in a tenant
+    Column("verified_at", UtcDateTime()),  # 認証済アカウント: granted by the vendor's reviewers
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
     UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),
@@ -313,6 +314,26 @@ domain_verifications = Table(
     Column("verified_at", UtcDateTime()),
     UniqueConstraint("customer_id", "domain", name="uq_domain_verifications_customer_domain"),
 )
+
+eligibility_applications = Table(
+    "eligibility_applications", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("public_id", String(40), nullable=False, unique=True),
+    Column("plan", String(40), nullable=False),
+    Column("code", String(6), nullable=False),  # the local government, JIS X 0402
+    Column("applicant_email", String(320), nullable=False),
+    Column("via_agency", Boolean, nullable=False),
+    Column("status", String(20), nullable=False),  # pending → approved | refused (refused at once by the automatic checks)
+    Column("email_needs_review", Boolean, nullable=False),  # not an lg.jp address
+    Column("reasons", Text, nullable=False),  # JSON: why the checks or the reviewer refused; for operators only
+    Column("review_due", Date),
+    Column("submitted_at", UtcDateTime(), nullable=False),
+    Column("decided_at", UtcDateTime()),
+    Column("decided_by", String(200)),
+)
+Index("ix_eligibility_applications_tenant_code", eligibility_applications.c.tenant_id, eligibility_applications.c.code)
 
 idempotency_keys = Table(
     "idempotency_keys", metadata,

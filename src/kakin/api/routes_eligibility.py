@@ -1,0 +1,80 @@
+"""Applications for eligibility-gated plans (the local-government plan) and their review by operators."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+
+from kakin.adapters.db import service_store
+from kakin.adapters.db.store import UnitOfWork
+from kakin.domain import errors
+from kakin.domain.members import require_super_admin
+from kakin.services import access, eligibility
+
+from .app import Auth, read, tenant_of, write
+from .schemas import EligibilityApplicationIn, RefusalIn
+
+router = APIRouter(prefix="/v1", tags=["eligibility"])
+
+
+@router.post("/customers/{customer_id}/eligibility_applications", status_code=201,
+             summary="Apply for an eligibility-gated plan (super admin); the automatic checks run at once")
+def apply(request: Request, op: Auth, customer_id: str, body: EligibilityApplicationIn) -> Response:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = uow.customer_row(op.tenant, customer_id)
+        if row is None:
+            raise errors.NotFound(f"no customer {customer_id!r}", param="customer_id")
+        require_super_admin(access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member")),
+                            "apply for the plan")
+        return eligibility.apply(uow, tenant_of(uow, op), customer_id, body.plan, body.local_government_code,
+                                 body.applicant_email, body.via_agency, request.app.state.clock(), op.actor)
+
+    return write(request, op, body, work, status=201)
+
+
+@router.get("/customers/{customer_id}/eligibility_applications",
+            summary="The customer's applications and their status (never the reasons of a refusal)")
+def applications_of(request: Request, op: Auth, customer_id: str) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        row = uow.customer_row(op.tenant, customer_id)
+        if row is None:
+            raise errors.NotFound(f"no customer {customer_id!r}", param="customer_id")
+        found = service_store.applications(uow.conn, op.tenant.id, customer_id=row["id"])
+        return {"data": [eligibility.applicant_view(a) for a in found], "next_cursor": None}
+
+    return read(request, op, work)
+
+
+@router.get("/eligibility_applications", summary="The review queue (reviewers): reasons, due dates, overdue flags")
+def review_queue(request: Request, op: Auth,
+                 status: Annotated[Literal["pending", "approved", "refused"] | None, Query()] = None) -> dict[str, Any]:
+    op.require("review")
+
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        today = tenant_of(uow, op).lifecycle.today(request.app.state.clock())
+        found = service_store.applications(uow.conn, op.tenant.id, status=status)
+        return {"data": [eligibility.operator_view(a, today) for a in found], "next_cursor": None}
+
+    return read(request, op, work)
+
+
+@router.post("/eligibility_applications/{application_id}/approve", summary="Approve (reviewers): the plan is granted")
+def approve(request: Request, op: Auth, application_id: str) -> Response:
+    return write(request, op, None, lambda uow: eligibility.decide(
+        uow, tenant_of(uow, op), request.app.state.gateway, application_id, True, None, request.app.state.clock(),
+        op.actor), permission="review")
+
+
+@router.post("/eligibility_applications/{application_id}/refuse",
+             summary="Refuse (reviewers); the reason is kept for operators and never shown to the applicant")
+def refuse(request: Request, op: Auth, application_id: str, body: RefusalIn) -> Response:
+    return write(request, op, body, lambda uow: eligibility.decide(
+        uow, tenant_of(uow, op), request.app.state.gateway, application_id, False, body.reason,
+        request.app.state.clock(), op.actor), permission="review")
+
+
+@router.post("/customers/{customer_id}/verified_account", summary="Mark the account verified, 認証済アカウント (reviewers)")
+def verify_account(request: Request, op: Auth, customer_id: str) -> Response:
+    return write(request, op, None, lambda uow: eligibility.verify_account(
+        uow, tenant_of(uow, op), customer_id, request.app.state.clock(), op.actor), permission="review")

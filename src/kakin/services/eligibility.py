@@ -1,0 +1,142 @@
+"""Applications for eligibility-gated plans (LINE OA 地方公共団体プラン) and their review.
+
+The automatic checks (:mod:`kakin.domain.eligibility`) run when the
+application is made: one that fails them is refused at once; one that passes
+waits for a reviewer (an operator key with the ``review`` permission), due
+within five business days. The applicant is e-mailed on receipt and on the
+decision. Why an application was refused is kept for operators: the
+applicant's view and e-mails never say. Re-applying is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime
+from typing import Any
+
+import jpholiday
+
+from kakin.adapters.db import service_store
+from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.payments import PaymentGateway
+from kakin.adapters.reference_data import local_governments
+from kakin.domain import errors, plan_changes
+from kakin.domain.eligibility import Applicant, automatic_checks, review_due
+
+from . import billing, mail
+from .tenancy import Tenant
+
+RULE_SETS = {"jp_local_government"}  # the eligibility rule sets kakin knows; a catalog names one per gated plan
+
+
+def _holiday(day: Any) -> bool:
+    return bool(jpholiday.is_holiday(day))
+
+
+def applicant_view(row: dict[str, Any]) -> dict[str, Any]:
+    """What the customer sees: the status, never the reasons."""
+    return {"id": row["public_id"], "plan": row["plan"], "local_government_code": row["code"], "status": row["status"],
+            "submitted_at": row["submitted_at"], "decided_at": row["decided_at"]}
+
+
+def operator_view(row: dict[str, Any], today: Any) -> dict[str, Any]:
+    body = local_governments().get(row["code"])
+    return {**applicant_view(row), "customer": row["customer"], "applicant_email": row["applicant_email"],
+            "local_government": body.prefecture + body.municipality if body else None, "via_agency": row["via_agency"],
+            "email_needs_review": row["email_needs_review"], "reasons": json.loads(row["reasons"]),
+            "review_due": row["review_due"], "decided_by": row["decided_by"],
+            "overdue": row["status"] == "pending" and row["review_due"] is not None and today > row["review_due"]}
+
+
+def apply(uow: UnitOfWork, tenant: Tenant, key: str, plan_code: str, code: str, applicant_email: str, via_agency: bool,
+          now: datetime, actor: str) -> dict[str, Any]:
+    plan = tenant.catalog.plan(plan_code)
+    if plan.eligibility is None:
+        raise errors.InvalidValue(f"plan {plan.code!r} needs no application; subscribe to it", param="plan")
+    if plan.eligibility not in RULE_SETS:
+        raise errors.InvalidValue(f"kakin has no rules for {plan.eligibility!r}", param="plan")
+    customer = uow.customer_row(tenant.row, key)
+    if customer is None:
+        raise errors.NotFound(f"no customer {key!r}", param="customer_id")
+    if customer["deleted_on"] is not None:
+        raise errors.CustomerDeleted(f"customer {key!r} was deleted on {customer['deleted_on']}", param="customer_id")
+    mine = service_store.applications(uow.conn, tenant.row.id, customer_id=customer["id"])
+    if any(a["status"] == "pending" for a in mine):
+        raise errors.Conflict("an application is already waiting for review; wait for its result", param="plan",
+                              code="application_pending")
+    if any(a["status"] == "approved" and a["plan"] == plan.code for a in mine):
+        raise errors.Conflict(f"plan {plan.code!r} was already granted", param="plan", code="already_granted")
+    others = [a for a in service_store.applications(uow.conn, tenant.row.id, code=code)
+              if a["customer_id"] != customer["id"] and a["status"] in ("pending", "approved")]
+    checks = automatic_checks(local_governments(), Applicant(
+        account_name=customer["name"], code=code, email=applicant_email, via_agency=via_agency,
+        account_verified=customer["verified_at"] is not None, other_account_has_it=bool(others)))
+    today = tenant.lifecycle.today(now)
+    row = {"tenant_id": tenant.row.id, "customer_id": customer["id"], "public_id": "elg_" + secrets.token_hex(8),
+           "plan": plan.code, "code": code, "applicant_email": applicant_email, "via_agency": via_agency,
+           "status": "pending" if checks.passed else "refused", "email_needs_review": checks.email_needs_review,
+           "reasons": json.dumps([{"check": c, "reason": r} for c, r in checks.failures], ensure_ascii=False),
+           "review_due": review_due(today, _holiday) if checks.passed else None, "submitted_at": now,
+           "decided_at": None if checks.passed else now, "decided_by": None if checks.passed else "automatic checks"}
+    service_store.add_application(uow.conn, row)
+    uow.audit([{"tenant_id": tenant.row.id, "customer_id": customer["id"], "at": now, "actor": actor,
+                "action": "eligibility.applied", "before": None,
+                "after": {"application": row["public_id"], "plan": plan.code, "code": code, "status": row["status"]}}])
+    context = {"customer": customer["name"], "plan_name": plan.name_ja, "review_due": row["review_due"]}
+    kind = "eligibility.received" if checks.passed else "eligibility.refused"
+    mail.queue(uow, tenant, customer["id"], kind, applicant_email, context, row["public_id"], now)
+    return applicant_view({**row, "submitted_at": now})
+
+
+def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, public_id: str, approve: bool, reason: str | None,
+           now: datetime, reviewer: str) -> dict[str, Any]:
+    """A reviewer's decision on a pending application. Approval grants the plan; a refusal's reason stays with operators."""
+    found = service_store.application(uow.conn, tenant.row.id, public_id)
+    if found is None:
+        raise errors.NotFound(f"no application {public_id!r}", param="application_id")
+    if found["status"] != "pending":
+        raise errors.Conflict(f"application {public_id} was already decided ({found['status']})", param="application_id",
+                              code="application_decided")
+    if not approve and not (reason and reason.strip()):
+        raise errors.InvalidValue("give the reason for a refusal (operators see it; the applicant never does)",
+                                  param="reason")
+    reasons = json.loads(found["reasons"]) + ([] if approve else [{"check": "review", "reason": reason}])
+    service_store.decide_application(uow.conn, found["id"], "approved" if approve else "refused",
+                                     json.dumps(reasons, ensure_ascii=False), now, reviewer)
+    customer = uow.customer_row(tenant.row, found["customer"])
+    assert customer is not None
+    plan = tenant.catalog.plan(found["plan"])
+    effective = None
+    if approve:
+        account = billing.load(uow, tenant, found["customer"])
+        billing.catch_up(uow, tenant, gateway, account, now)
+        before = billing.snapshot(account)
+        result = plan_changes.grant_plan(tenant.lifecycle, account, plan.code, now)
+        effective = str(result.events[-1][1]["effective_on"])
+        billing.settle(uow, tenant, gateway, [(account, result)], now, reviewer, "eligibility.approved",
+                       {account.id or 0: before})
+    else:
+        uow.audit([{"tenant_id": tenant.row.id, "customer_id": customer["id"], "at": now, "actor": reviewer,
+                    "action": "eligibility.refused", "before": {"application": public_id, "status": "pending"},
+                    "after": {"application": public_id, "status": "refused"}}])
+    today = tenant.lifecycle.today(now)
+    context = {"customer": customer["name"], "plan_name": plan.name_ja,
+               "effective_on": effective if effective and effective != today.isoformat() else None}
+    mail.queue(uow, tenant, customer["id"], "eligibility.approved" if approve else "eligibility.refused",
+               found["applicant_email"], context, public_id, now)
+    decided = service_store.application(uow.conn, tenant.row.id, public_id)
+    assert decided is not None
+    return operator_view(decided, today)
+
+
+def verify_account(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime, reviewer: str) -> dict[str, Any]:
+    """認証済アカウント: a reviewer marks the account verified (once; doing it again changes nothing)."""
+    customer = uow.customer_row(tenant.row, key)
+    if customer is None:
+        raise errors.NotFound(f"no customer {key!r}", param="customer_id")
+    if customer["verified_at"] is None:
+        service_store.set_account_verified(uow.conn, customer["id"], now)
+        uow.audit([{"tenant_id": tenant.row.id, "customer_id": customer["id"], "at": now, "actor": reviewer,
+                    "action": "customer.verified", "before": {"verified": False}, "after": {"verified": True}}])
+    return {"customer": key, "verified": True, "verified_at": customer["verified_at"] or now}
