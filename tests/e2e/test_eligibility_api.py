@@ -89,6 +89,7 @@ def test_a_verified_city_applies_is_approved_and_moves_to_the_plan_when_its_paid
         run_once(engine, w.gateway, w.now)
         view = w.call("GET", "/v1/customers/yokohama").json()
         assert view["subscription"]["plan"] == "local_government"
+        assert view["subscription"]["display_plan"] == "standard"  # shown as standard, billed nothing
         totals = [i["total"] for i in w.call("GET", "/v1/customers/yokohama/invoices").json()["data"]]
         assert totals == [16500]  # November's standard fee only: from December nothing is billed
         kinds = [k for k, to, _ in outbox(engine) if to == "koho@city.yokohama.lg.jp"]

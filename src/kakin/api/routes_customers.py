@@ -11,6 +11,7 @@ from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.account import Account
+from kakin.domain.catalog import Catalog
 from kakin.domain.members import require_admin, require_super_admin
 from kakin.services import access, billing, domains
 
@@ -23,7 +24,7 @@ Cursor = Annotated[str | None, Query(max_length=200)]
 CustomerId = Annotated[str, "the customer's id"]
 
 
-def view(account: Account, row: dict[str, Any]) -> dict[str, Any]:
+def view(account: Account, row: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
     sub = account.plan_subscription
     out: dict[str, Any] = {
         "id": account.key, "name": account.name, "users": account.members, "credit": account.credit,
@@ -35,6 +36,8 @@ def view(account: Account, row: dict[str, Any]) -> dict[str, Any]:
     if sub is not None:
         out["subscription"] = {
             "plan": sub.plan, "contract": sub.contract, "status": sub.status.value, "seats": sub.seats,
+            # the plan as the customer is shown it (LINE OA shows the local-government plan as standard)
+            "display_plan": catalog.plans[sub.plan].features.get("display_as", sub.plan),
             "current_period_start": sub.period_start, "current_period_end": sub.period_end, "trial_end": sub.trial_end,
             "pending_change": None if sub.pending is None else {
                 "effective_on": sub.pending.effective_on, "plan": sub.pending.plan, "contract": sub.pending.contract,
@@ -66,7 +69,7 @@ def _command(request: Request, op: Auth, customer_id: str, run: Any, *, member_r
             member_rule(role, what)
         gateway = request.app.state.gateway
         account = run(uow, tenant, gateway, customer_id, row["now"])
-        return view(account, row)
+        return view(account, row, tenant.catalog)
 
     return work
 
@@ -88,7 +91,7 @@ def create_customer(request: Request, op: Auth, body: CustomerIn) -> Response:
                                           test_clock_id=clock_id, sign_in_group=body.sign_in_group)
         assert account.id is not None
         member_id = access.add_super_admin(uow, op.tenant, account.id, body.super_admin.email, body.super_admin.name, now)
-        out = view(account, {"test_clock_public_id": body.test_clock})
+        out = view(account, {"test_clock_public_id": body.test_clock}, tenant.catalog)
         out["super_admin"] = {"id": member_id, "email": body.super_admin.email, "name": body.super_admin.name}
         return out
 
@@ -102,7 +105,8 @@ def list_customers(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor
     def work(uow: UnitOfWork) -> dict[str, Any]:
         rows = service_store.page(uow.conn, tables.customers, op.tenant.id, after, limit)
         accounts = {a.id: a for a in uow.load_accounts([r["id"] for r in rows[:limit]], summary=True)}
-        return paged(rows, limit, lambda r: view(accounts[r["id"]], r))
+        catalog = tenant_of(uow, op).catalog
+        return paged(rows, limit, lambda r: view(accounts[r["id"]], r, catalog))
 
     return read(request, op, work)  # type: ignore[no-any-return]
 
@@ -111,7 +115,7 @@ def list_customers(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor
 def get_customer(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        return view(uow.load_accounts([row["id"]], summary=True)[0], row)
+        return view(uow.load_accounts([row["id"]], summary=True)[0], row, tenant_of(uow, op).catalog)
 
     return read(request, op, work)  # type: ignore[no-any-return]
 
