@@ -120,6 +120,12 @@ def test_a_negative_price_is_refused() -> None:
     assert_names(refused(data), FILE, "plans.gold.prices.monthly.unit_amount", "is -180: a price cannot be negative")
 
 
+def test_an_unknown_eligibility_rule_set_is_refused() -> None:
+    data = shipped("line-oa")
+    data["plans"]["local_government"]["eligibility"] = "schools"
+    assert_names(refused(data), FILE, "plans.local_government.eligibility", "kakin has rules for jp_local_government")
+
+
 def test_a_price_cannot_refuse_cancellation() -> None:
     data = shipped("lineworks")
     data["plans"]["basic"]["prices"]["annual"]["cancellation"] = "refused"

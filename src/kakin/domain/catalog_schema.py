@@ -30,6 +30,7 @@ from .catalog import (
     UsagePrice,
     When,
 )
+from .eligibility import ELIGIBILITY_RULE_SETS
 from .errors import CatalogError
 from .money import Rounding
 from .proration import Convention, Proration
@@ -238,6 +239,8 @@ def parse_plan(t: _Table, code: str) -> Plan:
         over_seat_restricts=_strings(t, "over_seat_restricts"),
     )
     t.finish()
+    if plan.eligibility is not None and plan.eligibility not in ELIGIBILITY_RULE_SETS:
+        raise t.error("eligibility", f"is {plan.eligibility!r}: kakin has rules for {', '.join(sorted(ELIGIBILITY_RULE_SETS))}")
     for contract, price in prices.items():
         if price.members_over_seats is not None and price.members_over_seats not in prices:
             raise CatalogError(

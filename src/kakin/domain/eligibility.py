@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+ELIGIBILITY_RULE_SETS = frozenset({"jp_local_government"})  # what a catalog's ``eligibility`` may name
 WEIGHTS = (6, 5, 4, 3, 2)
 OFFICE = {"市": "役所", "区": "役所", "町": "役場", "村": "役場"}  # 新宿区役所, 箱根町役場
 REVIEW_BUSINESS_DAYS = 5

@@ -149,7 +149,8 @@ def grant_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime) -
     usage is billed as usual) and moves on the next billing date; anyone else moves at once.
     """
     plan = lc.catalog.plan(plan_code)
-    contract = lc.catalog.default_contract if lc.catalog.default_contract in plan.prices else next(iter(plan.prices))
+    contract = lc.catalog.default_contract if lc.catalog.default_contract in plan.prices else next(
+        iter(plan.prices), lc.catalog.default_contract)
     today = lc.today(now)
     sub = account.plan_subscription
     if sub is None or sub.status is Status.CANCELED:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import jpholiday
@@ -27,10 +27,8 @@ from kakin.domain.eligibility import Applicant, automatic_checks, review_due
 from . import billing, mail
 from .tenancy import Tenant
 
-RULE_SETS = {"jp_local_government"}  # the eligibility rule sets kakin knows; a catalog names one per gated plan
 
-
-def _holiday(day: Any) -> bool:
+def _holiday(day: date) -> bool:
     return bool(jpholiday.is_holiday(day))
 
 
@@ -54,8 +52,6 @@ def apply(uow: UnitOfWork, tenant: Tenant, key: str, plan_code: str, code: str, 
     plan = tenant.catalog.plan(plan_code)
     if plan.eligibility is None:
         raise errors.InvalidValue(f"plan {plan.code!r} needs no application; subscribe to it", param="plan")
-    if plan.eligibility not in RULE_SETS:
-        raise errors.InvalidValue(f"kakin has no rules for {plan.eligibility!r}", param="plan")
     customer = uow.customer_row(tenant.row, key)
     if customer is None:
         raise errors.NotFound(f"no customer {key!r}", param="customer_id")
@@ -98,14 +94,17 @@ def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, public_id: 
     if found["status"] != "pending":
         raise errors.Conflict(f"application {public_id} was already decided ({found['status']})", param="application_id",
                               code="application_decided")
+    customer = uow.customer_row(tenant.row, found["customer"])
+    assert customer is not None
+    if approve and customer["deleted_on"] is not None:
+        raise errors.CustomerDeleted(f"customer {found['customer']!r} was deleted on {customer['deleted_on']}; "
+                                     "refuse the application instead", param="application_id")
     if not approve and not (reason and reason.strip()):
         raise errors.InvalidValue("give the reason for a refusal (operators see it; the applicant never does)",
                                   param="reason")
     reasons = json.loads(found["reasons"]) + ([] if approve else [{"check": "review", "reason": reason}])
     service_store.decide_application(uow.conn, found["id"], "approved" if approve else "refused",
                                      json.dumps(reasons, ensure_ascii=False), now, reviewer)
-    customer = uow.customer_row(tenant.row, found["customer"])
-    assert customer is not None
     plan = tenant.catalog.plan(found["plan"])
     effective = None
     if approve:
