@@ -38,6 +38,14 @@ def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, 
         raise errors.PlanChangeNotAllowed(f"the customer is already on plan {plan.code!r} ({contract})", param="plan")
     if contract not in plan.prices and plan.prices:
         raise errors.InvalidValue(f"plan {plan.code!r} has no {contract!r} contract", param="contract", code="unknown_contract")
+    if plan.code != sub.plan and contract != sub.contract and sub.contract in plan.prices:
+        # Both change: each part follows its own rule. LINE WORKS basic (annual) → premium (monthly) upgrades now and
+        # leaves the annual contract when its 12 months end, as the contract change alone would.
+        plan_now = lc.catalog.change_policy(sub.plan, sub.contract, plan.code, sub.contract) is When.IMMEDIATE
+        if plan_now and lc.catalog.change_policy(plan.code, sub.contract, plan.code, contract) is When.END_OF_PERIOD:
+            result = change_plan(lc, account, plan.code, now, contract=sub.contract, seats=seats)
+            result.events += change_plan(lc, account, plan.code, now, contract=contract).events
+            return result
     when = lc.catalog.change_policy(sub.plan, sub.contract, plan.code, contract)
     if when is When.REFUSED:
         allowed = sorted({p for p in lc.catalog.plans if p != sub.plan
