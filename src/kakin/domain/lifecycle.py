@@ -216,9 +216,10 @@ class Lifecycle:
         days = self.catalog.trial_days if trial_days is None else trial_days
         if days < 0:
             raise errors.InvalidValue("trial_days cannot be negative", param="trial_days")
-        if days == 0 and (plan.requires_payment_method or (price is not None and price.unit_amount > 0)) and not account.can_pay:
+        charged_now = days == 0 and price is not None and price.unit_amount > 0
+        if (plan.requires_payment_method or charged_now) and not account.can_pay:  # a trial of such a plan needs one too
             raise errors.PaymentMethodRequired(
-                f"plan {plan.code!r} is charged from the start: register a payment method first",
+                f"plan {plan.code!r} needs a payment method before it starts: register one first",
                 param="payment_method",
             )
         if current is not None:
