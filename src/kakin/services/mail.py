@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy import Engine, select, update
 
+from kakin.adapters.db.bulk import in_ids
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.db.tables import customers, members, outbox
 from kakin.adapters.mail import Mailer
@@ -95,9 +96,9 @@ def _insert_new(uow: UnitOfWork) -> Any:
 def _addresses(uow: UnitOfWork, customer_ids: list[int]) -> dict[int, str]:
     """The billing e-mail, else the super admin's address."""
     out = {int(c): e for c, e in uow.conn.execute(select(customers.c.id, customers.c.billing_email).where(
-        customers.c.id.in_(customer_ids), customers.c.billing_email.is_not(None)))}
+        in_ids(uow.conn, customers.c.id, customer_ids), customers.c.billing_email.is_not(None)))}
     for c, e in uow.conn.execute(select(members.c.customer_id, members.c.email).where(
-            members.c.customer_id.in_(customer_ids), members.c.role == "super_admin")):
+            in_ids(uow.conn, members.c.customer_id, customer_ids), members.c.role == "super_admin")):
         out.setdefault(int(c), e)
     return out
 

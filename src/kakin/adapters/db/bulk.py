@@ -7,14 +7,27 @@ instants in UTC as ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1), which skips
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, Date, Table, insert
+from sqlalchemy import Boolean, Connection, Date, Table, func, insert, select
 
 from .tables import UtcDateTime
+
+
+def in_ids(conn: Connection, column: Any, ids: Iterable[int]) -> Any:
+    """``column IN ids`` for a batch of row ids.
+
+    On SQLite the ids go as one JSON array through ``json_each``: SQLAlchemy expands a long IN list value by value
+    on every execution (about a millisecond per thousand ids), one bound string costs nothing. Elsewhere a plain IN.
+    """
+    values = [int(i) for i in ids]
+    if conn.dialect.name != "sqlite":
+        return column.in_(values)
+    return column.in_(select(func.json_each(json.dumps(values)).table_valued("value").c.value))
 
 
 def sqlite_instant(value: datetime) -> str:

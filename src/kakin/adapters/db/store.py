@@ -20,7 +20,7 @@ from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingIte
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
 from kakin.domain.money import format_rate
 
-from .bulk import insert_many, update_many
+from .bulk import in_ids, insert_many, update_many
 from .tables import (
     audit_log,
     customers,
@@ -198,7 +198,7 @@ class UnitOfWork:
                 earlier.c.start <= subscriptions.c.period_start).scalar_subquery()
             phase_rows = self.conn.execute(
                 select(subscription_phases).join(subscriptions, subscriptions.c.id == subscription_phases.c.subscription_id)
-                .where(subscription_phases.c.subscription_id.in_(list(subs)),
+                .where(in_ids(self.conn, subscription_phases.c.subscription_id, subs),
                        subscription_phases.c.start >= func.coalesce(in_effect_at_start, subscriptions.c.period_start))
                 .order_by(subscription_phases.c.subscription_id, subscription_phases.c.start, subscription_phases.c.id)).mappings()
             for r in phase_rows:
@@ -207,7 +207,7 @@ class UnitOfWork:
             for sub in subs.values():
                 before = [p for p in sub.phases if p.start <= sub.period_start]
                 sub.phases = before[-1:] + [p for p in sub.phases if p.start > sub.period_start]
-        for r in self.conn.execute(select(pending_items).where(pending_items.c.customer_id.in_(id_list)).order_by(
+        for r in self.conn.execute(select(pending_items).where(in_ids(self.conn, pending_items.c.customer_id, id_list)).order_by(
                 pending_items.c.id)).mappings():
             accounts[r["customer_id"]].pending_items.append(PendingItem(Line(
                 LineKind(r["kind"]), r["description"], r["quantity"], r["amount"], r["period_start"], r["period_end"],
@@ -216,10 +216,10 @@ class UnitOfWork:
         earliest = min((sub.period_start.replace(day=1) for sub in subs.values()), default=None)
         if earliest is not None:
             for r in self.conn.execute(select(usage_counters).where(
-                    usage_counters.c.customer_id.in_(id_list), usage_counters.c.month >= earliest)).mappings():
+                    in_ids(self.conn, usage_counters.c.customer_id, id_list), usage_counters.c.month >= earliest)).mappings():
                 accounts[r["customer_id"]].usage[(r["metric"], r["month"])] = r["quantity"]
         for r in self.conn.execute(select(invoices).where(
-                invoices.c.customer_id.in_(id_list), invoices.c.status == "open").order_by(invoices.c.seq)).mappings():
+                in_ids(self.conn, invoices.c.customer_id, id_list), invoices.c.status == "open").order_by(invoices.c.seq)).mappings():
             accounts[r["customer_id"]].open_invoices.append(OpenInvoice(
                 r["id"], r["number"], r["total"] - r["credited"], r["attempts"], r["first_failed_at"], r["next_retry_at"],
                 r["status"], due_on=r["due_on"], deferred=r["deferred"]))
@@ -416,7 +416,7 @@ class UnitOfWork:
         if not customer_ids:
             return {}
         rows = self.conn.execute(select(invoices.c.customer_id, func.count()).where(
-            invoices.c.customer_id.in_(set(customer_ids))).group_by(invoices.c.customer_id)).all()
+            in_ids(self.conn, invoices.c.customer_id, set(customer_ids))).group_by(invoices.c.customer_id)).all()
         return {int(c): int(n) for c, n in rows}
 
     @staticmethod
