@@ -241,7 +241,9 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: da
     if (plan.plan, metric) not in metered:
         quota_of(tenant.catalog, plan.plan, metric)
         metered.add((plan.plan, metric))
-    month = at.astimezone(tenant.lifecycle.zone).date().replace(day=1)  # month_start(local_date(at, zone)), inlined
+    zone = tenant.lifecycle.zone
+    local = at if at.tzinfo is zone else at.astimezone(zone)
+    month = date(local.year, local.month, 1)  # month_start(local_date(at, zone)), inlined
     if month < plan.open_from:
         raise errors.InvalidValue(
             f"{month:%Y-%m} is already invoiced for {key}; usage for it can no longer be recorded",
