@@ -58,6 +58,11 @@ def _customer(request: Request, uow: UnitOfWork, op: access.Operator, customer_i
     return row
 
 
+def acting_member(request: Request, uow: UnitOfWork, op: access.Operator, row: dict[str, Any], rule: Any, what: str) -> None:
+    """Check the member named in ``Kakin-Acting-Member`` against ``rule`` (super admin, admin) for ``what``."""
+    rule(access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member")), what)
+
+
 def _command(request: Request, op: Auth, customer_id: str, run: Any, *, member_rule: Any = None, what: str = "") -> Any:
     """Load the customer, check the acting member where the rule needs one, run the command, show the customer."""
 
@@ -65,8 +70,7 @@ def _command(request: Request, op: Auth, customer_id: str, run: Any, *, member_r
         row = _customer(request, uow, op, customer_id)
         tenant = tenant_of(uow, op)
         if member_rule is not None:
-            role = access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member"))
-            member_rule(role, what)
+            acting_member(request, uow, op, row, member_rule, what)
         gateway = request.app.state.gateway
         account = run(uow, tenant, gateway, customer_id, row["now"])
         return view(account, row, tenant.catalog)
@@ -134,8 +138,7 @@ def list_members(request: Request, op: Auth, customer_id: CustomerId) -> dict[st
 def add_member(request: Request, op: Auth, customer_id: CustomerId, body: MemberIn) -> Response:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        role = access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member"))
-        require_admin(role, "add members")
+        acting_member(request, uow, op, row, require_admin, "add members")
         limit = tenant_of(uow, op).catalog.admin_limit
         return access.add_member(uow, op.tenant, limit, row["id"], body.email, body.name, body.role, row["now"])
 
@@ -204,8 +207,7 @@ def cancel(request: Request, op: Auth, customer_id: CustomerId) -> Response:
 def add_domain(request: Request, op: Auth, customer_id: CustomerId, body: DomainIn) -> Response:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        require_super_admin(access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member")),
-                            "register a domain")
+        acting_member(request, uow, op, row, require_super_admin, "register a domain")
         return domains.add_domain(uow, op.tenant, customer_id, body.domain, request.app.state.clock(), op.actor)
 
     return write(request, op, body, work, status=201)
@@ -222,8 +224,7 @@ def list_domains(request: Request, op: Auth, customer_id: CustomerId) -> dict[st
 def verify_domain(request: Request, op: Auth, customer_id: CustomerId, domain: str) -> Response:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        require_super_admin(access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member")),
-                            "verify a domain")
+        acting_member(request, uow, op, row, require_super_admin, "verify a domain")
         return domains.verify_domain(uow, op.tenant, customer_id, domain, request.app.state.dns,
                                      request.app.state.clock(), op.actor)
 

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query, Request, Response
 
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
-from kakin.domain import errors
 from kakin.domain.members import require_super_admin
-from kakin.services import access, eligibility
+from kakin.services import eligibility
 
 from .app import Auth, read, tenant_of, write
+from .routes_customers import _customer, acting_member
 from .schemas import EligibilityApplicationIn, RefusalIn
 
 router = APIRouter(prefix="/v1", tags=["eligibility"])
@@ -22,11 +22,8 @@ router = APIRouter(prefix="/v1", tags=["eligibility"])
              summary="Apply for an eligibility-gated plan (super admin); the automatic checks run at once")
 def apply(request: Request, op: Auth, customer_id: str, body: EligibilityApplicationIn) -> Response:
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        row = uow.customer_row(op.tenant, customer_id)
-        if row is None:
-            raise errors.NotFound(f"no customer {customer_id!r}", param="customer_id")
-        require_super_admin(access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member")),
-                            "apply for the plan")
+        acting_member(request, uow, op, _customer(request, uow, op, customer_id), require_super_admin,
+                      "apply for the plan")
         return eligibility.apply(uow, tenant_of(uow, op), customer_id, body.plan, body.local_government_code,
                                  body.applicant_email, body.via_agency, request.app.state.clock(), op.actor)
 
@@ -37,9 +34,7 @@ def apply(request: Request, op: Auth, customer_id: str, body: EligibilityApplica
             summary="The customer's applications and their status (never the reasons of a refusal)")
 def applications_of(request: Request, op: Auth, customer_id: str) -> dict[str, Any]:
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        row = uow.customer_row(op.tenant, customer_id)
-        if row is None:
-            raise errors.NotFound(f"no customer {customer_id!r}", param="customer_id")
+        row = _customer(request, uow, op, customer_id)
         found = service_store.applications(uow.conn, op.tenant.id, customer_id=row["id"])
         return {"data": [eligibility.applicant_view(a) for a in found], "next_cursor": None}
 

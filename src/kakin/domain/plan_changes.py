@@ -46,15 +46,15 @@ def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, 
             result = change_plan(lc, account, plan.code, now, contract=sub.contract, seats=seats)
             result.events += change_plan(lc, account, plan.code, now, contract=contract).events
             return result
-    when = lc.catalog.change_policy(sub.plan, sub.contract, plan.code, contract)
-    if when is When.REFUSED:
+    rule = lc.catalog.change_rule(sub.plan, sub.contract, plan.code, contract)
+    when = When.REFUSED if rule is None else rule.when
+    if rule is None or when is When.REFUSED:
         allowed = sorted({p for p in lc.catalog.plans if p != sub.plan
                           and lc.catalog.change_policy(sub.plan, sub.contract, p, contract) is not When.REFUSED})
         hint = f"allowed from {sub.plan!r}: {', '.join(allowed)}" if allowed else f"no change is allowed from {sub.plan!r}"
         raise errors.PlanChangeNotAllowed(
             f"moving from {sub.plan!r} ({sub.contract}) to {plan.code!r} ({contract}) is not allowed; {hint}", param="plan")
-    rule = lc.catalog.change_rule(sub.plan, sub.contract, plan.code, contract)
-    if rule is not None and rule.needs_verified_domain and account.sign_in_group and not account.verified_domain:
+    if rule.needs_verified_domain and account.sign_in_group and not account.verified_domain:
         raise errors.DomainVerificationRequired(
             f"members sign in as id@{account.sign_in_group}; {plan.code!r} needs a domain instead: register one and "
             "verify it with its DNS TXT record first (their IDs become id@domain)", param="domain")

@@ -14,15 +14,13 @@ from kakin.domain import errors
 from kakin.domain.calendar import local_date
 from kakin.domain.documents import Issuer, Recipient, format_postal_code, qualified_invoice, receipt
 
-from .tenancy import Tenant
+from .tenancy import Tenant, customer_row
 
 
 def set_billing_profile(uow: UnitOfWork, tenant: TenantRow, key: str, *, addressee: str | None, postal_code: str | None,
                         address: str | None, email: str | None, now: datetime, actor: str) -> dict[str, Any]:
     """The addressee (宛名), postal code, address and billing e-mail printed on receipts."""
-    row = uow.customer_row(tenant, key)
-    if row is None:
-        raise errors.NotFound(f"no customer {key!r}", param="customer_id")
+    row = customer_row(uow, tenant, key)
     values = {"addressee": addressee, "postal_code": format_postal_code(postal_code) if postal_code else None,
               "address": address, "billing_email": email}
     uow.conn.execute(update(customers).where(customers.c.id == row["id"]).values(**values))

@@ -19,6 +19,8 @@ from kakin.adapters.db import service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 
+from .tenancy import customer_row
+
 TXT_PREFIX = "kakin-domain-verification="
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
@@ -42,15 +44,6 @@ def normalize(domain: object) -> str:
     return ascii_name
 
 
-def _customer(uow: UnitOfWork, tenant: TenantRow, key: str) -> dict[str, Any]:
-    row = uow.customer_row(tenant, key)
-    if row is None:
-        raise errors.NotFound(f"no customer {key!r}", param="customer_id")
-    if row["deleted_on"] is not None:
-        raise errors.CustomerDeleted(f"customer {key!r} was deleted on {row['deleted_on']}", param="customer_id")
-    return row
-
-
 def _view(row: dict[str, Any], verified_domain: str | None) -> dict[str, Any]:
     return {"domain": row["domain"], "verified": row["verified_at"] is not None and row["domain"] == verified_domain,
             "verified_at": row["verified_at"],
@@ -60,7 +53,7 @@ def _view(row: dict[str, Any], verified_domain: str | None) -> dict[str, Any]:
 def add_domain(uow: UnitOfWork, tenant: TenantRow, key: str, domain: str, now: datetime, actor: str) -> dict[str, Any]:
     """Register a domain to verify; returns the TXT record to publish. Registering it again returns the same record."""
     name = normalize(domain)
-    customer = _customer(uow, tenant, key)
+    customer = customer_row(uow, tenant, key, live=True)
     owner = service_store.verified_domain_owner(uow.conn, tenant.id, name)
     if owner is not None and owner != key:
         raise errors.DomainTaken(f"{name} is verified by another customer", param="domain")
@@ -75,9 +68,7 @@ def add_domain(uow: UnitOfWork, tenant: TenantRow, key: str, domain: str, now: d
 
 
 def domains_of(uow: UnitOfWork, tenant: TenantRow, key: str) -> list[dict[str, Any]]:
-    row = uow.customer_row(tenant, key)
-    if row is None:
-        raise errors.NotFound(f"no customer {key!r}", param="customer_id")
+    row = customer_row(uow, tenant, key)
     return [_view(r, row["verified_domain"]) for r in service_store.domain_verifications_of(uow.conn, row["id"])]
 
 
@@ -85,7 +76,7 @@ def verify_domain(uow: UnitOfWork, tenant: TenantRow, key: str, domain: str, res
                   actor: str) -> dict[str, Any]:
     """Look for the TXT record; when it is there, the domain becomes the customer's verified domain."""
     name = normalize(domain)
-    customer = _customer(uow, tenant, key)
+    customer = customer_row(uow, tenant, key, live=True)
     found = service_store.domain_verification(uow.conn, customer["id"], name)
     if found is None:
         raise errors.NotFound(f"customer {key!r} has not registered {name}; register it first", param="domain")

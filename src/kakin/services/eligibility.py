@@ -25,7 +25,7 @@ from kakin.domain import errors, plan_changes
 from kakin.domain.eligibility import Applicant, automatic_checks, review_due
 
 from . import billing, mail
-from .tenancy import Tenant
+from .tenancy import Tenant, customer_row
 
 
 def _holiday(day: date) -> bool:
@@ -52,11 +52,7 @@ def apply(uow: UnitOfWork, tenant: Tenant, key: str, plan_code: str, code: str, 
     plan = tenant.catalog.plan(plan_code)
     if plan.eligibility is None:
         raise errors.InvalidValue(f"plan {plan.code!r} needs no application; subscribe to it", param="plan")
-    customer = uow.customer_row(tenant.row, key)
-    if customer is None:
-        raise errors.NotFound(f"no customer {key!r}", param="customer_id")
-    if customer["deleted_on"] is not None:
-        raise errors.CustomerDeleted(f"customer {key!r} was deleted on {customer['deleted_on']}", param="customer_id")
+    customer = customer_row(uow, tenant.row, key, live=True)
     mine = service_store.applications(uow.conn, tenant.row.id, customer_id=customer["id"])
     if any(a["status"] == "pending" for a in mine):
         raise errors.Conflict("an application is already waiting for review; wait for its result", param="plan",
@@ -131,9 +127,7 @@ def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, public_id: 
 
 def verify_account(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime, reviewer: str) -> dict[str, Any]:
     """認証済アカウント: a reviewer marks the account verified (once; doing it again changes nothing)."""
-    customer = uow.customer_row(tenant.row, key)
-    if customer is None:
-        raise errors.NotFound(f"no customer {key!r}", param="customer_id")
+    customer = customer_row(uow, tenant.row, key)
     if customer["verified_at"] is None:
         service_store.set_account_verified(uow.conn, customer["id"], now)
         uow.audit([{"tenant_id": tenant.row.id, "customer_id": customer["id"], "at": now, "actor": reviewer,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from kakin.adapters.catalog_files import resolve_catalog
 from kakin.adapters.db.store import TenantRow, UnitOfWork
@@ -43,3 +44,13 @@ def open_tenant(uow: UnitOfWork, code: str) -> Tenant:
         raise errors.NotFound(f"no tenant {code!r}", param="tenant")
     catalog = resolve_catalog(row.catalog)
     return Tenant(row, catalog, Lifecycle(catalog))
+
+
+def customer_row(uow: UnitOfWork, tenant: TenantRow, key: str, *, live: bool = False) -> dict[str, Any]:
+    """The tenant's customer ``key`` as stored; NotFound if there is none, and with ``live``, CustomerDeleted after 退会."""
+    row = uow.customer_row(tenant, key)
+    if row is None:
+        raise errors.NotFound(f"no customer {key!r}", param="customer_id")
+    if live and row["deleted_on"] is not None:
+        raise errors.CustomerDeleted(f"customer {key!r} was deleted on {row['deleted_on']}", param="customer_id")
+    return row
