@@ -126,7 +126,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             follow.at = at
             followups.append((account, follow))
         stored = uow.add_invoices(tenant.row, first, [(a, d, inv) for a, d, inv, _ in fresh], now,
-                                  tax_inclusive=tenant.catalog.tax_inclusive)
+                                  tax_inclusive=tenant.catalog.tax_inclusive, tax_rate=tenant.catalog.tax_rate)
         for (_, _, inv, _), invoice_id in zip(fresh, stored, strict=True):
             inv.id = invoice_id
         for account, result in todo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from kakin.adapters.db.tables import credit_notes, customers, invoices, payment_
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.calendar import local_date
+from kakin.domain.documents import tax_by_rate
 from kakin.domain.lifecycle import Result
 from kakin.domain.money import tax_for_rate
 
@@ -138,7 +140,9 @@ def credit_note_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[s
         "issuer": {"name": issuer.name, "registration_number": issuer.registration_number, "address": issuer.address},
         "recipient": {"name": recipient.name, "postal_code": recipient.postal_code, "address": recipient.address},
         "reason": note["reason"], "prices_include_tax": inclusive,
-        "by_rate": [{"rate": note["tax_rate"], "total": note["amount"], "tax": note["tax"]}],
+        "lines": [{**ln, "tax_rate": ln.get("tax_rate") or note["tax_rate"]} for ln in json.loads(note["lines"] or "[]")],
+        "by_rate": [{k: v for k, v in r.items() if k != "label"}
+                    for r in tax_by_rate({**note, "tax_inclusive": inclusive})],
         "total": note["total"], "settlement": note["settlement"],
     }
 

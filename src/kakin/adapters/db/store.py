@@ -398,8 +398,11 @@ class UnitOfWork:
 
     # ----------------------------------------------------------- invoices
     def add_invoices(self, tenant: TenantRow, first_seq: int, drafts: Sequence[tuple[Account, InvoiceDraft, OpenInvoice]],
-                     now: datetime, *, tax_inclusive: bool) -> list[int]:
-        """Write finalized invoices numbered from ``first_seq`` (reserved by :meth:`reserve_invoice_numbers`)."""
+                     now: datetime, *, tax_inclusive: bool, tax_rate: Fraction | None = None) -> list[int]:
+        """Write finalized invoices numbered from ``first_seq`` (reserved by :meth:`reserve_invoice_numbers`).
+
+        ``tax_rate`` is the catalog's standard rate (the invoice's ``tax_rate``; lines at another rate carry theirs).
+        """
         if not drafts:
             return []
         rows = []
@@ -409,7 +412,7 @@ class UnitOfWork:
                 "tenant_id": tenant.id, "customer_id": account.id, "seq": seq, "number": self.invoice_number(tenant, seq),
                 "issued_on": draft.issued_on, "issued_at": now, "period_start": draft.period_start,
                 "period_end": draft.period_end, "subtotal": draft.subtotal, "tax": draft.tax_amount, "total": draft.total,
-                "tax_rate": format_rate(draft.taxes[0].rate), "tax_inclusive": tax_inclusive, "taxes": taxes_json(draft.taxes),
+                "tax_rate": format_rate(tax_rate if tax_rate is not None else draft.taxes[0].rate), "tax_inclusive": tax_inclusive, "taxes": taxes_json(draft.taxes),
                 "credit_applied": draft.credit_applied, "credit_carried": 0, "status": inv.status,
                 "attempts": inv.attempts, "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
                 "paid_at": now if inv.status == "paid" else None, "billing_key": draft.billing_key, "due_on": inv.due_on,
