@@ -55,13 +55,27 @@ def print_outcome(data: dict[str, Any], title: str) -> None:
     inv.add_column("amount (¥)", justify="right", no_wrap=True)
     for i in data["invoices"]:
         head = f"{i['number']}\n{i['customer']}\nissued {i['issued_on']}\n{i['status']}"
-        items = "\n".join(ln["description"] for ln in i["lines"])
+        items = "\n".join(ln["description"] + ("※" if ln.get("tax_rate", i["tax_rate"]) != i["tax_rate"] else "")
+                          for ln in i["lines"])
         amounts = "\n".join(f"{ln['amount']:,}" for ln in i["lines"])
         basis = "内消費税" if data.get("tax_inclusive") else "消費税"
-        items += f"\n[dim]{basis} {i['tax_rate']}[/]\n[bold]合計 total[/]"
-        amounts += f"\n[dim]{i['tax']:,}[/]\n[bold]{i['total']:,}[/]"
+        for t in i.get("taxes") or [{"rate": i["tax_rate"], "tax": i["tax"]}]:
+            items += f"\n[dim]{basis} {t['rate']}[/]"
+            amounts += f"\n[dim]{t['tax']:,}[/]"
+        if i.get("credit_applied"):
+            items += "\n充当 credit applied"
+            amounts += f"\n−{i['credit_applied']:,}"
+        items += "\n[bold]合計 total[/]"
+        amounts += f"\n[bold]{i['total']:,}[/]"
         inv.add_row(head, items, amounts)
     out.print(inv)
+    if data.get("credit_notes"):
+        notes = Table(title="credit notes (適格返還請求書)")
+        for col in ("credit note", "customer", "issued", "invoice", "total (¥)", "tax (¥)"):
+            notes.add_column(col)
+        for n in data["credit_notes"]:
+            notes.add_row(n["number"], n["customer"], n["issued_on"], n["invoice"], f"{n['total']:,}", f"{n['tax']:,}")
+        out.print(notes)
     steps = Table(title="steps")
     for col in ("at", "action", "result"):
         steps.add_column(col)
