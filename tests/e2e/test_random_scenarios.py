@@ -6,7 +6,7 @@ must satisfy whatever the customers do:
 
 - every refusal is one of kakin's errors with a code: nothing else escapes;
 - invoice numbers are gapless, totals and tax are never negative, and an invoice's lines (its sales) with their tax,
-  less the credit applied, add up to its total;
+  less the credit applied, add up to its total; every line prints the formula that gave its amount;
 - no period of a recurring charge is billed twice;
 - credits are credit notes, never invoice lines, and credit is conserved: an invoice never applies more credit than
   the credit notes issued so far, and applies less than its total only when all earlier credit is used up;
@@ -94,6 +94,8 @@ def check_invariants(result: dict[str, Any]) -> None:
         assert note["total"] > 0 and 0 <= note["tax"] <= note["total"], note
     for inv in invoices:
         assert all(ln["amount"] >= 0 and ln["kind"] != "credit" for ln in inv["lines"]), f"a credit as a sale: {inv}"
+        # each line prints the formula that gave its amount, ending with that amount
+        assert all(ln.get("formula", "").endswith(f"= {ln['amount']}") for ln in inv["lines"]), inv
         sales = sum(ln["amount"] for ln in inv["lines"])
         assert sales == inv["subtotal"] == sum(t["total"] for t in inv["taxes"]), inv
         assert inv["tax"] == sum(t["tax"] for t in inv["taxes"]), inv

@@ -334,8 +334,10 @@ class Lifecycle:
         the day it was made (SPEC 3.2): NipoPlus 10 → 50 seats on May 11, withdrawn May 12, adds
         180 × 23 ÷ 30 × 40 = 5,520 to the June 3 invoice.
         """
-        held = sub.pending.held if sub.pending is not None else []
-        sub.pending = None
+        held: list[tuple[date, int, int]] = []
+        if sub.pending is not None:  # what else was scheduled (fewer licenses at the term's end) stays scheduled
+            held, sub.pending.held, sub.pending.cancel = sub.pending.held, [], False
+            self.drop_empty_pending(sub)
         today = self.today(now)
         result = Result(events=[("subscription.cancellation_withdrawn", {"plan": sub.plan})])
         if sub.status is Status.TRIALING and sub.trial_end == sub.period_end:
