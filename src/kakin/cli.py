@@ -101,6 +101,7 @@ def catalog_check(ref: Annotated[str, typer.Argument(help="A catalog file, or a 
     """Validate a catalog and show its plans and prices as a price page would."""
     from kakin.adapters.catalog_files import resolve_catalog
     from kakin.domain.errors import CatalogError
+    from kakin.domain.money import format_rate
 
     try:
         catalog = resolve_catalog(ref)
@@ -108,18 +109,20 @@ def catalog_check(ref: Annotated[str, typer.Argument(help="A catalog file, or a 
         _fail(str(exc))
         return
     table = Table(title=f"{catalog.name} ({catalog.code}) — {'税込' if catalog.tax_inclusive else '税抜'}, "
-                        f"tax {catalog.tax_rate * 100}%, trial {catalog.trial_days} days")
+                        f"tax {format_rate(catalog.tax_rate)}, trial {catalog.trial_days} days")
     for col in ("plan", "rank", "contract", "price", "billing", "seats", "usage"):
         table.add_column(col)
     for plan in sorted(catalog.plans.values(), key=lambda p: p.rank):
         seats = f"{plan.min_seats or ''}–{plan.max_seats or ''}" if plan.min_seats or plan.max_seats else ""
         usage = ", ".join(f"{m}: {'unlimited' if u.included is None else u.included}"
                           f"{' (hard limit)' if u.hard_limit else f' + {len(u.tiers)} tiers' if u.tiers else ''}"
+                          f"{f' ※{format_rate(u.tax_rate)}' if u.tax_rate is not None else ''}"
                           for m, u in plan.usage.items())
         if not plan.prices:
             table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), "—", "0", "", seats, usage)
         for contract, price in plan.prices.items():
-            table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), contract, f"{price.unit_amount:,} / {price.basis}",
+            table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), contract, f"{price.unit_amount:,} / {price.basis}"
+                          f"{f' ※{format_rate(price.tax_rate)}' if price.tax_rate is not None else ''}",
                           f"{price.timing}, {price.alignment}", seats, usage)
     out.print(table)
     out.print(f"ok: {catalog.source}")
