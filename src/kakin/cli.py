@@ -55,13 +55,27 @@ def print_outcome(data: dict[str, Any], title: str) -> None:
     inv.add_column("amount (¥)", justify="right", no_wrap=True)
     for i in data["invoices"]:
         head = f"{i['number']}\n{i['customer']}\nissued {i['issued_on']}\n{i['status']}"
-        items = "\n".join(ln["description"] for ln in i["lines"])
+        items = "\n".join(ln["description"] + ("※" if ln.get("tax_rate", i["tax_rate"]) != i["tax_rate"] else "")
+                          for ln in i["lines"])
         amounts = "\n".join(f"{ln['amount']:,}" for ln in i["lines"])
         basis = "内消費税" if data.get("tax_inclusive") else "消費税"
-        items += f"\n[dim]{basis} {i['tax_rate']}[/]\n[bold]合計 total[/]"
-        amounts += f"\n[dim]{i['tax']:,}[/]\n[bold]{i['total']:,}[/]"
+        for t in i.get("taxes") or [{"rate": i["tax_rate"], "tax": i["tax"]}]:
+            items += f"\n[dim]{basis} {t['rate']}[/]"
+            amounts += f"\n[dim]{t['tax']:,}[/]"
+        if i.get("credit_applied"):
+            items += "\n充当 credit applied"
+            amounts += f"\n−{i['credit_applied']:,}"
+        items += "\n[bold]合計 total[/]"
+        amounts += f"\n[bold]{i['total']:,}[/]"
         inv.add_row(head, items, amounts)
     out.print(inv)
+    if data.get("credit_notes"):
+        notes = Table(title="credit notes (適格返還請求書)")
+        for col in ("credit note", "customer", "issued", "invoice", "total (¥)", "tax (¥)"):
+            notes.add_column(col)
+        for n in data["credit_notes"]:
+            notes.add_row(n["number"], n["customer"], n["issued_on"], n["invoice"], f"{n['total']:,}", f"{n['tax']:,}")
+        out.print(notes)
     steps = Table(title="steps")
     for col in ("at", "action", "result"):
         steps.add_column(col)
@@ -87,6 +101,7 @@ def catalog_check(ref: Annotated[str, typer.Argument(help="A catalog file, or a 
     """Validate a catalog and show its plans and prices as a price page would."""
     from kakin.adapters.catalog_files import resolve_catalog
     from kakin.domain.errors import CatalogError
+    from kakin.domain.money import format_rate
 
     try:
         catalog = resolve_catalog(ref)
@@ -94,18 +109,20 @@ def catalog_check(ref: Annotated[str, typer.Argument(help="A catalog file, or a 
         _fail(str(exc))
         return
     table = Table(title=f"{catalog.name} ({catalog.code}) — {'税込' if catalog.tax_inclusive else '税抜'}, "
-                        f"tax {catalog.tax_rate * 100}%, trial {catalog.trial_days} days")
+                        f"tax {format_rate(catalog.tax_rate)}, trial {catalog.trial_days} days")
     for col in ("plan", "rank", "contract", "price", "billing", "seats", "usage"):
         table.add_column(col)
     for plan in sorted(catalog.plans.values(), key=lambda p: p.rank):
         seats = f"{plan.min_seats or ''}–{plan.max_seats or ''}" if plan.min_seats or plan.max_seats else ""
         usage = ", ".join(f"{m}: {'unlimited' if u.included is None else u.included}"
                           f"{' (hard limit)' if u.hard_limit else f' + {len(u.tiers)} tiers' if u.tiers else ''}"
+                          f"{f' ※{format_rate(u.tax_rate)}' if u.tax_rate is not None else ''}"
                           for m, u in plan.usage.items())
         if not plan.prices:
             table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), "—", "0", "", seats, usage)
         for contract, price in plan.prices.items():
-            table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), contract, f"{price.unit_amount:,} / {price.basis}",
+            table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), contract, f"{price.unit_amount:,} / {price.basis}"
+                          f"{f' ※{format_rate(price.tax_rate)}' if price.tax_rate is not None else ''}",
                           f"{price.timing}, {price.alignment}", seats, usage)
     out.print(table)
     out.print(f"ok: {catalog.source}")

@@ -9,6 +9,7 @@ file stops with :class:`ScenarioError`.
 
 from __future__ import annotations
 
+import json
 import random
 import tomllib
 from collections.abc import Callable
@@ -73,10 +74,11 @@ class Outcome:
     steps: list[dict[str, Any]] = field(default_factory=list)
     customers: list[dict[str, Any]] = field(default_factory=list)
     tax_inclusive: bool = False
+    credit_notes: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"tenant": self.tenant, "tax_inclusive": self.tax_inclusive, "invoices": self.invoices, "steps": self.steps,
-                "customers": self.customers}
+        return {"tenant": self.tenant, "tax_inclusive": self.tax_inclusive, "invoices": self.invoices,
+                "credit_notes": self.credit_notes, "steps": self.steps, "customers": self.customers}
 
 
 def _type_name(kind: type) -> str:
@@ -234,6 +236,7 @@ def report(engine: Engine, code: str, label: str, steps: list[dict[str, Any]] | 
         tenant = open_tenant(u, code)
         outcome.tax_inclusive = tenant.catalog.tax_inclusive
         outcome.invoices = [_invoice_json(r) for r in u.invoices_for(tenant.row)]
+        outcome.credit_notes = [_credit_note_json(r) for r in u.credit_notes_for(tenant.row)]
         latest = u.latest_plan_subscriptions(tenant.row)
         for c in u.customers_of(tenant.row):
             sub = latest.get(c["id"])
@@ -276,12 +279,29 @@ def _perform(u: UnitOfWork, tenant: Any, gateway: CardSimulator, step: dict[str,
     handlers[action]()
 
 
+def _taxes_json(text: str | None, rate: str, total: int, tax: int, inclusive: bool) -> list[dict[str, Any]]:
+    """Per rate: the items' total as priced (tax-inclusive or not) and its tax."""
+    if not text:
+        return [{"rate": rate, "total": total, "tax": tax}]
+    return [{"rate": t["rate"], "total": t["gross"] if inclusive else t["net"], "tax": t["tax"]} for t in json.loads(text)]
+
+
 def _invoice_json(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "customer": r["customer"], "number": r["number"], "issued_on": r["issued_on"].isoformat(),
         "period_start": r["period_start"].isoformat() if r["period_start"] else None,
         "period_end": r["period_end"].isoformat() if r["period_end"] else None,
         "lines": [{"kind": ln["kind"], "description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"],
-                   **({"formula": ln["formula"]} if ln["formula"] else {})} for ln in r["lines"]],
-        "subtotal": r["subtotal"], "tax": r["tax"], "total": r["total"], "tax_rate": r["tax_rate"], "status": r["status"],
+                   **({"formula": ln["formula"]} if ln["formula"] else {}),
+                   **({"tax_rate": ln["tax_rate"]} if ln["tax_rate"] else {})} for ln in r["lines"]],
+        "subtotal": r["subtotal"], "tax": r["tax"], "credit_applied": r["credit_applied"], "total": r["total"],
+        "tax_rate": r["tax_rate"],
+        "taxes": _taxes_json(r["taxes"], r["tax_rate"], r["subtotal"], r["tax"], bool(r["tax_inclusive"])),
+        "status": r["status"],
     }
+
+
+def _credit_note_json(r: dict[str, Any]) -> dict[str, Any]:
+    return {"customer": r["customer"], "number": r["number"], "issued_on": r["issued_on"].isoformat(),
+            "invoice": r["invoice_number"], "amount": r["amount"], "tax": r["tax"], "total": r["total"],
+            **({"lines": json.loads(r["lines"])} if r["lines"] else {"reason": r["reason"]})}

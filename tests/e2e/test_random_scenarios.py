@@ -5,9 +5,11 @@ messages, premium IDs, with values in and out of bounds) over a year and a half,
 must satisfy whatever the customers do:
 
 - every refusal is one of kakin's errors with a code: nothing else escapes;
-- invoice numbers are gapless, totals and tax are never negative, and an invoice's lines add up to its total;
+- invoice numbers are gapless, totals and tax are never negative, and an invoice's lines (its sales) with their tax,
+  less the credit applied, add up to its total; every line prints the formula that gave its amount;
 - no period of a recurring charge is billed twice;
-- credit is never lost: a customer's surplus is carried forward and applied, as far as it goes, to the next charges;
+- credits are credit notes, never invoice lines, and credit is conserved: an invoice never applies more credit than
+  the credit notes issued so far, and applies less than its total only when all earlier credit is used up;
 - the same scenario run twice gives the same result.
 
 It is a net for crashes and broken bookkeeping; the amounts the rules give are pinned by the scenario files and the
@@ -86,17 +88,27 @@ def check_invariants(result: dict[str, Any]) -> None:
     numbers = [int(re.sub(r"\D", "", i["number"])) for i in invoices]
     assert numbers == list(range(1, len(invoices) + 1)), "invoice numbers are gapless and in order"
     billed: set[tuple[str, str, str | None]] = set()
-    balance = dict.fromkeys(CUSTOMERS, 0)
+    applied = dict.fromkeys(CUSTOMERS, 0)
+    notes = result["credit_notes"]
+    for note in notes:
+        assert note["total"] > 0 and 0 <= note["tax"] <= note["total"], note
     for inv in invoices:
-        charges = sum(ln["amount"] for ln in inv["lines"] if not ln["kind"].startswith("credit_"))
-        carried = sum(ln["amount"] for ln in inv["lines"] if ln["kind"] == "credit_carried")
-        applied = -sum(ln["amount"] for ln in inv["lines"] if ln["kind"] == "credit_applied")
-        owed = balance[inv["customer"]]
-        assert carried == max(0, -charges) and applied == (min(owed, charges) if charges > 0 else 0), (owed, inv)
-        balance[inv["customer"]] = owed + carried - applied
-        assert inv["total"] >= 0 and 0 <= inv["tax"] <= inv["total"], inv
-        lines = sum(ln["amount"] for ln in inv["lines"])
-        assert lines + (0 if result["tax_inclusive"] else inv["tax"]) == inv["total"], inv
+        assert all(ln["amount"] >= 0 and ln["kind"] != "credit" for ln in inv["lines"]), f"a credit as a sale: {inv}"
+        # each line prints the formula that gave its amount, ending with that amount
+        assert all(ln.get("formula", "").endswith(f"= {ln['amount']}") for ln in inv["lines"]), inv
+        sales = sum(ln["amount"] for ln in inv["lines"])
+        assert sales == inv["subtotal"] == sum(t["total"] for t in inv["taxes"]), inv
+        assert inv["tax"] == sum(t["tax"] for t in inv["taxes"]), inv
+        gross = sales + (0 if result["tax_inclusive"] else inv["tax"])
+        assert inv["total"] == gross - inv["credit_applied"], inv
+        assert inv["total"] >= 0 and 0 <= inv["tax"] <= gross and 0 <= inv["credit_applied"] <= gross, inv
+        who, on = inv["customer"], inv["issued_on"]
+        applied[who] += inv["credit_applied"]
+        issued_by = sum(n["total"] for n in notes if n["customer"] == who and n["issued_on"] <= on)
+        issued_before = sum(n["total"] for n in notes if n["customer"] == who and n["issued_on"] < on)
+        assert applied[who] <= issued_by, f"more credit applied than credit notes issued: {inv}"
+        if inv["credit_applied"] < gross:
+            assert applied[who] >= issued_before, f"credit left unused: {inv}"
         assert inv["status"] in ("paid", "open", "uncollectible"), inv
         for ln in inv["lines"]:
             if ln["kind"] == "recurring":

@@ -1,8 +1,8 @@
 """Every scenario file with an expected result, run through the simulator.
 
-The comparison follows the public checker: invoices with a non-zero total by
-(customer, issued_on, total[, tax]); step ok and error codes; customers' plan,
-status and seats where pinned.
+The comparison follows the public checker: invoices and credit notes with a
+non-zero total by (customer, issued_on, total[, tax, credit_applied, …]); step
+ok and error codes; customers' plan, status and seats where pinned.
 """
 
 from __future__ import annotations
@@ -25,15 +25,17 @@ def _key(inv: dict) -> tuple:
 
 def compare(expected: dict, actual: dict) -> list[str]:
     problems = []
-    if "invoices" in expected:
-        want = sorted((i for i in expected["invoices"] if i.get("total") != 0), key=_key)
-        got = sorted((i for i in actual["invoices"] if i.get("total") != 0), key=_key)
+    for kind in ("invoices", "credit_notes"):
+        if kind not in expected:
+            continue
+        want = sorted((i for i in expected[kind] if i.get("total") != 0), key=_key)
+        got = sorted((i for i in actual[kind] if i.get("total") != 0), key=_key)
         if len(want) != len(got):
-            problems.append(f"{len(got)} invoices, expected {len(want)}: "
+            problems.append(f"{len(got)} {kind}, expected {len(want)}: "
                             + ", ".join(f"{i['customer']} {i['issued_on']} {i['total']}" for i in got))
         else:
             for w, g in zip(want, got, strict=True):
-                problems += [f"invoice {w}: {k} is {g.get(k)!r}" for k, v in w.items() if g.get(k) != v]
+                problems += [f"{kind} {w}: {k} is {g.get(k)!r}" for k, v in w.items() if g.get(k) != v]
     for w in expected.get("steps", []):
         g = actual["steps"][w["index"]]
         if "ok" in w and g["ok"] != w["ok"]:

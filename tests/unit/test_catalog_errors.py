@@ -253,6 +253,30 @@ def test_a_fractional_tax_rate_is_read_exactly() -> None:
     assert parse_catalog(data, FILE).tax_rate == Fraction(2, 25)
 
 
+def test_a_price_and_a_usage_metric_may_carry_the_reduced_rate_beside_the_standard_one() -> None:
+    data = shipped("line-oa")
+    data["plans"]["standard"]["prices"]["monthly"]["tax_rate"] = "8%"
+    data["plans"]["standard"]["usage"]["messages"]["tax_rate"] = "8%"
+    catalog = parse_catalog(data, FILE)
+    assert catalog.tax_rate == Fraction(1, 10)
+    assert catalog.plans["standard"].prices["monthly"].tax_rate == Fraction(2, 25)
+    assert catalog.plans["standard"].usage["messages"].tax_rate == Fraction(2, 25)
+    assert catalog.plans["light"].prices["monthly"].tax_rate is None  # the standard rate
+
+
+@pytest.mark.parametrize("rate", ["8", "eight", "8 %"])
+def test_a_price_tax_rate_not_written_as_a_percentage_is_refused(rate: str) -> None:
+    data = shipped("line-oa")
+    data["plans"]["standard"]["prices"]["monthly"]["tax_rate"] = rate
+    assert_names(refused(data), FILE, "plans.standard.prices.monthly.tax_rate", 'write a percentage such as "10%"')
+
+
+def test_a_usage_tax_rate_written_as_a_number_is_refused_as_the_wrong_type() -> None:
+    data = shipped("line-oa")
+    data["plans"]["standard"]["usage"]["messages"]["tax_rate"] = 8
+    assert_names(refused(data), FILE, "plans.standard.usage.messages.tax_rate", "must be a string")
+
+
 def test_an_unknown_tax_rounding_name_is_refused() -> None:
     data = shipped("lineworks")
     data["tax"]["rounding"] = "round_down"

@@ -1,8 +1,9 @@
 """Invariants, checked with hypothesis.
 
-- an invoice is never negative and credit is never lost;
+- an invoice is never negative and credit is never lost (applied after tax, as far as it goes);
 - consumption tax is computed once per rate, within [0, total);
-- proration of a full period equals the period price, for both conventions;
+- proration of a full period equals the period price with actual days; with the seed's 30-day formula a period
+  of 30 days or more costs its price and a shorter one (February) its days ÷ 30;
 - anniversary dates never drift.
 """
 
@@ -24,9 +25,14 @@ FAST = settings(max_examples=200, deadline=None)
 rates = st.integers(min_value=0, max_value=25).map(lambda percent: Fraction(percent, 100))
 roundings = st.sampled_from(list(Rounding))
 policies = st.builds(TaxPolicy, rate=rates, inclusive=st.booleans(), rounding=roundings)
-amounts = st.integers(min_value=-200_000, max_value=200_000)
+amounts = st.integers(min_value=0, max_value=200_000)  # sales: decreases are credit notes, never invoice lines
 lines_of = st.lists(amounts, max_size=12).map(
     lambda values: [Line(LineKind.RECURRING, f"line {i}", 1, v) for i, v in enumerate(values)]
+)
+REDUCED = Fraction(8, 100)
+mixed_lines = st.lists(st.tuples(amounts, st.booleans()), max_size=12).map(
+    lambda values: [Line(LineKind.RECURRING, f"line {i}", 1, v, tax_rate=REDUCED if r else None)
+                    for i, (v, r) in enumerate(values)]
 )
 balances = st.integers(min_value=0, max_value=300_000)
 dates = st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31))
@@ -50,19 +56,17 @@ def _round(numerator: int, denominator: int, rule: Rounding) -> int:
 @given(lines=lines_of, balance=balances, policy=policies)
 def test_an_invoice_is_never_negative_and_credit_is_conserved(lines: list[Line], balance: int, policy: TaxPolicy) -> None:
     draft, new_balance = generate_invoice(lines, issued_on=date(2024, 5, 1), credit_balance=balance, tax=policy)
-    charged = sum(item.amount for item in lines)
 
     assert draft.subtotal >= 0
     assert draft.total >= 0
     assert draft.tax_amount >= 0
     assert new_balance >= 0
-    # what the customer owed before (charges − credit) is what it owes after (invoice − credit):
-    # sum(lines) − old balance == subtotal − new balance
-    assert charged - balance == draft.subtotal - new_balance
-    # the invoice's own lines (with the credit applied or carried) add up to its subtotal
-    assert sum(item.amount for item in draft.lines) == draft.subtotal
-    assert 0 <= draft.credit_applied <= balance
-    assert draft.credit_applied == 0 or draft.credit_carried == 0
+    # credit is applied after tax, like a payment: what was sold with its tax, less the credit, is what is due,
+    # and what the balance lost is exactly what was applied
+    assert draft.total == draft.gross - draft.credit_applied
+    assert balance - new_balance == draft.credit_applied == min(balance, draft.gross)
+    # the invoice's lines are its sales: they add up to its subtotal
+    assert sum(item.amount for item in draft.lines) == draft.subtotal == sum(item.amount for item in lines)
 
 
 # --- tax once per rate ---------------------------------------------------------------
@@ -100,7 +104,22 @@ def test_tax_once_on_the_total_is_never_less_than_tax_floored_per_line(values: l
 @given(lines=lines_of, balance=balances, policy=policies)
 def test_the_invoice_tax_is_the_tax_on_its_subtotal(lines: list[Line], balance: int, policy: TaxPolicy) -> None:
     draft, _ = generate_invoice(lines, issued_on=date(2024, 5, 1), credit_balance=balance, tax=policy)
-    assert draft.tax == tax_for_rate([draft.subtotal], policy.rate, tax_inclusive=policy.inclusive, rounding=policy.rounding)
+    # the credit applied never changes the tax: it is the tax of the invoice's own sales
+    assert draft.taxes == (tax_for_rate([draft.subtotal], policy.rate, tax_inclusive=policy.inclusive,
+                                        rounding=policy.rounding),)
+
+
+@FAST
+@given(lines=mixed_lines, inclusive=st.booleans(), rounding=roundings)
+def test_each_tax_rate_is_taxed_once_on_its_own_lines(lines: list[Line], inclusive: bool, rounding: Rounding) -> None:
+    policy = TaxPolicy(Fraction(1, 10), inclusive, rounding)
+    draft, _ = generate_invoice(lines, issued_on=date(2024, 5, 1), credit_balance=0, tax=policy)
+    by_rate = {t.rate: t for t in draft.taxes}
+    for rate, picked in ((Fraction(1, 10), [ln.amount for ln in lines if ln.tax_rate is None]),
+                         (REDUCED, [ln.amount for ln in lines if ln.tax_rate is not None])):
+        if picked:
+            assert by_rate[rate] == tax_for_rate(picked, rate, tax_inclusive=inclusive, rounding=rounding)
+    assert draft.tax_amount == sum(t.tax for t in draft.taxes)
 
 
 # --- proration of a full period --------------------------------------------------------
@@ -122,14 +141,16 @@ def test_actual_days_proration_of_a_full_period_equals_the_period_price(
 @example(anchor=date(2022, 5, 3), n=1, unit=180, quantity=10)  # June 3 – July 3: 30 days
 @example(anchor=date(2022, 5, 3), n=2, unit=180, quantity=10)  # July 3 – Aug 3: 31 days
 @given(anchor=dates, n=st.integers(min_value=0, max_value=36), unit=unit_amounts, quantity=quantities)
-def test_fixed_days_proration_of_a_full_monthly_period_equals_the_period_price(
+def test_fixed_days_proration_from_the_first_day_is_the_seeds_formula_for_every_period_length(
     anchor: date, n: int, unit: int, quantity: int
 ) -> None:
     start, end = anniversary(anchor, n), anniversary(anchor, n + 1)
-    assert 28 <= (end - start).days <= 31
-    # a whole period costs its price, whatever its length: unit × quantity
+    days = (end - start).days
+    assert 28 <= days <= 31
+    # unit × days remaining (at most 30) ÷ 30 × quantity: the price for 30 or 31 days, 28/30 or 29/30 of it in February
     amount = prorated_change(unit, quantity, start, start, end, Proration(Convention.FIXED_DAYS, 30))
-    assert amount == unit * quantity
+    assert amount == Fraction(unit * min(days, 30) * quantity, 30)
+    assert (amount == unit * quantity) == (days >= 30 or unit * quantity == 0)
 
 
 @FAST

@@ -10,8 +10,17 @@ import pytest
 from kakin.adapters.catalog_files import resolve_catalog
 from kakin.domain.account import Phase
 from kakin.domain.charges import arrears_lines
+from kakin.domain.invoice import LineKind, line
 from kakin.domain.money import Rounding, round_yen
-from kakin.domain.proration import Convention, DailySpan, Proration, daily_amount, prorated_change
+from kakin.domain.proration import (
+    Convention,
+    DailySpan,
+    Proration,
+    daily_amount,
+    daily_priced,
+    prorated,
+    prorated_change,
+)
 
 FIXED_30 = Proration(Convention.FIXED_DAYS, 30)
 ACTUAL = Proration(Convention.ACTUAL_DAYS)
@@ -25,6 +34,37 @@ def test_seed_example_ten_seats_added_on_june_20_cost_780_yen() -> None:
     # period June 3 – July 3, 13 days remaining: 180 × 13 ÷ 30 × 10 = 780
     amount = prorated_change(GOLD, 10, date(2022, 6, 20), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
     assert amount == 780
+
+
+def test_a_change_on_the_first_day_of_a_28_day_february_period_is_the_seeds_formula() -> None:
+    # period Feb 28 – Mar 28 2025 (28 days), five seats added on Feb 28: 180 × 28 ÷ 30 × 5 = 840, not the whole 900
+    priced = prorated(GOLD, 5, date(2025, 2, 28), date(2025, 2, 28), date(2025, 3, 28), FIXED_30)
+    assert priced.exact == 840
+    assert priced.formula == "180 × 28 ÷ 30 × 5"
+
+
+def test_the_printed_formula_ends_with_the_amount_the_line_carries() -> None:
+    # 180 × 13 ÷ 30 × 7 = 546 exactly; 100 × 13 ÷ 30 × 1 = 43.33… → the line carries 43 and prints 43
+    seven = line(LineKind.PRORATION, "7 seats", 7, prorated(GOLD, 7, date(2022, 6, 20), date(2022, 6, 3),
+                                                            date(2022, 7, 3), FIXED_30), Rounding.FLOOR)
+    assert (seven.amount, seven.formula) == (546, "180 × 13 ÷ 30 × 7 = 546")
+    odd = line(LineKind.PRORATION, "1 seat", 1, prorated(100, 1, date(2022, 6, 20), date(2022, 6, 3), date(2022, 7, 3),
+                                                         FIXED_30), Rounding.FLOOR)
+    assert (odd.amount, odd.formula) == (43, "100 × 13 ÷ 30 × 1 = 43")
+
+
+def test_actual_days_print_the_period_length_as_the_divisor() -> None:
+    # April 16 – May 1 of April (30 days): 600 × 15 ÷ 30 × 2 = 600
+    priced = prorated(600, 2, date(2024, 4, 16), date(2024, 4, 1), date(2024, 5, 1), ACTUAL)
+    assert (priced.exact, priced.formula) == (600, "600 × 15 ÷ 30 × 2")
+
+
+def test_per_day_charges_print_user_days_times_the_price_over_the_days_in_the_month() -> None:
+    # April: 10 users × 15 days + 15 users × 15 days = 375 user-days × 600 ÷ 30 = 7,500
+    spans = [DailySpan(date(2024, 4, 1), date(2024, 4, 16), 10), DailySpan(date(2024, 4, 16), date(2024, 5, 1), 15)]
+    priced = daily_priced(600, spans, ACTUAL)
+    assert (priced.exact, priced.formula) == (7500, "375 × 600 ÷ 30")
+    assert priced.exact == daily_amount(600, spans, ACTUAL)
 
 
 def test_seat_decrease_is_a_negative_credit_over_thirty_days() -> None:

@@ -35,10 +35,12 @@ def catalog(request: Request, op: Auth) -> dict[str, Any]:
                 "requires_eligibility": plan.eligibility,
                 "prices": {c: {"unit_amount": p.unit_amount, "per": p.basis.value, "timing": p.timing.value,
                                "alignment": p.alignment.value, "interval_months": p.interval_months,
-                               "term_months": p.term_months} for c, p in plan.prices.items()},
+                               "term_months": p.term_months, "tax_rate": format_rate(p.tax_rate or cat.tax_rate)}
+                           for c, p in plan.prices.items()},
                 "usage": {m: {"included": u.included, "hard_limit": u.hard_limit,
                               "tiers": [{"first": t.first, "last": t.last, "unit_amount": decimal_text(t.unit_amount)}
-                                        for t in u.tiers]} for m, u in plan.usage.items()},
+                                        for t in u.tiers], "tax_rate": format_rate(u.tax_rate or cat.tax_rate)}
+                          for m, u in plan.usage.items()},
             })
         return {"vendor": cat.name, "currency": cat.currency, "tax_rate": format_rate(cat.tax_rate),
                 "tax_inclusive": cat.tax_inclusive, "trial_days": cat.trial_days, "plans": plans,

@@ -51,6 +51,8 @@ class PendingChange:
     contract: str | None = None
     seats: int | None = None
     cancel: bool = False
+    # seat changes made while a cancellation is pending, (date, before, after): billed only if it is withdrawn
+    held: list[tuple[date, int, int]] = field(default_factory=list)
 
 
 @dataclass

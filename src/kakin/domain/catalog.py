@@ -14,7 +14,7 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
-from .money import Rounding
+from .money import Priced, Rounding, number_text
 from .proration import Proration
 
 
@@ -66,6 +66,7 @@ class Price:
     members_over_seats: str | None = None  # contract whose price bills members beyond seats
     seat_decrease: When = When.IMMEDIATE
     cancellation: When | None = None  # overrides [cancellation] when (LINE WORKS annual: at the end of the term)
+    tax_rate: Fraction | None = None  # another rate than [tax] rate (軽減税率 8%); None: the standard rate
 
 
 @dataclass(frozen=True)
@@ -81,19 +82,26 @@ class UsagePrice:
     included: int | None  # None = unlimited
     hard_limit: bool
     tiers: tuple[Tier, ...] = ()
+    tax_rate: Fraction | None = None  # another rate than [tax] rate (軽減税率 8%); None: the standard rate
 
-    def overage_amount(self, used: int) -> Fraction:
-        """Exact price of ``used`` units in one month, beyond the included quantity.
+    def overage(self, used: int) -> Priced:
+        """The exact price of ``used`` units in one month beyond the included quantity, with its formula.
 
-        Standard plan, 35,000 messages: 5,000 × 3 = 15,000.
+        Graduated tiers (SPEC 3.3), standard plan, 60,000 messages: 20,000 × 3 + 10,000 × 2.8 = 88,000.
         """
         total = Fraction(0)
+        parts = []
         for tier in self.tiers:
             upper = used if tier.last is None else min(used, tier.last)
             units = upper - tier.first + 1
             if units > 0:
                 total += units * tier.unit_amount
-        return total
+                parts.append(f"{units} × {number_text(tier.unit_amount)}")
+        return Priced(total, " + ".join(parts) or "0")
+
+    def overage_amount(self, used: int) -> Fraction:
+        """The exact amount of :meth:`overage` (standard plan, 35,000 messages: 5,000 × 3 = 15,000)."""
+        return self.overage(used).exact
 
     def overage_units(self, used: int) -> int:
         if self.included is None:

@@ -137,6 +137,21 @@ def _code(t: _Table, name: str, value: str) -> str:
     return value
 
 
+_MISSING = object()
+
+
+def parse_rate(t: _Table, name: str, default: object = _MISSING) -> Fraction | None:
+    """A tax rate written as a percentage ("10%", "8%" for the reduced rate); ``default`` when absent and optional."""
+    if default is not _MISSING and name not in t.data:
+        t.get(name, str, None)  # marks the key as read
+        return None
+    rate_text = t.get(name, str)
+    match = _PERCENT.match(rate_text)
+    if not match:
+        raise t.error(name, f"is {rate_text!r}: write a percentage such as \"10%\" (or \"8%\", the reduced rate)")
+    return Fraction(match.group(1)) / 100
+
+
 def parse_price(t: _Table, contract: str) -> Price:
     convention = t.choice("proration", Convention, Convention.ACTUAL_DAYS)
     fixed = t.count("proration_days", 30, minimum=1)
@@ -153,6 +168,7 @@ def parse_price(t: _Table, contract: str) -> Price:
         members_over_seats=t.get("members_over_seats", str, None),
         seat_decrease=t.choice("seat_decrease", When, When.IMMEDIATE),
         cancellation=t.choice("cancellation", When, None),
+        tax_rate=parse_rate(t, "tax_rate", None),
     )
     t.finish()
     if price.cancellation is When.REFUSED:
@@ -173,6 +189,7 @@ def parse_usage(t: _Table, metric: str) -> UsagePrice:
             raise t.error("included", f"is {included_raw}: must be at least 0")
         included = included_raw
     hard_limit = t.get("hard_limit", bool, False)
+    tax_rate = parse_rate(t, "tax_rate", None)
     tiers: list[Tier] = []
     raw_tiers = t.get("tiers", list, [])
     for i, raw in enumerate(raw_tiers):
@@ -203,7 +220,7 @@ def parse_usage(t: _Table, metric: str) -> UsagePrice:
     if not hard_limit and included is not None and not tiers:
         raise t.error("tiers", "use beyond the included quantity needs tiers, or set hard_limit = true")
     t.finish()
-    return UsagePrice(metric=metric, included=included, hard_limit=hard_limit, tiers=tuple(tiers))
+    return UsagePrice(metric=metric, included=included, hard_limit=hard_limit, tiers=tuple(tiers), tax_rate=tax_rate)
 
 
 def parse_plan(t: _Table, code: str) -> Plan:
@@ -293,11 +310,8 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
     vendor.finish()
 
     tax = top.table("tax")
-    rate_text = tax.get("rate", str)
-    match = _PERCENT.match(rate_text)
-    if not match:
-        raise tax.error("rate", f"is {rate_text!r}: write a percentage such as \"10%\"")
-    tax_rate = Fraction(match.group(1)) / 100
+    tax_rate = parse_rate(tax, "rate")
+    assert tax_rate is not None
     tax_inclusive = tax.get("inclusive", bool)
     tax_rounding = tax.choice("rounding", Rounding, Rounding.FLOOR)
     tax.finish()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
-from fractions import Fraction
 
 from .account import Phase
-from .calendar import days_between, days_in_month
+from .calendar import days_between
 from .catalog import Basis, Catalog, Plan, Price, UsagePrice
 from .invoice import Line, LineKind, line
-from .proration import DailySpan, daily_amount
+from .money import product
+from .proration import DailySpan, daily_priced
 
 CONTRACT_JA = {"monthly": "月額契約", "annual": "年額契約"}
 
@@ -38,11 +38,11 @@ def recurring_line(catalog: Catalog, plan: Plan, price: Price, seats: int, start
         LineKind.RECURRING,
         f"{plan_label(plan, price.contract)} {_period_text(start, end)}",
         qty,
-        price.unit_amount * qty,
+        product(price.unit_amount, qty),
         catalog.line_rounding,
         period_start=start,
         period_end=end,
-        formula=f"{price.unit_amount} × {qty} = {price.unit_amount * qty}",
+        tax_rate=price.tax_rate,
     )
 
 
@@ -54,7 +54,6 @@ def arrears_lines(catalog: Catalog, phases: Sequence[Phase], start: date, end: d
     """
     if start.replace(day=1) != (end - timedelta(days=1)).replace(day=1):
         raise ValueError(f"{start}–{end} is not inside one calendar month")
-    dim = days_in_month(start.year, start.month)
     # (plan, contract, component price contract) → list of spans
     groups: dict[tuple[str, str, str], list[DailySpan]] = {}
     ordered = sorted(phases, key=lambda p: p.start)
@@ -85,7 +84,6 @@ def arrears_lines(catalog: Catalog, phases: Sequence[Phase], start: date, end: d
         plan = catalog.plans[plan_code]
         price = plan.prices[component]
         unit_days = sum(s.quantity * days_between(s.start, s.end) for s in spans)
-        exact = daily_amount(price.unit_amount, spans, price.proration)
         over = component != contract
         what = "ライセンス超過ユーザー" if over else ("ユーザー" if price.basis is Basis.MEMBER else "ライセンス")
         first = min(s.start for s in spans)
@@ -95,11 +93,11 @@ def arrears_lines(catalog: Catalog, phases: Sequence[Phase], start: date, end: d
                 LineKind.RECURRING,
                 f"{plan_label(plan, contract)} {what} {unit_days}人日 {_period_text(first, last)}",
                 unit_days,
-                exact,
+                daily_priced(price.unit_amount, spans, price.proration),
                 catalog.line_rounding,
                 period_start=first,
                 period_end=last,
-                formula=f"{unit_days} × {price.unit_amount} ÷ {dim} = {_show(exact)}",
+                tax_rate=price.tax_rate,
             )
         )
     return out
@@ -113,28 +111,14 @@ def usage_line(catalog: Catalog, plan: Plan, usage: UsagePrice, used: int, month
     over = usage.overage_units(used)
     if over <= 0 or not usage.tiers:
         return None
-    exact = usage.overage_amount(used)
-    parts = []
-    for tier in usage.tiers:
-        upper = used if tier.last is None else min(used, tier.last)
-        units = upper - tier.first + 1
-        if units > 0:
-            parts.append(f"{units} × {_show(tier.unit_amount)}")
     end = date(month.year + (month.month // 12), month.month % 12 + 1, 1)
     return line(
         LineKind.USAGE,
         f"{plan.name_ja} 追加メッセージ {over}通 {_period_text(month, end)}",
         over,
-        exact,
+        usage.overage(used),
         catalog.line_rounding,
         period_start=month,
         period_end=end,
-        formula=f"{' + '.join(parts)} = {_show(exact)}",
+        tax_rate=usage.tax_rate,
     )
-
-
-def _show(value: Fraction | int) -> str:
-    value = Fraction(value)
-    if value.denominator == 1:
-        return str(value.numerator)
-    return f"{value.numerator}/{value.denominator}"

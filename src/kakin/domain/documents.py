@@ -68,8 +68,36 @@ def _yen(amount: int) -> str:
     return f"¥{amount:,}"
 
 
+def tax_by_rate(invoice: dict[str, Any]) -> list[dict[str, Any]]:
+    """An invoice's (or credit note's) totals and tax per rate, standard rate first (SPEC 4).
+
+    ``total`` is the items' total at that rate as priced (tax-inclusive or not); ``reduced`` marks a rate other
+    than the invoice's standard one (軽減税率). Rows from before tax per rate was stored have one rate.
+    """
+    import json
+
+    inclusive = bool(invoice["tax_inclusive"])
+    standard = invoice["tax_rate"]
+    if not invoice.get("taxes"):
+        rows = [{"rate": standard, "total": invoice.get("subtotal", invoice.get("amount", 0)), "tax": invoice["tax"]}]
+    else:
+        rows = [{"rate": t["rate"], "total": t["gross"] if inclusive else t["net"], "tax": t["tax"]}
+                for t in json.loads(invoice["taxes"])]
+    out = []
+    for r in rows:
+        mark = "※" if r["rate"] != standard else ""
+        out.append({**r, "label": f"{r['rate']}対象{mark} {_yen(r['total'])}（{'内' if inclusive else ''}消費税 {_yen(r['tax'])}）",
+                    **({"reduced": True} if mark else {})})
+    return out
+
+
 def qualified_invoice(invoice: dict[str, Any], issuer: Issuer, recipient: Recipient) -> dict[str, Any]:
-    """The content of a qualified invoice for a finalized invoice (a row with its lines)."""
+    """The content of a qualified invoice for a finalized invoice (a row with its lines).
+
+    Items at a rate other than the standard one are marked ※ (軽減税率対象), totals and tax are given per rate,
+    and a credit balance applied (充当) comes after the tax totals, never as a taxable item: ``sales_total`` is
+    what was sold with its tax, ``total`` what is left to pay.
+    """
     rate = invoice["tax_rate"]
     inclusive = bool(invoice["tax_inclusive"])
     period = None
@@ -77,9 +105,17 @@ def qualified_invoice(invoice: dict[str, Any], issuer: Issuer, recipient: Recipi
         end = invoice["period_end"]
         last = date.fromordinal(end.toordinal() - 1) if isinstance(end, date) else end
         period = {"start": invoice["period_start"].isoformat(), "end": last.isoformat()}
-    lines = [{"description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"], "tax_rate": rate,
-              "formula": ln.get("formula") or ""} for ln in invoice["lines"]]
-    subtotal = invoice["subtotal"]
+    lines = []
+    for ln in invoice["lines"]:
+        line_rate = ln.get("tax_rate") or rate
+        lines.append({"description": ln["description"] + ("※" if line_rate != rate else ""), "quantity": ln["quantity"],
+                      "amount": ln["amount"], "tax_rate": line_rate, "formula": ln.get("formula") or "",
+                      **({"reduced": True} if line_rate != rate else {})})
+    by_rate = tax_by_rate(invoice)
+    credit_applied = int(invoice.get("credit_applied") or 0)
+    notes = [] if issuer.registration_number else ["登録番号が設定されていません: 適格請求書の要件を満たしません"]
+    if any(r.get("reduced") for r in by_rate):
+        notes.append("※は軽減税率対象品目です")
     return {
         "type": "qualified_invoice",
         "title": "請求書（適格請求書）",
@@ -90,20 +126,17 @@ def qualified_invoice(invoice: dict[str, Any], issuer: Issuer, recipient: Recipi
         "recipient": {"name": recipient.name, "postal_code": recipient.postal_code, "address": recipient.address},
         "lines": lines,
         "prices_include_tax": inclusive,
-        "by_rate": [{
-            "rate": rate,
-            "total": subtotal,  # the total of the items at this rate, as priced (tax-inclusive or not)
-            "tax": invoice["tax"],
-            "label": f"{rate}対象 {_yen(subtotal)}（{'内' if inclusive else ''}消費税 {_yen(invoice['tax'])}）",
-        }],
+        "by_rate": by_rate,
+        "sales_total": invoice["total"] + credit_applied,  # the items with their tax
+        "credit_applied": credit_applied,  # 充当: the credit balance, applied after tax like a payment
         "total": invoice["total"],
         "status": invoice["status"],
-        "notes": [] if issuer.registration_number else ["登録番号が設定されていません: 適格請求書の要件を満たしません"],
+        "notes": notes,
     }
 
 
 def receipt(invoice: dict[str, Any], issuer: Issuer, recipient: Recipient, paid_on: date, purpose: str) -> dict[str, Any]:
-    """A receipt (領収証) for a paid invoice."""
+    """A receipt (領収証) for a paid invoice: the amount paid, and per rate the items with tax and the tax in them."""
     if invoice["status"] != "paid":
         raise errors.Conflict(f"invoice {invoice['number']} is {invoice['status']}: receipts are issued for paid invoices",
                               param="number", code="invoice_not_paid")
@@ -118,6 +151,9 @@ def receipt(invoice: dict[str, Any], issuer: Issuer, recipient: Recipient, paid_
         "address": recipient.address,
         "amount": invoice["total"],
         "tax": {"rate": invoice["tax_rate"], "amount": invoice["tax"], "inclusive_total": invoice["total"]},
+        # per rate, with tax: what the invoice sold; a credit applied (充当) was not paid and is shown apart
+        "by_rate": [{**r, "total": r["total"] + (0 if invoice["tax_inclusive"] else r["tax"])} for r in tax_by_rate(invoice)],
+        "credit_applied": int(invoice.get("credit_applied") or 0),
         "purpose": f"但し {purpose} として",
         "issuer": {"name": issuer.name, "registration_number": issuer.registration_number, "address": issuer.address},
     }

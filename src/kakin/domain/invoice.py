@@ -1,10 +1,13 @@
-"""Invoice generation as a pure function.
+"""Invoice generation as a pure function, and credit notes.
 
 Lines carry exact amounts until :func:`line` rounds them once by the catalog's
-rule. :func:`generate_invoice` applies the customer's credit balance, never
-produces a negative invoice (a surplus is carried forward as credit, never
-lost) and computes consumption tax once per rate on the invoice's total.
-A finalized invoice never changes; corrections are new lines on later invoices.
+rule, and each line prints the formula that gave its amount (one
+:class:`~kakin.domain.money.Priced` computation). :func:`generate_invoice`
+computes consumption tax once per rate on the invoice's sales at that rate
+(SPEC 4), then applies the customer's credit balance after tax, like a payment
+(充当): a credit is never a taxable line and never makes an invoice negative.
+A decrease is recorded as a credit note (適格返還請求書, :func:`credit_note`)
+whose total adds to the balance. A finalized invoice never changes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import date
 from enum import StrEnum
 from fractions import Fraction
 
-from .money import Rounding, TaxedAmount, round_yen, tax_for_rate
+from .money import Priced, Rounding, TaxedAmount, tax_for_rate
 
 
 class LineKind(StrEnum):
@@ -23,8 +26,7 @@ class LineKind(StrEnum):
     PRORATION = "proration"
     USAGE = "usage"
     ADDON = "addon"
-    CREDIT_APPLIED = "credit_applied"
-    CREDIT_CARRIED = "credit_carried"
+    CREDIT = "credit"  # a line of a credit note: what is returned
 
 
 @dataclass(frozen=True)
@@ -36,29 +38,48 @@ class Line:
     period_start: date | None = None
     period_end: date | None = None
     formula: str = ""  # how the amount was computed, e.g. "180 × 13 ÷ 30 × 10 = 780"
+    tax_rate: Fraction | None = None  # None: the catalog's standard rate
 
 
 def line(
     kind: LineKind,
     description: str,
     quantity: int,
-    exact_amount: Fraction | int,
+    priced: Priced,
     rounding: Rounding,
     *,
     period_start: date | None = None,
     period_end: date | None = None,
-    formula: str = "",
+    tax_rate: Fraction | None = None,
 ) -> Line:
-    """A line whose exact amount is rounded here, once, by the named rule."""
-    amount = round_yen(exact_amount, rounding)
-    return Line(kind, description, quantity, amount, period_start, period_end, formula)
+    """A line whose exact amount is rounded here, once, by the named rule; its formula ends with that amount."""
+    amount = priced.rounded(rounding)
+    return Line(kind, description, quantity, amount, period_start, period_end, priced.shown(amount), tax_rate)
 
 
 @dataclass(frozen=True)
 class TaxPolicy:
-    rate: Fraction
+    rate: Fraction  # the standard rate ([tax] rate); a line may carry another (軽減税率 8%)
     inclusive: bool
     rounding: Rounding
+
+    def by_rate(self, lines: Sequence[Line]) -> tuple[TaxedAmount, ...]:
+        """Tax once per rate on the total of the lines at that rate, each rounded once (SPEC 4).
+
+        The standard rate comes first, then the others from the highest. Raises ValueError when the lines at
+        one rate add up to less than zero (a decrease belongs on a credit note, not on an invoice).
+        """
+        totals: dict[Fraction, list[int]] = {}
+        for item in lines:
+            totals.setdefault(item.tax_rate if item.tax_rate is not None else self.rate, []).append(item.amount)
+        if not totals:
+            totals[self.rate] = []
+        out = []
+        for rate in sorted(totals, key=lambda r: (r != self.rate, -r)):
+            if sum(totals[rate]) < 0:
+                raise ValueError(f"the lines at {rate} add up to {sum(totals[rate])}: decreases go on credit notes")
+            out.append(tax_for_rate(totals[rate], rate, tax_inclusive=self.inclusive, rounding=self.rounding))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -67,20 +88,25 @@ class InvoiceDraft:
     period_start: date | None
     period_end: date | None
     lines: tuple[Line, ...]
-    subtotal: int  # sum of lines, in the price basis
-    tax: TaxedAmount
-    credit_applied: int = 0
-    credit_carried: int = 0
+    subtotal: int  # sum of the lines, in the price basis
+    taxes: tuple[TaxedAmount, ...]  # per tax rate: the sales at that rate and their tax
+    credit_applied: int = 0  # credit balance applied after tax (充当)
     billing_key: str | None = None  # what a scheduled invoice bills, e.g. "plan:2026-06-03": billed at most once
 
     @property
-    def total(self) -> int:
-        """What the customer is asked to pay, tax included."""
-        return self.tax.gross
+    def gross(self) -> int:
+        """The invoice's own sales, tax included."""
+        return sum(t.gross for t in self.taxes)
 
     @property
     def tax_amount(self) -> int:
-        return self.tax.tax
+        """The consumption tax of the invoice's own sales, every rate."""
+        return sum(t.tax for t in self.taxes)
+
+    @property
+    def total(self) -> int:
+        """What the customer is asked to pay: the sales with tax, less the credit applied."""
+        return self.gross - self.credit_applied
 
 
 def generate_invoice(
@@ -93,41 +119,63 @@ def generate_invoice(
     period_end: date | None = None,
     billing_key: str | None = None,
 ) -> tuple[InvoiceDraft, int]:
-    """Build an invoice from its lines and the credit balance; return it and the new balance.
+    """Build an invoice from its lines and the credit balance (yen, tax included); return it and the new balance.
 
-    - Credit reduces the invoice down to zero, never below; what is left stays
-      on the balance.
-    - Negative lines (credits for seat decreases) larger than the charges leave
-      a zero invoice and add the surplus to the balance.
-    - Tax once per rate on the final subtotal.
+    Tax once per rate on the sales at that rate; then the balance is applied to the total after tax, as far as it
+    goes (充当), and what is left stays on the balance. NipoPlus, 900 of sales and a balance of 2,250: tax
+    floor(900 × 10 ÷ 110) = 81, 充当 900, due 0, balance 1,350. Raises ValueError for a negative balance or
+    negative sales at a rate.
     """
     if credit_balance < 0:
         raise ValueError("a credit balance cannot be negative")
-    out = list(lines)
-    subtotal = sum(item.amount for item in out)
-    new_balance = credit_balance
-    applied = carried = 0
-    if subtotal < 0:
-        carried = -subtotal
-        out.append(Line(LineKind.CREDIT_CARRIED, "次回以降へ繰越す減額分 / credit carried forward", 1, carried))
-        new_balance += carried
-        subtotal = 0
-    elif subtotal > 0 and credit_balance > 0:
-        applied = min(credit_balance, subtotal)
-        out.append(Line(LineKind.CREDIT_APPLIED, "前回からの繰越減額の充当 / credit applied", 1, -applied))
-        new_balance -= applied
-        subtotal -= applied
-    taxed = tax_for_rate([subtotal], tax.rate, tax_inclusive=tax.inclusive, rounding=tax.rounding)
+    taxes = tax.by_rate(lines)
+    gross = sum(t.gross for t in taxes)
+    applied = min(credit_balance, gross)
     draft = InvoiceDraft(
         issued_on=issued_on,
         period_start=period_start,
         period_end=period_end,
-        lines=tuple(out),
-        subtotal=subtotal,
-        tax=taxed,
+        lines=tuple(lines),
+        subtotal=sum(item.amount for item in lines),
+        taxes=taxes,
         credit_applied=applied,
-        credit_carried=carried,
         billing_key=billing_key,
     )
-    return draft, new_balance
+    return draft, credit_balance - applied
 
+
+@dataclass(frozen=True)
+class CreditNoteDraft:
+    """A credit note (適格返還請求書): what is returned on the invoice that billed ``period_start``–``period_end``."""
+
+    issued_on: date
+    period_start: date | None
+    period_end: date | None
+    lines: tuple[Line, ...]  # positive amounts: what is returned, each with its formula
+    taxes: tuple[TaxedAmount, ...]  # per tax rate, each rounded once
+
+    @property
+    def amount(self) -> int:
+        """In the price basis (tax-exclusive or tax-inclusive, as the catalog prices)."""
+        return sum(item.amount for item in self.lines)
+
+    @property
+    def tax_amount(self) -> int:
+        return sum(t.tax for t in self.taxes)
+
+    @property
+    def total(self) -> int:
+        """Returned, tax included: what the credit balance grows by."""
+        return sum(t.gross for t in self.taxes)
+
+
+def credit_note(lines: Sequence[Line], *, issued_on: date, tax: TaxPolicy, period_start: date | None,
+                period_end: date | None) -> CreditNoteDraft | None:
+    """A credit note for these (positive) lines, tax once per rate; None when nothing is returned.
+
+    NipoPlus, 30 → 5 seats with 15 days left: 180 × 15 ÷ 30 × 25 = 2,250, tax floor(2,250 × 10 ÷ 110) = 204.
+    """
+    kept = tuple(item for item in lines if item.amount)
+    if not kept:
+        return None
+    return CreditNoteDraft(issued_on, period_start, period_end, kept, tax.by_rate(kept))

@@ -18,8 +18,9 @@ from .account import PLAN, Account, OpenInvoice, PendingChange, PendingItem, Pha
 from .calendar import anniversary, local_date, month_start, next_month_start, period_index
 from .catalog import Alignment, Basis, Catalog, MidPeriodChange, Plan, Price, Timing, When
 from .charges import CONTRACT_JA, plan_label, recurring_line
-from .invoice import InvoiceDraft, Line, LineKind, TaxPolicy, generate_invoice, line
-from .proration import prorated_change
+from .invoice import CreditNoteDraft, InvoiceDraft, Line, LineKind, TaxPolicy, credit_note, generate_invoice, line
+from .money import product
+from .proration import prorated
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Result:
     """What a command or a due action produced, for the caller to persist and charge."""
 
     invoices: list[InvoiceDraft] = field(default_factory=list)
+    credit_notes: list[CreditNoteDraft] = field(default_factory=list)  # issued now; their totals are on the balance
     retries: list[OpenInvoice] = field(default_factory=list)  # open invoices to charge again now
     events: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     at: datetime | None = None  # when a due action fell due (None: now)
@@ -74,6 +76,18 @@ class Lifecycle:
         )
         return draft
 
+    def credit(self, account: Account, sub: Subscription, lines: list[Line], on: date) -> list[CreditNoteDraft]:
+        """A decrease (positive lines: what is returned) as a credit note against the invoice of ``sub``'s period.
+
+        Credits are not sales (SPEC 4): the note's total, tax included, goes on the credit balance, which later
+        invoices apply after tax (充当).
+        """
+        note = credit_note(lines, issued_on=on, tax=self.tax, period_start=sub.period_start, period_end=sub.period_end)
+        if note is None:
+            return []
+        account.credit += note.total
+        return [note]
+
     def period_line(self, account: Account, sub: Subscription, start: date, end: date) -> Line:
         """The in-advance charge for one period of a plan or an add-on."""
         if sub.product == PLAN:
@@ -83,8 +97,10 @@ class Lifecycle:
         current = account.plan_subscription
         amount = addon.unit_amount(sub.contract, current.plan if current else "")  # per-plan override (free under some plans)
         label = CONTRACT_JA.get(sub.contract, sub.contract)
+        price = addon.prices.get(sub.contract)
         return line(LineKind.ADDON, f"{addon.name_ja} {sub.value or ''}（{label}）{start.isoformat()}〜{(end - timedelta(days=1)).isoformat()}",
-                    1, amount, self.catalog.line_rounding, period_start=start, period_end=end, formula=f"{amount} × 1")
+                    1, product(amount, 1), self.catalog.line_rounding, period_start=start, period_end=end,
+                    tax_rate=price.tax_rate if price is not None else None)
 
     def take_pending_items(self, account: Account) -> list[Line]:
         items = [p.line for p in account.pending_items]
@@ -196,6 +212,7 @@ class Lifecycle:
             if seats is not None and seats != current.seats:  # resumed with another count: a seat change, prorated
                 changed = self.set_seats(account, seats, now)
                 result.invoices += changed.invoices
+                result.credit_notes += changed.credit_notes
                 result.events += changed.events
             return result
         if current is not None and not self.catalog.plans[current.plan].is_free and current.status is not Status.CANCELED:
@@ -256,7 +273,9 @@ class Lifecycle:
                 sub.pending.seats = None
                 self.drop_empty_pending(sub)
             return result
-        if sub.status is Status.TRIALING or price.timing is Timing.IN_ARREARS:
+        # paid days left as a trial after a cancellation (SPEC 3.2): billed as for an active customer if withdrawn
+        cancelling = sub.pending is not None and sub.pending.cancel and price.timing is Timing.IN_ADVANCE
+        if (sub.status is Status.TRIALING and not cancelling) or price.timing is Timing.IN_ARREARS:
             if delta < 0 and price.seat_decrease is When.END_OF_PERIOD and sub.status is not Status.TRIALING:
                 effective = self.end_of_period(sub, today)
                 sub.pending = sub.pending or PendingChange(effective_on=effective)
@@ -269,39 +288,67 @@ class Lifecycle:
             sub.seats = seats
             self.record_phase(account, sub, today)
             return result
-        if price.mid_period_change is MidPeriodChange.PRORATE_NEXT_INVOICE:
-            exact = prorated_change(price.unit_amount, delta, today, sub.period_start, sub.period_end, price.proration)
-            remaining = (sub.period_end - today).days
-            days = min(remaining, price.proration.fixed_days) if price.proration.convention.value == "fixed_days" else remaining
-            divisor = price.proration.fixed_days if price.proration.convention.value == "fixed_days" else (sub.period_end - sub.period_start).days
-            item = line(
-                LineKind.PRORATION,
-                f"{plan_label(plan, sub.contract)} 人数変更 {sub.seats}→{seats} 日割り {today.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}",
-                delta, exact, self.catalog.line_rounding,
-                period_start=today, period_end=sub.period_end,
-                formula=f"{price.unit_amount} × {days} ÷ {divisor} × {delta} = {exact}",
-            )
-            account.pending_items.append(PendingItem(item))
-        else:  # charge the difference now for the rest of the period, in full
-            if delta > 0:
-                draft = self.invoice(account, [line(
-                    LineKind.PRORATION, f"{plan_label(plan, sub.contract)} 追加 {delta}", delta,
-                    price.unit_amount * delta, self.catalog.line_rounding, period_start=today, period_end=sub.period_end,
-                )], today, today, sub.period_end)
-                if draft:
-                    result.invoices.append(draft)
+        if cancelling and sub.pending is not None:  # held: billed only if the cancellation is withdrawn
+            sub.pending.held.append((today, sub.seats, seats))
+        else:
+            self.seat_difference(account, sub, result, price, sub.seats, seats, today, today)
         sub.seats = seats
         self.record_phase(account, sub, today)
         return result
 
+    def seat_difference(self, account: Account, sub: Subscription, result: Result, price: Price, before: int,
+                        after: int, changed_on: date, today: date) -> None:
+        """Bill a mid-period seat change of a prepaid plan made on ``changed_on`` (SPEC 3.2, the seed's formula).
+
+        An increase goes on the next invoice as ``unit × days remaining ÷ 30 × seats added`` (or, for
+        ``charge_difference_now`` prices, is invoiced at once in full); a decrease is a credit note for
+        ``unit × days remaining ÷ 30 × seats removed``, issued ``today``.
+        """
+        plan = self.catalog.plans[sub.plan]
+        delta = after - before
+        what = f"{plan_label(plan, sub.contract)} 人数変更 {before}→{after}"
+        span = f"{changed_on.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}"
+        if price.mid_period_change is not MidPeriodChange.PRORATE_NEXT_INVOICE:  # the rest of the period, in full
+            if delta > 0:
+                draft = self.invoice(account, [line(
+                    LineKind.PRORATION, f"{plan_label(plan, sub.contract)} 追加 {delta}", delta,
+                    product(price.unit_amount, delta), self.catalog.line_rounding, period_start=changed_on,
+                    period_end=sub.period_end, tax_rate=price.tax_rate,
+                )], today, changed_on, sub.period_end)
+                result.invoices.extend([draft] if draft else [])
+            return
+        priced = prorated(price.unit_amount, abs(delta), changed_on, sub.period_start, sub.period_end, price.proration)
+        if delta > 0:
+            account.pending_items.append(PendingItem(line(
+                LineKind.PRORATION, f"{what} 日割り {span}", delta, priced, self.catalog.line_rounding,
+                period_start=changed_on, period_end=sub.period_end, tax_rate=price.tax_rate)))
+        else:
+            result.credit_notes += self.credit(account, sub, [line(
+                LineKind.CREDIT, f"{what} 日割り減額 {span}", -delta, priced, self.catalog.line_rounding,
+                period_start=changed_on, period_end=sub.period_end, tax_rate=price.tax_rate)], today)
+
     def withdraw_cancellation(self, account: Account, sub: Subscription, now: datetime) -> Result:
-        """Subscribing again to the plan whose cancellation is pending keeps it, as if never cancelled."""
-        sub.pending = None
+        """Subscribing again to the plan whose cancellation is pending keeps it, as if never cancelled.
+
+        Seat changes made while the cancellation was pending are billed now as for an active customer, each from
+        the day it was made (SPEC 3.2): NipoPlus 10 → 50 seats on May 11, withdrawn May 12, adds
+        180 × 23 ÷ 30 × 40 = 5,520 to the June 3 invoice.
+        """
+        held: list[tuple[date, int, int]] = []
+        if sub.pending is not None:  # what else was scheduled (fewer licenses at the term's end) stays scheduled
+            held, sub.pending.held, sub.pending.cancel = sub.pending.held, [], False
+            self.drop_empty_pending(sub)
+        today = self.today(now)
+        result = Result(events=[("subscription.cancellation_withdrawn", {"plan": sub.plan})])
         if sub.status is Status.TRIALING and sub.trial_end == sub.period_end:
             sub.status = Status.ACTIVE
             sub.trial_end = None
-            self.record_phase(account, sub, self.today(now))
-        return Result(events=[("subscription.cancellation_withdrawn", {"plan": sub.plan})])
+            self.record_phase(account, sub, today)
+        price = self.price_of(sub)
+        if price is not None and sub.status.billable:
+            for changed_on, before, after in held:
+                self.seat_difference(account, sub, result, price, before, after, changed_on, today)
+        return result
 
     def delete_account(self, account: Account, now: datetime) -> Result:
         """退会: the organization is deleted. Every subscription ends today, with no free plan after it and no paid

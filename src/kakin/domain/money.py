@@ -77,6 +77,44 @@ def tax_for_rate(
     return TaxedAmount(rate=rate, net=total, tax=tax, gross=total + tax)
 
 
+@dataclass(frozen=True)
+class Priced:
+    """An exact amount and the arithmetic that gives it, made by one computation.
+
+    ``formula`` is the arithmetic without its result (``"180 × 13 ÷ 30 × 10"``);
+    :meth:`shown` appends the amount a line actually carries, so the printed
+    formula and the amount can never disagree.
+    """
+
+    exact: Fraction
+    formula: str
+
+    def rounded(self, rule: Rounding) -> int:
+        return round_yen(self.exact, rule)
+
+    def shown(self, amount: int) -> str:
+        """The formula with the amount it gave: ``"180 × 13 ÷ 30 × 10 = 780"``."""
+        return f"{self.formula} = {amount}"
+
+
+def number_text(value: Fraction | int) -> str:
+    """An exact number as printed in a formula: 3, 2.8, or 1/3 when it has no finite decimal."""
+    value = Fraction(value)
+    if value.denominator == 1:
+        return str(value.numerator)
+    d = value.denominator
+    while d % 2 == 0:
+        d //= 2
+    while d % 5 == 0:
+        d //= 5
+    return decimal_text(value) if d == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def product(unit: Fraction | int, quantity: int) -> Priced:
+    """unit × quantity: a period's fee (180 × 20 = 3,600), an add-on (100 × 1)."""
+    return Priced(Fraction(unit) * quantity, f"{number_text(unit)} × {quantity}")
+
+
 def decimal_text(value: Fraction) -> str:
     """An exact amount as decimal text: Fraction(14, 5) → "2.8" (exact for terminating decimals)."""
     return format((Decimal(value.numerator) / Decimal(value.denominator)).normalize(), "f")

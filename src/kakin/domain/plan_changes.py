@@ -8,14 +8,16 @@ the change issues, like the other commands of :class:`~kakin.domain.lifecycle.Li
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 
 from . import errors
 from .account import Account, PendingChange, PendingItem, Status, Subscription
 from .calendar import next_month_start
 from .catalog import Basis, MidPeriodChange, Plan, Price, Timing, When
-from .invoice import InvoiceDraft, LineKind, line
+from .invoice import LineKind, line
 from .lifecycle import Lifecycle, Result
-from .proration import prorated_change
+from .money import Priced
+from .proration import prorated
 
 
 def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, *, contract: str | None = None,
@@ -74,7 +76,7 @@ def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, 
     old_price = lc.price_of(sub)
     if (old_price is not None and new_price is not None and sub.status.billable
             and old_price.timing is Timing.IN_ADVANCE):
-        result.invoices.extend(_mid_period(lc, account, sub, plan, old_price, new_price, new_seats, today))
+        _mid_period(lc, account, sub, plan, old_price, new_price, new_seats, today, result)
     if new_price is not None and new_price.term_months and (old_price is None or not old_price.term_months):
         sub.term_anchor = today
     sub.pending = _carried_over(lc, sub, plan, contract)
@@ -105,27 +107,37 @@ def _carried_over(lc: Lifecycle, sub: Subscription, plan: Plan, contract: str) -
     return kept
 
 def _mid_period(lc: Lifecycle, account: Account, sub: Subscription, plan: Plan, old: Price, new: Price, seats: int,
-                today: date) -> list[InvoiceDraft]:
-    """A prepaid plan changed within its period: the difference at once, or prorated onto the next invoice."""
+                today: date, result: Result) -> None:
+    """A prepaid plan changed within its period: the difference at once, or prorated onto the next invoice.
+
+    A prorated decrease is a credit note, like a seat decrease (SPEC 4: credits are not sales).
+    """
     old_total = old.unit_amount * (1 if old.basis is Basis.FLAT else sub.seats)
     new_total = new.unit_amount * (1 if new.basis is Basis.FLAT else seats)
+    diff = new_total - old_total
+    span = f"{today.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}"
     if new.mid_period_change is MidPeriodChange.CHARGE_DIFFERENCE_NOW:
-        diff = new_total - old_total  # LINE OA light → standard: 15,000 − 5,000 = 10,000 at once
         if diff <= 0:
-            return []
-        draft = lc.invoice(account, [line(
-            LineKind.PRORATION,
-            f"{plan.name_ja}へ変更 差額 {today.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}",
-            1, diff, lc.catalog.line_rounding, period_start=today, period_end=sub.period_end,
-            formula=f"{new_total} − {old_total} = {diff}",
+            return
+        draft = lc.invoice(account, [line(  # LINE OA light → standard: 15,000 − 5,000 = 10,000 at once
+            LineKind.PRORATION, f"{plan.name_ja}へ変更 差額 {span}", 1,
+            Priced(Fraction(diff), f"{new_total} − {old_total}"), lc.catalog.line_rounding,
+            period_start=today, period_end=sub.period_end, tax_rate=new.tax_rate,
         )], today, today, sub.period_end)
-        return [draft] if draft else []
-    exact = prorated_change(1, new_total - old_total, today, sub.period_start, sub.period_end, new.proration)
-    account.pending_items.append(PendingItem(line(
-        LineKind.PRORATION, f"{plan.name_ja}へ変更 日割り差額", 1, exact, lc.catalog.line_rounding,
-        period_start=today, period_end=sub.period_end,
-    )))
-    return []
+        result.invoices.extend([draft] if draft else [])
+        return
+    priced = prorated(abs(diff), 1, today, sub.period_start, sub.period_end, new.proration)
+    if diff > 0:
+        account.pending_items.append(PendingItem(line(
+            LineKind.PRORATION, f"{plan.name_ja}へ変更 日割り差額 {span}", 1, priced, lc.catalog.line_rounding,
+            period_start=today, period_end=sub.period_end, tax_rate=new.tax_rate,
+        )))
+    elif diff < 0:
+        result.credit_notes += lc.credit(account, sub, [line(
+            LineKind.CREDIT, f"{plan.name_ja}へ変更 日割り減額 {span}", 1, priced, lc.catalog.line_rounding,
+            period_start=today, period_end=sub.period_end, tax_rate=old.tax_rate,
+        )], today)
+
 
 def cancel(lc: Lifecycle, account: Account, now: datetime) -> Result:
     """Cancel under the catalog's policy (or the contract's own): at once, or at the end of the period or term."""

@@ -19,6 +19,7 @@ from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, messaging, plan_changes, schedule
 from kakin.domain.account import Account, OpenInvoice
 from kakin.domain.calendar import start_of_day
+from kakin.domain.invoice import CreditNoteDraft
 from kakin.domain.lifecycle import Result
 
 from . import mail
@@ -71,7 +72,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             what = draft.billing_key or f"n{counts[account.id or 0]}:{draft.total}"
             inv.charge_key = f"{tenant.code}:c{account.id}:{what}"
             fresh.append((account, draft, inv, at))
-            _note(events, account, at, "invoice.finalized", {"number": inv.number, "total": draft.total, "tax": draft.tax.tax})
+            _note(events, account, at, "invoice.finalized", {"number": inv.number, "total": draft.total, "tax": draft.tax_amount})
             if inv.status == "open":
                 charges.append((account, inv, at))
         for account, result in todo:
@@ -125,11 +126,14 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             follow.at = at
             followups.append((account, follow))
         stored = uow.add_invoices(tenant.row, first, [(a, d, inv) for a, d, inv, _ in fresh], now,
-                                  tax_inclusive=tenant.catalog.tax_inclusive)
+                                  tax_inclusive=tenant.catalog.tax_inclusive, tax_rate=tenant.catalog.tax_rate)
         for (_, _, inv, _), invoice_id in zip(fresh, stored, strict=True):
             inv.id = invoice_id
+        for account, result in todo:
+            for note in result.credit_notes:
+                _credit_note(uow, tenant, account, note, result.at or now, events)
         attempts.extend({"invoice_id": inv.id, **row} for inv, row in outcomes)
-        todo = [(a, r) for a, r in followups if r.invoices or r.retries or r.events]
+        todo = [(a, r) for a, r in followups if r.invoices or r.retries or r.events or r.credit_notes]
     else:
         raise RuntimeError("payment follow-ups did not settle")
     accounts = list({id(a): a for a, _ in work}.values())
@@ -148,6 +152,22 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     everything = [(a, e) for a in accounts for e in events.get(id(a), [])]
     publish(uow, tenant, everything, now)
     mail.enqueue(uow, tenant, everything, now)
+
+
+def _credit_note(uow: UnitOfWork, tenant: Tenant, account: Account, note: CreditNoteDraft, at: datetime,
+                 events: dict[int, list[dict[str, Any]]]) -> None:
+    """Write a credit note the domain issued (its total is already on the credit balance) against the invoice of
+    the period it reduces."""
+    invoice_id = uow.invoice_reduced_by(account.id or 0, note.period_start, note.issued_on)
+    if invoice_id is None:  # nothing was invoiced to reduce: the credit stays on the balance alone
+        _note(events, account, at, "credit.added", {"total": note.total})
+        return
+    reason = " / ".join(f"{ln.description}（{ln.formula}）" for ln in note.lines)
+    number = uow.add_credit_note(tenant.row, account.id or 0, invoice_id, at, note.issued_on, amount=note.amount,
+                                 tax=note.tax_amount, total=note.total, reason=reason, settlement="credit",
+                                 taxes=note.taxes, lines=note.lines)
+    _note(events, account, at, "credit_note.issued", {"number": number, "total": note.total, "tax": note.tax_amount,
+                                                      "settlement": "credit"})
 
 
 PUBLIC_EVENT_PREFIXES = ("subscription.", "invoice.", "payment.", "addon.", "customer.")
@@ -354,7 +374,8 @@ def _next_invoice(lc: Any, account: Account, now: datetime) -> dict[str, Any] | 
 
 
 def _draft_json(draft: Any) -> dict[str, Any]:
-    return {"issued_on": draft.issued_on.isoformat(), "subtotal": draft.subtotal, "tax": draft.tax.tax, "total": draft.total,
+    return {"issued_on": draft.issued_on.isoformat(), "subtotal": draft.subtotal, "tax": draft.tax_amount,
+            "credit_applied": draft.credit_applied, "total": draft.total,
             "lines": [{"kind": ln.kind.value, "description": ln.description, "quantity": ln.quantity, "amount": ln.amount,
                        "formula": ln.formula} for ln in draft.lines]}
 

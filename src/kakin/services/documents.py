@@ -59,17 +59,24 @@ def receipt_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, 
 
 
 def write_documents(uow: UnitOfWork, tenant: Tenant, folder: Path) -> list[Path]:
-    """Every invoice's qualified invoice, and a receipt for each paid one, as PDF and JSON into ``folder``."""
+    """Every invoice's qualified invoice, a receipt for each paid one, and every credit note, as PDF and JSON into
+    ``folder``."""
     import json
 
     from kakin.adapters.pdf import render_pdf
 
+    from .operations import credit_note_document
+
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    papers = []
     for invoice in uow.invoices_for(tenant.row):
         docs = [invoice_document(uow, tenant, invoice["number"])]
         if invoice["status"] == "paid" and invoice["total"] > 0:
             docs.append(receipt_document(uow, tenant, invoice["number"]))
+        papers.append(docs)
+    papers += [[credit_note_document(uow, tenant, note["number"])] for note in uow.credit_notes_for(tenant.row)]
+    for docs in papers:
         for doc in docs:
             base = folder / doc["number"]
             base.with_suffix(".json").write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.db.tables import credit_notes, customers, invoices, payment_attempts, tenants
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.calendar import local_date
+from kakin.domain.documents import tax_by_rate
 from kakin.domain.lifecycle import Result
 from kakin.domain.money import tax_for_rate
 
@@ -93,21 +95,17 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
             payment_attempts.c.invoice_id == row["id"], payment_attempts.c.outcome == "succeeded",
             payment_attempts.c.reference.is_not(None)).order_by(payment_attempts.c.id.desc())).scalar()
         if reference is not None:
-            seq_hint = _next_credit_note_seq(uow, tenant, peek=True)
+            seq_hint = _next_credit_note_seq(uow, tenant)
             outcome = gateway.refund(reference, taxed.gross, f"{tenant.code}:refund:{number}:{seq_hint}")
             if not outcome.ok:
                 raise errors.Conflict(f"the payment gateway refused the refund ({outcome.code})", param="number",
                                       code="refund_failed")
             settlement, refund_reference = "refund", outcome.reference
     if settlement == "credit":
-        account.credit += amount
-    seq = _next_credit_note_seq(uow, tenant)
-    credit_number = f"{tenant.row.invoice_prefix}-CN-{seq:08d}"
-    uow.conn.execute(credit_notes.insert().values(
-        tenant_id=tenant.row.id, customer_id=row["customer_id"], invoice_id=row["id"], seq=seq, number=credit_number,
-        issued_on=local_date(now, tenant.lifecycle.zone), issued_at=now, amount=amount, tax=taxed.tax, total=taxed.gross,
-        reason=reason.strip(), settlement=settlement, refund_reference=refund_reference))
-    uow.conn.execute(update(invoices).where(invoices.c.id == row["id"]).values(credited=invoices.c.credited + taxed.gross))
+        account.credit += taxed.gross  # the balance is applied after tax, like a payment (充当)
+    credit_number = uow.add_credit_note(tenant.row, row["customer_id"], row["id"], now, local_date(now, tenant.lifecycle.zone),
+                                        amount=amount, tax=taxed.tax, total=taxed.gross, reason=reason.strip(),
+                                        settlement=settlement, refund_reference=refund_reference, taxes=[taxed])
     event = ("credit_note.issued", {"number": credit_number, "invoice": number, "total": taxed.gross, "settlement": settlement})
     settle(uow, tenant, gateway, [(account, Result(events=[event]))], now, actor, "invoice.credit_note", {account.id or 0: before})
     return {"number": credit_number, "invoice": number, "amount": amount, "tax": taxed.tax, "total": taxed.gross,
@@ -119,13 +117,9 @@ def _credited_basis(uow: UnitOfWork, invoice_id: int) -> int:
     return int(sum(rows))
 
 
-def _next_credit_note_seq(uow: UnitOfWork, tenant: Tenant, peek: bool = False) -> int:
-    """Credit notes are numbered per tenant without gaps, like invoices (the tenant row is locked until commit)."""
-    if peek:
-        return int(uow.conn.execute(select(tenants.c.next_credit_note_seq).where(tenants.c.id == tenant.row.id)).scalar_one())
-    nxt = uow.conn.execute(update(tenants).where(tenants.c.id == tenant.row.id).values(
-        next_credit_note_seq=tenants.c.next_credit_note_seq + 1).returning(tenants.c.next_credit_note_seq)).scalar_one()
-    return int(nxt) - 1
+def _next_credit_note_seq(uow: UnitOfWork, tenant: Tenant) -> int:
+    """The number the next credit note will get (numbers are handed out by ``add_credit_note``, without gaps)."""
+    return int(uow.conn.execute(select(tenants.c.next_credit_note_seq).where(tenants.c.id == tenant.row.id)).scalar_one())
 
 
 def credit_note_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
@@ -146,7 +140,9 @@ def credit_note_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[s
         "issuer": {"name": issuer.name, "registration_number": issuer.registration_number, "address": issuer.address},
         "recipient": {"name": recipient.name, "postal_code": recipient.postal_code, "address": recipient.address},
         "reason": note["reason"], "prices_include_tax": inclusive,
-        "by_rate": [{"rate": note["tax_rate"], "total": note["amount"], "tax": note["tax"]}],
+        "lines": [{**ln, "tax_rate": ln.get("tax_rate") or note["tax_rate"]} for ln in json.loads(note["lines"] or "[]")],
+        "by_rate": [{k: v for k, v in r.items() if k != "label"}
+                    for r in tax_by_rate({**note, "tax_inclusive": inclusive})],
         "total": note["total"], "settlement": note["settlement"],
     }
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from fractions import Fraction
 from typing import Any
 
 import orjson
@@ -18,11 +19,12 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 
 from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingItem, Phase, Status, Subscription
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
-from kakin.domain.money import format_rate
+from kakin.domain.money import TaxedAmount, format_rate
 
 from .bulk import in_ids, insert_many, update_many
 from .tables import (
     audit_log,
+    credit_notes,
     customers,
     invoice_lines,
     invoices,
@@ -56,7 +58,8 @@ def _pending_to_json(p: PendingChange | None) -> str | None:
     if p is None:
         return None
     return json.dumps({"effective_on": p.effective_on.isoformat(), "plan": p.plan, "contract": p.contract,
-                       "seats": p.seats, "cancel": p.cancel}, sort_keys=True)
+                       "seats": p.seats, "cancel": p.cancel,
+                       **({"held": [[on.isoformat(), a, b] for on, a, b in p.held]} if p.held else {})}, sort_keys=True)
 
 
 def audit_json(state: dict[str, Any]) -> str:
@@ -68,7 +71,22 @@ def _pending_from_json(text: str | None) -> PendingChange | None:
     if not text:
         return None
     d = json.loads(text)
-    return PendingChange(date.fromisoformat(d["effective_on"]), d["plan"], d["contract"], d["seats"], d["cancel"])
+    return PendingChange(date.fromisoformat(d["effective_on"]), d["plan"], d["contract"], d["seats"], d["cancel"],
+                         [(date.fromisoformat(on), a, b) for on, a, b in d.get("held", [])])
+
+
+def _rate_text(rate: Fraction | None) -> str | None:
+    return None if rate is None else format_rate(rate)
+
+
+def parse_rate(text: str | None) -> Fraction | None:
+    """"8%" → Fraction(2, 25); None stays None (the standard rate)."""
+    return None if text is None else Fraction(text.rstrip("%")) / 100
+
+
+def taxes_json(taxes: Sequence[TaxedAmount]) -> str:
+    """Totals and tax per rate as stored: [{"rate": "10%", "net": 819, "tax": 81, "gross": 900}]."""
+    return json.dumps([{"rate": format_rate(t.rate), "net": t.net, "tax": t.tax, "gross": t.gross} for t in taxes])
 
 
 class UnitOfWork:
@@ -211,7 +229,7 @@ class UnitOfWork:
                 pending_items.c.id)).mappings():
             accounts[r["customer_id"]].pending_items.append(PendingItem(Line(
                 LineKind(r["kind"]), r["description"], r["quantity"], r["amount"], r["period_start"], r["period_end"],
-                r["formula"]), id=r["id"]))
+                r["formula"], parse_rate(r["tax_rate"])), id=r["id"]))
         # usage counts for the months billing can still need: from each period's month on
         earliest = min((sub.period_start.replace(day=1) for sub in subs.values()), default=None)
         if earliest is not None:
@@ -347,7 +365,7 @@ class UnitOfWork:
             p.id = self.conn.execute(insert(pending_items).values(
                 customer_id=a.id, kind=ln.kind.value, description=ln.description, quantity=ln.quantity,
                 amount=ln.amount, period_start=ln.period_start, period_end=ln.period_end, formula=ln.formula,
-                created_at=now).returning(pending_items.c.id)).scalar_one()
+                tax_rate=_rate_text(ln.tax_rate), created_at=now).returning(pending_items.c.id)).scalar_one()
         for a in accounts:
             assert a.id is not None
             self._pending_ids[a.id] = {p.id for p in a.pending_items if p.id is not None}
@@ -380,8 +398,11 @@ class UnitOfWork:
 
     # ----------------------------------------------------------- invoices
     def add_invoices(self, tenant: TenantRow, first_seq: int, drafts: Sequence[tuple[Account, InvoiceDraft, OpenInvoice]],
-                     now: datetime, *, tax_inclusive: bool) -> list[int]:
-        """Write finalized invoices numbered from ``first_seq`` (reserved by :meth:`reserve_invoice_numbers`)."""
+                     now: datetime, *, tax_inclusive: bool, tax_rate: Fraction | None = None) -> list[int]:
+        """Write finalized invoices numbered from ``first_seq`` (reserved by :meth:`reserve_invoice_numbers`).
+
+        ``tax_rate`` is the catalog's standard rate (the invoice's ``tax_rate``; lines at another rate carry theirs).
+        """
         if not drafts:
             return []
         rows = []
@@ -390,9 +411,9 @@ class UnitOfWork:
             rows.append({
                 "tenant_id": tenant.id, "customer_id": account.id, "seq": seq, "number": self.invoice_number(tenant, seq),
                 "issued_on": draft.issued_on, "issued_at": now, "period_start": draft.period_start,
-                "period_end": draft.period_end, "subtotal": draft.subtotal, "tax": draft.tax.tax, "total": draft.total,
-                "tax_rate": format_rate(draft.tax.rate), "tax_inclusive": tax_inclusive,
-                "credit_applied": draft.credit_applied, "credit_carried": draft.credit_carried, "status": inv.status,
+                "period_end": draft.period_end, "subtotal": draft.subtotal, "tax": draft.tax_amount, "total": draft.total,
+                "tax_rate": format_rate(tax_rate if tax_rate is not None else draft.taxes[0].rate), "tax_inclusive": tax_inclusive, "taxes": taxes_json(draft.taxes),
+                "credit_applied": draft.credit_applied, "credit_carried": 0, "status": inv.status,
                 "attempts": inv.attempts, "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
                 "paid_at": now if inv.status == "paid" else None, "billing_key": draft.billing_key, "due_on": inv.due_on,
                 "deferred": inv.deferred,
@@ -406,10 +427,53 @@ class UnitOfWork:
             for pos, ln in enumerate(draft.lines):
                 line_rows.append({"invoice_id": inv_id, "position": pos, "kind": ln.kind.value, "description": ln.description,
                                   "quantity": ln.quantity, "amount": ln.amount, "period_start": ln.period_start,
-                                  "period_end": ln.period_end, "formula": ln.formula})
+                                  "period_end": ln.period_end, "formula": ln.formula,
+                                  "tax_rate": _rate_text(ln.tax_rate)})
         if line_rows:
             insert_many(self.conn, invoice_lines, line_rows)
         return ids
+
+    def add_credit_note(self, tenant: TenantRow, customer_id: int, invoice_id: int, now: datetime, issued_on: date, *,
+                        amount: int, tax: int, total: int, reason: str, settlement: str,
+                        refund_reference: str | None = None, taxes: Sequence[TaxedAmount] = (),
+                        lines: Sequence[Line] = ()) -> str:
+        """Write a credit note (適格返還請求書) against an invoice, numbered per tenant without gaps; its number.
+
+        The tenant row stays locked until commit, so numbers never gap or repeat (like invoices).
+        """
+        seq = int(self.conn.execute(update(tenants).where(tenants.c.id == tenant.id).values(
+            next_credit_note_seq=tenants.c.next_credit_note_seq + 1).returning(tenants.c.next_credit_note_seq)).scalar_one()) - 1
+        number = f"{tenant.invoice_prefix}-CN-{seq:08d}"
+        self.conn.execute(credit_notes.insert().values(
+            tenant_id=tenant.id, customer_id=customer_id, invoice_id=invoice_id, seq=seq, number=number,
+            issued_on=issued_on, issued_at=now, amount=amount, tax=tax, total=total, reason=reason,
+            settlement=settlement, refund_reference=refund_reference, taxes=taxes_json(taxes) if taxes else None,
+            lines=json.dumps([{"description": ln.description, "quantity": ln.quantity, "amount": ln.amount,
+                               "formula": ln.formula, "tax_rate": _rate_text(ln.tax_rate)} for ln in lines],
+                             ensure_ascii=False) if lines else None))
+        if settlement != "credit":  # a credit goes on the balance; the invoice itself is still owed in full
+            self.conn.execute(update(invoices).where(invoices.c.id == invoice_id).values(credited=invoices.c.credited + total))
+        return number
+
+    def invoice_reduced_by(self, customer_id: int, period_start: date | None, on: date) -> int | None:
+        """The invoice a credit for a period reduces: the customer's invoice of that period, else its latest one
+        with sales issued by ``on``; None when it has none."""
+        base = select(invoices.c.id).where(invoices.c.customer_id == customer_id, invoices.c.issued_on <= on,
+                                           invoices.c.subtotal > 0)
+        if period_start is not None:
+            found = self.conn.execute(base.where(invoices.c.period_start == period_start).order_by(
+                invoices.c.seq.desc())).scalars().first()
+            if found is not None:
+                return int(found)
+        found = self.conn.execute(base.order_by(invoices.c.seq.desc())).scalars().first()
+        return None if found is None else int(found)
+
+    def credit_notes_for(self, tenant: TenantRow) -> list[dict[str, Any]]:
+        """Every credit note of the tenant in number order, with its customer's key and its invoice's number."""
+        q = select(credit_notes, customers.c.key.label("customer"), invoices.c.number.label("invoice_number")).join(
+            customers, customers.c.id == credit_notes.c.customer_id).join(
+            invoices, invoices.c.id == credit_notes.c.invoice_id).where(credit_notes.c.tenant_id == tenant.id)
+        return [dict(r) for r in self.conn.execute(q.order_by(credit_notes.c.seq)).mappings()]
 
     def invoice_counts(self, customer_ids: list[int]) -> dict[int, int]:
         """How many invoices each customer has (committed ones: a rolled-back batch's do not count)."""

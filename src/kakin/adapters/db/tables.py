@@ -173,6 +173,7 @@ pending_items = Table(
     Column("period_end", Date),
     Column("formula", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("tax_rate", String(10)),  # "8%" for a reduced-rate line; NULL: the catalog's standard rate
 )
 Index("ix_pending_items_customer", pending_items.c.customer_id)
 
@@ -224,9 +225,11 @@ invoices = Table(
     Column("paid_at", UtcDateTime()),
     Column("billing_key", String(80)),  # what a scheduled invoice bills (plan:2026-06-03); at most once per customer
     Column("due_on", Date),  # bank transfer: pay by this date
-    Column("credited", BigInteger, nullable=False, server_default=text("0")),  # total of its credit notes
+    Column("credited", BigInteger, nullable=False, server_default=text("0")),  # refunded or reduced by its credit notes
     # below the gateway's minimum charge: waits, open, for the customer's next card charge
     Column("deferred", Boolean, nullable=False, server_default=text("false")),
+    # per tax rate, JSON [{"rate": "10%", "total": …, "tax": …}]; NULL on invoices from before 0014: one rate, tax_rate
+    Column("taxes", Text),
     UniqueConstraint("tenant_id", "seq", name="uq_invoices_tenant_seq"),
     UniqueConstraint("customer_id", "billing_key", name="uq_invoices_customer_billing_key"),
     UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
@@ -245,6 +248,7 @@ invoice_lines = Table(
     Column("period_start", Date),
     Column("period_end", Date),
     Column("formula", Text, nullable=False),
+    Column("tax_rate", String(10)),  # "8%" for a reduced-rate line; NULL: the invoice's tax_rate
 )
 Index("ix_invoice_lines_invoice", invoice_lines.c.invoice_id)
 
@@ -422,5 +426,7 @@ credit_notes = Table(
     Column("reason", Text, nullable=False),
     Column("settlement", String(20), nullable=False),  # refund | credit | reduce (an open invoice)
     Column("refund_reference", String(120)),
+    Column("taxes", Text),  # per tax rate, JSON as on invoices; NULL: one rate, the invoice's
+    Column("lines", Text),  # JSON [{"description", "quantity", "amount", "formula", "tax_rate"}]; NULL: the reason alone
     UniqueConstraint("tenant_id", "seq", name="uq_credit_notes_tenant_seq"),
 )
