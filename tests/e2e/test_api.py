@@ -144,6 +144,22 @@ def test_line_oa_quota_upgrade_and_month_start_downgrade(engine: Engine, client:
     assert totals == [5500, 11000]
 
 
+def test_a_usage_event_past_a_hard_limit_is_refused_like_a_quota_grant(engine: Engine, client: TestClient,
+                                                                        clock: Clock) -> None:
+    api = Api(client, tenant_key(engine, "line-oa", "line-oa"))
+    clock.now = datetime(2026, 3, 10, 12, tzinfo=JST)
+    api.customer("shop", "青葉ベーカリー")
+    assert api.as_admin("POST", "/v1/customers/shop/subscription", "shop", {"plan": "light"}).status_code == 200
+    sent = {"customer": "shop", "metric": "messages", "quantity": 6000, "timestamp": "2026-03-10T12:00:00+09:00",
+            "transaction_id": "blast-1"}
+    r = api.call("POST", "/v1/usage_events", {"events": [sent]})
+    assert r.status_code == 200, r.text
+    assert r.json()["recorded"] == 0 and r.json()["refused"] == 1
+    assert r.json()["data"][0]["error"]["code"] == "quota_exceeded" and r.json()["data"][0]["error"]["remaining"] == 5000
+    quota = api.call("GET", "/v1/customers/shop/entitlements").json()["quotas"]["messages"]
+    assert quota["used"] == 0 and quota["remaining"] == 5000  # light: 6,000 > 5,000 included, nothing counted
+
+
 def test_only_the_super_admin_changes_the_plan_and_admins_manage_members(engine: Engine, client: TestClient) -> None:
     api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
     api.customer("acme", "株式会社アクメ")
