@@ -252,6 +252,20 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     return results
 
 
+def record_event(uow: UnitOfWork, tenant: Tenant, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Record one metered event (the fields of :func:`record_events`); returns ``{"duplicate": bool}``.
+
+    A repeated ``transaction_id`` is a duplicate: nothing counted, the first event wins. A refused event raises
+    a :class:`~kakin.domain.errors.KakinError` with the event's code (``quota_exceeded``, ``period_closed``,
+    ``unknown_metric``, …), message and field.
+    """
+    result = record_events(uow, tenant, [event], now)[0]
+    if result["status"] == "refused":
+        error = result["error"]
+        raise errors.KakinError(error["message"], param=error["param"], code=error["code"])
+    return {"duplicate": result["status"] == "duplicate"}
+
+
 def _error(exc: errors.KakinError) -> dict[str, Any]:
     """An event's refusal as reported in its result; a quota refusal also says how much is left."""
     remaining = getattr(exc, "remaining", None)
