@@ -237,9 +237,9 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
         raise RuntimeError("usage events kept colliding with concurrent writers")
     if refused:
         for result in results:
-            exc = refused.get(result["transaction_id"]) if result["status"] == "recorded" else None
-            if exc is not None:
-                result.update(status="refused", error=_error(exc))
+            refusal = refused.get(result["transaction_id"]) if result["status"] == "recorded" else None
+            if refusal is not None:
+                result.update(status="refused", error=_error(refusal))
     totals: dict[tuple[int, str, date], int] = defaultdict(int)
     for customer_id, metric, quantity, _at, month, _txn, capped in rows:
         if capped is None:  # events under a hard limit were counted by their grant
