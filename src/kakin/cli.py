@@ -34,6 +34,7 @@ def simulate(
                                                    "(and each paid one's receipt) as PDF and JSON into this folder.")] = None,
 ) -> None:
     """Run a scenario on a fresh in-memory store and print the invoices it produces."""
+    from kakin.domain.errors import KakinError
     from kakin.simulator import ScenarioError, load_scenario, run_scenario
 
     try:
@@ -41,6 +42,9 @@ def simulate(
         outcome = run_scenario(scenario, documents=documents)
     except ScenarioError as exc:
         _fail(str(exc))
+        return
+    except KakinError as exc:  # the documents could not be written (fonts_missing)
+        _fail(f"{exc.code}: {exc.message}")
         return
     if as_json:
         sys.stdout.write(json.dumps(outcome.as_json(), ensure_ascii=False, indent=2) + "\n")

@@ -360,6 +360,21 @@ def test_a_test_clock_bills_its_customers_as_it_advances(engine: Engine, client:
     assert back.status_code == 422 and back.json()["error"]["param"] == "frozen_time"
 
 
+def test_a_pdf_without_a_japanese_font_is_refused_naming_the_package(engine: Engine, client: TestClient,
+                                                                     tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    assert api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10}).status_code == 200
+    number = api.call("GET", "/v1/customers/acme/invoices").json()["data"][0]["number"]
+    conf = tmp_path / "fonts.conf"
+    conf.write_text("<?xml version='1.0'?>\n<fontconfig></fontconfig>\n", encoding="utf-8")
+    monkeypatch.setenv("FONTCONFIG_FILE", str(conf))  # a fontconfig that knows no fonts at all
+    r = api.call("GET", f"/v1/invoices/{number}/document.pdf")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "fonts_missing"
+    assert "fonts-noto-cjk" in r.json()["error"]["message"]
+    assert api.call("GET", f"/v1/invoices/{number}/document").status_code == 200  # the JSON document still answers
+
+
 def test_the_audit_log_shows_who_changed_what(engine: Engine, client: TestClient) -> None:
     api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
     api.customer("acme", "株式会社アクメ")

@@ -59,11 +59,15 @@ def receipt_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, 
 
 
 def write_documents(uow: UnitOfWork, tenant: Tenant, folder: Path) -> list[Path]:
-    """Every invoice's qualified invoice, and a receipt for each paid one, as PDF and JSON into ``folder``."""
+    """Every invoice's qualified invoice, and a receipt for each paid one, as PDF and JSON into ``folder``.
+
+    Raises FontsMissing (``fonts_missing``) before writing anything when no Japanese font is installed.
+    """
     import json
 
-    from kakin.adapters.pdf import render_pdf
+    from kakin.adapters.pdf import render_pdf, require_japanese_font
 
+    require_japanese_font()
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for invoice in uow.invoices_for(tenant.row):
