@@ -21,6 +21,22 @@ out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from kakin import __version__
+
+        out.print(f"kakin {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print kakin's version and exit.", callback=_show_version,
+                                          is_eager=True)] = False,
+) -> None:
+    """kakin (課金): subscription billing for Japanese B2B SaaS vendors."""
+
+
 def _fail(message: str) -> None:
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(2)
@@ -308,10 +324,15 @@ def api_key(
                 _fail(f"no tenant {tenant!r}")
                 return
             if list_keys:
+                from zoneinfo import ZoneInfo
+
+                from kakin.domain.calendar import instant_text
+
+                zone = ZoneInfo(row.timezone)
                 table = Table("prefix", "role", "name", "created", "revoked", title=f"API keys of {tenant}")
                 for k in access.list_api_keys(uow, row):
-                    table.add_row(str(k["prefix"]), str(k["role"]), str(k["name"]), str(k["created_at"]),
-                                  str(k["revoked_at"] or "—"))
+                    table.add_row(str(k["prefix"]), str(k["role"]), str(k["name"]), instant_text(k["created_at"], zone),
+                                  instant_text(k["revoked_at"], zone) if k["revoked_at"] else "—")
                 out.print(table)
                 return
             if revoke:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -373,6 +374,32 @@ def test_a_pdf_without_a_japanese_font_is_refused_naming_the_package(engine: Eng
     assert r.status_code == 503 and r.json()["error"]["code"] == "fonts_missing"
     assert "fonts-noto-cjk" in r.json()["error"]["message"]
     assert api.call("GET", f"/v1/invoices/{number}/document").status_code == 200  # the JSON document still answers
+
+
+ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}$"
+
+
+def test_a_test_clock_answers_in_the_offset_asked_and_otherwise_in_the_tenants_zone(engine: Engine,
+                                                                                    client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    created = api.call("POST", "/v1/test_clocks", {"name": "jst", "frozen_time": "2024-01-31T10:00:00+09:00"}).json()
+    assert created["frozen_time"] == "2024-01-31T10:00:00+09:00"
+    assert api.call("GET", f"/v1/test_clocks/{created['id']}").json()["frozen_time"] == "2024-01-31T10:00:00+09:00"
+    utc = api.call("POST", "/v1/test_clocks", {"name": "utc", "frozen_time": "2024-01-31T01:00:00Z"}).json()
+    assert utc["frozen_time"] == "2024-01-31T01:00:00+00:00"  # as asked
+    moved = api.call("POST", f"/v1/test_clocks/{utc['id']}/advance", {"frozen_time": "2024-02-01T01:00:00Z"}).json()
+    assert moved["frozen_time"] == "2024-02-01T01:00:00+00:00"
+    assert api.call("GET", f"/v1/test_clocks/{utc['id']}").json()["frozen_time"] == "2024-02-01T10:00:00+09:00"  # tenant's zone
+
+
+def test_instants_in_responses_and_the_audit_log_are_iso_8601_with_the_tenants_offset(engine: Engine,
+                                                                                      client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    entries = api.call("GET", "/v1/audit_log?limit=100").json()["data"]
+    keys = api.call("GET", "/v1/api_keys").json()["data"]
+    instants = [e["at"] for e in entries] + [k["created_at"] for k in keys]
+    assert instants and all(re.match(ISO_INSTANT, t) and t.endswith("+09:00") for t in instants), instants
 
 
 def test_the_audit_log_shows_who_changed_what(engine: Engine, client: TestClient) -> None:

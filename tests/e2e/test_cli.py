@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -156,3 +157,18 @@ def test_usage_import_refuses_an_event_past_a_hard_limit_and_counts_nothing_of_i
     assert "line 2: quota_exceeded" in result.stdout and "line 4: quota_exceeded" in result.stdout
     with sqlite3.connect(db) as conn:  # light: 5,000 included, a hard limit; only the 4,000 fits
         assert conn.execute("SELECT sum(quantity) FROM usage_counters").fetchone()[0] == 4000
+
+
+def test_version_prints_the_package_version() -> None:
+    project = tomllib.loads((SHIPPED.parents[2] / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"kakin {project['version']}"
+
+
+def test_the_key_list_shows_instants_in_iso_8601_with_the_tenants_offset(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    assert run("tenant", "create", "--code", "acme", "--name", "Acme", "--catalog", "nipoplus", db=db).returncode == 0
+    listed = run("api-key", "--tenant", "acme", "--list", db=db)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.?\d*\+09:00", listed.stdout), listed.stdout
