@@ -248,7 +248,8 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
         if uow.conn.dialect.name == "sqlite":  # the increments of UnitOfWork.add_usage, straight to the driver
             uow.conn.exec_driver_sql(_SQLITE_COUNT, [(c, m, mo.isoformat(), q) for (c, m, mo), q in totals.items()])
         else:
-            uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": q} for (c, m, mo), q in totals.items()])
+            uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": q}  # one lock order for every writer
+                           for (c, m, mo), q in sorted(totals.items())])
     return results
 
 
