@@ -263,6 +263,8 @@ def record_event(uow: UnitOfWork, tenant: Tenant, event: dict[str, Any], now: da
     result = record_events(uow, tenant, [event], now)[0]
     if result["status"] == "refused":
         error = result["error"]
+        if error["code"] == errors.QuotaExceeded.code:
+            raise errors.QuotaExceeded(error["message"], remaining=error["remaining"], param=error["param"])
         raise errors.KakinError(error["message"], param=error["param"], code=error["code"])
     return {"duplicate": result["status"] == "duplicate"}
 
