@@ -5,9 +5,12 @@
 # PostgreSQL 15 and poppler-utils (the PDF tests read the text back).
 # Runs apt-get only when something is missing and we are root.
 set -euo pipefail
+# lists TEXT COMMAND...: does COMMAND's output contain TEXT? The output is read whole first: under
+# pipefail, `COMMAND | grep -q` fails whenever grep exits at the first match and COMMAND dies of SIGPIPE.
+lists() { local text="$1" output; shift; output=$("$@" 2>/dev/null) || true; [[ "$output" == *"$text"* ]]; }
 need=()
-fc-list 2>/dev/null | grep -q "Noto Sans CJK JP" || need+=(fonts-noto-cjk)
-ldconfig -p 2>/dev/null | grep -q libharfbuzz-subset.so.0 || need+=(libharfbuzz-subset0)  # fast font subsetting
+lists "Noto Sans CJK JP" fc-list || need+=(fonts-noto-cjk)
+lists libharfbuzz-subset.so.0 ldconfig -p || need+=(libharfbuzz-subset0)  # fast font subsetting
 if [ "${1:-test}" != runtime ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)

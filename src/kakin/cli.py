@@ -21,6 +21,22 @@ out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from kakin import __version__
+
+        out.print(f"kakin {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print kakin's version and exit.", callback=_show_version,
+                                          is_eager=True)] = False,
+) -> None:
+    """kakin (課金): subscription billing for Japanese B2B SaaS vendors."""
+
+
 def _fail(message: str) -> None:
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(2)
@@ -34,6 +50,7 @@ def simulate(
                                                    "(and each paid one's receipt) as PDF and JSON into this folder.")] = None,
 ) -> None:
     """Run a scenario on a fresh in-memory store and print the invoices it produces."""
+    from kakin.domain.errors import KakinError
     from kakin.simulator import ScenarioError, load_scenario, run_scenario
 
     try:
@@ -41,6 +58,9 @@ def simulate(
         outcome = run_scenario(scenario, documents=documents)
     except ScenarioError as exc:
         _fail(str(exc))
+        return
+    except KakinError as exc:  # the documents could not be written (fonts_missing)
+        _fail(f"{exc.code}: {exc.message}")
         return
     if as_json:
         sys.stdout.write(json.dumps(outcome.as_json(), ensure_ascii=False, indent=2) + "\n")
@@ -321,10 +341,15 @@ def api_key(
                 _fail(f"no tenant {tenant!r}")
                 return
             if list_keys:
+                from zoneinfo import ZoneInfo
+
+                from kakin.domain.calendar import instant_text
+
+                zone = ZoneInfo(row.timezone)
                 table = Table("prefix", "role", "name", "created", "revoked", title=f"API keys of {tenant}")
                 for k in access.list_api_keys(uow, row):
-                    table.add_row(str(k["prefix"]), str(k["role"]), str(k["name"]), str(k["created_at"]),
-                                  str(k["revoked_at"] or "—"))
+                    table.add_row(str(k["prefix"]), str(k["role"]), str(k["name"]), instant_text(k["created_at"], zone),
+                                  instant_text(k["revoked_at"], zone) if k["revoked_at"] else "—")
                 out.print(table)
                 return
             if revoke:

@@ -50,6 +50,7 @@ ACTIONS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     "set_payment_method": ({"customer": _STR, "payment_method": _STR}, {}),
     "send_messages": ({"customer": _STR, "count": _INT}, {}),
     "set_premium_id": ({"customer": _STR, "premium_id": _STR}, {"billing": _STR}),
+    "record_usage": ({"customer": _STR, "metric": _STR, "quantity": _INT, "transaction_id": _STR}, {"timestamp": datetime}),
     "advance": ({}, {}),
 }
 CUSTOMER_FIELDS = {"id": _STR, "name": _STR, "payment_method": _STR, "members": _INT,
@@ -82,7 +83,7 @@ class Outcome:
 
 
 def _type_name(kind: type) -> str:
-    return {int: "an integer", str: "a string"}[kind]
+    return {int: "an integer", str: "a string", datetime: "a TOML date-time such as 2025-04-01T09:00:00"}[kind]
 
 
 def _check_fields(file: str, where: str, data: Any, required: dict[str, type], optional: dict[str, type]) -> None:
@@ -98,12 +99,13 @@ def _check_fields(file: str, where: str, data: Any, required: dict[str, type], o
             raise ScenarioError(file, where, f"missing field {name!r}")
 
 
-def _instant(file: str, where: str, value: Any, zone: ZoneInfo) -> datetime:
+def _instant(file: str, where: str, value: Any, zone: ZoneInfo, name: str = "at") -> datetime:
+    """An instant: a TOML local date-time is in the tenant's ``zone``; a bare date is its midnight there."""
     if isinstance(value, datetime):
         return value.replace(tzinfo=zone) if value.tzinfo is None else value
     if isinstance(value, date):
         return datetime.combine(value, time(0), tzinfo=zone)
-    raise ScenarioError(file, where, f"at must be a TOML date-time such as 2025-04-01T09:00:00, not {value!r}")
+    raise ScenarioError(file, where, f"{name} must be a TOML date-time such as 2025-04-01T09:00:00, not {value!r}")
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -171,6 +173,8 @@ def load_scenario(path: str | Path) -> Scenario:
         if previous is not None and at < previous:
             raise ScenarioError(file, where, f"at {at.isoformat()} is before the previous step; steps must be in time order")
         previous = at
+        if "timestamp" in s:
+            s = {**s, "timestamp": _instant(file, where, s["timestamp"], zone, "timestamp")}
         parsed.append({**s, "at": at})
     return Scenario(file, tenant, zone, customers, parsed, issuer)
 
@@ -221,8 +225,10 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
         record: dict[str, Any] = {"at": at.isoformat(), "action": step["action"]}
         try:
             with uow() as u:
-                _perform(u, open_tenant(u, code), gateway, step)
+                result = _perform(u, open_tenant(u, code), gateway, step)
             record["ok"] = True
+            if step["action"] == "record_usage":
+                record["duplicate"] = result["duplicate"]
         except KakinError as exc:  # refused: the transaction rolled back, nothing changed
             record["ok"] = False
             record["error"] = {"code": exc.code, "message": exc.message}
@@ -256,10 +262,10 @@ def _catalog_ref(scenario: Scenario) -> str:
     return str((Path(scenario.file).resolve().parent / scenario.tenant).resolve())
 
 
-def _perform(u: UnitOfWork, tenant: Any, gateway: CardSimulator, step: dict[str, Any]) -> None:
+def _perform(u: UnitOfWork, tenant: Any, gateway: CardSimulator, step: dict[str, Any]) -> Any:
     action: str = step["action"]
     if action == "advance":
-        return
+        return None
     now: datetime = step["at"]
     key = step["customer"]
     handlers: dict[str, Callable[[], Any]] = {
@@ -275,8 +281,11 @@ def _perform(u: UnitOfWork, tenant: Any, gateway: CardSimulator, step: dict[str,
         "send_messages": lambda: usage.consume(u, tenant, key, "messages", step["count"], now),
         "set_premium_id": lambda: billing.set_premium_id(u, tenant, gateway, key, now, step["premium_id"],
                                                          billing=step.get("billing", "monthly")),
+        "record_usage": lambda: usage.record_event(u, tenant, {
+            "customer": key, "metric": step["metric"], "quantity": step["quantity"],
+            "timestamp": step.get("timestamp", now), "transaction_id": step["transaction_id"]}, now),
     }
-    handlers[action]()
+    return handlers[action]()
 
 
 def _taxes_json(text: str | None, rate: str, total: int, tax: int, inclusive: bool) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,6 +143,22 @@ def test_line_oa_quota_upgrade_and_month_start_downgrade(engine: Engine, client:
     assert withdrawn["subscription"]["pending_change"] is None
     totals = [i["total"] for i in api.call("GET", "/v1/customers/shop/invoices").json()["data"]]
     assert totals == [5500, 11000]
+
+
+def test_a_usage_event_past_a_hard_limit_is_refused_like_a_quota_grant(engine: Engine, client: TestClient,
+                                                                        clock: Clock) -> None:
+    api = Api(client, tenant_key(engine, "line-oa", "line-oa"))
+    clock.now = datetime(2026, 3, 10, 12, tzinfo=JST)
+    api.customer("shop", "青葉ベーカリー")
+    assert api.as_admin("POST", "/v1/customers/shop/subscription", "shop", {"plan": "light"}).status_code == 200
+    sent = {"customer": "shop", "metric": "messages", "quantity": 6000, "timestamp": "2026-03-10T12:00:00+09:00",
+            "transaction_id": "blast-1"}
+    r = api.call("POST", "/v1/usage_events", {"events": [sent]})
+    assert r.status_code == 200, r.text
+    assert r.json()["recorded"] == 0 and r.json()["refused"] == 1
+    assert r.json()["data"][0]["error"]["code"] == "quota_exceeded" and r.json()["data"][0]["error"]["remaining"] == 5000
+    quota = api.call("GET", "/v1/customers/shop/entitlements").json()["quotas"]["messages"]
+    assert quota["used"] == 0 and quota["remaining"] == 5000  # light: 6,000 > 5,000 included, nothing counted
 
 
 def test_only_the_super_admin_changes_the_plan_and_admins_manage_members(engine: Engine, client: TestClient) -> None:
@@ -342,6 +359,47 @@ def test_a_test_clock_bills_its_customers_as_it_advances(engine: Engine, client:
     assert issued == ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"]
     back = api.call("POST", f"/v1/test_clocks/{clock['id']}/advance", {"frozen_time": "2024-01-01T00:00:00+09:00"})
     assert back.status_code == 422 and back.json()["error"]["param"] == "frozen_time"
+
+
+def test_a_pdf_without_a_japanese_font_is_refused_naming_the_package(engine: Engine, client: TestClient,
+                                                                     tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    assert api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10}).status_code == 200
+    number = api.call("GET", "/v1/customers/acme/invoices").json()["data"][0]["number"]
+    conf = tmp_path / "fonts.conf"
+    conf.write_text("<?xml version='1.0'?>\n<fontconfig></fontconfig>\n", encoding="utf-8")
+    monkeypatch.setenv("FONTCONFIG_FILE", str(conf))  # a fontconfig that knows no fonts at all
+    r = api.call("GET", f"/v1/invoices/{number}/document.pdf")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "fonts_missing"
+    assert "fonts-noto-cjk" in r.json()["error"]["message"]
+    assert api.call("GET", f"/v1/invoices/{number}/document").status_code == 200  # the JSON document still answers
+
+
+ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}$"
+
+
+def test_a_test_clock_answers_in_the_offset_asked_and_otherwise_in_the_tenants_zone(engine: Engine,
+                                                                                    client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    created = api.call("POST", "/v1/test_clocks", {"name": "jst", "frozen_time": "2024-01-31T10:00:00+09:00"}).json()
+    assert created["frozen_time"] == "2024-01-31T10:00:00+09:00"
+    assert api.call("GET", f"/v1/test_clocks/{created['id']}").json()["frozen_time"] == "2024-01-31T10:00:00+09:00"
+    utc = api.call("POST", "/v1/test_clocks", {"name": "utc", "frozen_time": "2024-01-31T01:00:00Z"}).json()
+    assert utc["frozen_time"] == "2024-01-31T01:00:00+00:00"  # as asked
+    moved = api.call("POST", f"/v1/test_clocks/{utc['id']}/advance", {"frozen_time": "2024-02-01T01:00:00Z"}).json()
+    assert moved["frozen_time"] == "2024-02-01T01:00:00+00:00"
+    assert api.call("GET", f"/v1/test_clocks/{utc['id']}").json()["frozen_time"] == "2024-02-01T10:00:00+09:00"  # tenant's zone
+
+
+def test_instants_in_responses_and_the_audit_log_are_iso_8601_with_the_tenants_offset(engine: Engine,
+                                                                                      client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    entries = api.call("GET", "/v1/audit_log?limit=100").json()["data"]
+    keys = api.call("GET", "/v1/api_keys").json()["data"]
+    instants = [e["at"] for e in entries] + [k["created_at"] for k in keys]
+    assert instants and all(re.match(ISO_INSTANT, t) and t.endswith("+09:00") for t in instants), instants
 
 
 def test_the_audit_log_shows_who_changed_what(engine: Engine, client: TestClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -126,3 +127,48 @@ def test_usage_import_counts_each_transaction_once_and_names_bad_lines(tmp_path:
     jsonl.write_text(good + '\n{"customer": "shop"\n', encoding="utf-8")
     bad = run("usage", "import", str(jsonl), "--tenant", "oa", db=db)
     assert bad.returncode == 2 and "line 2: not JSON" in bad.stderr
+
+
+def test_usage_import_refuses_an_event_past_a_hard_limit_and_counts_nothing_of_it(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    assert run("tenant", "create", "--code", "oa", "--name", "OA", "--catalog", "line-oa", db=db).returncode == 0
+    seed = (
+        "from datetime import UTC, datetime\n"
+        "from kakin.adapters.db.migrate import make_engine\n"
+        "from kakin.adapters.db.store import UnitOfWork\n"
+        "from kakin.adapters.payments import CardSimulator\n"
+        "from kakin.services import billing\n"
+        "from kakin.services.tenancy import open_tenant\n"
+        f"e = make_engine('sqlite:///{db}'); g = CardSimulator(); now = datetime.now(UTC)\n"
+        "with UnitOfWork(e) as u:\n"
+        "    t = open_tenant(u, 'oa')\n"
+        "    billing.create_customer(u, t, g, 'cafe', 'cafe', now, payment_method='pm_card_visa')\n"
+        "    billing.subscribe(u, t, g, 'cafe', now, 'light')\n")
+    subprocess.run([sys.executable, "-c", seed], check=True)
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    f = tmp_path / "usage.csv"
+    f.write_text(f"customer,metric,quantity,timestamp,transaction_id\ncafe,messages,6000,{now},big\n"
+                 f"cafe,messages,4000,{now},ok\ncafe,messages,1001,{now},over\n", encoding="utf-8")
+    result = run("usage", "import", str(f), "--tenant", "oa", db=db)
+    assert result.returncode == 0, result.stderr
+    assert "recorded 1, duplicates 0, refused 2" in result.stdout
+    assert "line 2: quota_exceeded" in result.stdout and "line 4: quota_exceeded" in result.stdout
+    with sqlite3.connect(db) as conn:  # light: 5,000 included, a hard limit; only the 4,000 fits
+        assert conn.execute("SELECT sum(quantity) FROM usage_counters").fetchone()[0] == 4000
+
+
+def test_version_prints_the_package_version() -> None:
+    project = tomllib.loads((SHIPPED.parents[2] / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"kakin {project['version']}"
+
+
+def test_the_key_list_shows_instants_in_iso_8601_with_the_tenants_offset(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    assert run("tenant", "create", "--code", "acme", "--name", "Acme", "--catalog", "nipoplus", db=db).returncode == 0
+    listed = run("api-key", "--tenant", "acme", "--list", db=db)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.?\d*\+09:00", listed.stdout), listed.stdout

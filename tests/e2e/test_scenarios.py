@@ -2,7 +2,7 @@
 
 The comparison follows the public checker: invoices and credit notes with a
 non-zero total by (customer, issued_on, total[, tax, credit_applied, …]); step
-ok and error codes; customers' plan, status and seats where pinned.
+ok, error codes and duplicates; customers' plan, status and seats where pinned.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def compare(expected: dict, actual: dict) -> list[str]:
             problems.append(f"step {w['index']} ({g['action']}): ok is {g['ok']}, error {g.get('error')}")
         if "code" in w and (g.get("error") or {}).get("code") != w["code"]:
             problems.append(f"step {w['index']} ({g['action']}): code {(g.get('error') or {}).get('code')!r}, expected {w['code']!r}")
+        if "duplicate" in w and g.get("duplicate") != w["duplicate"]:
+            problems.append(f"step {w['index']} ({g['action']}): duplicate is {g.get('duplicate')!r}, expected {w['duplicate']!r}")
     customers = {c["id"]: c for c in actual["customers"]}
     for w in expected.get("customers", []):
         g = customers[w["id"]]

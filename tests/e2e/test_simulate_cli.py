@@ -72,6 +72,11 @@ MALFORMED = [
     ("unknown top-level key", "currency = 'USD'\n" + GOOD, "currency", "unknown key"),
     ("duplicate customer", GOOD.replace("[[steps]]", '[[customers]]\nid = "acme"\nname = "x"\n[[steps]]', 1), "customers[1]", "used twice"),
     ("bad time", GOOD.replace("at = 2022-05-03T10:00:00", 'at = "soon"'), "steps[0] (subscribe)", "date-time"),
+    ("usage without an id", GOOD + '\n[[steps]]\nat = 2022-05-04T10:00:00\naction = "record_usage"\ncustomer = "acme"\n'
+     'metric = "messages"\nquantity = 5\n', "steps[1] (record_usage)", "missing field 'transaction_id'"),
+    ("usage with a bad timestamp", GOOD + '\n[[steps]]\nat = 2022-05-04T10:00:00\naction = "record_usage"\n'
+     'customer = "acme"\nmetric = "messages"\nquantity = 5\ntransaction_id = "t1"\ntimestamp = "yesterday"\n',
+     "steps[1] (record_usage)", "timestamp must be a TOML date-time"),
 ]
 
 

@@ -160,3 +160,41 @@ action = "advance"
     scenario.write_text(bad, encoding="utf-8")
     refused = subprocess.run([sys.executable, "-m", "kakin.cli", "simulate", str(scenario)], capture_output=True, text=True)
     assert refused.returncode == 2 and "issuer" in refused.stderr and "check digit" in refused.stderr
+
+
+EMPTY_FONTCONFIG = '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig></fontconfig>\n'
+
+
+def test_the_font_lookup_finds_no_japanese_font_under_an_empty_fontconfig(tmp_path: Path) -> None:
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(EMPTY_FONTCONFIG, encoding="utf-8")
+    from kakin.adapters.pdf import japanese_fonts
+
+    assert japanese_fonts(conf) == ()
+
+
+def test_no_pdf_is_rendered_without_a_japanese_font_and_the_error_names_the_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(EMPTY_FONTCONFIG, encoding="utf-8")
+    monkeypatch.setenv("FONTCONFIG_FILE", str(conf))
+    doc = {"type": "receipt", "number": "R-1"}
+    with pytest.raises(KakinError) as info:
+        render_pdf(doc)
+    assert info.value.code == "fonts_missing" and "fonts-noto-cjk" in info.value.message
+
+
+def test_simulate_writes_no_documents_without_a_japanese_font(tmp_path: Path) -> None:
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(EMPTY_FONTCONFIG, encoding="utf-8")
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('tenant = "nipoplus"\n[[customers]]\nid = "acme"\nname = "株式会社アクメ"\n'
+                        'payment_method = "pm_card_visa"\n[[steps]]\nat = 2022-05-03T10:00:00\naction = "subscribe"\n'
+                        'customer = "acme"\nplan = "gold"\nseats = 10\n', encoding="utf-8")
+    out = tmp_path / "docs"
+    run = subprocess.run([sys.executable, "-m", "kakin.cli", "simulate", str(scenario), "--documents", str(out)],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "FONTCONFIG_FILE": str(conf)})
+    assert run.returncode == 2
+    message = " ".join(run.stderr.split())
+    assert "fonts_missing" in message and "fonts-noto-cjk" in message
+    assert not out.exists() or list(out.iterdir()) == []

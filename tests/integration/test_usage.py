@@ -185,3 +185,57 @@ def test_recorded_events_read_back_exactly_through_the_store_types(engine: Engin
                                   tables.usage_events.c.quantity)).one()
     assert row.occurred_at == at and row.occurred_at.utcoffset() == timedelta(0)  # stored as UTC, read back aware
     assert row.month.isoformat() == "2025-03-01" and row.quantity == 7
+
+
+def test_an_event_past_a_hard_limit_is_refused_whole_and_counts_nothing(engine: Engine) -> None:
+    setup_line_oa(engine, {"cafe": "light"})
+    at = MARCH + timedelta(days=3)
+    results = record(engine, [event("cafe", "big", 6000, at)], at)
+    assert results[0]["status"] == "refused"
+    assert results[0]["error"]["code"] == "quota_exceeded" and results[0]["error"]["remaining"] == 5000
+    assert used(engine, "cafe") == 0  # light: 5,000 included, a hard limit; 6,000 > 5,000 is refused whole
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.usage_events)).scalar_one() == 0
+    with UnitOfWork(engine) as uow:  # the same cap as a quota grant: the whole 5,000 is still there
+        assert usage.consume(uow, open_tenant(uow, "oa"), "cafe", "messages", 5000, at)["remaining"] == 0
+
+
+def test_events_of_one_batch_count_against_each_other_under_a_hard_limit(engine: Engine) -> None:
+    setup_line_oa(engine, {"cafe": "light", "shop": "standard"})
+    at = MARCH + timedelta(days=3)
+    with UnitOfWork(engine) as uow:
+        usage.consume(uow, open_tenant(uow, "oa"), "cafe", "messages", 1000, at)
+    results = record(engine, [event("cafe", "a", 2500, at), event("shop", "s", 6000, at), event("cafe", "b", 1600, at),
+                              event("cafe", "c", 400, at), event("cafe", "a", 2500, at), event("cafe", "d", 100, at)], at)
+    assert [(r["status"], (r.get("error") or {}).get("code")) for r in results] == [
+        ("recorded", None), ("recorded", None), ("refused", "quota_exceeded"), ("recorded", None), ("duplicate", None),
+        ("recorded", None)]
+    assert results[2]["error"]["remaining"] == 1500  # in order: 5,000 − 1,000 − 2,500 = 1,500 left; 1,600 does not fit
+    assert used(engine, "cafe") == 4000  # 1,000 + 2,500 + 400 + 100
+    assert used(engine, "shop") == 6000  # standard has no hard limit: overage, billed next month
+    with engine.connect() as conn:
+        ids = set(conn.execute(select(tables.usage_events.c.transaction_id)).scalars())
+    assert {"a", "c", "d", "s"} <= ids and "b" not in ids
+
+
+def test_parallel_event_batches_never_count_past_a_hard_limit(engine: Engine) -> None:
+    setup_line_oa(engine, {"cafe": "light"})
+    at = MARCH + timedelta(days=3)
+    statuses: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(5):
+            results = record(engine, [event("cafe", f"w{n}-{i}-{j}", 37, at) for j in range(5)], at)
+            with lock:
+                statuses.extend(str(r["status"]) for r in results)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(statuses) == 200 and set(statuses) <= {"recorded", "refused"}
+    assert statuses.count("recorded") * 37 == used(engine, "cafe") == 5000 // 37 * 37  # 135 events of 37 fit
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.usage_events)).scalar_one() == 135

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -26,6 +27,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.dns import TxtResolver
 from kakin.adapters.payments import CardSimulator, PaymentGateway
 from kakin.domain import errors
+from kakin.domain.calendar import instant_text
 from kakin.services.access import Operator, authenticate
 from kakin.services.tenancy import Tenant, open_tenant
 
@@ -132,7 +134,7 @@ def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[
                 replay = _replay(uow, op, key, digest)
                 if replay is not None:
                     return replay
-            content = json.dumps(fn(uow), ensure_ascii=False, default=_json_default)
+            content = json.dumps(fn(uow), ensure_ascii=False, default=json_default(op))
             if key is not None:
                 service_store.save_idempotency_record(uow.conn, op.tenant.id, key, digest, status, content, utc_now())
     except IntegrityError:
@@ -146,11 +148,19 @@ def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[
     return Response(content, status_code=status, media_type="application/json")
 
 
-def _json_default(value: Any) -> Any:
-    """Dates and instants as ISO 8601; anything else as FastAPI would encode it."""
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    return jsonable_encoder(value)
+def json_default(op: Operator) -> Callable[[Any], Any]:
+    """The JSON encoding of what ``json`` cannot encode: instants in ISO 8601 in the tenant's zone with its offset
+    (``2026-05-03T10:00:00+09:00``), dates in ISO 8601, anything else as FastAPI would encode it."""
+    zone = ZoneInfo(op.tenant.timezone)
+
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return instant_text(value, zone)
+        if isinstance(value, date):
+            return value.isoformat()
+        return jsonable_encoder(value)
+
+    return default
 
 
 def _replay(uow: UnitOfWork, op: Operator, key: str, digest: str) -> Response | None:
@@ -174,7 +184,7 @@ def read(request: Request, op: Operator, fn: Callable[[UnitOfWork], Any]) -> Any
     """Run a read in a read-only transaction; a JSON result is encoded here (FastAPI's generic encoder is slow)."""
     result = read_value(request, op, fn)
     if isinstance(result, dict):
-        return Response(json.dumps(result, ensure_ascii=False, default=_json_default), media_type="application/json")
+        return Response(json.dumps(result, ensure_ascii=False, default=json_default(op)), media_type="application/json")
     return result
 
 

@@ -27,7 +27,7 @@ STATUS = {
     "member_exists": 409, "admin_limit_reached": 409, "quota_exceeded": 409, "super_admin_exists": 409, "conflict": 409,
     "customer_deleted": 409, "domain_verification_required": 409, "domain_not_verified": 409, "domain_taken": 409,
     "application_pending": 409, "already_granted": 409, "application_decided": 409,
-    "dns_unavailable": 503,
+    "dns_unavailable": 503, "fonts_missing": 503,
 }
 
 
@@ -47,7 +47,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                                 (403, "Not allowed for this key or member"), (404, "Not found"),
                                 (409, "Refused by a billing rule or in conflict with the current state"),
                                 (422, "Invalid request: the field is named in param"),
-                                (503, "A service kakin depends on (DNS) did not answer; nothing changed, try again"))
+                                (503, "A service kakin depends on (DNS, fonts for PDFs) is not available; nothing changed"))
 }
 
 

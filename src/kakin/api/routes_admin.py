@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
+from kakin.domain.calendar import instant_text
 from kakin.domain.money import decimal_text, format_rate
 from kakin.services import access, clocks, webhooks
 
@@ -132,8 +134,10 @@ def list_deliveries(request: Request, op: Auth, endpoint_id: str) -> dict[str, A
 
 @router.post("/test_clocks", status_code=201, tags=["test clocks"], summary="Create a clock frozen at a time")
 def create_test_clock(request: Request, op: Auth, body: TestClockIn) -> Response:
-    return write(request, op, body, lambda uow: clocks.create_clock(uow, op.tenant, body.name, body.frozen_time,
-                                                                    request.app.state.clock()), status=201)
+    asked = body.frozen_time.tzinfo  # the answer gives the clock's time in the offset it was asked in
+    return write(request, op, body, lambda uow: {
+        **clocks.create_clock(uow, op.tenant, body.name, body.frozen_time, request.app.state.clock()),
+        "frozen_time": instant_text(body.frozen_time, asked or UTC)}, status=201)
 
 
 @router.get("/test_clocks/{clock_id}", tags=["test clocks"], summary="A test clock")
@@ -151,4 +155,6 @@ def get_test_clock(request: Request, op: Auth, clock_id: str) -> dict[str, Any]:
              summary="Move the clock forward; everything due for its customers happens")
 def advance_test_clock(request: Request, op: Auth, clock_id: str, body: AdvanceIn) -> dict[str, Any]:
     op.require("write")
-    return clocks.advance_clock(request.app.state.engine, op.tenant, clock_id, body.frozen_time, request.app.state.gateway)
+    advanced = clocks.advance_clock(request.app.state.engine, op.tenant, clock_id, body.frozen_time,
+                                    request.app.state.gateway)
+    return {**advanced, "frozen_time": instant_text(body.frozen_time, body.frozen_time.tzinfo or UTC)}  # in the offset asked

@@ -8,7 +8,7 @@ chained from the previous date, so Jan 31 → Feb 29 → Mar 31 (not Mar 29).
 from __future__ import annotations
 
 import calendar as _cal
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -63,6 +63,15 @@ def local_date(instant: datetime, zone: ZoneInfo) -> date:
     if instant.tzinfo is None:
         raise ValueError("instants must be timezone-aware")
     return instant.astimezone(zone).date()
+
+
+def instant_text(instant: datetime, zone: tzinfo) -> str:
+    """An instant as shown to people and programs: ISO 8601 with ``T`` and the offset of ``zone`` (the zone a request
+    asked in, or the tenant's), such as ``2026-05-03T10:00:00+09:00``. SPEC 5: instants carry their offset everywhere.
+    """
+    if instant.tzinfo is None:
+        raise ValueError("instants must be timezone-aware")
+    return instant.astimezone(zone).isoformat()
 
 
 @lru_cache(maxsize=8192)  # every account due on a date asks for the same instant

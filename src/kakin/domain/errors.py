@@ -133,3 +133,9 @@ class CustomerDeleted(KakinError):
 
 class Conflict(KakinError):
     code = "conflict"
+
+
+class FontsMissing(KakinError):
+    """No font for Japanese is installed: a PDF would show empty boxes, so none is rendered."""
+
+    code = "fonts_missing"

@@ -1,7 +1,9 @@
 """Message quotas and account IDs (LINE Official Account).
 
 - A send of N messages is granted whole or refused whole before anything is
-  counted; counts reset on the 1st of each month in the tenant's zone.
+  counted; counts reset on the 1st of each month in the tenant's zone. The
+  rule (:func:`monthly_cap`, :func:`refuse`) holds on every path that counts
+  usage: quota grants, usage events and file imports.
 - Basic ID: ``@`` + 3 digits + 5 lowercase letters, random and unique.
 - Premium ID: ``@`` + 4–18 of ``a-z 0-9 _ -``, unique, fixed while in use,
   billed in advance from the day it is taken and renewed on that anniversary.
@@ -33,14 +35,27 @@ def plan_in_effect(plan: str, pending_plan: str | None, pending_on: date | None,
 
 
 def quota_of(catalog: Catalog, plan_code: str, metric: str) -> UsagePrice:
+    """The usage price of ``metric`` under ``plan_code``; raises ``unknown_metric`` when the plan does not meter it."""
     usage = catalog.plans[plan_code].usage.get(metric)
     if usage is None:
         raise errors.InvalidValue(f"plan {plan_code!r} does not meter {metric!r}", param="metric", code="unknown_metric")
     return usage
 
 
+def monthly_cap(usage: UsagePrice) -> int | None:
+    """The most a customer may count of ``usage``'s metric in one month, or ``None`` when nothing is refused.
+
+    A hard limit (``hard_limit = true`` in the catalog, LINE OA's communication and light plans: "more
+    messages: refused", SPEC 3.3) caps the month at the included quantity; a count of N is granted only when
+    ``used + N <= cap``, whole or not at all. Without a hard limit (or with unlimited usage) there is no cap:
+    what goes beyond the included quantity is overage, priced at the next invoice.
+    """
+    return usage.included if usage.hard_limit and usage.included is not None else None
+
+
 def refuse(plan_code: str, usage: UsagePrice, metric: str, used: int, count: int) -> errors.QuotaExceeded:
-    """The refusal of a send that would pass a hard limit; says how much is left."""
+    """The refusal (``quota_exceeded``, nothing counted) of a count of ``count`` that would pass the monthly cap
+    with ``used`` already counted; says how much is left."""
     assert usage.included is not None
     remaining = max(0, usage.included - used)
     return errors.QuotaExceeded(

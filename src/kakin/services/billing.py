@@ -18,7 +18,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, messaging, plan_changes, schedule
 from kakin.domain.account import Account, OpenInvoice
-from kakin.domain.calendar import start_of_day
+from kakin.domain.calendar import instant_text, start_of_day
 from kakin.domain.invoice import CreditNoteDraft
 from kakin.domain.lifecycle import Result
 
@@ -185,7 +185,8 @@ def publish(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
         name = str(event["event"])
         if name.startswith(PUBLIC_EVENT_PREFIXES):
             data = {k: v for k, v in event.items() if k not in ("event", "at")}
-            events.append({"id": "evt_" + secrets.token_hex(12), "type": name, "created": event["at"],
+            events.append({"id": "evt_" + secrets.token_hex(12), "type": name,
+                           "created": instant_text(event["at"], tenant.lifecycle.zone),
                            "customer": account.key, "data": data})
     service_store.record_webhook_events(uow.conn, tenant.row.id, events, now, endpoints)
 

@@ -60,13 +60,17 @@ def receipt_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, 
 
 def write_documents(uow: UnitOfWork, tenant: Tenant, folder: Path) -> list[Path]:
     """Every invoice's qualified invoice, a receipt for each paid one, and every credit note, as PDF and JSON into
-    ``folder``."""
+    ``folder``.
+
+    Raises FontsMissing (``fonts_missing``) before writing anything when no Japanese font is installed.
+    """
     import json
 
-    from kakin.adapters.pdf import render_pdf
+    from kakin.adapters.pdf import render_pdf, require_japanese_font
 
     from .operations import credit_note_document
 
+    require_japanese_font()
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     papers = []

@@ -4,9 +4,11 @@
   is reported as a duplicate and never counted twice; an event for a month
   already invoiced is refused (``period_closed``), not moved.
 - :func:`consume` grants a send of N whole or refuses it with the quota left.
-  The grant is one conditional UPDATE (``quantity + N <= limit``), so parallel
-  calls never grant more than the quota on SQLite or PostgreSQL.
 
+Under a hard limit both grant by one rule (:func:`_grant`, the cap of
+:func:`kakin.domain.messaging.monthly_cap`): one conditional UPDATE
+(``quantity + N <= cap``), so parallel calls never count more than the quota on
+SQLite or PostgreSQL. ``kakin usage import`` goes through :func:`record_events`.
 Both count into the same monthly counters that billing reads for overage.
 """
 
@@ -29,7 +31,8 @@ from kakin.adapters.db.store import UnitOfWork, _pending_from_json
 from kakin.adapters.db.tables import customers, subscriptions, usage_counters, usage_events
 from kakin.domain import errors
 from kakin.domain.calendar import local_date, month_start
-from kakin.domain.messaging import plan_in_effect, quota_of, refuse
+from kakin.domain.catalog import UsagePrice
+from kakin.domain.messaging import monthly_cap, plan_in_effect, quota_of, refuse
 
 from .tenancy import Tenant
 
@@ -44,8 +47,9 @@ class Plan:
     open_from: date  # first month not yet invoiced
 
 
-# An event row as checked: (customer_id, metric, quantity, occurred_at, month, transaction_id).
-_Row = tuple[int, str, int, datetime, date, str]
+# An event row as checked: (customer_id, metric, quantity, occurred_at, month, transaction_id, capped), where
+# capped is (plan, usage price) when the plan caps the metric (a hard limit), else None.
+_Row = tuple[int, str, int, datetime, date, str, tuple[str, UsagePrice] | None]
 
 
 _PLANS = (  # built once: a batch's plans are read with one cached statement
@@ -72,7 +76,11 @@ def _plans(uow: UnitOfWork, tenant: Tenant, keys: set[str], today: date) -> dict
 
 def consume(uow: UnitOfWork, tenant: Tenant, key: str, metric: str, count: int, now: datetime,
             transaction_id: str | None = None) -> dict[str, Any]:
-    """Grant ``count`` units of ``metric`` this month whole, or raise QuotaExceeded counting nothing."""
+    """Grant ``count`` units of ``metric`` this month whole, or raise QuotaExceeded counting nothing.
+
+    Returns ``granted``, ``duplicate``, ``count``, ``used``, ``included`` and ``remaining`` (``None`` when
+    unlimited). The monthly cap is :func:`~kakin.domain.messaging.monthly_cap`, the same as for usage events.
+    """
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise errors.InvalidValue("count must be a whole number of at least 1", param="count")
     today = local_date(now, tenant.lifecycle.zone)
@@ -89,14 +97,9 @@ def consume(uow: UnitOfWork, tenant: Tenant, key: str, metric: str, count: int, 
         used = _used(uow, p.customer_id, metric, month)
         return {"granted": False, "duplicate": True, "count": count, "used": used, **_left(usage.included, used)}
     uow.add_usage([{"customer_id": p.customer_id, "metric": metric, "month": month, "quantity": 0}])
-    where = and_(usage_counters.c.customer_id == p.customer_id, usage_counters.c.metric == metric,
-                 usage_counters.c.month == month)
-    grant = update(usage_counters).where(where).values(quantity=usage_counters.c.quantity + count)
-    if usage.hard_limit and usage.included is not None:
-        grant = grant.where(usage_counters.c.quantity + count <= usage.included)
     try:
         with uow.conn.begin_nested():  # the grant and its event stand or fall together
-            if uow.conn.execute(grant).rowcount != 1:
+            if not _grant(uow, p.customer_id, metric, month, count, monthly_cap(usage)):
                 raise refuse(p.plan, usage, metric, _used(uow, p.customer_id, metric, month), count)
             uow.conn.execute(insert(usage_events).values(
                 tenant_id=tenant.row.id, customer_id=p.customer_id, metric=metric, quantity=count, occurred_at=now,
@@ -106,6 +109,54 @@ def consume(uow: UnitOfWork, tenant: Tenant, key: str, metric: str, count: int, 
         return {"granted": False, "duplicate": True, "count": count, "used": used, **_left(usage.included, used)}
     used = _used(uow, p.customer_id, metric, month)
     return {"granted": True, "duplicate": False, "count": count, "used": used, **_left(usage.included, used)}
+
+
+_COUNTER = and_(usage_counters.c.customer_id == bindparam("c_id"), usage_counters.c.metric == bindparam("c_metric"),
+                usage_counters.c.month == bindparam("c_month"))
+_ADD = update(usage_counters).where(_COUNTER).values(quantity=usage_counters.c.quantity + bindparam("n"))
+_ADD_CAPPED = _ADD.where(usage_counters.c.quantity + bindparam("n") <= bindparam("cap"))
+
+
+def _grant(uow: UnitOfWork, customer_id: int, metric: str, month: date, count: int, cap: int | None) -> bool:
+    """Add ``count`` to an existing monthly counter in one conditional UPDATE; False (nothing added) past ``cap``.
+
+    One statement decides and counts, so parallel grants never pass the cap on SQLite (one writer at a time)
+    or PostgreSQL (the row lock; the condition is re-checked on the committed row).
+    """
+    params: dict[str, Any] = {"c_id": customer_id, "c_metric": metric, "c_month": month, "n": count}
+    if cap is None:
+        return uow.conn.execute(_ADD, params).rowcount == 1
+    return uow.conn.execute(_ADD_CAPPED, {**params, "cap": cap}).rowcount == 1
+
+
+def _grant_capped(uow: UnitOfWork, rows: list[_Row]) -> dict[str, errors.KakinError]:
+    """Count the batch's events under a hard limit, in order, each whole or refused; returns the refusals by id.
+
+    Events of one customer, metric and month count against each other: first the group's total is tried in one
+    conditional UPDATE (the usual case: it fits); when it does not, each event is tried in turn.
+    """
+    groups: dict[tuple[int, str, date], list[_Row]] = defaultdict(list)
+    for r in rows:
+        if r[6] is not None:
+            groups[(r[0], r[1], r[4])].append(r)
+    if not groups:
+        return {}
+    keys = sorted(groups)  # one lock order for every writer (PostgreSQL)
+    uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": 0} for c, m, mo in keys])
+    refused: dict[str, errors.KakinError] = {}
+    for key in keys:
+        group = groups[key]
+        customer_id, metric, month = key
+        capped = group[0][6]
+        assert capped is not None
+        plan, usage = capped
+        cap = monthly_cap(usage)
+        if _grant(uow, customer_id, metric, month, sum(r[2] for r in group), cap):
+            continue
+        for r in group:
+            if not _grant(uow, customer_id, metric, month, r[2], cap):
+                refused[r[5]] = refuse(plan, usage, metric, _used(uow, customer_id, metric, month), r[2])
+    return refused
 
 
 def _left(included: int | None, used: int) -> dict[str, int | None]:
@@ -139,7 +190,10 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     """Record a batch of metered events; returns one result per event, in order.
 
     Each event: ``customer``, ``metric``, ``quantity`` (≥ 1), ``timestamp`` (aware datetime), ``transaction_id``.
-    Status is ``recorded``, ``duplicate`` (already counted) or ``refused`` with an error.
+    Status is ``recorded``, ``duplicate`` (already counted) or ``refused`` with an error (``code``, ``message``,
+    ``param``; ``remaining`` too for ``quota_exceeded``). Under a hard limit each event is granted whole or
+    refused whole (``quota_exceeded``, nothing counted) by the rule of :func:`consume`; events of one batch
+    count against each other in order, and parallel batches never count past the cap.
     """
     if len(events) > MAX_BATCH:
         raise errors.InvalidValue(f"a batch holds at most {MAX_BATCH} events; split it", param="events")
@@ -149,14 +203,14 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     results: list[dict[str, Any]] = []
     rows: list[_Row] = []
     seen: set[str] = set()
-    metered: set[tuple[str, str]] = set()  # (plan, metric) pairs already found metered in this batch
+    metered: dict[tuple[str, str], tuple[str, UsagePrice] | None] = {}  # (plan, metric) → its cap, checked once a batch
     latest = now + FUTURE_TOLERANCE
     for e in events:
         txn = e.get("transaction_id")
         try:
             row = _check(tenant, e, plans, latest, metered)
         except errors.KakinError as exc:
-            results.append({"transaction_id": txn, "status": "refused", "error": exc.as_dict()})
+            results.append({"transaction_id": txn, "status": "refused", "error": _error(exc)})
             continue
         if txn in known or txn in seen:
             results.append({"transaction_id": txn, "status": "duplicate"})
@@ -164,11 +218,14 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
         seen.add(row[5])
         rows.append(row)
         results.append({"transaction_id": txn, "status": "recorded"})
+    refused: dict[str, errors.KakinError] = {}
     for _ in range(5):
         try:
-            with uow.conn.begin_nested():
-                if rows:
-                    _insert_events(uow, tenant.row.id, rows, now)
+            with uow.conn.begin_nested():  # grants under a hard limit and the events stand or fall together
+                refused = _grant_capped(uow, rows)
+                kept = [r for r in rows if r[5] not in refused] if refused else rows
+                if kept:
+                    _insert_events(uow, tenant.row.id, kept, now)
             break
         except IntegrityError:  # another request recorded some of these ids meanwhile: they are duplicates now
             raced = _known(uow, tenant, [r[5] for r in rows])
@@ -178,15 +235,44 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
                     result["status"] = "duplicate"
     else:
         raise RuntimeError("usage events kept colliding with concurrent writers")
-    if rows:
-        totals: dict[tuple[int, str, date], int] = defaultdict(int)
-        for customer_id, metric, quantity, _at, month, _txn in rows:
+    if refused:
+        for result in results:
+            refusal = refused.get(result["transaction_id"]) if result["status"] == "recorded" else None
+            if refusal is not None:
+                result.update(status="refused", error=_error(refusal))
+    totals: dict[tuple[int, str, date], int] = defaultdict(int)
+    for customer_id, metric, quantity, _at, month, _txn, capped in rows:
+        if capped is None:  # events under a hard limit were counted by their grant
             totals[(customer_id, metric, month)] += quantity
+    if totals:
         if uow.conn.dialect.name == "sqlite":  # the increments of UnitOfWork.add_usage, straight to the driver
             uow.conn.exec_driver_sql(_SQLITE_COUNT, [(c, m, mo.isoformat(), q) for (c, m, mo), q in totals.items()])
         else:
-            uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": q} for (c, m, mo), q in totals.items()])
+            uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": q}  # one lock order for every writer
+                           for (c, m, mo), q in sorted(totals.items())])
     return results
+
+
+def record_event(uow: UnitOfWork, tenant: Tenant, event: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Record one metered event (the fields of :func:`record_events`); returns ``{"duplicate": bool}``.
+
+    A repeated ``transaction_id`` is a duplicate: nothing counted, the first event wins. A refused event raises
+    a :class:`~kakin.domain.errors.KakinError` with the event's code (``quota_exceeded``, ``period_closed``,
+    ``unknown_metric``, …), message and field.
+    """
+    result = record_events(uow, tenant, [event], now)[0]
+    if result["status"] == "refused":
+        error = result["error"]
+        if error["code"] == errors.QuotaExceeded.code:
+            raise errors.QuotaExceeded(error["message"], remaining=error["remaining"], param=error["param"])
+        raise errors.KakinError(error["message"], param=error["param"], code=error["code"])
+    return {"duplicate": result["status"] == "duplicate"}
+
+
+def _error(exc: errors.KakinError) -> dict[str, Any]:
+    """An event's refusal as reported in its result; a quota refusal also says how much is left."""
+    remaining = getattr(exc, "remaining", None)
+    return {**exc.as_dict(), **({"remaining": remaining} if remaining is not None else {})}
 
 
 _EVENT_COLUMNS = ("tenant_id", "customer_id", "metric", "quantity", "occurred_at", "month", "transaction_id", "recorded_at")
@@ -204,18 +290,19 @@ def _insert_events(uow: UnitOfWork, tenant_id: int, rows: list[_Row], now: datet
     would bind them), which skips bind processing per value; other databases take the Core insert.
     """
     if uow.conn.dialect.name != "sqlite":
-        uow.conn.execute(insert(usage_events), [dict(zip(_EVENT_COLUMNS, (tenant_id, *r, now), strict=True)) for r in rows])
+        uow.conn.execute(insert(usage_events), [dict(zip(_EVENT_COLUMNS, (tenant_id, *r[:6], now), strict=True))
+                                                for r in rows])
         return
     months: dict[date, str] = {}
     recorded_at = sqlite_instant(now)
     uow.conn.exec_driver_sql(_SQLITE_INSERT, [
         (tenant_id, customer_id, metric, quantity, sqlite_instant(at),
          months.get(month) or months.setdefault(month, month.isoformat()), txn, recorded_at)
-        for customer_id, metric, quantity, at, month, txn in rows])
+        for customer_id, metric, quantity, at, month, txn, _capped in rows])
 
 
 def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: datetime,
-           metered: set[tuple[str, str]]) -> _Row:
+           metered: dict[tuple[str, str], tuple[str, UsagePrice] | None]) -> _Row:
     """One event checked; ``latest`` is the latest timestamp accepted (now and a little clock skew).
 
     Exact type checks (``type(x) is int``) also refuse bools.
@@ -238,9 +325,12 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: da
     metric = e.get("metric")
     if type(metric) is not str:
         raise errors.InvalidValue("metric must be a string", param="metric")
-    if (plan.plan, metric) not in metered:
-        quota_of(tenant.catalog, plan.plan, metric)
-        metered.add((plan.plan, metric))
+    pair = (plan.plan, metric)
+    if pair in metered:
+        capped = metered[pair]
+    else:
+        usage = quota_of(tenant.catalog, plan.plan, metric)
+        capped = metered[pair] = (plan.plan, usage) if monthly_cap(usage) is not None else None
     zone = tenant.lifecycle.zone
     local = at if at.tzinfo is zone else at.astimezone(zone)
     month = date(local.year, local.month, 1)  # month_start(local_date(at, zone)), inlined
@@ -248,7 +338,7 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: da
         raise errors.InvalidValue(
             f"{month:%Y-%m} is already invoiced for {key}; usage for it can no longer be recorded",
             param="timestamp", code="period_closed")
-    return plan.customer_id, metric, quantity, at, month, txn
+    return plan.customer_id, metric, quantity, at, month, txn, capped
 
 
 def read_events(handle: IO[str], batch_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -178,6 +178,11 @@ def webhook_endpoints_of(conn: Connection, tenant_id: int) -> list[dict[str, Any
     return [{**dict(r), "events": json.loads(r["events"])} for r in rows]
 
 
+def _payload_value(value: Any) -> Any:
+    """What ``json`` cannot encode in an event: instants and dates in ISO 8601 (with their offset), else text."""
+    return value.isoformat() if isinstance(value, date | datetime) else str(value)
+
+
 def record_webhook_events(conn: Connection, tenant_id: int, events: list[dict[str, Any]], now: datetime,
                           endpoints: list[dict[str, Any]]) -> None:
     """Store events and queue a delivery to each of these (enabled) endpoints that subscribes to their type."""
@@ -186,7 +191,7 @@ def record_webhook_events(conn: Connection, tenant_id: int, events: list[dict[st
     for event in events:
         event_id = conn.execute(insert(webhook_events).values(
             tenant_id=tenant_id, public_id=event["id"], type=event["type"], customer_key=event.get("customer"),
-            payload=json.dumps(event, ensure_ascii=False, sort_keys=True, default=str), created_at=now,
+            payload=json.dumps(event, ensure_ascii=False, sort_keys=True, default=_payload_value), created_at=now,
         ).returning(webhook_events.c.id)).scalar_one()
         rows = [{"event_id": event_id, "endpoint_id": e["id"], "status": "pending", "attempts": 0, "next_attempt_at": now}
                 for e in endpoints if "*" in e["events"] or event["type"] in e["events"]]
