@@ -192,7 +192,7 @@ def decode_cursor(cursor: str | None) -> int | None:
             raise ValueError
         return int(match.group(1))
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise errors.InvalidValue("cursor is not one this API returned", param="cursor", code="invalid_cursor") from None
+        raise errors.InvalidCursor("cursor is not one this API returned", param="cursor") from None
 
 
 def paged(rows: list[dict[str, Any]], limit: int, render: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:

@@ -32,11 +32,11 @@ def validate_registration_number(value: str) -> str:
     """``T`` + 13 digits whose first digit is the corporate-number check digit of the other twelve."""
     match = _REGISTRATION.match(value or "")
     if not match:
-        raise errors.InvalidValue(f"{value!r} is not a registration number: write T followed by 13 digits",
-                                  param="registration_number", code="invalid_registration_number")
+        raise errors.InvalidRegistrationNumber(f"{value!r} is not a registration number: write T followed by 13 digits",
+                                               param="registration_number")
     if int(match.group(1)) != corporate_number_check_digit(match.group(2)):
-        raise errors.InvalidValue(f"{value} fails the check digit: check the number against the registration notice",
-                                  param="registration_number", code="invalid_registration_number")
+        raise errors.InvalidRegistrationNumber(
+            f"{value} fails the check digit: check the number against the registration notice", param="registration_number")
     return value
 
 
@@ -44,8 +44,7 @@ def format_postal_code(value: str) -> str:
     """Seven digits shown as 123-4567."""
     match = _POSTAL.match((value or "").strip())
     if not match:
-        raise errors.InvalidValue(f"{value!r} is not a postal code: write 7 digits such as 123-4567",
-                                  param="postal_code", code="invalid_postal_code")
+        raise errors.InvalidPostalCode(f"{value!r} is not a postal code: write 7 digits such as 123-4567", param="postal_code")
     return f"{match.group(1)}-{match.group(2)}"
 
 
@@ -105,8 +104,8 @@ def qualified_invoice(invoice: dict[str, Any], issuer: Issuer, recipient: Recipi
 def receipt(invoice: dict[str, Any], issuer: Issuer, recipient: Recipient, paid_on: date, purpose: str) -> dict[str, Any]:
     """A receipt (領収証) for a paid invoice."""
     if invoice["status"] != "paid":
-        raise errors.Conflict(f"invoice {invoice['number']} is {invoice['status']}: receipts are issued for paid invoices",
-                              param="number", code="invoice_not_paid")
+        raise errors.InvoiceNotPaid(
+            f"invoice {invoice['number']} is {invoice['status']}: receipts are issued for paid invoices", param="number")
     return {
         "type": "receipt",
         "title": "領収証",

@@ -35,7 +35,7 @@ def plan_in_effect(plan: str, pending_plan: str | None, pending_on: date | None,
 def quota_of(catalog: Catalog, plan_code: str, metric: str) -> UsagePrice:
     usage = catalog.plans[plan_code].usage.get(metric)
     if usage is None:
-        raise errors.InvalidValue(f"plan {plan_code!r} does not meter {metric!r}", param="metric", code="unknown_metric")
+        raise errors.UnknownMetric(f"plan {plan_code!r} does not meter {metric!r}", param="metric")
     return usage
 
 
@@ -64,7 +64,7 @@ def set_premium_id(
 ) -> Result:
     addon = lc.catalog.addons.get(addon_code)
     if addon is None:
-        raise errors.InvalidValue(f"the {lc.catalog.code} catalog has no {addon_code!r} add-on", param="premium_id", code="unknown_addon")
+        raise errors.UnknownAddon(f"the {lc.catalog.code} catalog has no {addon_code!r} add-on", param="premium_id")
     if not isinstance(premium_id, str) or not PREMIUM_ID.match(premium_id):
         raise errors.InvalidPremiumId(
             f"{premium_id!r} is not a valid premium ID: write @ followed by 4–18 lowercase letters, digits, _ or -",

@@ -37,7 +37,7 @@ def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, 
             return Result(events=[("subscription.change_withdrawn", {})])
         raise errors.PlanChangeNotAllowed(f"the customer is already on plan {plan.code!r} ({contract})", param="plan")
     if contract not in plan.prices and plan.prices:
-        raise errors.InvalidValue(f"plan {plan.code!r} has no {contract!r} contract", param="contract", code="unknown_contract")
+        raise errors.UnknownContract(f"plan {plan.code!r} has no {contract!r} contract", param="contract")
     if plan.code != sub.plan and contract != sub.contract and sub.contract in plan.prices:
         # Both change: each part follows its own rule. LINE WORKS basic (annual) → premium (monthly) upgrades now and
         # leaves the annual contract when its 12 months end, as the contract change alone would.

@@ -90,7 +90,7 @@ def add_member(uow: UnitOfWork, tenant: TenantRow, admin_limit: int | None, cust
                role: str, now: datetime) -> dict[str, object]:
     new_role = check_new_role(role, service_store.count_admins(uow.conn, customer_id), admin_limit)
     if any(m["email"].lower() == email.lower() for m in service_store.members_of(uow.conn, customer_id)):
-        raise errors.Conflict(f"{email} is already a member of this customer", param="email", code="member_exists")
+        raise errors.MemberExists(f"{email} is already a member of this customer", param="email")
     public_id = "mem_" + secrets.token_hex(8)
     service_store.add_member(uow.conn, tenant.id, customer_id, public_id, email, name, new_role.value, now)
     return {"id": public_id, "email": email, "name": name, "role": new_role.value}

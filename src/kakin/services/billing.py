@@ -189,10 +189,10 @@ def create_customer(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, ke
     if not name or not isinstance(name, str):
         raise errors.InvalidValue(f"customer {key!r} needs a name", param="name")
     if uow.account_id(tenant.row, key) is not None:
-        raise errors.KakinError(f"customer {key!r} already exists", param="id", code="customer_exists")
+        raise errors.CustomerExists(f"customer {key!r} already exists", param="id")
     if payment_method is not None and not gateway.is_known(payment_method):
-        raise errors.InvalidValue(f"payment method {payment_method!r} is not known to the payment gateway",
-                                  param="payment_method", code="payment_method_unknown")
+        raise errors.PaymentMethodUnknown(f"payment method {payment_method!r} is not known to the payment gateway",
+                                          param="payment_method")
     account = tenant.lifecycle.open_account(key, name, now, payment_method, members)
     account.sign_in_group = sign_in_group
     if payment_method is not None:
@@ -259,8 +259,8 @@ set_premium_id = _command(
 def set_payment_method(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, now: datetime,
                        payment_method: str, actor: str = "system") -> Account:
     if not isinstance(payment_method, str) or not gateway.is_known(payment_method):
-        raise errors.InvalidValue(f"payment method {payment_method!r} is not known to the payment gateway",
-                                  param="payment_method", code="payment_method_unknown")
+        raise errors.PaymentMethodUnknown(f"payment method {payment_method!r} is not known to the payment gateway",
+                                          param="payment_method")
     return _set_pm(uow, tenant, gateway, key, now, payment_method, actor=actor)
 
 

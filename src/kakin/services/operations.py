@@ -48,7 +48,7 @@ def mark_paid(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, number: 
     account = load(uow, tenant, row["key"])
     inv = next((i for i in account.open_invoices if i.id == row["id"]), None)
     if inv is None:
-        raise errors.Conflict(f"invoice {number} is {row['status']}, not open", param="number", code="invoice_not_open")
+        raise errors.InvoiceNotOpen(f"invoice {number} is {row['status']}, not open", param="number")
     before = snapshot(account)
     result = schedule.payment_succeeded(tenant.lifecycle, account, inv, now)
     uow.add_payment_attempts([{"invoice_id": inv.id, "at": now, "payment_method": "bank_transfer", "amount": inv.total,
@@ -74,8 +74,8 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
     credited_basis = _credited_basis(uow, row["id"])
     left = row["subtotal"] - credited_basis
     if amount > left:
-        raise errors.InvalidValue(f"at most {left} yen of invoice {number} can still be credited", param="amount",
-                                  code="credit_exceeds_invoice")
+        raise errors.CreditExceedsInvoice(f"at most {left} yen of invoice {number} can still be credited",
+                                          param="amount")
     if row["status"] == "uncollectible":
         raise errors.Conflict(f"invoice {number} is uncollectible: nothing was paid to return", param="number")
     cat = tenant.catalog
@@ -96,8 +96,7 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
             seq_hint = _next_credit_note_seq(uow, tenant, peek=True)
             outcome = gateway.refund(reference, taxed.gross, f"{tenant.code}:refund:{number}:{seq_hint}")
             if not outcome.ok:
-                raise errors.Conflict(f"the payment gateway refused the refund ({outcome.code})", param="number",
-                                      code="refund_failed")
+                raise errors.RefundFailed(f"the payment gateway refused the refund ({outcome.code})", param="number")
             settlement, refund_reference = "refund", outcome.reference
     if settlement == "credit":
         account.credit += amount

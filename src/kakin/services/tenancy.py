@@ -31,7 +31,7 @@ def create_tenant(uow: UnitOfWork, code: str, name: str, catalog_ref: str, now: 
     if registration_number is not None:
         validate_registration_number(registration_number)
     if uow.tenant(code) is not None:
-        raise errors.KakinError(f"a tenant {code!r} already exists; choose another code", param="code", code="tenant_exists")
+        raise errors.TenantExists(f"a tenant {code!r} already exists; choose another code", param="code")
     row = uow.add_tenant(code, name, catalog_ref, catalog.timezone, now, registration_number, address)
     uow.audit([{"tenant_id": row.id, "customer_id": None, "at": now, "actor": "operator", "action": "tenant.created",
                 "before": None, "after": {"catalog": catalog.code}}])

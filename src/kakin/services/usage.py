@@ -230,7 +230,7 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: da
     if not isinstance(at, datetime) or at.tzinfo is None:
         raise errors.InvalidValue("timestamp must be a date-time with a UTC offset", param="timestamp")
     if at > latest:
-        raise errors.InvalidValue("timestamp is in the future", param="timestamp", code="timestamp_in_future")
+        raise errors.TimestampInFuture("timestamp is in the future", param="timestamp")
     key = e.get("customer")
     plan = plans.get(key if type(key) is str else str(key))
     if plan is None:
@@ -245,9 +245,9 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: da
     local = at if at.tzinfo is zone else at.astimezone(zone)
     month = date(local.year, local.month, 1)  # month_start(local_date(at, zone)), inlined
     if month < plan.open_from:
-        raise errors.InvalidValue(
+        raise errors.PeriodClosed(
             f"{month:%Y-%m} is already invoiced for {key}; usage for it can no longer be recorded",
-            param="timestamp", code="period_closed")
+            param="timestamp")
     return plan.customer_id, metric, quantity, at, month, txn
 
 
