@@ -6,7 +6,6 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from sqlalchemy import select
 
 from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
@@ -54,12 +53,7 @@ def list_invoices(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor 
     after = decode_cursor(cursor)
 
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        rows = service_store.page(uow.conn, tables.invoices, op.tenant.id, after, limit)
-        keys = dict(uow.conn.execute(select(tables.customers.c.id, tables.customers.c.key).where(
-            tables.customers.c.id.in_({r["customer_id"] for r in rows}))).all())
-        for r in rows:
-            r["customer"] = keys[r["customer_id"]]
-        return paged(rows, limit, invoice_json)
+        return paged(uow.invoices_for(op.tenant, after=after, limit=limit + 1), limit, invoice_json)
 
     return read(request, op, work)  # type: ignore[no-any-return]
 

@@ -450,14 +450,20 @@ class UnitOfWork:
     def add_payment_attempts(self, rows: list[dict[str, Any]]) -> None:
         insert_many(self.conn, payment_attempts, rows)
 
-    def invoices_for(self, tenant: TenantRow, customer_id: int | None = None, number: str | None = None) -> list[dict[str, Any]]:
+    def invoices_for(self, tenant: TenantRow, customer_id: int | None = None, number: str | None = None, *,
+                     after: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Invoices with their lines and the customer's key, in number order; with ``limit``, a page of at most
+        ``limit`` rows after row id ``after``, in id order (the API's cursor)."""
         q = select(invoices, customers.c.key.label("customer")).join(customers, customers.c.id == invoices.c.customer_id).where(
             invoices.c.tenant_id == tenant.id)
         if customer_id is not None:
             q = q.where(invoices.c.customer_id == customer_id)
         if number is not None:
             q = q.where(invoices.c.number == number)
-        rows = [dict(r) for r in self.conn.execute(q.order_by(invoices.c.seq)).mappings()]
+        if after is not None:
+            q = q.where(invoices.c.id > after)
+        q = q.order_by(invoices.c.seq) if limit is None else q.order_by(invoices.c.id).limit(limit)
+        rows = [dict(r) for r in self.conn.execute(q).mappings()]
         if not rows:
             return rows
         by_id = {r["id"]: r for r in rows}
