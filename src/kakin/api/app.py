@@ -29,6 +29,7 @@ from kakin.domain import errors
 from kakin.services.access import Operator, authenticate
 from kakin.services.tenancy import Tenant, open_tenant
 
+from . import docs as api_docs
 from . import errors as api_errors
 
 Clock = Callable[[], datetime]
@@ -47,6 +48,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
         description="Subscription billing for Japanese B2B SaaS vendors. Every error is "
                     '`{"error": {"code", "message", "param"}}`; every POST accepts an `Idempotency-Key` header.',
         responses=api_errors.ERROR_RESPONSES,
+        docs_url=None, redoc_url=None,  # served by api/docs.py with local assets
     )
     app.state.engine = engine
     app.state.gateway = gateway or CardSimulator()
@@ -55,6 +57,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.state.key_cache = {}
     app.state.key_epoch = 0
     api_errors.install(app)
+    api_docs.install(app)
 
     @app.middleware("http")
     async def refuse_nul_in_path(request: Request, call_next: Callable[[Request], Any]) -> Any:

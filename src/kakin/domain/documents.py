@@ -63,6 +63,31 @@ class Recipient:
     email: str = ""
 
 
+def recipient_of(name: str, addressee: str | None = None, postal_code: str | None = None, address: str | None = None,
+                 email: str | None = None) -> Recipient:
+    """The recipient a document is addressed to: the addressee (宛名) the customer chose, else its name (SPEC 3.2)."""
+    return Recipient(addressee or name, postal_code or "", address or "", email or "")
+
+
+PARTY_FIELDS = ("issuer_name", "issuer_registration_number", "issuer_address",
+                "recipient_name", "recipient_postal_code", "recipient_address")
+
+
+def frozen_parties(issuer: Issuer, recipient: Recipient) -> dict[str, str | None]:
+    """Issuer and recipient as the fields a finalized document keeps: a later change of the vendor or of the
+    customer's billing profile applies to later documents only (SPEC 4: a finalized invoice never changes)."""
+    return {"issuer_name": issuer.name, "issuer_registration_number": issuer.registration_number,
+            "issuer_address": issuer.address, "recipient_name": recipient.name,
+            "recipient_postal_code": recipient.postal_code, "recipient_address": recipient.address}
+
+
+def parties_of(document: dict[str, Any]) -> tuple[Issuer, Recipient]:
+    """The issuer and recipient a finalized document (an invoice or credit note row) was written with."""
+    return (Issuer(document["issuer_name"], document["issuer_registration_number"], document["issuer_address"] or ""),
+            Recipient(document["recipient_name"], document["recipient_postal_code"] or "",
+                      document["recipient_address"] or ""))
+
+
 def _yen(amount: int) -> str:
     return f"¥{amount:,}"
 

@@ -130,6 +130,8 @@ def _mid_period(lc: Lifecycle, account: Account, sub: Subscription, plan: Plan, 
 def cancel(lc: Lifecycle, account: Account, now: datetime) -> Result:
     """Cancel under the catalog's policy (or the contract's own): at once, or at the end of the period or term."""
     sub = lc.require_paid(account)
+    if sub.pending is not None and sub.pending.cancel:
+        return Result()  # cancelled already: cancelling again changes nothing
     today = lc.today(now)
     policy = lc.catalog.cancellation
     price = lc.price_of(sub)

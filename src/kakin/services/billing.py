@@ -30,7 +30,7 @@ BANK_TRANSFER = "bank_transfer"
 def snapshot(account: Account) -> dict[str, Any]:
     sub = account.plan_subscription
     out: dict[str, Any] = {"members": account.members, "credit": account.credit,
-                           "payment_method": bool(account.payment_method)}
+                           "payment_method": bool(account.payment_method), "collection": account.collection}
     if sub is not None:
         out.update(plan=sub.plan, contract=sub.contract, status=sub.status.value, seats=sub.seats)
         if sub.pending:
@@ -49,7 +49,8 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     Invoice numbers are reserved first, each new invoice is charged, and the
     invoice is written once with the outcome. One audit record per account
     names the action and lists every event it caused, with the state before
-    and after.
+    and after; a command that changed nothing (no event, the same state before and after: a second cancel) leaves
+    no record.
     """
     lc = tenant.lifecycle
     events: dict[int, list[dict[str, Any]]] = {}
@@ -138,10 +139,12 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
         noted = events.get(id(a), [])
         if action is None and not noted:
             continue
-        name = action or noted[0]["event"]
-        after = {**snapshot(a), "events": noted} if noted else snapshot(a)
-        audit.append(_audit(tenant, a, noted[0]["at"] if action is None else now, actor, name,
-                            (before or {}).get(a.id or 0), after))
+        state, was = snapshot(a), (before or {}).get(a.id or 0)
+        if not noted and was == state:
+            continue
+        after = {**state, "events": noted} if noted else state
+        audit.append(_audit(tenant, a, noted[0]["at"] if action is None else now, actor, action or noted[0]["event"],
+                            was, after))
     uow.add_payment_attempts(attempts)
     uow.save_accounts(tenant.row, accounts, now, {a.id: schedule.next_due(lc, a) for a in accounts})  # type: ignore[misc]
     uow.audit(audit)

@@ -12,6 +12,7 @@ from kakin.adapters.db.tables import credit_notes, customers, invoices, payment_
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.calendar import local_date
+from kakin.domain.documents import parties_of
 from kakin.domain.lifecycle import Result
 from kakin.domain.money import tax_for_rate
 
@@ -105,7 +106,8 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
     uow.conn.execute(credit_notes.insert().values(
         tenant_id=tenant.row.id, customer_id=row["customer_id"], invoice_id=row["id"], seq=seq, number=credit_number,
         issued_on=local_date(now, tenant.lifecycle.zone), issued_at=now, amount=amount, tax=taxed.tax, total=taxed.gross,
-        reason=reason.strip(), settlement=settlement, refund_reference=refund_reference))
+        reason=reason.strip(), settlement=settlement, refund_reference=refund_reference,
+        **uow.document_parties(tenant.row, {row["customer_id"]})[row["customer_id"]]))
     uow.conn.execute(update(invoices).where(invoices.c.id == row["id"]).values(credited=invoices.c.credited + taxed.gross))
     event = ("credit_note.issued", {"number": credit_number, "invoice": number, "total": taxed.gross, "settlement": settlement})
     settle(uow, tenant, gateway, [(account, Result(events=[event]))], now, actor, "invoice.credit_note", {account.id or 0: before})
@@ -129,14 +131,12 @@ def _next_credit_note_seq(uow: UnitOfWork, tenant: Tenant, peek: bool = False) -
 
 def credit_note_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
     """The content of a credit note (適格返還請求書) that references its invoice."""
-    from .documents import _parties
-
     note = uow.conn.execute(select(credit_notes, invoices.c.number.label("invoice_number"), invoices.c.issued_on.label(
         "invoice_issued_on"), invoices.c.tax_rate).join(invoices, invoices.c.id == credit_notes.c.invoice_id).where(
         credit_notes.c.tenant_id == tenant.row.id, credit_notes.c.number == number)).mappings().first()
     if note is None:
         raise errors.NotFound(f"no credit note {number!r}", param="number")
-    issuer, recipient = _parties(uow, tenant, note["customer_id"])
+    issuer, recipient = parties_of(dict(note))
     inclusive = tenant.catalog.tax_inclusive
     return {
         "type": "credit_note", "title": "返還請求書（適格返還請求書）", "number": note["number"],

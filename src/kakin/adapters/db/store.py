@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingItem, Phase, Status, Subscription
+from kakin.domain.documents import Issuer, frozen_parties, recipient_of
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
 from kakin.domain.money import format_rate
 
@@ -80,6 +81,9 @@ class UnitOfWork:
         self.conn: Connection
         self._pending_ids: dict[int, set[int]] = {}
         self._loaded: dict[tuple[str, int], dict[str, Any]] = {}
+        # (actor, member id): the customer's member a request acts for, checked by the API; audit records this
+        # transaction writes for that actor name the member (not those of due work done on the way)
+        self.acting_member: tuple[str, str] | None = None
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self.engine.connect()
@@ -116,6 +120,14 @@ class UnitOfWork:
     def tenant(self, code: str) -> TenantRow | None:
         row = self.conn.execute(select(tenants).where(tenants.c.code == code)).mappings().first()
         return None if row is None else TenantRow.of(row)
+
+    def update_tenant(self, tenant: TenantRow, values: dict[str, Any]) -> TenantRow:
+        """Write the vendor's name, registration number and address; returns the row as it is now."""
+        self.conn.execute(update(tenants).where(tenants.c.id == tenant.id).values(
+            name=values["name"], registration_number=values["registration_number"], address=values["address"]))
+        row = self.tenant(tenant.code)
+        assert row is not None
+        return row
 
     def tenants(self) -> list[TenantRow]:
         rows = self.conn.execute(select(tenants).order_by(tenants.c.id)).mappings()
@@ -384,10 +396,12 @@ class UnitOfWork:
         """Write finalized invoices numbered from ``first_seq`` (reserved by :meth:`reserve_invoice_numbers`)."""
         if not drafts:
             return []
+        parties = self.document_parties(tenant, {account.id for account, _, _ in drafts if account.id is not None})
         rows = []
         for i, (account, draft, inv) in enumerate(drafts):
             seq = first_seq + i
             rows.append({
+                **parties[account.id or 0],
                 "tenant_id": tenant.id, "customer_id": account.id, "seq": seq, "number": self.invoice_number(tenant, seq),
                 "issued_on": draft.issued_on, "issued_at": now, "period_start": draft.period_start,
                 "period_end": draft.period_end, "subtotal": draft.subtotal, "tax": draft.tax.tax, "total": draft.total,
@@ -410,6 +424,15 @@ class UnitOfWork:
         if line_rows:
             insert_many(self.conn, invoice_lines, line_rows)
         return ids
+
+    def document_parties(self, tenant: TenantRow, customer_ids: set[int]) -> dict[int, dict[str, str | None]]:
+        """The issuer (the tenant as it is now) and each customer's recipient, as the columns that freeze them on
+        the invoices and credit notes written now."""
+        issuer = Issuer(tenant.name, tenant.registration_number, tenant.address or "")
+        found = self.conn.execute(select(customers.c.id, customers.c.name, customers.c.addressee, customers.c.postal_code,
+                                         customers.c.address).where(in_ids(self.conn, customers.c.id, customer_ids)))
+        return {int(r.id): frozen_parties(issuer, recipient_of(r.name, r.addressee, r.postal_code, r.address))
+                for r in found}
 
     def invoice_counts(self, customer_ids: list[int]) -> dict[int, int]:
         """How many invoices each customer has (committed ones: a rolled-back batch's do not count)."""
@@ -493,10 +516,13 @@ class UnitOfWork:
 
         The rows are the caller's fresh dicts: their states are encoded in place (copying them costs the billing run
         about 4%)."""
+        acting = self.acting_member
         for row in rows:
             for side in ("before", "after"):
                 if row[side] is not None:
                     row[side] = audit_json(row[side])
+            if "member" not in row:
+                row["member"] = acting[1] if acting is not None and row["actor"] == acting[0] else None
         insert_many(self.conn, audit_log, rows)
 
     def audit_rows(self, tenant: TenantRow) -> list[dict[str, Any]]:
