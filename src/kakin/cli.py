@@ -357,7 +357,7 @@ def api_key(
 def demo(
     database: Annotated[str, typer.Option(help="Database URL (default: KAKIN_DATABASE_URL or sqlite:///var/kakin.db).")] = "",
 ) -> None:
-    """Create the database, load the three reference vendors, run the public scenarios into it and print the invoices."""
+    """Bill the three reference vendors' worked examples into the database under demo tenants and print the invoices."""
     from kakin.demo import run_demo
 
     run_demo(database or None, out)
