@@ -170,6 +170,11 @@ def test_an_audit_record_names_the_customer_and_the_acting_member(engine: Engine
     log = api.call("GET", "/v1/audit_log?limit=100").json()["data"]
     entry = next(e for e in log if e["action"] == "subscription.subscribe")
     assert (entry["actor"], entry["member"], entry["customer"]) == ("key:owner key", api.super_admin["acme"], "acme")
+    r = api.as_admin("POST", "/v1/customers/acme/members", "acme", {"email": "it@acme.example", "name": "情シス", "role": "admin"})
+    assert r.status_code == 201, r.text
+    log = api.call("GET", "/v1/audit_log?limit=100").json()["data"]
+    [added] = [e for e in log if e["action"] == "member.added"]
+    assert (added["member"], added["customer"], added["after"]["email"]) == (api.super_admin["acme"], "acme", "it@acme.example")
 
 
 def test_a_second_cancel_changes_nothing_and_writes_no_audit_record(engine: Engine, client: TestClient) -> None:

@@ -149,7 +149,7 @@ def add_member(request: Request, op: Auth, customer_id: CustomerId, body: Member
         row = _customer(request, uow, op, customer_id)
         acting_member(uow, op, row, member, require_admin, "add members")
         limit = tenant_of(uow, op).catalog.admin_limit
-        return access.add_member(uow, op.tenant, limit, row["id"], body.email, body.name, body.role, row["now"])
+        return access.add_member(uow, op.tenant, limit, row["id"], body.email, body.name, body.role, row["now"], op.actor)
 
     return write(request, op, body, work, status=201)
 
