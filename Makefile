@@ -2,7 +2,7 @@
 #   make run    the API on http://127.0.0.1:8000 with the three reference vendors on SQLite (var/kakin.db)
 #   make test   every test, on SQLite and PostgreSQL, and the public scenarios
 # and:
-#   make demo   the reference vendors' scenarios billed into var/kakin.db, their invoices printed
+#   make demo   the reference vendors' worked examples billed into var/kakin.db (demo tenants), invoices printed
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

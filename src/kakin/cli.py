@@ -236,6 +236,35 @@ def tenant_create(
     out.print(f"owner API key (shown once; stored hashed): {key}")
 
 
+@tenant_app.command("update")
+def tenant_update(
+    code: Annotated[str, typer.Option(help="The tenant's code.")],
+    name: Annotated[str | None, typer.Option(help="The vendor's name.")] = None,
+    registration_number: Annotated[str | None, typer.Option(help="Qualified-invoice registration number, T + 13 digits.")] = None,
+    address: Annotated[str | None, typer.Option(help="The issuer's address printed on invoices and receipts.")] = None,
+) -> None:
+    """Change a tenant's name, registration number or address; invoices finalized before keep the issuer they show."""
+    from kakin.adapters.db.migrate import make_engine
+    from kakin.adapters.db.migrate import migrate as run
+    from kakin.adapters.db.store import UnitOfWork
+    from kakin.domain.errors import KakinError
+    from kakin.services.tenancy import tenant_view, update_tenant
+
+    if name is None and registration_number is None and address is None:
+        _fail("give --name, --registration-number or --address")
+    engine = make_engine()
+    run(engine)
+    try:
+        with UnitOfWork(engine) as uow:
+            view = tenant_view(update_tenant(uow, code, datetime.now(UTC), "operator", name=name,
+                                             registration_number=registration_number, address=address))
+    except KakinError as exc:
+        _fail(exc.message)
+        return
+    out.print(f"tenant {code}: {view['name']}, registration number {view['registration_number'] or '— (not set)'}, "
+              f"address {view['address'] or '— (not set)'}")
+
+
 @app.command("run-due")
 def run_due(
     until: Annotated[str, typer.Option(help="ISO instant; everything due up to it is done. Default: now.")] = "",
@@ -293,6 +322,9 @@ def serve(
     out.print(table)
     out.print(f"try: curl -H 'Authorization: Bearer {keys[0][1]}' http://{host}:{port}/v1/customers")
     out.print(f"API docs: http://{host}:{port}/docs   (run `kakin worker` beside it to bill what falls due)")
+    out.print("qualified invoices (適格請求書) need the vendor's registration number and address: set them with\n"
+              f"  kakin tenant update --code {keys[0][0]} --registration-number T… --address \"…\"\n"
+              f"or PATCH http://{host}:{port}/v1/tenant with an owner key; later invoices name the new issuer")
     app = create_app(engine, gateway)
     # What was loaded at start-up is never garbage: keep it out of the collections that pause requests.
     gc.collect()
@@ -367,7 +399,7 @@ def api_key(
 def demo(
     database: Annotated[str, typer.Option(help="Database URL (default: KAKIN_DATABASE_URL or sqlite:///var/kakin.db).")] = "",
 ) -> None:
-    """Create the database, load the three reference vendors, run the public scenarios into it and print the invoices."""
+    """Bill the three reference vendors' worked examples into the database under demo tenants and print the invoices."""
     from kakin.demo import run_demo
 
     run_demo(database or None, out)

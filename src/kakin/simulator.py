@@ -22,11 +22,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from kakin.adapters.catalog_files import resolve_catalog
+from kakin.adapters.db import service_store
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import CatalogError, KakinError
-from kakin.services import billing, usage
+from kakin.services import billing, clocks, usage
 from kakin.services.documents import set_billing_profile
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -195,13 +196,18 @@ def run_scenario(scenario: Scenario, database_url: str = "sqlite://", documents:
         engine.dispose()
 
 
-def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, name: str | None = None) -> list[dict[str, Any]]:
-    """Create tenant ``code`` with the scenario's catalog and customers, then run its steps."""
+def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, name: str | None = None, *,
+         test_clock: bool = False) -> list[dict[str, Any]]:
+    """Create tenant ``code`` with the scenario's catalog and customers, then run its steps.
+
+    With ``test_clock`` the customers live on a test clock of their own that the steps move (in a shared database,
+    the worker on the real clock then leaves them where the scenario ends)."""
 
     def uow() -> UnitOfWork:
         return UnitOfWork(engine)
 
     start = scenario.steps[0]["at"]
+    clock_id: int | None = None
     with uow() as u:
         issuer = scenario.issuer
         try:
@@ -209,10 +215,13 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
                                    registration_number=issuer.get("registration_number"), address=issuer.get("address"))
         except KakinError as exc:
             raise ScenarioError(scenario.file, "issuer", exc.message) from None
+        if test_clock:
+            made = clocks.create_clock(u, tenant.row, f"{code} scenario", start, start)
+            clock_id = service_store.test_clock(u.conn, tenant.row.id, made["id"])["id"]  # type: ignore[index]
         for i, c in enumerate(scenario.customers):
             try:
                 billing.create_customer(u, tenant, gateway, c["id"], c["name"], start, payment_method=c.get("payment_method"),
-                                        members=c.get("members", 0), rng=random.Random(c["id"]))
+                                        members=c.get("members", 0), rng=random.Random(c["id"]), test_clock_id=clock_id)
                 if any(k in c for k in ("addressee", "postal_code", "address", "email")):
                     set_billing_profile(u, tenant.row, c["id"], addressee=c.get("addressee"), postal_code=c.get("postal_code"),
                                         address=c.get("address"), email=c.get("email"), now=start, actor="scenario")
@@ -221,7 +230,10 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
     steps = []
     for step in scenario.steps:
         at: datetime = step["at"]
-        billing.run_due(uow, code, gateway, at)
+        billing.run_due(uow, code, gateway, at, test_clock_id=clock_id)
+        if clock_id is not None:
+            with uow() as u:
+                service_store.set_test_clock_time(u.conn, clock_id, at)
         record: dict[str, Any] = {"at": at.isoformat(), "action": step["action"]}
         try:
             with uow() as u:

@@ -80,16 +80,29 @@ def test_api_keys_are_created_listed_and_revoked_from_the_command_line(tmp_path:
     assert unknown.returncode == 2 and "no API key 'kk_000000000000'" in " ".join(unknown.stderr.split())
 
 
-def test_demo_loads_the_three_reference_vendors_once(tmp_path: Path) -> None:
+def test_demo_bills_the_worked_examples_beside_the_served_vendors_and_a_second_run_reports_them(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
+    serve = ("from datetime import UTC, datetime\n"
+             "from kakin.adapters.db.migrate import make_engine, migrate\n"
+             "from kakin.adapters.payments import CardSimulator\n"
+             "from kakin.serve import ensure_reference_tenants\n"
+             f"e = make_engine('sqlite:///{db}'); migrate(e)\n"
+             "ensure_reference_tenants(e, CardSimulator(), datetime.now(UTC))\n")
+    subprocess.run([sys.executable, "-c", serve], check=True)  # what `make run` leaves in the database
     first = run("demo", db=db)
     assert first.returncode == 0, first.stderr
     assert "4,380" in first.stdout and "33,000" in first.stdout and "9,900" in first.stdout
+    assert "already" not in first.stdout and first.stdout.count("into demo tenant demo-") == 3
     second = run("demo", db=db)
-    assert second.returncode == 0 and second.stdout.count("already in the database") == 3
+    assert second.returncode == 0 and second.stdout.count("billed by an earlier run") == 3
+    assert "4,380" in second.stdout
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 3
-        assert conn.execute("SELECT count(*) FROM invoices").fetchone()[0] == 10
+        codes = [r[0] for r in conn.execute("SELECT code FROM tenants ORDER BY id")]
+        assert codes == ["nipoplus", "lineworks", "line-oa", "demo-nipoplus", "demo-lineworks", "demo-line-oa"]
+        assert conn.execute("SELECT count(*) FROM invoices JOIN tenants ON tenants.id = invoices.tenant_id "
+                            "WHERE tenants.code LIKE 'demo-%'").fetchone()[0] == 10
+    due = run("run-due", db=db)  # the demos' customers stay on their test clocks: the real clock bills none of them
+    assert due.returncode == 0 and all(f"demo-{v}: 0 actions" in due.stdout for v in ("nipoplus", "lineworks", "line-oa"))
 
 
 def test_usage_import_counts_each_transaction_once_and_names_bad_lines(tmp_path: Path) -> None:

@@ -73,6 +73,7 @@ except ImportError as missing:  # pragma: no cover - depends on the machine
 from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.stripe_gateway import StripeGateway
+from kakin.domain import errors
 from kakin.domain.errors import KakinError
 from kakin.services import billing
 from kakin.services.tenancy import create_tenant, open_tenant
@@ -319,9 +320,9 @@ def test_a_declined_charge_carries_stripes_reason(payment_method: str, code: str
     assert outcome.reference is not None and outcome.reference.startswith("pi_")
     assert gateway.retrieve(outcome.reference).ok is False
     assert gateway.charge(payment_method, 1800, f"decline-{payment_method}") == outcome  # replayed, not charged again
-    with pytest.raises(KakinError) as refused:  # Stripe checks the card when it is attached already
+    with pytest.raises(errors.CardDeclined) as refused:  # Stripe checks the card when it is attached already
         gateway.attach(payment_method, "c9", None)
-    assert refused.value.code == code
+    assert (refused.value.code, refused.value.decline_code) == ("card_declined", code)
 
 
 def test_authentication_required_then_the_customer_authenticates_and_restore_payment_settles(

@@ -70,14 +70,15 @@ class StripeGateway:
             v1.customers.update(gateway_customer, params={"invoice_settings": {"default_payment_method": pm.id}})
         except stripe.CardError as e:
             err = _error_body(e)
-            raise errors.KakinError(f"the payment method was refused: {err.get('message') or e.user_message}",
-                                    param="payment_method", code=_code(err)) from e
+            raise errors.CardDeclined(f"the payment method was refused: {err.get('message') or e.user_message}",
+                                      param="payment_method", decline_code=_code(err)) from e
         except stripe.InvalidRequestError as e:  # unknown, or already another customer's: the caller's to fix
             if _unknown_payment_method(e):
-                raise errors.InvalidValue(f"payment method {payment_method!r} is not known to the payment gateway",
-                                          param="payment_method", code="payment_method_unknown") from e
-            raise errors.KakinError(f"the payment gateway refused the payment method: {e.user_message or e}",
-                                    param="payment_method", code=e.code or "payment_method_refused") from e
+                raise errors.PaymentMethodUnknown(f"payment method {payment_method!r} is not known to the payment gateway",
+                                                  param="payment_method") from e
+            raise errors.PaymentMethodRefused(
+                f"the payment gateway refused the payment method ({e.code or 'invalid request'}): {e.user_message or e}",
+                param="payment_method") from e
         return gateway_customer, pm.id
 
     # ------------------------------------------------------------ payments

@@ -31,6 +31,7 @@ from kakin.domain.calendar import instant_text
 from kakin.services.access import Operator, authenticate
 from kakin.services.tenancy import Tenant, open_tenant
 
+from . import docs as api_docs
 from . import errors as api_errors
 
 Clock = Callable[[], datetime]
@@ -49,6 +50,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
         description="Subscription billing for Japanese B2B SaaS vendors. Every error is "
                     '`{"error": {"code", "message", "param"}}`; every POST accepts an `Idempotency-Key` header.',
         responses=api_errors.ERROR_RESPONSES,
+        docs_url=None, redoc_url=None,  # served by api/docs.py with local assets
     )
     app.state.engine = engine
     app.state.gateway = gateway or CardSimulator()
@@ -57,6 +59,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.state.key_cache = {}
     app.state.key_epoch = 0
     api_errors.install(app)
+    api_docs.install(app)
 
     @app.middleware("http")
     async def refuse_nul_in_path(request: Request, call_next: Callable[[Request], Any]) -> Any:
@@ -202,7 +205,7 @@ def decode_cursor(cursor: str | None) -> int | None:
             raise ValueError
         return int(match.group(1))
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise errors.InvalidValue("cursor is not one this API returned", param="cursor", code="invalid_cursor") from None
+        raise errors.InvalidCursor("cursor is not one this API returned", param="cursor") from None
 
 
 def paged(rows: list[dict[str, Any]], limit: int, render: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:

@@ -13,22 +13,30 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
+from kakin.domain import errors
 from kakin.domain.errors import KakinError
 
 log = logging.getLogger("kakin.api")
 
-STATUS = {
-    "invalid_api_key": 401,
-    "role_forbidden": 403, "super_admin_required": 403, "admin_required": 403, "eligibility_required": 403,
-    "not_found": 404,
-    "payment_method_required": 402,
-    "idempotency_key_reused": 409, "customer_exists": 409, "tenant_exists": 409, "already_subscribed": 409,
-    "plan_change_not_allowed": 409, "premium_id_taken": 409, "premium_id_locked": 409, "not_subscribed": 409,
-    "member_exists": 409, "admin_limit_reached": 409, "quota_exceeded": 409, "super_admin_exists": 409, "conflict": 409,
-    "customer_deleted": 409, "domain_verification_required": 409, "domain_not_verified": 409, "domain_taken": 409,
-    "application_pending": 409, "already_granted": 409, "application_decided": 409,
-    "dns_unavailable": 503, "fonts_missing": 503,
+# The HTTP status of each kind of refusal (domain/errors.py): an error's class names its kind, so a new error
+# class answers with the right status without a second table of codes to keep in step.
+STATUS_OF_KIND = {
+    errors.INVALID: 422, errors.CONFLICT: 409, errors.NOT_FOUND: 404, errors.FORBIDDEN: 403,
+    errors.UNAUTHENTICATED: 401, errors.PAYMENT_REQUIRED: 402, errors.UNAVAILABLE: 503,
 }
+# Codes the API itself answers with, before any command runs.
+REQUEST_ERRORS = {"invalid_request": 422, "invalid_json": 422, "method_not_allowed": 405, "internal_error": 500}
+
+
+def status_of(error: type[KakinError] | KakinError) -> int:
+    """The HTTP status of an error class (or error): the status of its kind."""
+    return STATUS_OF_KIND[error.kind]
+
+
+def error_codes() -> dict[str, int]:
+    """Every error code the API can answer with and its status: one per error class, and the request errors."""
+    classes = [cls for cls in errors.every_error_class() if cls is not KakinError]  # the base is never raised itself
+    return {**{cls.code: status_of(cls) for cls in classes}, **REQUEST_ERRORS}
 
 
 class ErrorBody(BaseModel):
@@ -43,7 +51,7 @@ class ErrorResponse(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
-    for status, description in ((401, "Missing or invalid API key"), (402, "A payment method is required"),
+    for status, description in ((401, "Missing or invalid API key"), (402, "A payment method is required, or the card was declined"),
                                 (403, "Not allowed for this key or member"), (404, "Not found"),
                                 (409, "Refused by a billing rule or in conflict with the current state"),
                                 (422, "Invalid request: the field is named in param"),
@@ -70,8 +78,7 @@ def allowed_methods(request: Request) -> list[str]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(KakinError)
     async def kakin_error(_: Request, exc: KakinError) -> JSONResponse:
-        extra = {"remaining": exc.remaining} if hasattr(exc, "remaining") else {}
-        return error_response(STATUS.get(exc.code, 422), exc.code, exc.message, exc.param, **extra)
+        return error_response(status_of(exc), exc.code, exc.message, exc.param, **exc.details())
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

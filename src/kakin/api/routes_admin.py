@@ -7,22 +7,36 @@ from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from sqlalchemy import select
 
 from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
 from kakin.domain.money import decimal_text, format_rate
-from kakin.services import access, clocks, webhooks
+from kakin.services import access, clocks, tenancy, webhooks
 
 from .app import Auth, decode_cursor, forget_keys, paged, read, tenant_of, write
 from .routes_customers import invoice_json
-from .schemas import AdvanceIn, TestClockIn, WebhookEndpointIn
+from .schemas import AdvanceIn, TenantIn, TestClockIn, WebhookEndpointIn
 
 router = APIRouter(prefix="/v1")
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
+
+
+@router.get("/tenant", tags=["tenant"], summary="The vendor: the issuer its qualified invoices name")
+def get_tenant(request: Request, op: Auth) -> dict[str, Any]:
+    return read(request, op, lambda uow: tenancy.tenant_view(tenant_of(uow, op)))  # type: ignore[no-any-return]
+
+
+@router.patch("/tenant", tags=["tenant"],
+              summary="Change the vendor's name, registration number (T + 13 digits) or address (owner); later documents "
+                      "name the new issuer, earlier ones keep theirs")
+def update_tenant(request: Request, op: Auth, body: TenantIn) -> Response:
+    op.require("manage")
+    return write(request, op, body, lambda uow: tenancy.tenant_view(tenancy.update_tenant(
+        uow, op.tenant.code, request.app.state.clock(), op.actor, name=body.name,
+        registration_number=body.registration_number, address=body.address)), permission="manage")
 
 
 @router.get("/catalog", tags=["catalog"], summary="Plans and prices as the vendor's price page shows them")
@@ -58,12 +72,7 @@ def list_invoices(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor 
     after = decode_cursor(cursor)
 
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        rows = service_store.page(uow.conn, tables.invoices, op.tenant.id, after, limit)
-        keys = dict(uow.conn.execute(select(tables.customers.c.id, tables.customers.c.key).where(
-            tables.customers.c.id.in_({r["customer_id"] for r in rows}))).all())
-        for r in rows:
-            r["customer"] = keys[r["customer_id"]]
-        return paged(rows, limit, invoice_json)
+        return paged(uow.invoices_for(op.tenant, after=after, limit=limit + 1), limit, invoice_json)
 
     return read(request, op, work)  # type: ignore[no-any-return]
 
@@ -79,15 +88,16 @@ def get_invoice(request: Request, op: Auth, number: Annotated[str, "invoice numb
     return read(request, op, work)  # type: ignore[no-any-return]
 
 
-@router.get("/audit_log", tags=["audit"], summary="Every state change: who, what, when, before and after")
+@router.get("/audit_log", tags=["audit"], summary="Every state change: who (the key and the acting member), the customer, what, when, before and after")
 def audit_log(request: Request, op: Auth, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
     after = decode_cursor(cursor)
 
     def work(uow: UnitOfWork) -> dict[str, Any]:
         rows = service_store.page(uow.conn, tables.audit_log, op.tenant.id, after, limit)
+        keys = service_store.customer_keys(uow.conn, {r["customer_id"] for r in rows if r["customer_id"] is not None})
         return paged(rows, limit, lambda r: {
-            "at": r["at"], "actor": r["actor"], "action": r["action"],
-            "before": json.loads(r["before"]) if r["before"] else None,
+            "at": r["at"], "actor": r["actor"], "member": r["member"], "customer": keys.get(r["customer_id"]),
+            "action": r["action"], "before": json.loads(r["before"]) if r["before"] else None,
             "after": json.loads(r["after"]) if r["after"] else None})
 
     return read(request, op, work)  # type: ignore[no-any-return]

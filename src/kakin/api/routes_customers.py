@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
@@ -22,6 +22,11 @@ router = APIRouter(prefix="/v1", tags=["customers"])
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 CustomerId = Annotated[str, "the customer's id"]
+ActingMember = Annotated[str | None, Header(
+    alias="Kakin-Acting-Member", max_length=40,
+    description="The member (`mem_…`) the request acts for. Plan, contract, payment method, domains and deleting the "
+                "organization need the customer's super admin (403 super_admin_required); seats, registered users and "
+                "members need an admin (403 admin_required).")]
 
 
 def view(account: Account, row: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
@@ -58,19 +63,23 @@ def _customer(request: Request, uow: UnitOfWork, op: access.Operator, customer_i
     return row
 
 
-def acting_member(request: Request, uow: UnitOfWork, op: access.Operator, row: dict[str, Any], rule: Any, what: str) -> None:
-    """Check the member named in ``Kakin-Acting-Member`` against ``rule`` (super admin, admin) for ``what``."""
-    rule(access.acting_role(uow, op.tenant, row["id"], request.headers.get("Kakin-Acting-Member")), what)
+def acting_member(uow: UnitOfWork, op: access.Operator, row: dict[str, Any], member: str | None, rule: Any,
+                  what: str) -> None:
+    """Check the member named in ``Kakin-Acting-Member`` against ``rule`` (super admin, admin) for ``what``; the audit
+    records this request writes name that member."""
+    rule(access.acting_role(uow, op.tenant, row["id"], member), what)
+    uow.acting_member = (op.actor, member) if member else None
 
 
-def _command(request: Request, op: Auth, customer_id: str, run: Any, *, member_rule: Any = None, what: str = "") -> Any:
+def _command(request: Request, op: Auth, customer_id: str, run: Any, *, member: str | None = None, member_rule: Any = None,
+             what: str = "") -> Any:
     """Load the customer, check the acting member where the rule needs one, run the command, show the customer."""
 
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
         tenant = tenant_of(uow, op)
         if member_rule is not None:
-            acting_member(request, uow, op, row, member_rule, what)
+            acting_member(uow, op, row, member, member_rule, what)
         gateway = request.app.state.gateway
         account = run(uow, tenant, gateway, customer_id, row["now"])
         return view(account, row, tenant.catalog)
@@ -135,40 +144,40 @@ def list_members(request: Request, op: Auth, customer_id: CustomerId) -> dict[st
 
 
 @router.post("/customers/{customer_id}/members", status_code=201, summary="Add an admin or a member (admins only)")
-def add_member(request: Request, op: Auth, customer_id: CustomerId, body: MemberIn) -> Response:
+def add_member(request: Request, op: Auth, customer_id: CustomerId, body: MemberIn, member: ActingMember = None) -> Response:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        acting_member(request, uow, op, row, require_admin, "add members")
+        acting_member(uow, op, row, member, require_admin, "add members")
         limit = tenant_of(uow, op).catalog.admin_limit
-        return access.add_member(uow, op.tenant, limit, row["id"], body.email, body.name, body.role, row["now"])
+        return access.add_member(uow, op.tenant, limit, row["id"], body.email, body.name, body.role, row["now"], op.actor)
 
     return write(request, op, body, work, status=201)
 
 
 @router.post("/customers/{customer_id}/subscription", summary="Subscribe to a plan (super admin)")
-def subscribe(request: Request, op: Auth, customer_id: CustomerId, body: SubscribeIn) -> Response:
+def subscribe(request: Request, op: Auth, customer_id: CustomerId, body: SubscribeIn, member: ActingMember = None) -> Response:
     def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
         return billing.subscribe(uow, tenant, gateway, key, now, body.plan, contract=body.contract, seats=body.seats,
                                  members=body.users, trial_days=body.trial_days, actor=op.actor)
 
-    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_super_admin,
+    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
                                              what="choose the plan"))
 
 
 @router.post("/customers/{customer_id}/subscription/seats", summary="Change contracted seats or licenses (admins)")
-def set_seats(request: Request, op: Auth, customer_id: CustomerId, body: SeatsIn) -> Response:
+def set_seats(request: Request, op: Auth, customer_id: CustomerId, body: SeatsIn, member: ActingMember = None) -> Response:
     def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
         return billing.set_seats(uow, tenant, gateway, key, now, body.seats, actor=op.actor)
 
-    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_admin, what="change seats"))
+    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_admin, what="change seats"))
 
 
 @router.post("/customers/{customer_id}/subscription/users", summary="Set the number of registered users (admins)")
-def set_users(request: Request, op: Auth, customer_id: CustomerId, body: UsersIn) -> Response:
+def set_users(request: Request, op: Auth, customer_id: CustomerId, body: UsersIn, member: ActingMember = None) -> Response:
     def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
         return billing.set_members(uow, tenant, gateway, key, now, body.users, actor=op.actor)
 
-    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_admin,
+    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_admin,
                                              what="change registered users"))
 
 
@@ -184,30 +193,30 @@ def preview_plan_change(request: Request, op: Auth, customer_id: CustomerId, bod
 
 
 @router.post("/customers/{customer_id}/subscription/plan", summary="Change the plan or the contract type (super admin)")
-def change_plan(request: Request, op: Auth, customer_id: CustomerId, body: PlanChangeIn) -> Response:
+def change_plan(request: Request, op: Auth, customer_id: CustomerId, body: PlanChangeIn, member: ActingMember = None) -> Response:
     def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
         return billing.change_plan(uow, tenant, gateway, key, now, body.plan, contract=body.contract, seats=body.seats,
                                    actor=op.actor)
 
-    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_super_admin,
+    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
                                              what="change the plan or the contract"))
 
 
 @router.post("/customers/{customer_id}/subscription/cancel", summary="Cancel under the catalog's rules (super admin)")
-def cancel(request: Request, op: Auth, customer_id: CustomerId) -> Response:
+def cancel(request: Request, op: Auth, customer_id: CustomerId, member: ActingMember = None) -> Response:
     def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
         return billing.cancel(uow, tenant, gateway, key, now, actor=op.actor)
 
-    return write(request, op, None, _command(request, op, customer_id, run, member_rule=require_super_admin,
+    return write(request, op, None, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
                                              what="cancel the subscription"))
 
 
 @router.post("/customers/{customer_id}/domains", status_code=201,
              summary="Register a domain to verify (super admin); returns the DNS TXT record to publish")
-def add_domain(request: Request, op: Auth, customer_id: CustomerId, body: DomainIn) -> Response:
+def add_domain(request: Request, op: Auth, customer_id: CustomerId, body: DomainIn, member: ActingMember = None) -> Response:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        acting_member(request, uow, op, row, require_super_admin, "register a domain")
+        acting_member(uow, op, row, member, require_super_admin, "register a domain")
         return domains.add_domain(uow, op.tenant, customer_id, body.domain, request.app.state.clock(), op.actor)
 
     return write(request, op, body, work, status=201)
@@ -221,10 +230,10 @@ def list_domains(request: Request, op: Auth, customer_id: CustomerId) -> dict[st
 
 @router.post("/customers/{customer_id}/domains/{domain}/verify",
              summary="Check the domain's TXT record (super admin); verified, it allows the plan changes that need it")
-def verify_domain(request: Request, op: Auth, customer_id: CustomerId, domain: str) -> Response:
+def verify_domain(request: Request, op: Auth, customer_id: CustomerId, domain: str, member: ActingMember = None) -> Response:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        acting_member(request, uow, op, row, require_super_admin, "verify a domain")
+        acting_member(uow, op, row, member, require_super_admin, "verify a domain")
         return domains.verify_domain(uow, op.tenant, customer_id, domain, request.app.state.dns,
                                      request.app.state.clock(), op.actor)
 
@@ -233,29 +242,29 @@ def verify_domain(request: Request, op: Auth, customer_id: CustomerId, domain: s
 
 @router.delete("/customers/{customer_id}",
                summary="退会: delete the organization (super admin); subscriptions end, invoices and receipts stay")
-def delete_customer(request: Request, op: Auth, customer_id: CustomerId) -> Response:
+def delete_customer(request: Request, op: Auth, customer_id: CustomerId, member: ActingMember = None) -> Response:
     def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
         return billing.delete_customer(uow, tenant, gateway, key, now, actor=op.actor)
 
-    return write(request, op, None, _command(request, op, customer_id, run, member_rule=require_super_admin,
+    return write(request, op, None, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
                                              what="delete the organization"))
 
 
 @router.post("/customers/{customer_id}/payment_method", summary="Replace the payment method (super admin)")
-def set_payment_method(request: Request, op: Auth, customer_id: CustomerId, body: PaymentMethodIn) -> Response:
+def set_payment_method(request: Request, op: Auth, customer_id: CustomerId, body: PaymentMethodIn, member: ActingMember = None) -> Response:
     def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
         return billing.set_payment_method(uow, tenant, gateway, key, now, body.payment_method, actor=op.actor)
 
-    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_super_admin,
+    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
                                              what="change the payment method"))
 
 
 @router.post("/customers/{customer_id}/premium_id", summary="Take a premium ID (super admin)")
-def set_premium_id(request: Request, op: Auth, customer_id: CustomerId, body: PremiumIdIn) -> Response:
+def set_premium_id(request: Request, op: Auth, customer_id: CustomerId, body: PremiumIdIn, member: ActingMember = None) -> Response:
     def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
         return billing.set_premium_id(uow, tenant, gateway, key, now, body.premium_id, billing=body.billing, actor=op.actor)
 
-    return write(request, op, body, _command(request, op, customer_id, run, member_rule=require_super_admin,
+    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
                                              what="buy a premium ID"))
 
 

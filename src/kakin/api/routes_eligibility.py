@@ -12,7 +12,7 @@ from kakin.domain.members import require_super_admin
 from kakin.services import eligibility
 
 from .app import Auth, read, tenant_of, write
-from .routes_customers import _customer, acting_member
+from .routes_customers import ActingMember, _customer, acting_member
 from .schemas import EligibilityApplicationIn, RefusalIn
 
 router = APIRouter(prefix="/v1", tags=["eligibility"])
@@ -20,10 +20,9 @@ router = APIRouter(prefix="/v1", tags=["eligibility"])
 
 @router.post("/customers/{customer_id}/eligibility_applications", status_code=201,
              summary="Apply for an eligibility-gated plan (super admin); the automatic checks run at once")
-def apply(request: Request, op: Auth, customer_id: str, body: EligibilityApplicationIn) -> Response:
+def apply(request: Request, op: Auth, customer_id: str, body: EligibilityApplicationIn, member: ActingMember = None) -> Response:
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        acting_member(request, uow, op, _customer(request, uow, op, customer_id), require_super_admin,
-                      "apply for the plan")
+        acting_member(uow, op, _customer(request, uow, op, customer_id), member, require_super_admin, "apply for the plan")
         return eligibility.apply(uow, tenant_of(uow, op), customer_id, body.plan, body.local_government_code,
                                  body.applicant_email, body.via_agency, request.app.state.clock(), op.actor)
 

@@ -24,8 +24,8 @@ async def stripe_webhook(request: Request, tenant_code: str) -> dict[str, Any]:
     try:
         event = verify(payload, request.headers.get("Stripe-Signature", ""))
     except Exception:  # a forged, stale or malformed signature: refused, nothing done
-        raise errors.InvalidValue("the Stripe-Signature header does not match this payload", param="Stripe-Signature",
-                                  code="invalid_signature") from None
+        raise errors.InvalidSignature("the Stripe-Signature header does not match this payload",
+                                      param="Stripe-Signature") from None
     if event.get("type") != "payment_intent.succeeded":
         return {"received": True, "handled": False}
     reference = str(((event.get("data") or {}).get("object") or {}).get("id", ""))

@@ -143,3 +143,11 @@ class TestClockIn(Body):
 
 class AdvanceIn(Body):
     frozen_time: Instant
+
+
+class TenantIn(Body):
+    """A change of the vendor: the fields given are set, the others stay."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)] | None = None
+    registration_number: Annotated[str, Field(max_length=14, pattern=NO_NUL)] | None = None
+    address: Annotated[str, Field(max_length=500, pattern=NO_NUL)] | None = None

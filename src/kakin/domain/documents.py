@@ -32,11 +32,11 @@ def validate_registration_number(value: str) -> str:
     """``T`` + 13 digits whose first digit is the corporate-number check digit of the other twelve."""
     match = _REGISTRATION.match(value or "")
     if not match:
-        raise errors.InvalidValue(f"{value!r} is not a registration number: write T followed by 13 digits",
-                                  param="registration_number", code="invalid_registration_number")
+        raise errors.InvalidRegistrationNumber(f"{value!r} is not a registration number: write T followed by 13 digits",
+                                               param="registration_number")
     if int(match.group(1)) != corporate_number_check_digit(match.group(2)):
-        raise errors.InvalidValue(f"{value} fails the check digit: check the number against the registration notice",
-                                  param="registration_number", code="invalid_registration_number")
+        raise errors.InvalidRegistrationNumber(
+            f"{value} fails the check digit: check the number against the registration notice", param="registration_number")
     return value
 
 
@@ -44,8 +44,7 @@ def format_postal_code(value: str) -> str:
     """Seven digits shown as 123-4567."""
     match = _POSTAL.match((value or "").strip())
     if not match:
-        raise errors.InvalidValue(f"{value!r} is not a postal code: write 7 digits such as 123-4567",
-                                  param="postal_code", code="invalid_postal_code")
+        raise errors.InvalidPostalCode(f"{value!r} is not a postal code: write 7 digits such as 123-4567", param="postal_code")
     return f"{match.group(1)}-{match.group(2)}"
 
 
@@ -62,6 +61,31 @@ class Recipient:
     postal_code: str = ""
     address: str = ""
     email: str = ""
+
+
+def recipient_of(name: str, addressee: str | None = None, postal_code: str | None = None, address: str | None = None,
+                 email: str | None = None) -> Recipient:
+    """The recipient a document is addressed to: the addressee (宛名) the customer chose, else its name (SPEC 3.2)."""
+    return Recipient(addressee or name, postal_code or "", address or "", email or "")
+
+
+PARTY_FIELDS = ("issuer_name", "issuer_registration_number", "issuer_address",
+                "recipient_name", "recipient_postal_code", "recipient_address")
+
+
+def frozen_parties(issuer: Issuer, recipient: Recipient) -> dict[str, str | None]:
+    """Issuer and recipient as the fields a finalized document keeps: a later change of the vendor or of the
+    customer's billing profile applies to later documents only (SPEC 4: a finalized invoice never changes)."""
+    return {"issuer_name": issuer.name, "issuer_registration_number": issuer.registration_number,
+            "issuer_address": issuer.address, "recipient_name": recipient.name,
+            "recipient_postal_code": recipient.postal_code, "recipient_address": recipient.address}
+
+
+def parties_of(document: dict[str, Any]) -> tuple[Issuer, Recipient]:
+    """The issuer and recipient a finalized document (an invoice or credit note row) was written with."""
+    return (Issuer(document["issuer_name"], document["issuer_registration_number"], document["issuer_address"] or ""),
+            Recipient(document["recipient_name"], document["recipient_postal_code"] or "",
+                      document["recipient_address"] or ""))
 
 
 def _yen(amount: int) -> str:
@@ -138,8 +162,8 @@ def qualified_invoice(invoice: dict[str, Any], issuer: Issuer, recipient: Recipi
 def receipt(invoice: dict[str, Any], issuer: Issuer, recipient: Recipient, paid_on: date, purpose: str) -> dict[str, Any]:
     """A receipt (領収証) for a paid invoice: the amount paid, and per rate the items with tax and the tax in them."""
     if invoice["status"] != "paid":
-        raise errors.Conflict(f"invoice {invoice['number']} is {invoice['status']}: receipts are issued for paid invoices",
-                              param="number", code="invoice_not_paid")
+        raise errors.InvoiceNotPaid(
+            f"invoice {invoice['number']} is {invoice['status']}: receipts are issued for paid invoices", param="number")
     return {
         "type": "receipt",
         "title": "領収証",

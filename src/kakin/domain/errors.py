@@ -1,22 +1,59 @@
-"""Errors a user can cause. Each has a stable ``code`` and names the offending field."""
+"""Errors a user can cause. Each class has a stable ``code``, a ``kind`` and names the offending field.
+
+The ``kind`` says what sort of refusal an error is, in words that do not
+belong to any one interface: the API turns it into an HTTP status
+(``api/errors.py``), the command line into exit status 2. A code is declared
+once, on its class; code and kind are never chosen at the raise site, so the
+list of codes is the list of classes (the README's table is checked against it).
+"""
 
 from __future__ import annotations
 
+# What sort of refusal an error is. The API maps each kind to one HTTP status.
+INVALID = "invalid"                    # the request itself is wrong: fix the field named in param
+CONFLICT = "conflict"                  # refused by a billing rule or by the current state
+NOT_FOUND = "not_found"                # no such thing (for this tenant)
+FORBIDDEN = "forbidden"                # the key or the acting member may not do this
+UNAUTHENTICATED = "unauthenticated"    # no valid API key
+PAYMENT_REQUIRED = "payment_required"  # a payment method is missing or was refused
+UNAVAILABLE = "unavailable"            # a service kakin depends on did not answer; nothing changed, try again
+KINDS = (INVALID, CONFLICT, NOT_FOUND, FORBIDDEN, UNAUTHENTICATED, PAYMENT_REQUIRED, UNAVAILABLE)
+
 
 class KakinError(Exception):
-    """A refusal the caller can act on. Maps to HTTP 4xx and CLI exit status 2."""
+    """A refusal the caller can act on: ``code`` (stable), ``message`` (what to do), ``param`` (the field)."""
 
     code = "kakin_error"
+    kind = INVALID
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
-        if code is not None:
-            self.code = code
 
-    def as_dict(self) -> dict[str, str | None]:
-        return {"code": self.code, "message": self.message, "param": self.param}
+    def details(self) -> dict[str, object]:
+        """Fields an error adds beside code, message and param (``remaining`` of a quota, …); none by default."""
+        return {}
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "param": self.param, **self.details()}
+
+
+def every_error_class() -> list[type[KakinError]]:
+    """KakinError and all its subclasses, each once, in definition order of the hierarchy."""
+    found: list[type[KakinError]] = []
+    todo: list[type[KakinError]] = [KakinError]
+    while todo:
+        cls = todo.pop(0)
+        if cls not in found:
+            found.append(cls)
+            todo.extend(cls.__subclasses__())
+    return found
+
+
+# ------------------------------------------------------------------ invalid requests (the field is in param)
+class InvalidValue(KakinError):
+    code = "invalid_value"
 
 
 class CatalogError(KakinError):
@@ -35,107 +72,227 @@ class SeatsOutOfRange(KakinError):
     code = "seats_out_of_range"
 
 
-class PlanChangeNotAllowed(KakinError):
-    code = "plan_change_not_allowed"
-
-
-class PaymentMethodRequired(KakinError):
-    code = "payment_method_required"
-
-
-class QuotaExceeded(KakinError):
-    code = "quota_exceeded"
-
-    def __init__(self, message: str, *, remaining: int, param: str | None = "count") -> None:
-        super().__init__(message, param=param)
-        self.remaining = remaining
+class SeatsNotApplicable(InvalidValue):
+    code = "seats_not_applicable"
 
 
 class UnknownPlan(KakinError):
     code = "unknown_plan"
 
 
-class NotSubscribed(KakinError):
-    code = "not_subscribed"
+class UnknownContract(InvalidValue):
+    code = "unknown_contract"
 
 
-class AlreadySubscribed(KakinError):
-    code = "already_subscribed"
+class UnknownMetric(InvalidValue):
+    code = "unknown_metric"
+
+
+class UnknownAddon(InvalidValue):
+    code = "unknown_addon"
 
 
 class InvalidPremiumId(KakinError):
     code = "invalid_premium_id"
 
 
-class PremiumIdTaken(KakinError):
+class InvalidRegistrationNumber(InvalidValue):
+    code = "invalid_registration_number"
+
+
+class InvalidPostalCode(InvalidValue):
+    code = "invalid_postal_code"
+
+
+class InvalidCursor(InvalidValue):
+    code = "invalid_cursor"
+
+
+class InvalidSignature(InvalidValue):
+    code = "invalid_signature"
+
+
+class PaymentMethodUnknown(InvalidValue):
+    code = "payment_method_unknown"
+
+
+class PaymentMethodRefused(KakinError):
+    """The gateway refused a payment method for a reason other than a card decline (already used elsewhere, …)."""
+
+    code = "payment_method_refused"
+
+
+class TimestampInFuture(InvalidValue):
+    code = "timestamp_in_future"
+
+
+class PeriodClosed(InvalidValue):
+    code = "period_closed"
+
+
+class CreditExceedsInvoice(InvalidValue):
+    code = "credit_exceeds_invoice"
+
+
+# ------------------------------------------------------------------ refused by a rule or the current state
+class Conflict(KakinError):
+    code = "conflict"
+    kind = CONFLICT
+
+
+class PlanChangeNotAllowed(Conflict):
+    code = "plan_change_not_allowed"
+
+
+class QuotaExceeded(Conflict):
+    code = "quota_exceeded"
+
+    def __init__(self, message: str, *, remaining: int, param: str | None = "count") -> None:
+        super().__init__(message, param=param)
+        self.remaining = remaining
+
+    def details(self) -> dict[str, object]:
+        return {"remaining": self.remaining}
+
+
+class NotSubscribed(Conflict):
+    code = "not_subscribed"
+
+
+class AlreadySubscribed(Conflict):
+    code = "already_subscribed"
+
+
+class PremiumIdTaken(Conflict):
     code = "premium_id_taken"
 
 
-class PremiumIdLocked(KakinError):
+class PremiumIdLocked(Conflict):
     code = "premium_id_locked"
 
 
-class EligibilityRequired(KakinError):
-    code = "eligibility_required"
+class AdminLimitReached(Conflict):
+    code = "admin_limit_reached"
 
 
-class InvalidValue(KakinError):
-    code = "invalid_value"
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
 
 
+class DomainVerificationRequired(Conflict):
+    code = "domain_verification_required"
+
+
+class DomainNotVerified(Conflict):
+    code = "domain_not_verified"
+
+
+class DomainTaken(Conflict):
+    code = "domain_taken"
+
+
+class CustomerDeleted(Conflict):
+    code = "customer_deleted"
+
+
+class CustomerExists(Conflict):
+    code = "customer_exists"
+
+
+class TenantExists(Conflict):
+    code = "tenant_exists"
+
+
+class MemberExists(Conflict):
+    code = "member_exists"
+
+
+class SuperAdminExists(Conflict):
+    code = "super_admin_exists"
+
+
+class ApplicationPending(Conflict):
+    code = "application_pending"
+
+
+class AlreadyGranted(Conflict):
+    code = "already_granted"
+
+
+class ApplicationDecided(Conflict):
+    code = "application_decided"
+
+
+class InvoiceNotOpen(Conflict):
+    code = "invoice_not_open"
+
+
+class InvoiceNotPaid(Conflict):
+    code = "invoice_not_paid"
+
+
+class RefundFailed(Conflict):
+    code = "refund_failed"
+
+
+# ------------------------------------------------------------------ who may do what
 class NotFound(KakinError):
     code = "not_found"
+    kind = NOT_FOUND
 
 
 class Unauthenticated(KakinError):
     code = "invalid_api_key"
+    kind = UNAUTHENTICATED
 
 
 class RoleForbidden(KakinError):
     code = "role_forbidden"
+    kind = FORBIDDEN
 
 
 class SuperAdminRequired(KakinError):
     code = "super_admin_required"
+    kind = FORBIDDEN
 
 
 class AdminRequired(KakinError):
     code = "admin_required"
+    kind = FORBIDDEN
 
 
-class AdminLimitReached(KakinError):
-    code = "admin_limit_reached"
+class EligibilityRequired(KakinError):
+    code = "eligibility_required"
+    kind = FORBIDDEN
 
 
-class IdempotencyKeyReused(KakinError):
-    code = "idempotency_key_reused"
+# ------------------------------------------------------------------ payments and services
+class PaymentMethodRequired(KakinError):
+    code = "payment_method_required"
+    kind = PAYMENT_REQUIRED
 
 
-class DomainVerificationRequired(KakinError):
-    code = "domain_verification_required"
+class CardDeclined(KakinError):
+    """The card was declined; ``decline_code`` gives the gateway's reason (insufficient_funds, expired_card, …)."""
 
+    code = "card_declined"
+    kind = PAYMENT_REQUIRED
 
-class DomainNotVerified(KakinError):
-    code = "domain_not_verified"
+    def __init__(self, message: str, *, decline_code: str, param: str | None = "payment_method") -> None:
+        super().__init__(message, param=param)
+        self.decline_code = decline_code
 
-
-class DomainTaken(KakinError):
-    code = "domain_taken"
+    def details(self) -> dict[str, object]:
+        return {"decline_code": self.decline_code}
 
 
 class DnsUnavailable(KakinError):
     code = "dns_unavailable"
-
-
-class CustomerDeleted(KakinError):
-    code = "customer_deleted"
-
-
-class Conflict(KakinError):
-    code = "conflict"
+    kind = UNAVAILABLE
 
 
 class FontsMissing(KakinError):
     """No font for Japanese is installed: a PDF would show empty boxes, so none is rendered."""
 
     code = "fonts_missing"
+    kind = UNAVAILABLE

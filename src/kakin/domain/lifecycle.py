@@ -200,9 +200,9 @@ class Lifecycle:
             )
         contract = contract or self.catalog.default_contract
         if plan.prices and contract not in plan.prices:
-            raise errors.InvalidValue(
+            raise errors.UnknownContract(
                 f"plan {plan.code!r} has no {contract!r} contract; choose one of: {', '.join(sorted(plan.prices))}",
-                param="contract", code="unknown_contract",
+                param="contract",
             )
         current = account.plan_subscription
         if current is not None and current.plan == plan.code and current.pending is not None and current.pending.cancel:
@@ -260,9 +260,9 @@ class Lifecycle:
         plan = self.catalog.plans[sub.plan]
         price = self.price_of(sub)
         if price is None or price.basis is not Basis.SEAT:
-            raise errors.InvalidValue(
+            raise errors.SeatsNotApplicable(
                 f"the {sub.contract!r} contract of plan {sub.plan!r} is billed per registered user, not per seat; "
-                "use set_members", param="seats", code="seats_not_applicable",
+                "use set_members", param="seats",
             )
         self.check_seats(plan, price, seats)
         today = self.today(now)

@@ -41,8 +41,8 @@ def check_new_role(role: str, admins: int, limit: int | None) -> MemberRole:
     except ValueError:
         raise errors.InvalidValue("role must be admin or member", param="role") from None
     if new is MemberRole.SUPER_ADMIN:
-        raise errors.InvalidValue("a customer has exactly one super admin, the member who opened the account",
-                                  param="role", code="super_admin_exists")
+        raise errors.SuperAdminExists("a customer has exactly one super admin, the member who opened the account",
+                                      param="role")
     if new is MemberRole.ADMIN and limit is not None and admins >= limit:
         raise errors.AdminLimitReached(f"this plan allows at most {limit} admins", param="role")
     return new

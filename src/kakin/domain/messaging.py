@@ -38,7 +38,7 @@ def quota_of(catalog: Catalog, plan_code: str, metric: str) -> UsagePrice:
     """The usage price of ``metric`` under ``plan_code``; raises ``unknown_metric`` when the plan does not meter it."""
     usage = catalog.plans[plan_code].usage.get(metric)
     if usage is None:
-        raise errors.InvalidValue(f"plan {plan_code!r} does not meter {metric!r}", param="metric", code="unknown_metric")
+        raise errors.UnknownMetric(f"plan {plan_code!r} does not meter {metric!r}", param="metric")
     return usage
 
 
@@ -79,7 +79,7 @@ def set_premium_id(
 ) -> Result:
     addon = lc.catalog.addons.get(addon_code)
     if addon is None:
-        raise errors.InvalidValue(f"the {lc.catalog.code} catalog has no {addon_code!r} add-on", param="premium_id", code="unknown_addon")
+        raise errors.UnknownAddon(f"the {lc.catalog.code} catalog has no {addon_code!r} add-on", param="premium_id")
     if not isinstance(premium_id, str) or not PREMIUM_ID.match(premium_id):
         raise errors.InvalidPremiumId(
             f"{premium_id!r} is not a valid premium ID: write @ followed by 4–18 lowercase letters, digits, _ or -",

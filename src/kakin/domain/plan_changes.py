@@ -39,7 +39,7 @@ def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, 
             return Result(events=[("subscription.change_withdrawn", {})])
         raise errors.PlanChangeNotAllowed(f"the customer is already on plan {plan.code!r} ({contract})", param="plan")
     if contract not in plan.prices and plan.prices:
-        raise errors.InvalidValue(f"plan {plan.code!r} has no {contract!r} contract", param="contract", code="unknown_contract")
+        raise errors.UnknownContract(f"plan {plan.code!r} has no {contract!r} contract", param="contract")
     if plan.code != sub.plan and contract != sub.contract and sub.contract in plan.prices:
         # Both change: each part follows its own rule. LINE WORKS basic (annual) → premium (monthly) upgrades now and
         # leaves the annual contract when its 12 months end, as the contract change alone would.
@@ -142,6 +142,8 @@ def _mid_period(lc: Lifecycle, account: Account, sub: Subscription, plan: Plan, 
 def cancel(lc: Lifecycle, account: Account, now: datetime) -> Result:
     """Cancel under the catalog's policy (or the contract's own): at once, or at the end of the period or term."""
     sub = lc.require_paid(account)
+    if sub.pending is not None and sub.pending.cancel:
+        return Result()  # cancelled already: cancelling again changes nothing
     today = lc.today(now)
     policy = lc.catalog.cancellation
     price = lc.price_of(sub)

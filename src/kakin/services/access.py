@@ -87,13 +87,18 @@ def authenticate(uow: UnitOfWork, key: str | None) -> Operator:
 
 
 def add_member(uow: UnitOfWork, tenant: TenantRow, admin_limit: int | None, customer_id: int, email: str, name: str,
-               role: str, now: datetime) -> dict[str, object]:
+               role: str, now: datetime, actor: str = "system") -> dict[str, object]:
+    """Add an admin or a member to a customer (up to the catalog's admin limit); audit-logged.
+    Raises InvalidValue for an unknown role, SuperAdminExists, AdminLimitReached, MemberExists."""
     new_role = check_new_role(role, service_store.count_admins(uow.conn, customer_id), admin_limit)
     if any(m["email"].lower() == email.lower() for m in service_store.members_of(uow.conn, customer_id)):
-        raise errors.Conflict(f"{email} is already a member of this customer", param="email", code="member_exists")
+        raise errors.MemberExists(f"{email} is already a member of this customer", param="email")
     public_id = "mem_" + secrets.token_hex(8)
     service_store.add_member(uow.conn, tenant.id, customer_id, public_id, email, name, new_role.value, now)
-    return {"id": public_id, "email": email, "name": name, "role": new_role.value}
+    added: dict[str, object] = {"id": public_id, "email": email, "name": name, "role": new_role.value}
+    uow.audit([{"tenant_id": tenant.id, "customer_id": customer_id, "at": now, "actor": actor, "action": "member.added",
+                "before": None, "after": added}])
+    return added
 
 
 def add_super_admin(uow: UnitOfWork, tenant: TenantRow, customer_id: int, email: str, name: str, now: datetime) -> str:

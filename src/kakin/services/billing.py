@@ -31,7 +31,7 @@ BANK_TRANSFER = "bank_transfer"
 def snapshot(account: Account) -> dict[str, Any]:
     sub = account.plan_subscription
     out: dict[str, Any] = {"members": account.members, "credit": account.credit,
-                           "payment_method": bool(account.payment_method)}
+                           "payment_method": bool(account.payment_method), "collection": account.collection}
     if sub is not None:
         out.update(plan=sub.plan, contract=sub.contract, status=sub.status.value, seats=sub.seats)
         if sub.pending:
@@ -50,7 +50,8 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     Invoice numbers are reserved first, each new invoice is charged, and the
     invoice is written once with the outcome. One audit record per account
     names the action and lists every event it caused, with the state before
-    and after.
+    and after; a command that changed nothing (no event, the same state before and after: a second cancel) leaves
+    no record.
     """
     lc = tenant.lifecycle
     events: dict[int, list[dict[str, Any]]] = {}
@@ -142,10 +143,12 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
         noted = events.get(id(a), [])
         if action is None and not noted:
             continue
-        name = action or noted[0]["event"]
-        after = {**snapshot(a), "events": noted} if noted else snapshot(a)
-        audit.append(_audit(tenant, a, noted[0]["at"] if action is None else now, actor, name,
-                            (before or {}).get(a.id or 0), after))
+        state, was = snapshot(a), (before or {}).get(a.id or 0)
+        if not noted and was == state:
+            continue
+        after = {**state, "events": noted} if noted else state
+        audit.append(_audit(tenant, a, noted[0]["at"] if action is None else now, actor, action or noted[0]["event"],
+                            was, after))
     uow.add_payment_attempts(attempts)
     uow.save_accounts(tenant.row, accounts, now, {a.id: schedule.next_due(lc, a) for a in accounts})  # type: ignore[misc]
     uow.audit(audit)
@@ -210,10 +213,10 @@ def create_customer(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, ke
     if not name or not isinstance(name, str):
         raise errors.InvalidValue(f"customer {key!r} needs a name", param="name")
     if uow.account_id(tenant.row, key) is not None:
-        raise errors.KakinError(f"customer {key!r} already exists", param="id", code="customer_exists")
+        raise errors.CustomerExists(f"customer {key!r} already exists", param="id")
     if payment_method is not None and not gateway.is_known(payment_method):
-        raise errors.InvalidValue(f"payment method {payment_method!r} is not known to the payment gateway",
-                                  param="payment_method", code="payment_method_unknown")
+        raise errors.PaymentMethodUnknown(f"payment method {payment_method!r} is not known to the payment gateway",
+                                          param="payment_method")
     account = tenant.lifecycle.open_account(key, name, now, payment_method, members)
     account.sign_in_group = sign_in_group
     if payment_method is not None:
@@ -280,8 +283,8 @@ set_premium_id = _command(
 def set_payment_method(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, now: datetime,
                        payment_method: str, actor: str = "system") -> Account:
     if not isinstance(payment_method, str) or not gateway.is_known(payment_method):
-        raise errors.InvalidValue(f"payment method {payment_method!r} is not known to the payment gateway",
-                                  param="payment_method", code="payment_method_unknown")
+        raise errors.PaymentMethodUnknown(f"payment method {payment_method!r} is not known to the payment gateway",
+                                          param="payment_method")
     return _set_pm(uow, tenant, gateway, key, now, payment_method, actor=actor)
 
 

@@ -12,14 +12,15 @@ from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.adapters.db.tables import customers
 from kakin.domain import errors
 from kakin.domain.calendar import local_date
-from kakin.domain.documents import Issuer, Recipient, format_postal_code, qualified_invoice, receipt
+from kakin.domain.documents import format_postal_code, parties_of, qualified_invoice, receipt
 
 from .tenancy import Tenant, customer_row
 
 
 def set_billing_profile(uow: UnitOfWork, tenant: TenantRow, key: str, *, addressee: str | None, postal_code: str | None,
                         address: str | None, email: str | None, now: datetime, actor: str) -> dict[str, Any]:
-    """The addressee (宛名), postal code, address and billing e-mail printed on receipts."""
+    """The addressee (宛名), postal code, address and billing e-mail printed on the documents finalized from now on
+    (those finalized before keep theirs)."""
     row = customer_row(uow, tenant, key)
     values = {"addressee": addressee, "postal_code": format_postal_code(postal_code) if postal_code else None,
               "address": address, "billing_email": email}
@@ -30,14 +31,6 @@ def set_billing_profile(uow: UnitOfWork, tenant: TenantRow, key: str, *, address
     return values
 
 
-def _parties(uow: UnitOfWork, tenant: Tenant, customer_id: int) -> tuple[Issuer, Recipient]:
-    row = next(c for c in uow.customers_of(tenant.row, [customer_id]))
-    issuer = Issuer(tenant.row.name, tenant.row.registration_number, tenant.row.address or "")
-    recipient = Recipient(row["addressee"] or row["name"], row["postal_code"] or "", row["address"] or "",
-                          row["billing_email"] or "")
-    return issuer, recipient
-
-
 def _invoice(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
     found = uow.invoices_for(tenant.row, number=number)
     if not found:
@@ -46,14 +39,16 @@ def _invoice(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
 
 
 def invoice_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
+    """The qualified invoice (適格請求書) of invoice ``number``, with the issuer and recipient it was finalized with."""
     invoice = _invoice(uow, tenant, number)
-    issuer, recipient = _parties(uow, tenant, invoice["customer_id"])
-    return qualified_invoice(invoice, issuer, recipient)
+    return qualified_invoice(invoice, *parties_of(invoice))
 
 
 def receipt_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
+    """The receipt (領収証) of paid invoice ``number``: addressed as the invoice was, so it never changes either.
+    Raises InvoiceNotPaid (409) for an invoice that is not paid."""
     invoice = _invoice(uow, tenant, number)
-    issuer, recipient = _parties(uow, tenant, invoice["customer_id"])
+    issuer, recipient = parties_of(invoice)
     paid = invoice["paid_at"] or invoice["issued_at"]
     return receipt(invoice, issuer, recipient, local_date(paid, tenant.lifecycle.zone), f"{tenant.catalog.name} ご利用料金")
 

@@ -55,10 +55,9 @@ def apply(uow: UnitOfWork, tenant: Tenant, key: str, plan_code: str, code: str, 
     customer = customer_row(uow, tenant.row, key, live=True)
     mine = service_store.applications(uow.conn, tenant.row.id, customer_id=customer["id"])
     if any(a["status"] == "pending" for a in mine):
-        raise errors.Conflict("an application is already waiting for review; wait for its result", param="plan",
-                              code="application_pending")
+        raise errors.ApplicationPending("an application is already waiting for review; wait for its result", param="plan")
     if any(a["status"] == "approved" and a["plan"] == plan.code for a in mine):
-        raise errors.Conflict(f"plan {plan.code!r} was already granted", param="plan", code="already_granted")
+        raise errors.AlreadyGranted(f"plan {plan.code!r} was already granted", param="plan")
     others = [a for a in service_store.applications(uow.conn, tenant.row.id, code=code)
               if a["customer_id"] != customer["id"] and a["status"] in ("pending", "approved")]
     checks = automatic_checks(local_governments(), Applicant(
@@ -88,8 +87,8 @@ def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, public_id: 
     if found is None:
         raise errors.NotFound(f"no application {public_id!r}", param="application_id")
     if found["status"] != "pending":
-        raise errors.Conflict(f"application {public_id} was already decided ({found['status']})", param="application_id",
-                              code="application_decided")
+        raise errors.ApplicationDecided(f"application {public_id} was already decided ({found['status']})",
+                                         param="application_id")
     customer = uow.customer_row(tenant.row, found["customer"])
     assert customer is not None
     if approve and customer["deleted_on"] is not None:

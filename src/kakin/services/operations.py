@@ -13,7 +13,7 @@ from kakin.adapters.db.tables import credit_notes, customers, invoices, payment_
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.calendar import local_date
-from kakin.domain.documents import tax_by_rate
+from kakin.domain.documents import parties_of, tax_by_rate
 from kakin.domain.lifecycle import Result
 from kakin.domain.money import tax_for_rate
 
@@ -50,7 +50,7 @@ def mark_paid(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, number: 
     account = load(uow, tenant, row["key"])
     inv = next((i for i in account.open_invoices if i.id == row["id"]), None)
     if inv is None:
-        raise errors.Conflict(f"invoice {number} is {row['status']}, not open", param="number", code="invoice_not_open")
+        raise errors.InvoiceNotOpen(f"invoice {number} is {row['status']}, not open", param="number")
     before = snapshot(account)
     result = schedule.payment_succeeded(tenant.lifecycle, account, inv, now)
     uow.add_payment_attempts([{"invoice_id": inv.id, "at": now, "payment_method": "bank_transfer", "amount": inv.total,
@@ -76,8 +76,8 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
     credited_basis = _credited_basis(uow, row["id"])
     left = row["subtotal"] - credited_basis
     if amount > left:
-        raise errors.InvalidValue(f"at most {left} yen of invoice {number} can still be credited", param="amount",
-                                  code="credit_exceeds_invoice")
+        raise errors.CreditExceedsInvoice(f"at most {left} yen of invoice {number} can still be credited",
+                                          param="amount")
     if row["status"] == "uncollectible":
         raise errors.Conflict(f"invoice {number} is uncollectible: nothing was paid to return", param="number")
     cat = tenant.catalog
@@ -98,8 +98,7 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
             seq_hint = _next_credit_note_seq(uow, tenant)
             outcome = gateway.refund(reference, taxed.gross, f"{tenant.code}:refund:{number}:{seq_hint}")
             if not outcome.ok:
-                raise errors.Conflict(f"the payment gateway refused the refund ({outcome.code})", param="number",
-                                      code="refund_failed")
+                raise errors.RefundFailed(f"the payment gateway refused the refund ({outcome.code})", param="number")
             settlement, refund_reference = "refund", outcome.reference
     if settlement == "credit":
         account.credit += taxed.gross  # the balance is applied after tax, like a payment (充当)
@@ -124,14 +123,12 @@ def _next_credit_note_seq(uow: UnitOfWork, tenant: Tenant) -> int:
 
 def credit_note_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
     """The content of a credit note (適格返還請求書) that references its invoice."""
-    from .documents import _parties
-
     note = uow.conn.execute(select(credit_notes, invoices.c.number.label("invoice_number"), invoices.c.issued_on.label(
         "invoice_issued_on"), invoices.c.tax_rate).join(invoices, invoices.c.id == credit_notes.c.invoice_id).where(
         credit_notes.c.tenant_id == tenant.row.id, credit_notes.c.number == number)).mappings().first()
     if note is None:
         raise errors.NotFound(f"no credit note {number!r}", param="number")
-    issuer, recipient = _parties(uow, tenant, note["customer_id"])
+    issuer, recipient = parties_of(dict(note))
     inclusive = tenant.catalog.tax_inclusive
     return {
         "type": "credit_note", "title": "返還請求書（適格返還請求書）", "number": note["number"],

@@ -27,15 +27,52 @@ class Tenant:
 
 def create_tenant(uow: UnitOfWork, code: str, name: str, catalog_ref: str, now: datetime, *,
                   registration_number: str | None = None, address: str | None = None) -> Tenant:
+    """Create a vendor with its catalog (a shipped code or a file). Raises CatalogError, InvalidRegistrationNumber,
+    TenantExists."""
     catalog = resolve_catalog(catalog_ref)
     if registration_number is not None:
         validate_registration_number(registration_number)
     if uow.tenant(code) is not None:
-        raise errors.KakinError(f"a tenant {code!r} already exists; choose another code", param="code", code="tenant_exists")
+        raise errors.TenantExists(f"a tenant {code!r} already exists; choose another code", param="code")
     row = uow.add_tenant(code, name, catalog_ref, catalog.timezone, now, registration_number, address)
     uow.audit([{"tenant_id": row.id, "customer_id": None, "at": now, "actor": "operator", "action": "tenant.created",
                 "before": None, "after": {"catalog": catalog.code}}])
     return Tenant(row, catalog, Lifecycle(catalog))
+
+
+def update_tenant(uow: UnitOfWork, code: str, now: datetime, actor: str, *, name: str | None = None,
+                  registration_number: str | None = None, address: str | None = None) -> Tenant:
+    """Change the vendor's name, qualified-invoice registration number (T + 13 digits with the corporate-number
+    check digit, SPEC 1) or address; a field left None stays as it is.
+
+    Documents finalized before keep the issuer they were written with; the change applies to later ones. Raises
+    NotFound for an unknown tenant, InvalidValue for an empty name, InvalidRegistrationNumber; a change is
+    audit-logged, a call that changes nothing writes nothing.
+    """
+    row = uow.tenant(code)
+    if row is None:
+        raise errors.NotFound(f"no tenant {code!r}", param="code")
+    if name is not None and not name.strip():
+        raise errors.InvalidValue("the vendor's name cannot be empty", param="name")
+    if registration_number is not None:
+        validate_registration_number(registration_number)
+    before = {"name": row.name, "registration_number": row.registration_number, "address": row.address}
+    after = {**before, **{k: v for k, v in (("name", name.strip() if name is not None else None),
+                                             ("registration_number", registration_number), ("address", address))
+                          if v is not None}}
+    if after != before:
+        row = uow.update_tenant(row, after)
+        uow.audit([{"tenant_id": row.id, "customer_id": None, "at": now, "actor": actor, "action": "tenant.updated",
+                    "before": before, "after": after}])
+    return open_tenant(uow, code)
+
+
+def tenant_view(tenant: Tenant) -> dict[str, Any]:
+    """The vendor as the API shows it: what its qualified invoices name as the issuer, its catalog and time zone."""
+    row = tenant.row
+    return {"code": row.code, "name": row.name, "registration_number": row.registration_number, "address": row.address,
+            "catalog": tenant.catalog.code, "timezone": row.timezone,
+            "qualified_invoices": row.registration_number is not None}
 
 
 def open_tenant(uow: UnitOfWork, code: str) -> Tenant:

@@ -195,12 +195,19 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     refused whole (``quota_exceeded``, nothing counted) by the rule of :func:`consume`; events of one batch
     count against each other in order, and parallel batches never count past the cap.
     """
+    return _record(uow, tenant, events, now)[0]
+
+
+def _record(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
+            now: datetime) -> tuple[list[dict[str, Any]], dict[int, errors.KakinError]]:
+    """:func:`record_events`, and the refusals themselves by the position of their event."""
     if len(events) > MAX_BATCH:
         raise errors.InvalidValue(f"a batch holds at most {MAX_BATCH} events; split it", param="events")
     zone = tenant.lifecycle.zone
     plans = _plans(uow, tenant, {str(e.get("customer")) for e in events}, local_date(now, zone))
     known = _known(uow, tenant, [str(e.get("transaction_id")) for e in events])
     results: list[dict[str, Any]] = []
+    failures: dict[int, errors.KakinError] = {}
     rows: list[_Row] = []
     seen: set[str] = set()
     metered: dict[tuple[str, str], tuple[str, UsagePrice] | None] = {}  # (plan, metric) → its cap, checked once a batch
@@ -210,7 +217,8 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
         try:
             row = _check(tenant, e, plans, latest, metered)
         except errors.KakinError as exc:
-            results.append({"transaction_id": txn, "status": "refused", "error": _error(exc)})
+            failures[len(results)] = exc
+            results.append({"transaction_id": txn, "status": "refused", "error": exc.as_dict()})
             continue
         if txn in known or txn in seen:
             results.append({"transaction_id": txn, "status": "duplicate"})
@@ -236,10 +244,11 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     else:
         raise RuntimeError("usage events kept colliding with concurrent writers")
     if refused:
-        for result in results:
+        for i, result in enumerate(results):
             refusal = refused.get(result["transaction_id"]) if result["status"] == "recorded" else None
             if refusal is not None:
-                result.update(status="refused", error=_error(refusal))
+                failures[i] = refusal
+                result.update(status="refused", error=refusal.as_dict())
     totals: dict[tuple[int, str, date], int] = defaultdict(int)
     for customer_id, metric, quantity, _at, month, _txn, capped in rows:
         if capped is None:  # events under a hard limit were counted by their grant
@@ -250,7 +259,7 @@ def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
         else:
             uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": q}  # one lock order for every writer
                            for (c, m, mo), q in sorted(totals.items())])
-    return results
+    return results, failures
 
 
 def record_event(uow: UnitOfWork, tenant: Tenant, event: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -260,19 +269,10 @@ def record_event(uow: UnitOfWork, tenant: Tenant, event: dict[str, Any], now: da
     a :class:`~kakin.domain.errors.KakinError` with the event's code (``quota_exceeded``, ``period_closed``,
     ``unknown_metric``, …), message and field.
     """
-    result = record_events(uow, tenant, [event], now)[0]
-    if result["status"] == "refused":
-        error = result["error"]
-        if error["code"] == errors.QuotaExceeded.code:
-            raise errors.QuotaExceeded(error["message"], remaining=error["remaining"], param=error["param"])
-        raise errors.KakinError(error["message"], param=error["param"], code=error["code"])
-    return {"duplicate": result["status"] == "duplicate"}
-
-
-def _error(exc: errors.KakinError) -> dict[str, Any]:
-    """An event's refusal as reported in its result; a quota refusal also says how much is left."""
-    remaining = getattr(exc, "remaining", None)
-    return {**exc.as_dict(), **({"remaining": remaining} if remaining is not None else {})}
+    results, failures = _record(uow, tenant, [event], now)
+    if 0 in failures:
+        raise failures[0]
+    return {"duplicate": results[0]["status"] == "duplicate"}
 
 
 _EVENT_COLUMNS = ("tenant_id", "customer_id", "metric", "quantity", "occurred_at", "month", "transaction_id", "recorded_at")
@@ -317,7 +317,7 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: da
     if not isinstance(at, datetime) or at.tzinfo is None:
         raise errors.InvalidValue("timestamp must be a date-time with a UTC offset", param="timestamp")
     if at > latest:
-        raise errors.InvalidValue("timestamp is in the future", param="timestamp", code="timestamp_in_future")
+        raise errors.TimestampInFuture("timestamp is in the future", param="timestamp")
     key = e.get("customer")
     plan = plans.get(key if type(key) is str else str(key))
     if plan is None:
@@ -335,9 +335,9 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: da
     local = at if at.tzinfo is zone else at.astimezone(zone)
     month = date(local.year, local.month, 1)  # month_start(local_date(at, zone)), inlined
     if month < plan.open_from:
-        raise errors.InvalidValue(
+        raise errors.PeriodClosed(
             f"{month:%Y-%m} is already invoiced for {key}; usage for it can no longer be recorded",
-            param="timestamp", code="period_closed")
+            param="timestamp")
     return plan.customer_id, metric, quantity, at, month, txn, capped
 
 

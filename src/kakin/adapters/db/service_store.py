@@ -249,6 +249,13 @@ def attach_test_clock(conn: Connection, customer_id: int, clock_id: int) -> None
 
 
 # ------------------------------------------------------------------ listing
+def customer_keys(conn: Connection, ids: set[int]) -> dict[int, str]:
+    """The key (the id the API shows) of each of these customers."""
+    if not ids:
+        return {}
+    return {int(i): k for i, k in conn.execute(select(customers.c.id, customers.c.key).where(customers.c.id.in_(ids))).all()}
+
+
 def page(conn: Connection, table: Any, tenant_id: int, after: int | None, limit: int, *where: Any) -> list[dict[str, Any]]:
     q = select(table).where(table.c.tenant_id == tenant_id, *where)
     if after is not None:

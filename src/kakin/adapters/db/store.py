@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingItem, Phase, Status, Subscription
+from kakin.domain.documents import Issuer, frozen_parties, recipient_of
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
 from kakin.domain.money import TaxedAmount, format_rate
 
@@ -98,6 +99,9 @@ class UnitOfWork:
         self.conn: Connection
         self._pending_ids: dict[int, set[int]] = {}
         self._loaded: dict[tuple[str, int], dict[str, Any]] = {}
+        # (actor, member id): the customer's member a request acts for, checked by the API; audit records this
+        # transaction writes for that actor name the member (not those of due work done on the way)
+        self.acting_member: tuple[str, str] | None = None
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self.engine.connect()
@@ -134,6 +138,14 @@ class UnitOfWork:
     def tenant(self, code: str) -> TenantRow | None:
         row = self.conn.execute(select(tenants).where(tenants.c.code == code)).mappings().first()
         return None if row is None else TenantRow.of(row)
+
+    def update_tenant(self, tenant: TenantRow, values: dict[str, Any]) -> TenantRow:
+        """Write the vendor's name, registration number and address; returns the row as it is now."""
+        self.conn.execute(update(tenants).where(tenants.c.id == tenant.id).values(
+            name=values["name"], registration_number=values["registration_number"], address=values["address"]))
+        row = self.tenant(tenant.code)
+        assert row is not None
+        return row
 
     def tenants(self) -> list[TenantRow]:
         rows = self.conn.execute(select(tenants).order_by(tenants.c.id)).mappings()
@@ -405,10 +417,12 @@ class UnitOfWork:
         """
         if not drafts:
             return []
+        parties = self.document_parties(tenant, {account.id for account, _, _ in drafts if account.id is not None})
         rows = []
         for i, (account, draft, inv) in enumerate(drafts):
             seq = first_seq + i
             rows.append({
+                **parties[account.id or 0],
                 "tenant_id": tenant.id, "customer_id": account.id, "seq": seq, "number": self.invoice_number(tenant, seq),
                 "issued_on": draft.issued_on, "issued_at": now, "period_start": draft.period_start,
                 "period_end": draft.period_end, "subtotal": draft.subtotal, "tax": draft.tax_amount, "total": draft.total,
@@ -450,7 +464,8 @@ class UnitOfWork:
             settlement=settlement, refund_reference=refund_reference, taxes=taxes_json(taxes) if taxes else None,
             lines=json.dumps([{"description": ln.description, "quantity": ln.quantity, "amount": ln.amount,
                                "formula": ln.formula, "tax_rate": _rate_text(ln.tax_rate)} for ln in lines],
-                             ensure_ascii=False) if lines else None))
+                             ensure_ascii=False) if lines else None,
+            **self.document_parties(tenant, {customer_id})[customer_id]))
         if settlement != "credit":  # a credit goes on the balance; the invoice itself is still owed in full
             self.conn.execute(update(invoices).where(invoices.c.id == invoice_id).values(credited=invoices.c.credited + total))
         return number
@@ -474,6 +489,15 @@ class UnitOfWork:
             customers, customers.c.id == credit_notes.c.customer_id).join(
             invoices, invoices.c.id == credit_notes.c.invoice_id).where(credit_notes.c.tenant_id == tenant.id)
         return [dict(r) for r in self.conn.execute(q.order_by(credit_notes.c.seq)).mappings()]
+
+    def document_parties(self, tenant: TenantRow, customer_ids: set[int]) -> dict[int, dict[str, str | None]]:
+        """The issuer (the tenant as it is now) and each customer's recipient, as the columns that freeze them on
+        the invoices and credit notes written now."""
+        issuer = Issuer(tenant.name, tenant.registration_number, tenant.address or "")
+        found = self.conn.execute(select(customers.c.id, customers.c.name, customers.c.addressee, customers.c.postal_code,
+                                         customers.c.address).where(in_ids(self.conn, customers.c.id, customer_ids)))
+        return {int(r.id): frozen_parties(issuer, recipient_of(r.name, r.addressee, r.postal_code, r.address))
+                for r in found}
 
     def invoice_counts(self, customer_ids: list[int]) -> dict[int, int]:
         """How many invoices each customer has (committed ones: a rolled-back batch's do not count)."""
@@ -514,14 +538,20 @@ class UnitOfWork:
     def add_payment_attempts(self, rows: list[dict[str, Any]]) -> None:
         insert_many(self.conn, payment_attempts, rows)
 
-    def invoices_for(self, tenant: TenantRow, customer_id: int | None = None, number: str | None = None) -> list[dict[str, Any]]:
+    def invoices_for(self, tenant: TenantRow, customer_id: int | None = None, number: str | None = None, *,
+                     after: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Invoices with their lines and the customer's key, in number order; with ``limit``, a page of at most
+        ``limit`` rows after row id ``after``, in id order (the API's cursor)."""
         q = select(invoices, customers.c.key.label("customer")).join(customers, customers.c.id == invoices.c.customer_id).where(
             invoices.c.tenant_id == tenant.id)
         if customer_id is not None:
             q = q.where(invoices.c.customer_id == customer_id)
         if number is not None:
             q = q.where(invoices.c.number == number)
-        rows = [dict(r) for r in self.conn.execute(q.order_by(invoices.c.seq)).mappings()]
+        if after is not None:
+            q = q.where(invoices.c.id > after)
+        q = q.order_by(invoices.c.seq) if limit is None else q.order_by(invoices.c.id).limit(limit)
+        rows = [dict(r) for r in self.conn.execute(q).mappings()]
         if not rows:
             return rows
         by_id = {r["id"]: r for r in rows}
@@ -551,10 +581,13 @@ class UnitOfWork:
 
         The rows are the caller's fresh dicts: their states are encoded in place (copying them costs the billing run
         about 4%)."""
+        acting = self.acting_member
         for row in rows:
             for side in ("before", "after"):
                 if row[side] is not None:
                     row[side] = audit_json(row[side])
+            if "member" not in row:
+                row["member"] = acting[1] if acting is not None and row["actor"] == acting[0] else None
         insert_many(self.conn, audit_log, rows)
 
     def audit_rows(self, tenant: TenantRow) -> list[dict[str, Any]]:

@@ -61,6 +61,19 @@ class UtcDateTime(TypeDecorator):  # type: ignore[type-arg]
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)  # SQLite autoincrements INTEGER PRIMARY KEY only
 
+def party_columns() -> list[Column[Any]]:
+    """The issuer and the recipient a finalized document was written with (invoices, credit notes): a later change of
+    the vendor or of the customer's billing profile applies to later documents only."""
+    return [
+        Column("issuer_name", String(200)),
+        Column("issuer_registration_number", String(14)),
+        Column("issuer_address", String(500)),
+        Column("recipient_name", String(300)),  # the addressee (宛名), or the customer's name
+        Column("recipient_postal_code", String(8)),
+        Column("recipient_address", String(500)),
+    ]
+
+
 tenants = Table(
     "tenants", metadata,
     Column("id", Id, primary_key=True),
@@ -230,6 +243,7 @@ invoices = Table(
     Column("deferred", Boolean, nullable=False, server_default=text("false")),
     # per tax rate, JSON [{"rate": "10%", "total": …, "tax": …}]; NULL on invoices from before 0014: one rate, tax_rate
     Column("taxes", Text),
+    *party_columns(),
     UniqueConstraint("tenant_id", "seq", name="uq_invoices_tenant_seq"),
     UniqueConstraint("customer_id", "billing_key", name="uq_invoices_customer_billing_key"),
     UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
@@ -272,6 +286,7 @@ audit_log = Table(
     Column("customer_id", ForeignKey("customers.id")),
     Column("at", UtcDateTime(), nullable=False),
     Column("actor", String(200), nullable=False),
+    Column("member", String(40)),  # the customer's member the request acted for (Kakin-Acting-Member), if any
     Column("action", String(80), nullable=False),
     Column("before", Text),
     Column("after", Text),
@@ -428,5 +443,6 @@ credit_notes = Table(
     Column("refund_reference", String(120)),
     Column("taxes", Text),  # per tax rate, JSON as on invoices; NULL: one rate, the invoice's
     Column("lines", Text),  # JSON [{"description", "quantity", "amount", "formula", "tax_rate"}]; NULL: the reason alone
+    *party_columns(),
     UniqueConstraint("tenant_id", "seq", name="uq_credit_notes_tenant_seq"),
 )
