@@ -28,12 +28,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, insert, select
 
-from kakin.adapters.db import service_store, tables
+from kakin.adapters.db import outboxes, service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.mail import SmtpMailer
 from kakin.adapters.payments import CardSimulator
 from kakin.adapters.webhooks_http import http_post
 from kakin.services import billing, mail, webhooks
+from kakin.services.delivery import work_outbox
 from kakin.services.tenancy import create_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -323,3 +324,22 @@ def test_a_deliverer_killed_between_posting_and_recording_causes_one_copy_with_t
     assert len(receiver.seen) == 6 and len(copies) == 5
     assert copies[receiver.seen[0]] == 2  # the same event id and delivery id both times
     assert statuses(engine, tables.webhook_deliveries) == {"delivered": 5}
+
+
+def test_a_deliverer_that_has_used_half_its_lease_hands_the_rest_back_unsent(engine: Engine) -> None:
+    ids = seed_notices(engine, 3)
+    ticks = iter([0.0, 0.0, 151.0])  # the claim's start, before the first send, before the second: past 300 s ÷ 2
+    sent: list[int] = []
+
+    def attempt(row: dict[str, Any]) -> dict[str, Any]:
+        sent.append(row["id"])
+        return {"status": "sent", "sent_at": NOW, "next_attempt_at": None}
+
+    outcomes = work_outbox(engine, "mail", NOW, outboxes.claimed_mail, attempt, limit=10, chunk=10,
+                           lease=timedelta(minutes=5), max_attempts=20, timer=lambda: next(ticks))
+    assert sent == ids[:1] and [o["recorded"] for o in outcomes] == [True]
+    with engine.connect() as conn:
+        rows = conn.execute(select(tables.outbox.c.status, tables.outbox.c.attempts, tables.outbox.c.claim,
+                                   tables.outbox.c.next_attempt_at).order_by(tables.outbox.c.id)).all()
+    assert [(r.status, r.attempts, r.claim) for r in rows] == [("sent", 1, None), ("pending", 0, None), ("pending", 0, None)]
+    assert rows[1].next_attempt_at == NOW  # due again at once, for this or another worker
