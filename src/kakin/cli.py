@@ -268,13 +268,15 @@ def tenant_update(
 @app.command("run-due")
 def run_due(
     until: Annotated[str, typer.Option(help="ISO instant; everything due up to it is done. Default: now.")] = "",
-    tenant: Annotated[str, typer.Option(help="Only this tenant.")] = "",
+    tenant: Annotated[str, typer.Option(help="Bill only this tenant (mail, webhooks and the purge are shared).")] = "",
 ) -> None:
-    """One pass of due work: renewals, trial ends, month closes, retries."""
+    """One pass of due work, exactly what `kakin worker` does each time: billing (renewals, trial ends, month
+    closes, retries), webhook deliveries, e-mail, and forgetting idempotency records older than 24 hours."""
     from kakin.adapters.db.migrate import make_engine
-    from kakin.adapters.db.store import UnitOfWork
     from kakin.adapters.gateway_config import gateway_from_env
-    from kakin.services.billing import run_due as run
+    from kakin.adapters.mail import SmtpMailer
+    from kakin.adapters.webhooks_http import http_post
+    from kakin.services.due_work import run_pass
 
     moment = datetime.now(UTC)
     if until:
@@ -284,16 +286,12 @@ def run_due(
             _fail(f"--until {until!r} is not an ISO date-time such as 2026-05-01T00:00:00+09:00")
         if moment.tzinfo is None:
             _fail("--until needs a UTC offset, such as 2026-05-01T00:00:00+09:00")
-    engine = make_engine()
-    with UnitOfWork(engine) as uow:
-        codes = [t.code for t in uow.tenants() if not tenant or t.code == tenant]
-    gateway = gateway_from_env()
-    for code in codes:
-        n = run(lambda: UnitOfWork(engine), code, gateway, moment)
-        out.print(f"{code}: {n} actions")
-    from kakin.services.webhooks import deliver_due
+    done = run_pass(make_engine(), gateway_from_env(), SmtpMailer.from_env(), http_post, moment, tenant=tenant)
+    for key, n in done.items():
+        out.print(f"{key}: {n} actions" if key not in _OUTBOX_COUNTS else f"{key}: {n}")
 
-    out.print(f"webhook deliveries: {deliver_due(engine, moment)}")
+
+_OUTBOX_COUNTS = ("webhook deliveries", "mails sent", "idempotency records purged")
 
 
 @app.command()
@@ -336,20 +334,24 @@ def serve(
 def worker(
     interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 5.0,
     once: Annotated[bool, typer.Option(help="Do one pass and exit.")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log one JSON object per line.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Accounts per billing batch (one transaction each).", min=1)] = 1000,
 ) -> None:
-    """Do what is due on the real clock, again and again: renewals, trial ends, month closes, retries, webhooks."""
+    """Do what is due on the real clock, again and again: renewals, trial ends, month closes, retries, webhooks,
+    e-mail. Logs a line per batch; waits out database outages; SIGTERM finishes the batch in hand and exits 0."""
     from kakin.adapters.db.migrate import make_engine
     from kakin.adapters.db.migrate import migrate as run
     from kakin.adapters.gateway_config import gateway_from_env
-    from kakin.serve import run_once, work_forever
+    from kakin.serve import run_once
+    from kakin.worker import main
 
     engine = make_engine()
-    run(engine)
     if once:
+        run(engine)
         done = run_once(engine, gateway_from_env(), datetime.now(UTC))
         out.print(", ".join(f"{k}: {v}" for k, v in done.items()))
         return
-    work_forever(engine, gateway_from_env(), interval, out)
+    main(engine, gateway_from_env(), interval, log_json, batch_size)
 
 
 @app.command("api-key")

@@ -3,24 +3,20 @@
 ``serve`` brings the database up to date, makes sure the three reference
 tenants exist with a few demo customers, prints a fresh owner API key for each
 (keys are stored hashed, so a key can only be shown when it is made) and
-serves the API. ``worker`` does what is due, again and again.
+serves the API. ``worker`` (``kakin.worker``) does what is due, again and again.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from rich.console import Console
 from sqlalchemy import Engine
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.mail import SmtpMailer
 from kakin.adapters.payments import PaymentGateway
-from kakin.services import access, billing, mail, webhooks
+from kakin.services import access, billing, due_work
 from kakin.services.tenancy import create_tenant
 
 DEMO: dict[str, list[dict[str, Any]]] = {
@@ -63,31 +59,8 @@ def ensure_reference_tenants(engine: Engine, gateway: PaymentGateway, now: datet
     return keys
 
 
-IDEMPOTENCY_RETENTION = timedelta(hours=24)  # a retried request replays its first response for this long
-
-
 def run_once(engine: Engine, gateway: PaymentGateway, now: datetime) -> dict[str, int]:
-    """One pass of due work on the real clock: billing for every tenant, webhook deliveries, e-mail, and
-    forgetting the responses of requests older than :data:`IDEMPOTENCY_RETENTION`."""
-    done = {}
-    with UnitOfWork(engine) as uow:
-        codes = [t.code for t in uow.tenants()]
-    for code in codes:
-        done[code] = billing.run_due(lambda: UnitOfWork(engine), code, gateway, now)
-    done["webhook deliveries"] = webhooks.deliver_due(engine, now)
-    done["mails sent"] = mail.deliver_mail(engine, now, SmtpMailer.from_env())["sent"]
-    with UnitOfWork(engine) as uow:
-        done["idempotency records purged"] = service_store.purge_idempotency_records(uow.conn, now - IDEMPOTENCY_RETENTION)
-    return done
+    """One pass of due work (``services.due_work.run_pass``) with SMTP and HTTP from the environment."""
+    from kakin.adapters.webhooks_http import http_post
 
-
-def work_forever(engine: Engine, gateway: PaymentGateway, interval: float, console: Console) -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    console.print(f"kakin worker: a pass every {interval:g} s; Ctrl-C to stop")
-    while not stop.is_set():
-        done = run_once(engine, gateway, datetime.now(UTC))
-        if any(done.values()):
-            console.print(", ".join(f"{k}: {v}" for k, v in done.items() if v))
-        stop.wait(interval)
+    return due_work.run_pass(engine, gateway, SmtpMailer.from_env(), http_post, now)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
+from kakin.adapters.webhooks_http import http_post
 from kakin.services import billing, webhooks
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -65,7 +66,7 @@ def subscribe_with_endpoint(engine: Engine, url: str, events: list[str]) -> tupl
 
 def test_events_arrive_signed_and_a_receiver_can_verify_them(engine: Engine, receiver: Receiver) -> None:
     secret, now = subscribe_with_endpoint(engine, receiver.url, ["*"])
-    assert webhooks.deliver_due(engine, now) >= 3
+    assert webhooks.deliver_due(engine, now, http_post) >= 3
     types = [json.loads(body)["type"] for _, body in receiver.requests]
     assert "subscription.started" in types and "invoice.finalized" in types and "payment.succeeded" in types
     for headers, body in receiver.requests:
@@ -75,7 +76,7 @@ def test_events_arrive_signed_and_a_receiver_can_verify_them(engine: Engine, rec
         assert not webhooks.verify(secret, headers["Kakin-Signature"], body, now + timedelta(hours=1))  # replayed late
     invoice = next(json.loads(b) for _, b in receiver.requests if json.loads(b)["type"] == "invoice.finalized")
     assert invoice["customer"] == "acme" and invoice["data"]["total"] == 1800
-    assert webhooks.deliver_due(engine, now) == 0  # delivered once
+    assert webhooks.deliver_due(engine, now, http_post) == 0  # delivered once
 
 
 def test_an_event_gives_its_time_in_iso_8601_with_the_tenants_offset(engine: Engine, receiver: Receiver) -> None:
@@ -88,19 +89,19 @@ def test_an_event_gives_its_time_in_iso_8601_with_the_tenants_offset(engine: Eng
 
 def test_an_endpoint_receives_only_the_events_it_asked_for(engine: Engine, receiver: Receiver) -> None:
     _, now = subscribe_with_endpoint(engine, receiver.url, ["invoice.finalized"])
-    webhooks.deliver_due(engine, now)
+    webhooks.deliver_due(engine, now, http_post)
     assert [json.loads(b)["type"] for _, b in receiver.requests] == ["invoice.finalized"]
 
 
 def test_a_failing_receiver_is_retried_with_backoff_and_the_log_keeps_each_outcome(engine: Engine, receiver: Receiver) -> None:
     _, now = subscribe_with_endpoint(engine, receiver.url, ["invoice.finalized"])
     receiver.status = 500
-    assert webhooks.deliver_due(engine, now) == 1
-    assert webhooks.deliver_due(engine, now + timedelta(seconds=29)) == 0  # first retry after 30 s
-    assert webhooks.deliver_due(engine, now + timedelta(seconds=30)) == 1
-    assert webhooks.deliver_due(engine, now + timedelta(seconds=89)) == 0  # then after 60 s more
+    assert webhooks.deliver_due(engine, now, http_post) == 1
+    assert webhooks.deliver_due(engine, now + timedelta(seconds=29), http_post) == 0  # first retry after 30 s
+    assert webhooks.deliver_due(engine, now + timedelta(seconds=30), http_post) == 1
+    assert webhooks.deliver_due(engine, now + timedelta(seconds=89), http_post) == 0  # then after 60 s more
     receiver.status = 204
-    assert webhooks.deliver_due(engine, now + timedelta(seconds=90)) == 1
+    assert webhooks.deliver_due(engine, now + timedelta(seconds=90), http_post) == 1
     with UnitOfWork(engine) as uow:
         endpoint = service_store.webhook_endpoints_of(uow.conn, open_tenant(uow, "nipoplus").row.id)[0]
         log = service_store.deliveries_of(uow.conn, endpoint["tenant_id"], endpoint["public_id"])
@@ -112,7 +113,7 @@ def test_a_failing_receiver_is_retried_with_backoff_and_the_log_keeps_each_outco
 
 def test_an_unreachable_receiver_does_not_stop_delivery(engine: Engine) -> None:
     _, now = subscribe_with_endpoint(engine, "http://127.0.0.1:9/nothing-listens", ["invoice.finalized"])
-    assert webhooks.deliver_due(engine, now) == 1
+    assert webhooks.deliver_due(engine, now, http_post) == 1
     with UnitOfWork(engine) as uow:
         endpoint = service_store.webhook_endpoints_of(uow.conn, open_tenant(uow, "nipoplus").row.id)[0]
         (log,) = service_store.deliveries_of(uow.conn, endpoint["tenant_id"], endpoint["public_id"])

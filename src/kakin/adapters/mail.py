@@ -1,4 +1,4 @@
-"""Sending e-mail over SMTP. The outbox (services.mail) decides what to send and when."""
+"""Sending e-mail over SMTP: the ``services.mail.Mailer`` port. The outbox (services.mail) decides what to send and when."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ import os
 import smtplib
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Protocol
-
-
-class Mailer(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
@@ -16,11 +17,17 @@ router = APIRouter(prefix="/v1/gateway", tags=["payment gateway"])
 
 @router.post("/stripe/{tenant_code}/webhook", summary="Stripe webhook: a payment that succeeded (e.g. after 3-D Secure)")
 async def stripe_webhook(request: Request, tenant_code: str) -> dict[str, Any]:
+    """Only reading the body is awaited here; checking the signature and the database work run in the threadpool,
+    so a slow database or gateway never blocks the event loop (and with it every other request)."""
+    payload = await request.body()
+    return await run_in_threadpool(_handle, request, tenant_code, payload)
+
+
+def _handle(request: Request, tenant_code: str, payload: bytes) -> dict[str, Any]:
     gateway = request.app.state.gateway
     verify = getattr(gateway, "verify_webhook", None)
     if verify is None:
         raise errors.NotFound("Stripe is not configured on this server", param="tenant_code")
-    payload = await request.body()
     try:
         event = verify(payload, request.headers.get("Stripe-Signature", ""))
     except Exception:  # a forged, stale or malformed signature: refused, nothing done

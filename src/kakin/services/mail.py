@@ -1,8 +1,9 @@
 """E-mail notices through an outbox: queued in the transaction that caused them, sent by the worker.
 
 Nothing is lost when the SMTP server is down (a notice stays queued and is
-retried with backoff) and nothing is sent twice (a notice is marked sent in the
-transaction that sent it, and each carries a stable Message-ID).
+retried with backoff). A notice is claimed before it is sent (``services.delivery``),
+so concurrent workers never send the same one; only a worker stopping between
+sending and recording causes a second copy, with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -10,22 +11,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 
+from kakin.adapters.db import outboxes
 from kakin.adapters.db.bulk import in_ids
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.db.tables import customers, members, outbox
-from kakin.adapters.mail import Mailer
 from kakin.adapters.pdf import TEMPLATES
 from kakin.domain.account import Account
 
+from .delivery import work_outbox
 from .tenancy import Tenant
 
+
+class Mailer(Protocol):
+    """The port to a mail server (``adapters.mail.SmtpMailer``): send one message or raise."""
+
+    def send(self, message: EmailMessage) -> None: ...
+
+
 MAX_ATTEMPTS = 20
+CLAIM_CHUNK = 10  # notices claimed at a time: small, so that concurrent workers share a queue
+LEASE = timedelta(minutes=5)  # a claimed notice whose worker died is sent again after this (10 notices × 10 s timeout < 2.5 min)
 SUBJECTS = {
     "notice.upcoming_charge": "【{vendor}】次回のお支払いのお知らせ",
     "notice.trial_ending": "【{vendor}】無料トライアル終了のお知らせ",
@@ -108,33 +118,39 @@ def backoff(attempts: int) -> timedelta:
     return min(delay, timedelta(hours=2))
 
 
-def deliver_mail(engine: Engine, now: datetime, mailer: Mailer, limit: int = 100) -> dict[str, int]:
-    """Send what is due. Each message is marked in its own transaction right after the server accepted it."""
-    with UnitOfWork(engine, readonly=True) as uow:
-        due = [dict(r) for r in uow.conn.execute(select(outbox).where(
-            outbox.c.status == "pending", outbox.c.next_attempt_at <= now).order_by(outbox.c.id).limit(limit)).mappings()]
-    sent = failed = 0
-    for row in due:
-        with UnitOfWork(engine) as uow:
-            current = uow.conn.execute(select(outbox.c.status).where(outbox.c.id == row["id"])).scalar_one()
-            if current != "pending":  # another worker sent it meanwhile
-                continue
-            message = EmailMessage()
-            message["To"] = row["to_address"]
-            message["Subject"] = row["subject"]
-            message["Message-ID"] = make_msgid(idstring=f"outbox-{row['tenant_id']}-{row['id']}", domain="kakin.local")
-            message.set_content(row["body"])
-            attempts = row["attempts"] + 1
-            try:
-                mailer.send(message)
-            except (OSError, Exception) as exc:  # the server is down or refused: retried later, nothing lost
-                done = attempts >= MAX_ATTEMPTS
-                uow.conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-                    status="failed" if done else "pending", attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:500],
-                    next_attempt_at=None if done else now + backoff(attempts)))
-                failed += 1
-                continue
-            uow.conn.execute(update(outbox).where(outbox.c.id == row["id"]).values(
-                status="sent", attempts=attempts, sent_at=now, last_error=None, next_attempt_at=None))
-            sent += 1
-    return {"sent": sent, "failed": failed}
+def message_id(tenant_id: int, outbox_id: int) -> str:
+    """The Message-ID of an outbox row: derived from the row, so every attempt at one notice carries the same one."""
+    return f"<kakin-outbox-{tenant_id}-{outbox_id}@kakin.local>"
+
+
+def compose(row: dict[str, Any]) -> EmailMessage:
+    """The message for an outbox row (To, Subject, Message-ID, body); the mailer adds From."""
+    message = EmailMessage()
+    message["To"] = row["to_address"]
+    message["Subject"] = row["subject"]
+    message["Message-ID"] = message_id(row["tenant_id"], row["id"])
+    message.set_content(row["body"])
+    return message
+
+
+def deliver_mail(engine: Engine, now: datetime, mailer: Mailer, limit: int = 100, chunk: int = CLAIM_CHUNK,
+                 lease: timedelta = LEASE) -> dict[str, int]:
+    """Send up to ``limit`` due notices; returns ``{"sent": n, "failed": n}`` (failed: attempts that failed).
+
+    Each notice is claimed, sent with no transaction open, and marked sent in
+    a short transaction of its own (``services.delivery``). A failed attempt is
+    retried after :func:`backoff`; after :data:`MAX_ATTEMPTS` it is ``failed``.
+    """
+    def attempt(row: dict[str, Any]) -> dict[str, Any]:
+        try:
+            mailer.send(compose(row))
+        except Exception as exc:  # the server is down or refused: retried later, nothing lost
+            done = row["attempts"] >= MAX_ATTEMPTS
+            return {"status": "failed" if done else "pending", "last_error": f"{type(exc).__name__}: {exc}"[:500],
+                    "next_attempt_at": None if done else now + backoff(row["attempts"])}
+        return {"status": "sent", "sent_at": now, "last_error": None, "next_attempt_at": None}
+
+    outcomes = work_outbox(engine, "mail", now, outboxes.claimed_mail, attempt, limit=limit, chunk=chunk, lease=lease,
+                           max_attempts=MAX_ATTEMPTS)
+    sent = sum(1 for o in outcomes if o["status"] == "sent")
+    return {"sent": sent, "failed": len(outcomes) - sent}

@@ -3,7 +3,9 @@
 Each event is POSTed as JSON with the header
 ``Kakin-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``.
 Failed deliveries are retried with exponential backoff (30 s, 1 min, 2 min, …,
-capped at 6 h) up to 12 attempts; every attempt's outcome is kept.
+capped at 6 h) up to 12 attempts; every attempt's outcome is kept. Deliveries
+are claimed before they are sent and sent outside any transaction
+(``services.delivery``); HTTP goes through the :class:`Poster` port.
 """
 
 from __future__ import annotations
@@ -11,19 +13,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
-import httpx
 from sqlalchemy import Engine
 
-from kakin.adapters.db import service_store
+from kakin.adapters.db import outboxes, service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 
+from .delivery import work_outbox
+
 MAX_ATTEMPTS = 12
+CLAIM_CHUNK = 10  # deliveries claimed at a time
+LEASE = timedelta(minutes=5)  # a claimed delivery whose worker died is sent again after this (10 posts × 10 s timeout < 2.5 min)
 SIGNATURE_HEADER = "Kakin-Signature"
 
 
@@ -59,33 +63,41 @@ def create_endpoint(uow: UnitOfWork, tenant: TenantRow, url: str, events: list[s
     return {"id": public_id, "url": url, "events": events or ["*"], "secret": secret}
 
 
-Poster = Callable[[str, bytes, dict[str, str]], int]
+class Poster(Protocol):
+    """The port to the receivers (``adapters.webhooks_http.http_post``): POST a body, return the HTTP status, or raise."""
+
+    def __call__(self, url: str, body: bytes, headers: dict[str, str]) -> int: ...
 
 
-def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
-    return httpx.post(url, content=body, headers=headers, timeout=10.0).status_code
+def delivery_id(delivery: int) -> str:
+    """The ``Kakin-Delivery-Id`` of a delivery row (one event to one endpoint): the same on every attempt."""
+    return f"whd_{delivery}"
 
 
-def deliver_due(engine: Engine, now: datetime, post: Poster = http_post, limit: int = 100) -> int:
-    """Deliver what is due; returns the number of attempts made."""
-    made = 0
-    with UnitOfWork(engine) as uow:
-        for d in service_store.due_deliveries(uow.conn, now, limit):
-            body = d["payload"].encode()
-            headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(d["secret"], int(now.timestamp()), body),
-                       "Kakin-Event-Id": d["event_public_id"], "Kakin-Event-Type": d["type"]}
-            attempts = d["attempts"] + 1
-            made += 1
-            try:
-                status, error = post(d["url"], body, headers), None
-            except Exception as exc:  # the receiver is down or slow: retried later
-                status, error = None, f"{type(exc).__name__}: {exc}"[:500]
-            if status is not None and 200 <= status < 300:
-                service_store.update_delivery(uow.conn, d["id"], status="delivered", attempts=attempts, last_status_code=status,
-                                              last_error=None, delivered_at=now, next_attempt_at=None)
-            else:
-                done = attempts >= MAX_ATTEMPTS
-                service_store.update_delivery(
-                    uow.conn, d["id"], status="failed" if done else "pending", attempts=attempts, last_status_code=status,
-                    last_error=error or f"HTTP {status}", next_attempt_at=None if done else now + backoff(attempts))
-    return made
+def deliver_due(engine: Engine, now: datetime, post: Poster, limit: int = 100, chunk: int = CLAIM_CHUNK,
+                lease: timedelta = LEASE) -> int:
+    """Deliver up to ``limit`` due webhooks; returns the number of attempts made.
+
+    Each delivery is claimed, POSTed with no transaction open, and its outcome
+    recorded in a short transaction of its own (``services.delivery``). Every
+    attempt carries the event's ``Kakin-Event-Id`` and the delivery's
+    ``Kakin-Delivery-Id``, both stable, so a receiver can drop a repeat.
+    """
+    def attempt(d: dict[str, Any]) -> dict[str, Any]:
+        body = d["payload"].encode()
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(d["secret"], int(now.timestamp()), body),
+                   "Kakin-Event-Id": d["event_public_id"], "Kakin-Event-Type": d["type"],
+                   "Kakin-Delivery-Id": delivery_id(d["id"])}
+        try:
+            status, error = post(d["url"], body, headers), None
+        except Exception as exc:  # the receiver is down or slow: retried later
+            status, error = None, f"{type(exc).__name__}: {exc}"[:500]
+        if status is not None and 200 <= status < 300:
+            return {"status": "delivered", "last_status_code": status, "last_error": None, "delivered_at": now,
+                    "next_attempt_at": None}
+        done = d["attempts"] >= MAX_ATTEMPTS
+        return {"status": "failed" if done else "pending", "last_status_code": status, "last_error": error or f"HTTP {status}",
+                "next_attempt_at": None if done else now + backoff(d["attempts"])}
+
+    return len(work_outbox(engine, "webhook", now, outboxes.claimed_deliveries, attempt, limit=limit, chunk=chunk,
+                           lease=lease, max_attempts=MAX_ATTEMPTS))

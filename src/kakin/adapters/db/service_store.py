@@ -199,22 +199,6 @@ def record_webhook_events(conn: Connection, tenant_id: int, events: list[dict[st
             conn.execute(insert(webhook_deliveries), rows)
 
 
-def due_deliveries(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
-    q = (select(webhook_deliveries, webhook_events.c.payload, webhook_events.c.public_id.label("event_public_id"),
-                webhook_events.c.type, webhook_endpoints.c.url, webhook_endpoints.c.secret)
-         .join(webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id)
-         .join(webhook_endpoints, webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id)
-         .where(webhook_deliveries.c.status == "pending", webhook_deliveries.c.next_attempt_at <= now)
-         .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id).limit(limit))
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True, of=webhook_deliveries)
-    return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def update_delivery(conn: Connection, delivery_id: int, **values: Any) -> None:
-    conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id).values(**values))
-
-
 def deliveries_of(conn: Connection, tenant_id: int, endpoint_public_id: str) -> list[dict[str, Any]]:
     q = (select(webhook_deliveries, webhook_events.c.public_id.label("event"), webhook_events.c.type)
          .join(webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id)

@@ -395,9 +395,10 @@ webhook_deliveries = Table(
     Column("id", Id, primary_key=True),
     Column("event_id", ForeignKey("webhook_events.id"), nullable=False),
     Column("endpoint_id", ForeignKey("webhook_endpoints.id"), nullable=False),
-    Column("status", String(20), nullable=False),  # pending | delivered | failed
+    Column("status", String(20), nullable=False),  # pending | sending (claimed) | delivered | failed
     Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("next_attempt_at", UtcDateTime()),
+    Column("next_attempt_at", UtcDateTime()),  # while sending: the end of the claim's lease
+    Column("claim", String(32)),  # the token of the worker that claimed it
     Column("last_status_code", Integer),
     Column("last_error", Text),
     Column("delivered_at", UtcDateTime()),
@@ -415,9 +416,10 @@ outbox = Table(
     Column("to_address", String(320), nullable=False),
     Column("subject", String(300), nullable=False),
     Column("body", Text, nullable=False),
-    Column("status", String(20), nullable=False),  # pending | sent | failed
+    Column("status", String(20), nullable=False),  # pending | sending (claimed) | sent | failed
     Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("next_attempt_at", UtcDateTime()),
+    Column("next_attempt_at", UtcDateTime()),  # while sending: the end of the claim's lease
+    Column("claim", String(32)),  # the token of the worker that claimed it
     Column("last_error", Text),
     Column("sent_at", UtcDateTime()),
     Column("created_at", UtcDateTime(), nullable=False),

@@ -1,0 +1,84 @@
+"""One pass of due work: what ``kakin worker`` does on each tick and ``kakin run-due`` does once.
+
+In order: billing for every tenant (renewals, trial ends, month closes,
+month-start plan changes, payment retries), one batch at a time; webhook
+deliveries; e-mail; forgetting idempotency records older than
+:data:`IDEMPOTENCY_RETENTION` (README, "Idempotency"). Between batches the
+pass asks ``stop()`` and returns early when it says so, so a worker told to
+stop finishes the batch in hand and nothing more.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from kakin.adapters.db import service_store
+from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.payments import PaymentGateway
+
+from . import billing, mail, webhooks
+
+IDEMPOTENCY_RETENTION = timedelta(hours=24)  # a retried request replays its first response for this long
+OUTBOX_BATCH = 100  # mails or webhook attempts per batch
+Log = Callable[[dict[str, Any]], None]
+
+
+def _never() -> bool:
+    return False
+
+
+def _quiet(_: dict[str, Any]) -> None:
+    return None
+
+
+def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post: webhooks.Poster, now: datetime, *,
+             tenant: str = "", batch_size: int = 1000, stop: Callable[[], bool] = _never, log: Log = _quiet,
+             timer: Callable[[], float] = time.monotonic) -> dict[str, int]:
+    """Do everything due by ``now``; returns counts: actions per tenant code, ``webhook deliveries`` (attempts),
+    ``mails sent``, ``idempotency records purged``.
+
+    ``tenant`` limits the billing to one tenant's code (the outboxes and the
+    purge are shared by all tenants). ``log`` receives one dict per batch
+    (``work``, what was done, ``seconds``); ``stop`` is asked before each batch.
+    """
+    done: dict[str, int] = {}
+    with UnitOfWork(engine, readonly=True) as uow:
+        codes = [t.code for t in uow.tenants() if not tenant or t.code == tenant]
+    for code in codes:
+        done[code] = 0
+        while not stop():
+            started = timer()
+            n = billing.run_due(lambda: UnitOfWork(engine), code, gateway, now, batch_size=batch_size, max_batches=1)
+            if n == 0:
+                break
+            done[code] += n
+            log({"work": "billing", "tenant": code, "actions": n, "seconds": round(timer() - started, 3)})
+    done["webhook deliveries"] = done["mails sent"] = 0
+    while not stop():  # batches of OUTBOX_BATCH until what is due is done
+        started = timer()
+        n = webhooks.deliver_due(engine, now, post, limit=OUTBOX_BATCH)
+        if n:
+            done["webhook deliveries"] += n
+            log({"work": "webhooks", "attempts": n, "seconds": round(timer() - started, 3)})
+        if n < OUTBOX_BATCH:
+            break
+    while not stop():
+        started = timer()
+        sent = mail.deliver_mail(engine, now, mailer, limit=OUTBOX_BATCH)
+        if sent["sent"] or sent["failed"]:
+            done["mails sent"] += sent["sent"]
+            log({"work": "mail", **sent, "seconds": round(timer() - started, 3)})
+        if sent["sent"] + sent["failed"] < OUTBOX_BATCH:
+            break
+    if stop():
+        return done
+    with UnitOfWork(engine) as uow:
+        done["idempotency records purged"] = service_store.purge_idempotency_records(uow.conn, now - IDEMPOTENCY_RETENTION)
+    if done["idempotency records purged"]:
+        log({"work": "idempotency purge", "purged": done["idempotency records purged"]})
+    return done
