@@ -21,7 +21,7 @@ STATUS = {
     "invalid_api_key": 401,
     "role_forbidden": 403, "super_admin_required": 403, "admin_required": 403, "eligibility_required": 403,
     "not_found": 404,
-    "payment_method_required": 402,
+    "payment_method_required": 402, "card_declined": 402,
     "idempotency_key_reused": 409, "customer_exists": 409, "tenant_exists": 409, "already_subscribed": 409,
     "plan_change_not_allowed": 409, "premium_id_taken": 409, "premium_id_locked": 409, "not_subscribed": 409,
     "member_exists": 409, "admin_limit_reached": 409, "quota_exceeded": 409, "super_admin_exists": 409, "conflict": 409,
@@ -43,7 +43,7 @@ class ErrorResponse(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
-    for status, description in ((401, "Missing or invalid API key"), (402, "A payment method is required"),
+    for status, description in ((401, "Missing or invalid API key"), (402, "A payment method is required, or the card was declined"),
                                 (403, "Not allowed for this key or member"), (404, "Not found"),
                                 (409, "Refused by a billing rule or in conflict with the current state"),
                                 (422, "Invalid request: the field is named in param"),
@@ -71,6 +71,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(KakinError)
     async def kakin_error(_: Request, exc: KakinError) -> JSONResponse:
         extra = {"remaining": exc.remaining} if hasattr(exc, "remaining") else {}
+        if hasattr(exc, "decline_code"):
+            extra["decline_code"] = exc.decline_code
         return error_response(STATUS.get(exc.code, 422), exc.code, exc.message, exc.param, **extra)
 
     @app.exception_handler(RequestValidationError)

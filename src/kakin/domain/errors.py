@@ -43,6 +43,19 @@ class PaymentMethodRequired(KakinError):
     code = "payment_method_required"
 
 
+class CardDeclined(KakinError):
+    """The card was declined when the command charged it at once (a sign-up, an upgrade, more seats, an add-on):
+    the command is refused whole and changes nothing. ``decline_code`` is the gateway's reason
+    (``insufficient_funds``, ``expired_card``, ``generic_decline``, …). Source: SPEC 3.2 (a sign-up whose first
+    charge is declined is refused), issue 9 item 6."""
+
+    code = "card_declined"
+
+    def __init__(self, message: str, *, decline_code: str, param: str | None = "payment_method") -> None:
+        super().__init__(message, param=param)
+        self.decline_code = decline_code
+
+
 class QuotaExceeded(KakinError):
     code = "quota_exceeded"
 
