@@ -18,9 +18,10 @@ behaviour; nothing of kakin's is faked):
 * of Stripe's test PaymentMethods it knows only pm_card_visa,
   pm_card_visa_chargeDeclined and pm_card_chargeCustomerFail: the launcher adds
   pm_card_chargeDeclined, pm_card_chargeDeclinedInsufficientFunds,
-  pm_card_chargeDeclinedExpiredCard and pm_card_authenticationRequired;
+  pm_card_chargeDeclinedExpiredCard, pm_card_authenticationRequired,
+  pm_card_visa_chargeDeclinedLostCard and pm_card_visa_chargeDeclinedStolenCard;
 * its card errors always say card_declined with no decline_code, have type
-  invalid_request_error, and the decline cards (…0002, …9995, …0069) are
+  invalid_request_error, and the decline cards (…0002, …9995, …0069, …9987, …9979) are
   refused only when attached, while a charge with them succeeds: the launcher
   gives them Stripe's code/decline_code, type card_error, and declines them
   when charged too.
@@ -98,6 +99,8 @@ EXTRA = {
     "pm_card_chargeDeclinedInsufficientFunds": "4000000000009995",
     "pm_card_chargeDeclinedExpiredCard": "4000000000000069",
     "pm_card_authenticationRequired": "4000002760003184",
+    "pm_card_visa_chargeDeclinedLostCard": "4000000000009987",
+    "pm_card_visa_chargeDeclinedStolenCard": "4000000000009979",
 }
 _canonical = PaymentMethod._try_get_canonical_test_article.__func__
 
@@ -113,6 +116,8 @@ DECLINES = {
     "4000000000000002": ("card_declined", "generic_decline", "Your card was declined."),
     "4000000000009995": ("card_declined", "insufficient_funds", "Your card has insufficient funds."),
     "4000000000000069": ("expired_card", "expired_card", "Your card has expired."),
+    "4000000000009987": ("card_declined", "lost_card", "Your card was declined."),
+    "4000000000009979": ("card_declined", "stolen_card", "Your card was declined."),
     "4000000000000341": ("card_declined", "generic_decline", "Your card was declined."),
 }
 _charging_is_declined = PaymentMethod._charging_is_declined
@@ -295,15 +300,19 @@ def test_a_card_refused_when_attached_leaves_nothing_behind(engine: Engine, gate
         assert conn.execute(select(func.count()).select_from(tables.customers)).scalar_one() == 0
 
 
-def test_a_declined_charge_leaves_the_invoice_open_and_the_customer_past_due(
+def test_a_sign_up_whose_charge_stripe_declines_is_refused_and_its_attempt_stays_in_the_payment_log(
         engine: Engine, gateway: StripeGateway, stripe_api: stripe.StripeClient) -> None:
-    sign_up(engine, gateway, "pm_card_chargeCustomerFail")  # attaches, then every charge is declined
-    [invoice] = invoices(engine)
-    assert invoice["status"] == "open"
+    with pytest.raises(KakinError) as refused:
+        sign_up(engine, gateway, "pm_card_chargeCustomerFail")  # attaches, then every charge is declined
+    assert (refused.value.code, getattr(refused.value, "decline_code", None)) == ("card_declined", "generic_decline")
+    assert invoices(engine) == []  # no invoice, nothing owed
     [attempt] = attempts(engine)
-    assert (attempt["outcome"], attempt["code"]) == ("failed", "card_declined")
+    assert (attempt["outcome"], attempt["code"], attempt["invoice_id"], attempt["amount"]) == (
+        "failed", "card_declined", None, 1800)
     customer, status = state(engine)
-    assert status == "past_due"
+    assert status == "active"  # still on the free plan
+    with UnitOfWork(engine) as uow:
+        assert billing.load(uow, open_tenant(uow, "nipoplus"), "c0", lock=False).plan_subscription.plan == "free"  # type: ignore[union-attr]
     assert stripe_api.v1.payment_intents.retrieve(attempt["reference"]).status == "requires_payment_method"
     assert [pi.id for pi in intents_of(stripe_api, customer)] == [attempt["reference"]]
 
@@ -312,6 +321,8 @@ def test_a_declined_charge_leaves_the_invoice_open_and_the_customer_past_due(
     ("pm_card_chargeDeclined", "card_declined"),
     ("pm_card_chargeDeclinedInsufficientFunds", "insufficient_funds"),
     ("pm_card_chargeDeclinedExpiredCard", "expired_card"),
+    ("pm_card_visa_chargeDeclinedLostCard", "lost_card"),
+    ("pm_card_visa_chargeDeclinedStolenCard", "stolen_card"),
 ])
 def test_a_declined_charge_carries_stripes_reason(payment_method: str, code: str, gateway: StripeGateway) -> None:
     outcome = gateway.charge(payment_method, 1800, f"decline-{payment_method}")
@@ -331,7 +342,7 @@ def test_authentication_required_then_the_customer_authenticates_and_restore_pay
     [attempt] = attempts(engine)
     assert invoice["status"] == "open"
     assert (attempt["outcome"], attempt["code"]) == ("requires_action", "authentication_required")
-    assert state(engine)[1] == "past_due"
+    assert state(engine)[1] == "incomplete"  # no service until the customer authenticates
     reference = attempt["reference"]
     pi = stripe_api.v1.payment_intents.retrieve(reference)
     assert pi.status == "requires_action"
