@@ -164,12 +164,12 @@ def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_nex
     with UnitOfWork(engine) as uow:
         billing.cancel(uow, open_tenant(uow, "t"), gateway, "gone", datetime(2025, 2, 1, 10, tzinfo=JST))
     feb = {(r["customer"], r["total"], r["status"], r["deferred"]) for r in invoices(engine)}
-    assert feb == {("small", 25, "open", True), ("gone", 12, "open", True)}
+    # "gone" bills no day of February (cancelled on its first day): no charge can take its 12 yen, written off
+    assert feb == {("small", 25, "open", True), ("gone", 12, "uncollectible", True)}
     assert gateway.charged == []  # nothing below 50 yen reaches the card
     billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 3, 1, 9, tzinfo=JST))
     rows = invoices(engine)
-    # March 1: February is 360, tax 36, total 396; charged once together with January's 25. The cancelled customer's
-    # 12 yen can join no charge once its last month closed (no days used in February): written off then.
+    # March 1: February is 360, tax 36, total 396; charged once together with January's 25
     assert [(r["customer"], r["total"], r["status"]) for r in rows] == [
         ("small", 25, "paid"), ("gone", 12, "uncollectible"), ("small", 396, "paid")]
     assert [amount for _, amount, _ in gateway.charged] == [421]

@@ -229,12 +229,14 @@ def payment_failed(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datet
     next_at = (ahead[-1] if hard else ahead[0]) if ahead else None  # a hard decline waits for a new card until the end
     sub = account.plan_subscription
     today = lc.today(now)
-    result = Result(events=[("payment.failed", {"number": inv.number, "attempt": inv.attempts, "code": code,
-                                                "retry": next_at is not None and not hard, "hard_decline": hard})])
+    failed: dict[str, object] = {"number": inv.number, "attempt": inv.attempts, "code": code,
+                                 "retry": next_at is not None and not hard, "hard_decline": hard}
+    result = Result(events=[("payment.failed", failed)])
     if hard:
         account.payment_method = None  # never charged again; a card registered later pays what is open at once
-        result.events.append(("payment.new_card_needed", {
-            "number": inv.number, "code": code, "deadline": next_at.isoformat() if next_at else None}))
+        failed["deadline"] = next_at.astimezone(lc.zone).isoformat() if next_at else None  # when the window closes
+        result.events.append(("payment.new_card_needed", {"number": inv.number, "code": code,
+                                                          "deadline": failed["deadline"]}))
     if next_at is not None:
         inv.next_retry_at = next_at
         if sub is not None and sub.status is Status.ACTIVE:
@@ -321,8 +323,8 @@ def next_charge_on(lc: Lifecycle, account: Account) -> date | None:
     """The first date on which the account's live subscriptions can still issue a charge; None when nothing will.
 
     A billable in-advance subscription charges at its next billing date (unless a cancellation ends it there and
-    nothing is left to bill), a trial that turns paid at its end, a post-paid one at its month close (days used,
-    also after a cancellation). A deleted customer, a suspended or incomplete plan and free plans charge nothing.
+    nothing is left to bill), a trial that turns paid at its end, a post-paid one at its month close when a day of
+    the month is billable (days used, also after a cancellation). A deleted customer, a suspended or incomplete plan and free plans charge nothing.
     """
     if account.deleted_on is not None and not any(not s.ended for s in account.subscriptions):
         return None
@@ -336,7 +338,8 @@ def next_charge_on(lc: Lifecycle, account: Account) -> date | None:
         if not priced:
             continue
         if price.timing is Timing.IN_ARREARS:
-            dates.append(sub.period_end)
+            if _bills_a_day(sub):
+                dates.append(sub.period_end)
         elif sub.pending is not None and sub.pending.cancel:
             if sub.product == PLAN and sum(p.line.amount for p in account.pending_items) > 0:
                 dates.append(sub.pending.effective_on)  # the last invoice still bills pending items
@@ -345,6 +348,15 @@ def next_charge_on(lc: Lifecycle, account: Account) -> date | None:
         elif sub.status is Status.TRIALING and sub.trial_end and account.can_pay:
             dates.append(sub.trial_end)
     return min(dates, default=None)
+
+
+def _bills_a_day(sub: Subscription) -> bool:
+    """A post-paid period has a billable day (a cancellation or deletion today leaves none after it)."""
+    for i, phase in enumerate(sub.phases):
+        end = sub.phases[i + 1].start if i + 1 < len(sub.phases) else sub.period_end
+        if phase.billable and max(phase.start, sub.period_start) < min(end, sub.period_end):
+            return True
+    return False
 
 
 def write_off_stranded(lc: Lifecycle, account: Account, now: datetime) -> Result:
