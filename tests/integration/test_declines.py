@@ -15,6 +15,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import CardDeclined
 from kakin.services import access, billing
+from kakin.services.entitlements import entitlements
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -134,11 +135,15 @@ def test_a_sign_up_completed_with_3d_secure_within_23_hours_is_active(engine: En
     gateway = CardSimulator()
     seed(engine, gateway, "pm_card_authenticationRequired")
     command(engine, gateway, "subscribe", START, "gold", seats=10)
+    with UnitOfWork(engine) as uow:  # no paid features until it is paid
+        assert entitlements(uow, open_tenant(uow, "t"), "acme", START)["active"] is False
     gateway.authenticate(attempts(engine)[0]["reference"])
     with UnitOfWork(engine) as uow:
         billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START + timedelta(hours=2))
     run(engine, gateway, START + timedelta(days=2))
     assert [i["status"] for i in invoices(engine)] == ["paid"] and plan(engine)[:2] == ("gold", "active")
+    with UnitOfWork(engine) as uow:
+        assert entitlements(uow, open_tenant(uow, "t"), "acme", START + timedelta(days=2))["active"] is True
 
 
 def test_a_hard_decline_is_not_retried_the_customer_is_asked_for_a_new_card_and_dunning_still_ends(engine: Engine) -> None:
@@ -164,20 +169,29 @@ def test_a_new_card_after_a_hard_decline_is_charged_at_once(engine: Engine) -> N
     command(engine, gateway, "subscribe", START, "gold", seats=10)
     command(engine, gateway, "set_payment_method", START + timedelta(days=10), "pm_card_chargeDeclinedStolenCard")
     run(engine, gateway, datetime(2025, 6, 4, 12, tzinfo=JST))
+    assert [a["code"] for a in attempts(engine)] == [None, "stolen_card"]  # June 3, and no retry on June 4
     command(engine, gateway, "set_payment_method", datetime(2025, 6, 4, 12, tzinfo=JST), "pm_card_visa")
     assert [i["status"] for i in invoices(engine)] == ["paid", "paid"] and plan(engine)[:2] == ("gold", "active")
     assert [amount for _, amount, _ in gateway.charged] == [1800, 1800]
 
 
-def test_a_soft_decline_is_retried_on_the_catalogs_days(engine: Engine) -> None:
+def test_a_new_card_that_declines_softly_after_a_hard_decline_follows_the_retry_days_of_the_first_failure(
+        engine: Engine) -> None:
     gateway = CardSimulator()
     seed(engine, gateway, "pm_card_visa")
     command(engine, gateway, "subscribe", START, "gold", seats=10)
-    command(engine, gateway, "set_payment_method", START + timedelta(days=10), "pm_card_chargeDeclinedProcessingError")
+    command(engine, gateway, "set_payment_method", START + timedelta(days=10), "pm_card_chargeDeclinedExpiredCard")
+    run(engine, gateway, datetime(2025, 6, 5, 12, tzinfo=JST))
+    command(engine, gateway, "set_payment_method", datetime(2025, 6, 5, 12, tzinfo=JST),
+            "pm_card_chargeDeclinedProcessingError")
     run(engine, gateway, datetime(2025, 6, 9, 23, tzinfo=JST))
-    tried = [a["at"].astimezone(JST).date().isoformat() for a in attempts(engine)[1:]]
-    assert tried == ["2025-06-03", "2025-06-04", "2025-06-06", "2025-06-08"]  # 1, 3 and 5 days after; 7 still to come
     assert plan(engine) == ("gold", "past_due", "pm_card_chargeDeclinedProcessingError")
+    run(engine, gateway, datetime(2025, 6, 10, 1, tzinfo=JST))
+    tried = [(a["at"].astimezone(JST).date().isoformat(), a["code"]) for a in attempts(engine)[1:]]
+    # June 3 hard (no retry on June 4); the new card at once on June 5, then June 3 + 3, 5 and 7 days
+    assert tried == [("2025-06-03", "expired_card"), ("2025-06-05", "processing_error"), ("2025-06-06", "processing_error"),
+                     ("2025-06-08", "processing_error"), ("2025-06-10", "processing_error")]
+    assert plan(engine)[:2] == ("free", "active")
 
 
 def test_a_small_balance_of_a_deleted_customer_is_written_off_at_once(engine: Engine) -> None:
