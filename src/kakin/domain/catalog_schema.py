@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from .catalog import (
+    HARD_DECLINE_CODES,
     AddOn,
     AfterDunning,
     Alignment,
@@ -21,7 +22,6 @@ from .catalog import (
     Cancellation,
     Catalog,
     ChangeRule,
-    HARD_DECLINE_CODES,
     Dunning,
     MidPeriodChange,
     Plan,
