@@ -14,7 +14,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import CardDeclined
-from kakin.services import access, billing
+from kakin.services import access, billing, payments
 from kakin.services.entitlements import entitlements
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -120,7 +120,7 @@ def test_a_sign_up_awaiting_3d_secure_is_incomplete_and_expires_after_23_hours(e
     [invoice] = invoices(engine)
     assert (invoice["status"], plan(engine)[:2]) == ("open", ("gold", "incomplete"))
     with UnitOfWork(engine) as uow:
-        status = billing.payment_status(uow, open_tenant(uow, "t"), gateway, "acme", invoice["number"])
+        status = payments.payment_status(uow, open_tenant(uow, "t"), gateway, "acme", invoice["number"])
     assert status["status"] == "requires_action" and status["client_secret"]
     run(engine, gateway, START + timedelta(hours=22, minutes=59))
     assert plan(engine)[:2] == ("gold", "incomplete")  # not retried off-session meanwhile
@@ -139,7 +139,7 @@ def test_a_sign_up_completed_with_3d_secure_within_23_hours_is_active(engine: En
         assert entitlements(uow, open_tenant(uow, "t"), "acme", START)["active"] is False
     gateway.authenticate(attempts(engine)[0]["reference"])
     with UnitOfWork(engine) as uow:
-        billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START + timedelta(hours=2))
+        payments.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START + timedelta(hours=2))
     run(engine, gateway, START + timedelta(days=2))
     assert [i["status"] for i in invoices(engine)] == ["paid"] and plan(engine)[:2] == ("gold", "active")
     with UnitOfWork(engine) as uow:

@@ -16,7 +16,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.adapters.pdf import render_pdf
 from kakin.domain.errors import KakinError
-from kakin.services import billing, operations
+from kakin.services import billing, operations, payments
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -90,12 +90,12 @@ def test_restore_payment_settles_an_invoice_paid_after_3d_secure(engine: Engine)
         outcome = uow.conn.execute(select(tables.payment_attempts.c.outcome)).scalar_one()
     assert outcome == "requires_action"
     with UnitOfWork(engine) as uow:  # nothing to restore yet: the customer has not authenticated
-        assert billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
+        assert payments.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
     gateway.authenticate(reference)  # the customer completes 3-D Secure; kakin is not told
     with UnitOfWork(engine) as uow:
-        assert billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == [invoice["number"]]
+        assert payments.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == [invoice["number"]]
     with UnitOfWork(engine) as uow:  # restoring again changes nothing
-        assert billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
+        assert payments.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
     assert invoices(engine)[0]["status"] == "paid" and plan_status(engine) == ("gold", "active")
     assert len(gateway.charged) == 1  # the one payment made at the gateway, nothing more
 

@@ -75,7 +75,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.domain.errors import KakinError
-from kakin.services import billing
+from kakin.services import billing, payments
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -348,7 +348,7 @@ def test_authentication_required_then_the_customer_authenticates_and_restore_pay
     pi = stripe_api.v1.payment_intents.retrieve(reference)
     assert pi.status == "requires_action"
     with UnitOfWork(engine) as uow:  # nothing to restore yet
-        assert billing.restore_payment(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 5, 3, 11))["restored"] == []
+        assert payments.restore_payment(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 5, 3, 11))["restored"] == []
 
     # The customer completes 3-D Secure in the browser with the PaymentIntent's client secret (localstripe's Stripe.js
     # does this with its _authenticate endpoint and the publishable key).
@@ -358,7 +358,7 @@ def test_authentication_required_then_the_customer_authenticates_and_restore_pay
         assert json.loads(r.read())["status"] == "succeeded"
 
     with UnitOfWork(engine) as uow:
-        restored = billing.restore_payment(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 5, 3, 12))
+        restored = payments.restore_payment(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 5, 3, 12))
     assert restored["restored"] == [invoice["number"]]
     assert invoices(engine)[0]["status"] == "paid"
     assert state(engine)[1] == "active"
@@ -587,7 +587,7 @@ def test_a_signed_payment_intent_succeeded_webhook_settles_the_invoice_and_a_for
     reference = attempt["reference"]
     number = invoices(engine)[0]["number"]
     with UnitOfWork(engine) as uow:  # what the vendor's page hands to Stripe.js
-        status = billing.payment_status(uow, open_tenant(uow, "nipoplus"), gateway, "c0", number)
+        status = payments.payment_status(uow, open_tenant(uow, "nipoplus"), gateway, "c0", number)
     assert status["status"] == "requires_action" and status["reference"] == reference
     assert status["client_secret"] == stripe_api.v1.payment_intents.retrieve(reference).client_secret
     form = f"key=pk_test_kakin&client_secret={status['client_secret']}&success=true".encode()
