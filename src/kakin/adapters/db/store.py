@@ -8,6 +8,7 @@ customers in constant memory.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -33,6 +34,8 @@ from .tables import (
     tenants,
     usage_counters,
 )
+
+log = logging.getLogger("kakin.store")
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,12 @@ class UnitOfWork:
             else:
                 self._tx.rollback()
                 if self._after_rollback:  # what must outlive the refusal, in a transaction of its own
-                    with self.conn.begin():
-                        for write in self._after_rollback:
-                            write()
+                    try:
+                        with self.conn.begin():
+                            for write in self._after_rollback:
+                                write()
+                    except Exception:  # the refusal is still the answer; the lost record is logged
+                        log.exception("a record kept across a rollback could not be written")
         finally:
             self._after_rollback.clear()
             self.conn.close()
