@@ -123,10 +123,10 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
                 if on_session and inv.id == 0 and not ok and not (waiting and _signup(account)):
                     _refuse_purchase(uow, account, at, amount, key, outcome)
                 for paid in (inv, *carried):  # one attempt row per invoice the payment covers, each with its amount
-                    outcomes.append((paid, {"at": at, "customer_id": account.id, "payment_method": account.payment_method, "amount": paid.total,
-                                            "outcome": "succeeded" if ok else "requires_action" if outcome.requires_action
-                                            else "failed", "code": code, "idempotency_key": key,
-                                            "reference": outcome.reference}))
+                    outcomes.append((paid, {"at": at, "customer_id": account.id, "payment_method": account.payment_method,
+                                            "amount": paid.total,
+                                            "outcome": "succeeded" if ok else "requires_action" if waiting else "failed",
+                                            "code": code, "idempotency_key": key, "reference": outcome.reference}))
                 if ok:
                     for paid in carried:
                         done = schedule.payment_succeeded(lc, account, paid, at)
