@@ -244,6 +244,8 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
         except KakinError as exc:  # refused: the transaction rolled back, nothing changed
             record["ok"] = False
             record["error"] = {"code": exc.code, "message": exc.message}
+            if hasattr(exc, "decline_code"):  # card_declined: the gateway's reason
+                record["error"]["decline_code"] = exc.decline_code
         steps.append(record)
     return steps
 
@@ -253,7 +255,11 @@ def report(engine: Engine, code: str, label: str, steps: list[dict[str, Any]] | 
     with UnitOfWork(engine) as u:
         tenant = open_tenant(u, code)
         outcome.tax_inclusive = tenant.catalog.tax_inclusive
-        outcome.invoices = [_invoice_json(r) for r in u.invoices_for(tenant.row)]
+        tried: dict[int, int] = {}  # payment attempts made for each invoice (a refused purchase's have none)
+        for attempt in u.payment_attempts_of(tenant.row):
+            if attempt["invoice_id"] is not None:
+                tried[attempt["invoice_id"]] = tried.get(attempt["invoice_id"], 0) + 1
+        outcome.invoices = [{**_invoice_json(r), "attempts": tried.get(r["id"], 0)} for r in u.invoices_for(tenant.row)]
         outcome.credit_notes = [_credit_note_json(r) for r in u.credit_notes_for(tenant.row)]
         latest = u.latest_plan_subscriptions(tenant.row)
         for c in u.customers_of(tenant.row):

@@ -258,6 +258,32 @@ def test_a_payment_awaiting_3d_secure_shows_its_client_secret_until_it_is_restor
     assert done["invoice_status"] == "paid" and done["status"] == "succeeded" and done["client_secret"] is None
 
 
+def test_a_sign_up_with_a_declined_card_is_refused_with_402_and_its_decline_code(
+        engine: Engine, client: TestClient, gateway: CardSimulator) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ", pm="pm_card_chargeDeclinedInsufficientFunds")
+    r = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10}, idem="signup-1")
+    assert r.status_code == 402, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["decline_code"], error["param"]) == ("card_declined", "insufficient_funds", "payment_method")
+    assert api.call("GET", "/v1/customers/acme/invoices").json()["data"] == []  # no invoice, nothing owed
+    rights = api.call("GET", "/v1/customers/acme/entitlements").json()
+    assert (rights["plan"], rights["features"]["all_features"]) == ("free", False)  # no paid feature
+    assert gateway.charged == []
+    [attempt] = api.call("GET", "/v1/customers/acme/payments").json()["data"]  # the attempt stays in the payment log
+    assert (attempt["invoice"], attempt["amount"], attempt["outcome"], attempt["code"]) == (
+        None, 1800, "failed", "insufficient_funds")
+    # another card, and the same request again: the sign-up goes through, charged once
+    r = api.as_admin("POST", "/v1/customers/acme/payment_method", "acme", {"payment_method": "pm_card_visa"})
+    assert r.status_code == 200, r.text
+    r = api.as_admin("POST", "/v1/customers/acme/subscription", "acme", {"plan": "gold", "seats": 10}, idem="signup-2")
+    assert r.status_code == 200, r.text
+    assert [(i["total"], i["status"]) for i in api.call("GET", "/v1/customers/acme/invoices").json()["data"]] == [
+        (1800, "paid")]  # 180 × 10
+    log = api.call("GET", "/v1/customers/acme/payments").json()["data"]
+    assert [(a["invoice"] is not None, a["outcome"]) for a in log] == [(False, "failed"), (True, "succeeded")]
+
+
 def test_a_revoked_key_stops_working_at_once_and_only_an_owner_revokes(engine: Engine, client: TestClient) -> None:
     api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
     doomed = tenant_key(engine, "nipoplus", "nipoplus", role="billing_admin")

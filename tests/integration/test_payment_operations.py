@@ -16,7 +16,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.adapters.pdf import render_pdf
 from kakin.domain.errors import KakinError
-from kakin.services import billing, operations
+from kakin.services import billing, operations, payments
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -84,18 +84,18 @@ def test_restore_payment_settles_an_invoice_paid_after_3d_secure(engine: Engine)
     with UnitOfWork(engine) as uow:
         billing.subscribe(uow, open_tenant(uow, "t"), gateway, "acme", START, "gold", seats=10)
     (invoice,) = invoices(engine)
-    assert invoice["status"] == "open" and plan_status(engine) == ("gold", "past_due")
+    assert invoice["status"] == "open" and plan_status(engine) == ("gold", "incomplete")  # no service until 3-D Secure
     with UnitOfWork(engine) as uow:
         reference = uow.conn.execute(select(tables.payment_attempts.c.reference)).scalar_one()
         outcome = uow.conn.execute(select(tables.payment_attempts.c.outcome)).scalar_one()
     assert outcome == "requires_action"
     with UnitOfWork(engine) as uow:  # nothing to restore yet: the customer has not authenticated
-        assert billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
+        assert payments.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
     gateway.authenticate(reference)  # the customer completes 3-D Secure; kakin is not told
     with UnitOfWork(engine) as uow:
-        assert billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == [invoice["number"]]
+        assert payments.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == [invoice["number"]]
     with UnitOfWork(engine) as uow:  # restoring again changes nothing
-        assert billing.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
+        assert payments.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
     assert invoices(engine)[0]["status"] == "paid" and plan_status(engine) == ("gold", "active")
     assert len(gateway.charged) == 1  # the one payment made at the gateway, nothing more
 
@@ -134,7 +134,7 @@ def test_a_credit_note_refunds_a_paid_invoice_and_references_it(engine: Engine, 
 
 def test_a_credit_note_on_an_open_invoice_lowers_what_is_charged(engine: Engine) -> None:
     gateway = CardSimulator()
-    seed(engine, gateway, card="pm_card_chargeDeclined")
+    seed(engine, gateway, card="pm_card_authenticationRequired")  # the sign-up awaits 3-D Secure: its invoice is open
     with UnitOfWork(engine) as uow:
         billing.subscribe(uow, open_tenant(uow, "t"), gateway, "acme", START, "gold", seats=10)
     number = str(invoices(engine)[0]["number"])
@@ -143,7 +143,7 @@ def test_a_credit_note_on_an_open_invoice_lowers_what_is_charged(engine: Engine)
         billing.set_payment_method(uow, open_tenant(uow, "t"), gateway, "acme", START + timedelta(hours=1), "pm_card_visa")
     assert note["settlement"] == "reduce"
     assert [amount for _, amount, _ in gateway.charged] == [1000]  # 1,800 − 800 charged on the new card
-    assert invoices(engine)[0]["status"] == "paid"
+    assert invoices(engine)[0]["status"] == "paid" and plan_status(engine) == ("gold", "active")
 
 
 def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_next_one(engine: Engine) -> None:
@@ -164,13 +164,14 @@ def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_nex
     with UnitOfWork(engine) as uow:
         billing.cancel(uow, open_tenant(uow, "t"), gateway, "gone", datetime(2025, 2, 1, 10, tzinfo=JST))
     feb = {(r["customer"], r["total"], r["status"], r["deferred"]) for r in invoices(engine)}
-    assert feb == {("small", 25, "open", True), ("gone", 12, "open", True)}
+    # "gone" bills no day of February (cancelled on its first day): no charge can take its 12 yen, written off
+    assert feb == {("small", 25, "open", True), ("gone", 12, "uncollectible", True)}
     assert gateway.charged == []  # nothing below 50 yen reaches the card
     billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 3, 1, 9, tzinfo=JST))
     rows = invoices(engine)
     # March 1: February is 360, tax 36, total 396; charged once together with January's 25
     assert [(r["customer"], r["total"], r["status"]) for r in rows] == [
-        ("small", 25, "paid"), ("gone", 12, "open"), ("small", 396, "paid")]
+        ("small", 25, "paid"), ("gone", 12, "uncollectible"), ("small", 396, "paid")]
     assert [amount for _, amount, _ in gateway.charged] == [421]
     with UnitOfWork(engine) as uow:
         attempts = uow.conn.execute(select(tables.payment_attempts.c.invoice_id, tables.payment_attempts.c.amount,
@@ -180,4 +181,4 @@ def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_nex
         status = uow.latest_plan_subscriptions(tenant.row)[gone.id or 0]["status"]
     assert sorted(a.amount for a in attempts) == [25, 396] and len({a.idempotency_key for a in attempts}) == 1
     assert status == "canceled"  # cancelled as asked, not suspended by dunning over 12 yen
-    assert [(inv.total, inv.deferred, inv.next_retry_at) for inv in gone.open_invoices] == [(12, True, None)]
+    assert gone.open_invoices == []

@@ -18,9 +18,10 @@ behaviour; nothing of kakin's is faked):
 * of Stripe's test PaymentMethods it knows only pm_card_visa,
   pm_card_visa_chargeDeclined and pm_card_chargeCustomerFail: the launcher adds
   pm_card_chargeDeclined, pm_card_chargeDeclinedInsufficientFunds,
-  pm_card_chargeDeclinedExpiredCard and pm_card_authenticationRequired;
+  pm_card_chargeDeclinedExpiredCard, pm_card_authenticationRequired,
+  pm_card_visa_chargeDeclinedLostCard and pm_card_visa_chargeDeclinedStolenCard;
 * its card errors always say card_declined with no decline_code, have type
-  invalid_request_error, and the decline cards (…0002, …9995, …0069) are
+  invalid_request_error, and the decline cards (…0002, …9995, …0069, …9987, …9979) are
   refused only when attached, while a charge with them succeeds: the launcher
   gives them Stripe's code/decline_code, type card_error, and declines them
   when charged too.
@@ -75,7 +76,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.domain import errors
 from kakin.domain.errors import KakinError
-from kakin.services import billing
+from kakin.services import billing, payments
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -99,6 +100,8 @@ EXTRA = {
     "pm_card_chargeDeclinedInsufficientFunds": "4000000000009995",
     "pm_card_chargeDeclinedExpiredCard": "4000000000000069",
     "pm_card_authenticationRequired": "4000002760003184",
+    "pm_card_visa_chargeDeclinedLostCard": "4000000000009987",
+    "pm_card_visa_chargeDeclinedStolenCard": "4000000000009979",
 }
 _canonical = PaymentMethod._try_get_canonical_test_article.__func__
 
@@ -114,6 +117,8 @@ DECLINES = {
     "4000000000000002": ("card_declined", "generic_decline", "Your card was declined."),
     "4000000000009995": ("card_declined", "insufficient_funds", "Your card has insufficient funds."),
     "4000000000000069": ("expired_card", "expired_card", "Your card has expired."),
+    "4000000000009987": ("card_declined", "lost_card", "Your card was declined."),
+    "4000000000009979": ("card_declined", "stolen_card", "Your card was declined."),
     "4000000000000341": ("card_declined", "generic_decline", "Your card was declined."),
 }
 _charging_is_declined = PaymentMethod._charging_is_declined
@@ -296,15 +301,19 @@ def test_a_card_refused_when_attached_leaves_nothing_behind(engine: Engine, gate
         assert conn.execute(select(func.count()).select_from(tables.customers)).scalar_one() == 0
 
 
-def test_a_declined_charge_leaves_the_invoice_open_and_the_customer_past_due(
+def test_a_sign_up_whose_charge_stripe_declines_is_refused_and_its_attempt_stays_in_the_payment_log(
         engine: Engine, gateway: StripeGateway, stripe_api: stripe.StripeClient) -> None:
-    sign_up(engine, gateway, "pm_card_chargeCustomerFail")  # attaches, then every charge is declined
-    [invoice] = invoices(engine)
-    assert invoice["status"] == "open"
+    with pytest.raises(KakinError) as refused:
+        sign_up(engine, gateway, "pm_card_chargeCustomerFail")  # attaches, then every charge is declined
+    assert (refused.value.code, getattr(refused.value, "decline_code", None)) == ("card_declined", "generic_decline")
+    assert invoices(engine) == []  # no invoice, nothing owed
     [attempt] = attempts(engine)
-    assert (attempt["outcome"], attempt["code"]) == ("failed", "card_declined")
+    assert (attempt["outcome"], attempt["code"], attempt["invoice_id"], attempt["amount"]) == (
+        "failed", "card_declined", None, 1800)
     customer, status = state(engine)
-    assert status == "past_due"
+    assert status == "active"  # still on the free plan
+    with UnitOfWork(engine) as uow:
+        assert billing.load(uow, open_tenant(uow, "nipoplus"), "c0", lock=False).plan_subscription.plan == "free"  # type: ignore[union-attr]
     assert stripe_api.v1.payment_intents.retrieve(attempt["reference"]).status == "requires_payment_method"
     assert [pi.id for pi in intents_of(stripe_api, customer)] == [attempt["reference"]]
 
@@ -313,6 +322,8 @@ def test_a_declined_charge_leaves_the_invoice_open_and_the_customer_past_due(
     ("pm_card_chargeDeclined", "card_declined"),
     ("pm_card_chargeDeclinedInsufficientFunds", "insufficient_funds"),
     ("pm_card_chargeDeclinedExpiredCard", "expired_card"),
+    ("pm_card_visa_chargeDeclinedLostCard", "lost_card"),
+    ("pm_card_visa_chargeDeclinedStolenCard", "stolen_card"),
 ])
 def test_a_declined_charge_carries_stripes_reason(payment_method: str, code: str, gateway: StripeGateway) -> None:
     outcome = gateway.charge(payment_method, 1800, f"decline-{payment_method}")
@@ -322,7 +333,7 @@ def test_a_declined_charge_carries_stripes_reason(payment_method: str, code: str
     assert gateway.charge(payment_method, 1800, f"decline-{payment_method}") == outcome  # replayed, not charged again
     with pytest.raises(errors.CardDeclined) as refused:  # Stripe checks the card when it is attached already
         gateway.attach(payment_method, "c9", None)
-    assert (refused.value.code, refused.value.decline_code) == ("card_declined", code)
+    assert (refused.value.code, refused.value.decline_code) == ("card_declined", "generic_decline" if code == "card_declined" else code)
 
 
 def test_authentication_required_then_the_customer_authenticates_and_restore_payment_settles(
@@ -332,12 +343,12 @@ def test_authentication_required_then_the_customer_authenticates_and_restore_pay
     [attempt] = attempts(engine)
     assert invoice["status"] == "open"
     assert (attempt["outcome"], attempt["code"]) == ("requires_action", "authentication_required")
-    assert state(engine)[1] == "past_due"
+    assert state(engine)[1] == "incomplete"  # no service until the customer authenticates
     reference = attempt["reference"]
     pi = stripe_api.v1.payment_intents.retrieve(reference)
     assert pi.status == "requires_action"
     with UnitOfWork(engine) as uow:  # nothing to restore yet
-        assert billing.restore_payment(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 5, 3, 11))["restored"] == []
+        assert payments.restore_payment(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 5, 3, 11))["restored"] == []
 
     # The customer completes 3-D Secure in the browser with the PaymentIntent's client secret (localstripe's Stripe.js
     # does this with its _authenticate endpoint and the publishable key).
@@ -347,7 +358,7 @@ def test_authentication_required_then_the_customer_authenticates_and_restore_pay
         assert json.loads(r.read())["status"] == "succeeded"
 
     with UnitOfWork(engine) as uow:
-        restored = billing.restore_payment(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 5, 3, 12))
+        restored = payments.restore_payment(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 5, 3, 12))
     assert restored["restored"] == [invoice["number"]]
     assert invoices(engine)[0]["status"] == "paid"
     assert state(engine)[1] == "active"
@@ -576,7 +587,7 @@ def test_a_signed_payment_intent_succeeded_webhook_settles_the_invoice_and_a_for
     reference = attempt["reference"]
     number = invoices(engine)[0]["number"]
     with UnitOfWork(engine) as uow:  # what the vendor's page hands to Stripe.js
-        status = billing.payment_status(uow, open_tenant(uow, "nipoplus"), gateway, "c0", number)
+        status = payments.payment_status(uow, open_tenant(uow, "nipoplus"), gateway, "c0", number)
     assert status["status"] == "requires_action" and status["reference"] == reference
     assert status["client_secret"] == stripe_api.v1.payment_intents.retrieve(reference).client_secret
     form = f"key=pk_test_kakin&client_secret={status['client_secret']}&success=true".encode()

@@ -462,3 +462,32 @@ def test_a_fourth_vendor_written_only_as_a_toml_file_loads(tmp_path: Path) -> No
     item = usage_line(catalog, business, stamps, 6000, date(2024, 6, 1))
     assert item is not None
     assert item.amount == 7000
+
+
+# --- hard declines and small balances (issue 9 items 7 and 8) --------------------------------
+
+
+def test_hard_decline_codes_default_to_the_cards_no_retry_can_cure_and_may_be_set() -> None:
+    default = parse_catalog(shipped("nipoplus"), FILE).dunning.hard_decline_codes
+    assert default == {"expired_card", "lost_card", "stolen_card", "incorrect_number", "card_not_supported"}
+    data = shipped("nipoplus")
+    data["dunning"]["hard_decline_codes"] = ["lost_card", "stolen_card", "fraudulent"]
+    assert parse_catalog(data, FILE).dunning.hard_decline_codes == {"lost_card", "stolen_card", "fraudulent"}
+
+
+@pytest.mark.parametrize(("codes", "reason"), [(["lost_card", "lost_card"], "give distinct decline codes"),
+                                               (["Lost Card"], "give distinct decline codes"),
+                                               ([7], "give distinct decline codes"), ("lost_card", "must be a list")])
+def test_malformed_hard_decline_codes_are_refused(codes: Any, reason: str) -> None:
+    data = shipped("nipoplus")
+    data["dunning"]["hard_decline_codes"] = codes
+    assert_names(refused(data), FILE, "dunning.hard_decline_codes", reason)
+
+
+def test_small_balance_days_default_to_30_and_must_be_a_positive_count() -> None:
+    assert parse_catalog(shipped("lineworks"), FILE).small_balance_days == 30
+    data = shipped("lineworks")
+    data["billing"]["small_balance_days"] = 60
+    assert parse_catalog(data, FILE).small_balance_days == 60
+    data["billing"]["small_balance_days"] = 0
+    assert refused(data).key == "billing.small_balance_days"

@@ -46,10 +46,25 @@ class PaymentGateway(Protocol):
     def refund(self, reference: str, amount: int, idempotency_key: str) -> ChargeOutcome: ...
 
 
+# Stripe's test PaymentMethods (docs.stripe.com/testing) and the decline code each answers with; kakin adds the two
+# Stripe has no PaymentMethod for (incorrect_number, card_not_supported) under the same naming.
 DECLINES = {
-    "pm_card_chargeDeclined": "card_declined",
+    "pm_card_chargeDeclined": "card_declined",  # a generic decline (Stripe's decline_code generic_decline)
+    "pm_card_visa_chargeDeclined": "card_declined",
+    "pm_card_chargeCustomerFail": "card_declined",
     "pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
+    "pm_card_visa_chargeDeclinedInsufficientFunds": "insufficient_funds",
     "pm_card_chargeDeclinedExpiredCard": "expired_card",
+    "pm_card_chargeDeclinedLostCard": "lost_card",
+    "pm_card_visa_chargeDeclinedLostCard": "lost_card",
+    "pm_card_chargeDeclinedStolenCard": "stolen_card",
+    "pm_card_visa_chargeDeclinedStolenCard": "stolen_card",
+    "pm_card_chargeDeclinedIncorrectNumber": "incorrect_number",
+    "pm_card_chargeDeclinedCardNotSupported": "card_not_supported",
+    "pm_card_chargeDeclinedIncorrectCvc": "incorrect_cvc",
+    "pm_card_chargeDeclinedProcessingError": "processing_error",
+    "pm_card_chargeDeclinedFraudulent": "fraudulent",
+    "pm_card_visa_chargeDeclinedVelocityLimitExceeded": "card_velocity_exceeded",
     "pm_card_authenticationRequired": "authentication_required",  # off-session 3-D Secure fails
 }
 SUCCEEDS = {"pm_card_visa", "pm_card_mastercard", "pm_card_amex", "pm_card_jcb"}

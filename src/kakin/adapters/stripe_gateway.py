@@ -55,9 +55,10 @@ class StripeGateway:
     def attach(self, payment_method: str, customer_key: str, gateway_customer: str | None) -> tuple[str, str]:
         """Attach the PaymentMethod to the Stripe Customer (created when there is none) and make it the default.
 
-        Stripe checks a card when it is attached: a card it refuses raises a
-        KakinError with Stripe's code (card_declined, insufficient_funds,
-        expired_card, …), so the command that wanted it writes nothing.
+        Stripe checks a card when it is attached: a card it refuses raises
+        CardDeclined (card_declined, with Stripe's reason as decline_code:
+        insufficient_funds, expired_card, …), so the command that wanted it
+        writes nothing.
         """
         v1 = self._client.v1
         try:
@@ -70,8 +71,11 @@ class StripeGateway:
             v1.customers.update(gateway_customer, params={"invoice_settings": {"default_payment_method": pm.id}})
         except stripe.CardError as e:
             err = _error_body(e)
-            raise errors.CardDeclined(f"the payment method was refused: {err.get('message') or e.user_message}",
-                                      param="payment_method", decline_code=_code(err)) from e
+            code = _code(err)
+            decline = "generic_decline" if code == "card_declined" else code
+            raise errors.CardDeclined(f"the card was declined ({decline}) when it was registered: "
+                                      f"{err.get('message') or e.user_message}; register another payment method",
+                                      decline_code=decline) from e
         except stripe.InvalidRequestError as e:  # unknown, or already another customer's: the caller's to fix
             if _unknown_payment_method(e):
                 raise errors.PaymentMethodUnknown(f"payment method {payment_method!r} is not known to the payment gateway",

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from kakin.services import billing, documents, operations
+from kakin.services import documents, operations, payments
 
 from .app import Auth, read, read_value, tenant_of, write
 from .schemas import INTEGRAL, NO_NUL, Email
@@ -85,14 +85,14 @@ def set_collection(request: Request, op: Auth, customer_id: str, body: Collectio
 @router.post("/customers/{customer_id}/restore_payment",
              summary="支払い情報を復元: settle open invoices whose payment succeeded at the gateway")
 def restore_payment(request: Request, op: Auth, customer_id: str) -> Response:
-    return write(request, op, None, lambda uow: billing.restore_payment(
+    return write(request, op, None, lambda uow: payments.restore_payment(
         uow, tenant_of(uow, op), request.app.state.gateway, customer_id, request.app.state.clock(), op.actor))
 
 
 @router.get("/customers/{customer_id}/invoices/{number}/payment",
             summary="The invoice's latest payment at the gateway; while it awaits 3-D Secure, its client secret")
 def payment_status(request: Request, op: Auth, customer_id: str, number: str) -> dict[str, Any]:
-    return read(request, op, lambda uow: billing.payment_status(  # type: ignore[no-any-return]
+    return read(request, op, lambda uow: payments.payment_status(  # type: ignore[no-any-return]
         uow, tenant_of(uow, op), request.app.state.gateway, customer_id, number))
 
 
@@ -120,3 +120,10 @@ def credit_note_document(request: Request, op: Auth, number: str) -> dict[str, A
 def credit_note_pdf(request: Request, op: Auth, number: str) -> Response:
     return _pdf(read_value(request, op, lambda uow: operations.credit_note_document(uow, tenant_of(uow, op), number)))
 
+
+
+@router.get("/customers/{customer_id}/payments",
+            summary="The payment log: every attempt at the gateway, purchases refused for a declined card included")
+def payment_log(request: Request, op: Auth, customer_id: str) -> dict[str, Any]:
+    return read(request, op, lambda uow: {  # type: ignore[no-any-return]
+        "data": payments.payment_log(uow, tenant_of(uow, op), customer_id), "next_cursor": None})

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
-from kakin.services import billing
+from kakin.services import payments
 from kakin.services.tenancy import open_tenant
 
 router = APIRouter(prefix="/v1/gateway", tags=["payment gateway"])
@@ -38,5 +38,5 @@ def _handle(request: Request, tenant_code: str, payload: bytes) -> dict[str, Any
     reference = str(((event.get("data") or {}).get("object") or {}).get("id", ""))
     with UnitOfWork(request.app.state.engine) as uow:
         tenant = open_tenant(uow, tenant_code)
-        result = billing.payment_reference_succeeded(uow, tenant, gateway, reference, request.app.state.clock())
+        result = payments.payment_reference_succeeded(uow, tenant, gateway, reference, request.app.state.clock())
     return {"received": True, "handled": True, **result}

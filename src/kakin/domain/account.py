@@ -19,6 +19,7 @@ class Status(StrEnum):
     PAST_DUE = "past_due"
     SUSPENDED = "suspended"
     CANCELED = "canceled"
+    INCOMPLETE = "incomplete"  # a sign-up whose first charge awaits 3-D Secure: no service until it is paid
 
     @property
     def billable(self) -> bool:
@@ -95,10 +96,11 @@ class OpenInvoice:
     attempts: int = 0  # failed attempts so far
     first_failed_at: datetime | None = None
     next_retry_at: datetime | None = None
-    status: str = "open"  # open → paid | uncollectible
+    status: str = "open"  # open → paid | uncollectible (dunning failed, or a small balance written off) | void
     charge_key: str | None = None  # names this invoice at the gateway; stable across a crash and its rerun
     due_on: date | None = None  # bank transfer: pay by this date
     deferred: bool = False  # below the gateway's minimum charge: collected with the customer's next card charge
+    expires_at: datetime | None = None  # a sign-up awaiting 3-D Secure: voided with its subscription unless paid by then
 
 
 @dataclass

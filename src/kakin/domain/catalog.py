@@ -166,10 +166,15 @@ class AddOn:
         return self.prices[billing].unit_amount
 
 
+# Declines no retry can cure (Stripe's decline codes): the card is not charged again; the customer needs a new one.
+HARD_DECLINE_CODES = ("expired_card", "lost_card", "stolen_card", "incorrect_number", "card_not_supported")
+
+
 @dataclass(frozen=True)
 class Dunning:
-    retry_days: tuple[int, ...] = ()
+    retry_days: tuple[int, ...] = ()  # days after the first failure; their last closes the retry window
     after_last_failure: AfterDunning = AfterDunning.SUSPEND
+    hard_decline_codes: frozenset[str] = frozenset(HARD_DECLINE_CODES)
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ class Catalog:
     notice_before_charge_days: int | None = None  # NipoPlus: e-mail about a week before each charge
     notice_before_trial_end_days: int | None = None
     bank_transfer_due_days: int = 30  # 請求書払い: days from the invoice to its due date
+    small_balance_days: int = 30  # an amount below the gateway's minimum waits this long for another charge
 
     def plan(self, code: str) -> Plan:
         from .errors import UnknownPlan

@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from .catalog import (
+    HARD_DECLINE_CODES,
     AddOn,
     AfterDunning,
     Alignment,
@@ -38,6 +39,7 @@ from .proration import Convention, Proration
 _CODE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _DECIMAL = re.compile(r"^\d+(\.\d+)?$")
 _PERCENT = re.compile(r"^(\d+(\.\d+)?)%$")
+_DECLINE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 
 
 class _Table:
@@ -322,6 +324,7 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
     fallback_plan = billing.get("fallback_plan", str, None)
     default_contract = billing.get("default_contract", str, "monthly")
     bank_transfer_due_days = billing.count("bank_transfer_due_days", 30, minimum=1)
+    small_balance_days = billing.count("small_balance_days", 30, minimum=1)
     billing.finish()
 
     plans_t = top.table("plans")
@@ -365,7 +368,12 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
     retry_days = dunning_t.get("retry_days", list, [])
     if any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in retry_days) or retry_days != sorted(set(retry_days)):
         raise dunning_t.error("retry_days", f"is {retry_days!r}: give increasing whole days after the failure, such as [1, 3, 5, 7]")
-    dunning = Dunning(tuple(retry_days), dunning_t.choice("after_last_failure", AfterDunning, AfterDunning.SUSPEND))
+    hard = dunning_t.get("hard_decline_codes", list, list(HARD_DECLINE_CODES))
+    if any(not isinstance(c, str) or not _DECLINE_CODE.match(c) for c in hard) or len(set(hard)) != len(hard):
+        raise dunning_t.error("hard_decline_codes", f"is {hard!r}: give distinct decline codes such as "
+                              "[\"expired_card\", \"lost_card\", \"stolen_card\"] (lowercase letters, digits and _)")
+    dunning = Dunning(tuple(retry_days), dunning_t.choice("after_last_failure", AfterDunning, AfterDunning.SUSPEND),
+                      frozenset(hard))
     dunning_t.finish()
     if dunning.after_last_failure is AfterDunning.FALLBACK_PLAN and fallback_plan is None:
         raise dunning_t.error("after_last_failure", "needs billing.fallback_plan")
@@ -434,4 +442,5 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
         notice_before_charge_days=before_charge,
         notice_before_trial_end_days=before_trial_end,
         bank_transfer_due_days=bank_transfer_due_days,
+        small_balance_days=small_balance_days,
     )

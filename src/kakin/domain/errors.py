@@ -273,7 +273,10 @@ class PaymentMethodRequired(KakinError):
 
 
 class CardDeclined(KakinError):
-    """The card was declined; ``decline_code`` gives the gateway's reason (insufficient_funds, expired_card, …)."""
+    """The card was declined when the command charged it at once (a sign-up, an upgrade, more seats, an add-on):
+    the command is refused whole and changes nothing. ``decline_code`` is the gateway's reason
+    (``insufficient_funds``, ``expired_card``, ``generic_decline``, …). Source: SPEC 3.2 (a sign-up whose first
+    charge is declined is refused), issue 9 item 6."""
 
     code = "card_declined"
     kind = PAYMENT_REQUIRED

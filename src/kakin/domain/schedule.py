@@ -7,7 +7,7 @@ returns None, so a month of work is done in time order, one action at a time.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from .account import PLAN, Account, OpenInvoice, Status, Subscription
 from .calendar import anniversary, month_start, next_month_start, period_index, start_of_day
@@ -16,7 +16,8 @@ from .charges import arrears_lines, usage_line
 from .invoice import Line
 from .lifecycle import Lifecycle, Result
 
-_TRIAL_END, _PENDING, _BOUNDARY, _RETRY, _NOTICE = 0, 1, 2, 3, 4
+_TRIAL_END, _PENDING, _BOUNDARY, _RETRY, _NOTICE, _EXPIRE = 0, 1, 2, 3, 4, 5
+INCOMPLETE_EXPIRES_AFTER = timedelta(hours=23)  # as Stripe's incomplete subscriptions: 23 hours to complete 3-D Secure
 
 
 def _candidates(lc: Lifecycle, account: Account) -> list[tuple[datetime, int, int, object]]:
@@ -41,6 +42,8 @@ def _candidates(lc: Lifecycle, account: Account) -> list[tuple[datetime, int, in
     for index, inv in enumerate(account.open_invoices):
         if inv.status == "open" and inv.next_retry_at is not None:
             out.append((inv.next_retry_at, _RETRY, index, inv))
+        if inv.status == "open" and inv.expires_at is not None:
+            out.append((inv.expires_at, _EXPIRE, index, inv))
     out.sort(key=lambda c: (c[0], c[1], c[2]))
     return out
 
@@ -81,7 +84,12 @@ def _dispatch(lc: Lifecycle, account: Account, kind: int, target: object) -> Res
     if kind == _RETRY:
         assert isinstance(target, OpenInvoice)
         target.next_retry_at = None
+        if target.deferred:  # a small balance that no charge joined within the catalog's small_balance_days
+            return write_off(target)
         return Result(retries=[target], events=[("invoice.retry", {"number": target.number})])
+    if kind == _EXPIRE:
+        assert isinstance(target, OpenInvoice)
+        return _expire_incomplete(lc, account, target)
     if kind == _NOTICE:
         assert isinstance(target, tuple)
         sub: Subscription = target[0]
@@ -204,17 +212,33 @@ def _renew_in_advance(lc: Lifecycle, account: Account, sub: Subscription) -> Res
 
 # ------------------------------------------------------------------- payments
 def payment_failed(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime, code: str | None = None) -> Result:
-    """A charge failed: schedule the next retry, or apply the catalog's end of dunning."""
+    """A charge failed (``code``: the gateway's decline code, ``overdue``, …): schedule the next retry, or apply the
+    catalog's end of dunning.
+
+    Retries fall on ``[dunning] retry_days`` counted from the first failure, each still ahead of ``now`` (NipoPlus:
+    1, 3, 5 and 7 days, SPEC 3.2); the last of them closes the retry window. A hard decline (``hard_decline_codes``:
+    an expired, lost or stolen card, …) is not retried on that card: the card is taken off the customer, who is
+    asked for a new one (charged at once when registered, see :meth:`Lifecycle.set_payment_method`), and the
+    catalog's end state still applies when the window closes. Source: SPEC 3.2, issue 9 item 7.
+    """
     inv.attempts += 1
     inv.first_failed_at = inv.first_failed_at or now
-    retries = lc.catalog.dunning.retry_days
-    done = inv.attempts - 1
+    dunning = lc.catalog.dunning
+    hard = code in dunning.hard_decline_codes
+    ahead = [t for t in (inv.first_failed_at + timedelta(days=d) for d in dunning.retry_days) if t > now]
+    next_at = (ahead[-1] if hard else ahead[0]) if ahead else None  # a hard decline waits for a new card until the end
     sub = account.plan_subscription
     today = lc.today(now)
-    result = Result(events=[("payment.failed", {"number": inv.number, "attempt": inv.attempts, "code": code})])
-    result.events[0][1]["retry"] = done < len(retries)
-    if done < len(retries):
-        inv.next_retry_at = inv.first_failed_at + timedelta(days=retries[done])
+    failed: dict[str, object] = {"number": inv.number, "attempt": inv.attempts, "code": code,
+                                 "retry": next_at is not None and not hard, "hard_decline": hard}
+    result = Result(events=[("payment.failed", failed)])
+    if hard:
+        account.payment_method = None  # never charged again; a card registered later pays what is open at once
+        failed["deadline"] = next_at.astimezone(lc.zone).isoformat() if next_at else None  # when the window closes
+        result.events.append(("payment.new_card_needed", {"number": inv.number, "code": code,
+                                                          "deadline": failed["deadline"]}))
+    if next_at is not None:
+        inv.next_retry_at = next_at
         if sub is not None and sub.status is Status.ACTIVE:
             sub.status = Status.PAST_DUE
             lc.record_phase(account, sub, today)
@@ -236,16 +260,122 @@ def payment_failed(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datet
 
 
 def payment_succeeded(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime) -> Result:
+    """The invoice is paid: a sign-up awaiting 3-D Secure starts, a past-due or suspended plan is active again
+    once nothing else is overdue."""
     inv.status = "paid"
     inv.next_retry_at = None
     inv.deferred = False
     result = Result(events=[("payment.succeeded", {"number": inv.number})])
+    sub = account.plan_subscription
+    if inv.expires_at is not None:
+        inv.expires_at = None
+        if sub is not None and sub.status is Status.INCOMPLETE:
+            sub.status = Status.ACTIVE
+            lc.record_phase(account, sub, lc.today(now))
+            result.events.append(("subscription.activated", {"plan": sub.plan, "number": inv.number}))
     if any(o.status == "open" and not o.deferred and o is not inv for o in account.open_invoices):
         return result
-    sub = account.plan_subscription
     if sub is not None and sub.status is Status.PAST_DUE:
         sub.status = Status.ACTIVE
         lc.record_phase(account, sub, lc.today(now))
     elif sub is not None and sub.status is Status.SUSPENDED:
         result.invoices.extend(lc.activate(account, sub, lc.today(now)))
     return result
+
+
+def payment_incomplete(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime) -> Result:
+    """A sign-up's first charge awaits 3-D Secure: the subscription is ``incomplete`` (no service, not retried) until
+    the customer completes it, and expires 23 hours later (Stripe's rule). Source: issue 9 item 6."""
+    sub = account.plan_subscription
+    assert sub is not None
+    sub.status = Status.INCOMPLETE
+    lc.record_phase(account, sub, lc.today(now))
+    inv.expires_at = now + INCOMPLETE_EXPIRES_AFTER
+    inv.next_retry_at = None
+    return Result(events=[("subscription.incomplete", {"plan": sub.plan, "number": inv.number,
+                                                       "expires_at": inv.expires_at.isoformat()})])
+
+
+def _expire_incomplete(lc: Lifecycle, account: Account, inv: OpenInvoice) -> Result:
+    """23 hours without 3-D Secure: the sign-up never happened. Its invoice is void (nothing owed; its number stays
+    used, so numbers remain gapless) and the customer is back on the catalog's fallback plan."""
+    assert inv.expires_at is not None
+    today = lc.today(inv.expires_at)
+    inv.status, inv.expires_at, inv.next_retry_at = "void", None, None
+    result = Result(events=[("invoice.voided", {"number": inv.number, "total": inv.total})])
+    sub = account.plan_subscription
+    if sub is not None and sub.status is Status.INCOMPLETE:
+        result.invoices.extend(lc.end(account, sub, today))
+        result.events.append(("subscription.incomplete_expired", {"plan": sub.plan}))
+    return result
+
+
+# --------------------------------------------------------------- small balances
+def defer_small_balance(lc: Lifecycle, inv: OpenInvoice, now: datetime) -> None:
+    """An invoice below the gateway's minimum charge waits, open, for the customer's next charge; if none has taken
+    it ``[billing] small_balance_days`` later, it is written off (see :func:`write_off`)."""
+    inv.deferred = True
+    if inv.next_retry_at is None:
+        inv.next_retry_at = now + timedelta(days=lc.catalog.small_balance_days)
+
+
+def next_charge_on(lc: Lifecycle, account: Account) -> date | None:
+    """The first date on which the account's live subscriptions can still issue a charge; None when nothing will.
+
+    A billable in-advance subscription charges at its next billing date (unless a cancellation ends it there and
+    nothing is left to bill), a trial that turns paid at its end, a post-paid one at its month close when a day of
+    the month is billable (days used, also after a cancellation). A deleted customer, a suspended or incomplete plan and free plans charge nothing.
+    """
+    if account.deleted_on is not None and not any(not s.ended for s in account.subscriptions):
+        return None
+    dates = []
+    for sub in account.subscriptions:
+        price = lc.price_of(sub)
+        if sub.ended or price is None:
+            continue
+        plan = lc.catalog.plans.get(sub.plan) if sub.product == PLAN else None
+        priced = price.unit_amount > 0 or (plan is not None and any(u.tiers for u in plan.usage.values()))
+        if not priced:
+            continue
+        if price.timing is Timing.IN_ARREARS:
+            if _bills_a_day(sub):
+                dates.append(sub.period_end)
+        elif sub.pending is not None and sub.pending.cancel:
+            if sub.product == PLAN and sum(p.line.amount for p in account.pending_items) > 0:
+                dates.append(sub.pending.effective_on)  # the last invoice still bills pending items
+        elif sub.status.billable:
+            dates.append(sub.period_end)
+        elif sub.status is Status.TRIALING and sub.trial_end and account.can_pay:
+            dates.append(sub.trial_end)
+    return min(dates, default=None)
+
+
+def _bills_a_day(sub: Subscription) -> bool:
+    """A post-paid period has a billable day (a cancellation or deletion today leaves none after it)."""
+    for i, phase in enumerate(sub.phases):
+        end = sub.phases[i + 1].start if i + 1 < len(sub.phases) else sub.period_end
+        if phase.billable and max(phase.start, sub.period_start) < min(end, sub.period_end):
+            return True
+    return False
+
+
+def write_off_stranded(lc: Lifecycle, account: Account, now: datetime) -> Result:
+    """Write off small balances that can never join another charge: the customer cancelled or was deleted, or
+    nothing else will be charged within ``[billing] small_balance_days``. Source: issue 9 item 8."""
+    waiting = [inv for inv in account.open_invoices if inv.status == "open" and inv.deferred]
+    if not waiting:
+        return Result()
+    upcoming = next_charge_on(lc, account)
+    if upcoming is not None and upcoming <= lc.today(now) + timedelta(days=lc.catalog.small_balance_days):
+        return Result()
+    result = Result()
+    for inv in waiting:
+        done = write_off(inv)
+        result.events += done.events
+    return result
+
+
+def write_off(inv: OpenInvoice) -> Result:
+    """A small balance no charge will collect: ``uncollectible``, never left open forever."""
+    inv.status, inv.next_retry_at = "uncollectible", None
+    return Result(events=[("invoice.written_off", {"number": inv.number, "total": inv.total})])

@@ -17,7 +17,7 @@ from typing import Any
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, messaging, plan_changes, schedule
-from kakin.domain.account import Account, OpenInvoice
+from kakin.domain.account import Account, OpenInvoice, Status
 from kakin.domain.calendar import instant_text, start_of_day
 from kakin.domain.invoice import CreditNoteDraft
 from kakin.domain.lifecycle import Result
@@ -44,7 +44,8 @@ def snapshot(account: Account) -> dict[str, Any]:
 
 
 def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Sequence[tuple[Account, Result]],
-           now: datetime, actor: str, action: str | None = None, before: dict[int, dict[str, Any]] | None = None) -> None:
+           now: datetime, actor: str, action: str | None = None, before: dict[int, dict[str, Any]] | None = None,
+           purchase: bool = False) -> None:
     """Persist results for a batch of accounts: invoices, charges, dunning, account state, audit.
 
     Invoice numbers are reserved first, each new invoice is charged, and the
@@ -52,17 +53,27 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     names the action and lists every event it caused, with the state before
     and after; a command that changed nothing (no event, the same state before and after: a second cancel) leaves
     no record.
+
+    ``purchase``: the work is a command the customer makes on session (a
+    sign-up, an upgrade, more seats, an add-on) whose own invoices are charged
+    at once. A declined charge refuses it whole (:class:`~kakin.domain.errors.CardDeclined`,
+    the caller's transaction rolls back and the invoice numbers with it) and its
+    attempt stays in the payment log, without an invoice. A sign-up whose charge
+    needs 3-D Secure is ``incomplete`` until the customer completes it (SPEC 3.2,
+    issue 9 item 6).
     """
     lc = tenant.lifecycle
     events: dict[int, list[dict[str, Any]]] = {}
     attempts: list[dict[str, Any]] = []
     todo = list(work)
-    for _ in range(20):
+    for round_no in range(20):
         if not todo:
             break
         new = [(a, d, r.at or now) for a, r in todo for d in r.invoices]
+        on_session = purchase and round_no == 0  # the command's own invoices, not what their payments led to
         first = uow.reserve_invoice_numbers(tenant.row, len(new))
         counts = uow.invoice_counts([a.id for a, d, _ in new if a.id is not None and not d.billing_key])
+        refused = uow.refused_attempt_counts([a.id for a, _, _ in new if a.id is not None]) if on_session else {}
         fresh: list[tuple[Account, Any, OpenInvoice, datetime]] = []
         charges: list[tuple[Account, OpenInvoice, datetime]] = []
         for k, (account, draft, at) in enumerate(new):
@@ -71,6 +82,8 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             # the scheduled period, or the customer's n-th invoice and its amount.
             counts[account.id or 0] = counts.get(account.id or 0, 0) + 1
             what = draft.billing_key or f"n{counts[account.id or 0]}:{draft.total}"
+            if refused.get(account.id or 0):  # a purchase tried again after a decline is a new payment at the gateway
+                what += f":r{refused[account.id or 0]}"
             inv.charge_key = f"{tenant.code}:c{account.id}:{what}"
             fresh.append((account, draft, inv, at))
             _note(events, account, at, "invoice.finalized", {"number": inv.number, "total": draft.total, "tax": draft.tax_amount})
@@ -85,6 +98,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
         for account, inv, at in charges:
             key = f"{inv.charge_key or f'{tenant.code}:{inv.number}'}:{inv.attempts + 1}"
             code: str | None
+            waiting = False  # the gateway asks the customer for 3-D Secure
             if account.collection == BANK_TRANSFER:
                 if inv.id == 0:  # a new invoice: payable by bank transfer until its due date, then it is overdue
                     inv.due_on = (at.astimezone(lc.zone).date() + timedelta(days=tenant.catalog.bank_transfer_due_days))
@@ -100,19 +114,21 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
                 carried = [o for o in account.open_invoices if o.deferred and o.status == "open" and o is not inv]
                 amount = inv.total + sum(o.total for o in carried)
                 if amount < gateway.minimum_charge:
-                    inv.deferred = True
+                    schedule.defer_small_balance(lc, inv, at)
                     if inv not in account.open_invoices:
                         account.open_invoices.append(inv)
                     _note(events, account, at, "invoice.deferred", {"number": inv.number, "total": inv.total,
                                                                     "minimum_charge": gateway.minimum_charge})
                     continue
                 outcome = gateway.charge(account.payment_method, amount, key, customer=account.gateway_customer)
-                ok, code = outcome.ok, outcome.code
+                ok, code, waiting = outcome.ok, outcome.code, outcome.requires_action
+                if on_session and inv.id == 0 and not ok and not (waiting and _signup(account)):
+                    _refuse_purchase(uow, account, at, amount, key, outcome)
                 for paid in (inv, *carried):  # one attempt row per invoice the payment covers, each with its amount
-                    outcomes.append((paid, {"at": at, "payment_method": account.payment_method, "amount": paid.total,
-                                            "outcome": "succeeded" if ok else "requires_action" if outcome.requires_action
-                                            else "failed", "code": code, "idempotency_key": key,
-                                            "reference": outcome.reference}))
+                    outcomes.append((paid, {"at": at, "customer_id": account.id, "payment_method": account.payment_method,
+                                            "amount": paid.total,
+                                            "outcome": "succeeded" if ok else "requires_action" if waiting else "failed",
+                                            "code": code, "idempotency_key": key, "reference": outcome.reference}))
                 if ok:
                     for paid in carried:
                         done = schedule.payment_succeeded(lc, account, paid, at)
@@ -123,7 +139,10 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             else:
                 if inv not in account.open_invoices:
                     account.open_invoices.append(inv)
-                follow = schedule.payment_failed(lc, account, inv, at, code)
+                if on_session and inv.id == 0 and waiting:
+                    follow = schedule.payment_incomplete(lc, account, inv, at)
+                else:
+                    follow = schedule.payment_failed(lc, account, inv, at, code)
             follow.at = at
             followups.append((account, follow))
         stored = uow.add_invoices(tenant.row, first, [(a, d, inv) for a, d, inv, _ in fresh], now,
@@ -138,6 +157,9 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     else:
         raise RuntimeError("payment follow-ups did not settle")
     accounts = list({id(a): a for a, _ in work}.values())
+    for a in accounts:  # small balances no later charge can take are written off, never left open forever
+        for name, details in schedule.write_off_stranded(lc, a, now).events:
+            _note(events, a, now, name, details)
     audit = []
     for a in accounts:
         noted = events.get(id(a), [])
@@ -171,6 +193,28 @@ def _credit_note(uow: UnitOfWork, tenant: Tenant, account: Account, note: Credit
                                  taxes=note.taxes, lines=note.lines)
     _note(events, account, at, "credit_note.issued", {"number": number, "total": note.total, "tax": note.tax_amount,
                                                       "settlement": "credit"})
+
+
+def _signup(account: Account) -> bool:
+    """The command started the customer's paid plan (a subscription not stored yet), rather than changing one."""
+    sub = account.plan_subscription
+    return sub is not None and sub.id is None and sub.status is Status.ACTIVE
+
+
+def _refuse_purchase(uow: UnitOfWork, account: Account, at: datetime, amount: int, key: str, outcome: Any) -> None:
+    """A purchase's charge was declined: refuse the command; its attempt outlives the rollback, with no invoice."""
+    row = {"invoice_id": None, "customer_id": account.id, "at": at, "payment_method": account.payment_method,
+           "amount": amount, "outcome": "failed", "code": outcome.code, "idempotency_key": key,
+           "reference": outcome.reference}
+    uow.keep_if_rolled_back(lambda: uow.add_payment_attempts([row]) if uow.customer_exists(account.id) else None)
+    decline = outcome.code if outcome.code not in (None, "card_declined") else "generic_decline"
+    if outcome.requires_action:
+        message = ("the card needs 3-D Secure, which a change to a running plan cannot wait for; nothing was changed or "
+                   "charged: register a card that does not ask for it, or try again")
+    else:
+        message = (f"the card was declined ({decline}); nothing was changed or charged: register another payment "
+                   "method and try again")
+    raise errors.CardDeclined(message, decline_code=decline)
 
 
 PUBLIC_EVENT_PREFIXES = ("subscription.", "invoice.", "payment.", "addon.", "customer.")
@@ -245,7 +289,8 @@ def catch_up(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, account: 
     raise RuntimeError(f"customer {account.key!r}: due work does not settle")
 
 
-def _command(action: str, rule: Callable[..., Result | Any], with_gateway: bool = False) -> Callable[..., Account]:
+def _command(action: str, rule: Callable[..., Result | Any], with_gateway: bool = False,
+             purchase: bool = False) -> Callable[..., Account]:
     def run(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, now: datetime, *args: Any,
             actor: str = "system", **kwargs: Any) -> Account:
         account = load(uow, tenant, key)
@@ -258,7 +303,7 @@ def _command(action: str, rule: Callable[..., Result | Any], with_gateway: bool 
         result = rule(tenant, gateway if with_gateway else uow, account, now, *args, **kwargs)
         if not isinstance(result, Result):
             result = Result()
-        settle(uow, tenant, gateway, [(account, result)], now, actor, action, {account.id or 0: before})
+        settle(uow, tenant, gateway, [(account, result)], now, actor, action, {account.id or 0: before}, purchase=purchase)
         return account
 
     run.__name__ = action.replace(".", "_")
@@ -266,17 +311,22 @@ def _command(action: str, rule: Callable[..., Result | Any], with_gateway: bool 
     return run
 
 
-subscribe = _command("subscription.subscribe", lambda t, u, a, now, plan, **kw: t.lifecycle.subscribe(a, plan, now, **kw))
-set_seats = _command("subscription.set_seats", lambda t, u, a, now, seats: t.lifecycle.set_seats(a, seats, now))
+# Purchases (purchase=True) charge their own invoices at once and are refused whole when the card is declined.
+subscribe = _command("subscription.subscribe", lambda t, u, a, now, plan, **kw: t.lifecycle.subscribe(a, plan, now, **kw),
+                     purchase=True)
+set_seats = _command("subscription.set_seats", lambda t, u, a, now, seats: t.lifecycle.set_seats(a, seats, now),
+                     purchase=True)
 set_members = _command("customer.set_members", lambda t, u, a, now, members: t.lifecycle.set_members(a, members, now))
 change_plan = _command("subscription.change_plan",
-                       lambda t, u, a, now, plan, **kw: plan_changes.change_plan(t.lifecycle, a, plan, now, **kw))
+                       lambda t, u, a, now, plan, **kw: plan_changes.change_plan(t.lifecycle, a, plan, now, **kw),
+                       purchase=True)
 delete_customer = _command("customer.deleted", lambda t, u, a, now: t.lifecycle.delete_account(a, now))
 cancel = _command("subscription.cancel", lambda t, u, a, now: plan_changes.cancel(t.lifecycle, a, now))
 set_premium_id = _command(
     "addon.premium_id",
     lambda t, u, a, now, premium_id, billing="monthly": messaging.set_premium_id(
         t.lifecycle, a, premium_id, billing, now, lambda v: u.addon_value_taken(t.row, "premium_id", v)),
+    purchase=True,
 )
 
 
@@ -382,56 +432,3 @@ def _draft_json(draft: Any) -> dict[str, Any]:
             "credit_applied": draft.credit_applied, "total": draft.total,
             "lines": [{"kind": ln.kind.value, "description": ln.description, "quantity": ln.quantity, "amount": ln.amount,
                        "formula": ln.formula} for ln in draft.lines]}
-
-
-# ------------------------------------------------------------------ reconciliation
-def restore_payment(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, now: datetime,
-                    actor: str = "system") -> dict[str, Any]:
-    """支払い情報を復元: ask the gateway about each open invoice's last payment and settle what succeeded there.
-
-    After 3-D Secure a payment can succeed at the gateway without kakin hearing of it; this marks the
-    invoice paid and the plan active. Running it again changes nothing.
-    """
-    account = load(uow, tenant, key)
-    before = snapshot(account)
-    references = uow.last_payment_references([inv.id for inv in account.open_invoices])
-    work = []
-    restored = []
-    for inv in list(account.open_invoices):
-        reference = references.get(inv.id)
-        if reference is None:
-            continue
-        outcome = gateway.retrieve(reference)
-        if outcome.ok:
-            result = schedule.payment_succeeded(tenant.lifecycle, account, inv, now)
-            result.events.append(("payment.restored", {"number": inv.number, "reference": reference}))
-            work.append((account, result))
-            restored.append(inv.number)
-    settle(uow, tenant, gateway, work or [(account, Result())], now, actor, "payment.restore", {account.id or 0: before})
-    return {"customer": key, "restored": restored}
-
-
-def payment_status(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, number: str) -> dict[str, Any]:
-    """The state of an invoice's latest payment at the gateway, and, while it awaits 3-D Secure, the client secret
-    the customer's browser completes it with (Stripe.js ``confirmCardPayment``). Reading it changes nothing."""
-    found = [r for r in uow.invoices_for(tenant.row, number=number) if r["customer"] == key]
-    if not found:
-        raise errors.NotFound(f"customer {key!r} has no invoice {number!r}", param="number")
-    invoice = found[0]
-    reference = uow.last_payment_references([invoice["id"]]).get(invoice["id"])
-    out: dict[str, Any] = {"invoice": number, "invoice_status": invoice["status"], "reference": reference,
-                           "status": None, "client_secret": None}
-    if reference is not None:
-        outcome = gateway.retrieve(reference)
-        out["status"] = "succeeded" if outcome.ok else "requires_action" if outcome.requires_action else outcome.code
-        out["client_secret"] = outcome.client_secret if invoice["status"] == "open" else None
-    return out
-
-
-def payment_reference_succeeded(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, reference: str,
-                                now: datetime) -> dict[str, Any]:
-    """The gateway says a payment succeeded (a signed webhook): restore the invoice it belongs to, if still open."""
-    key = uow.customer_key_for_payment(tenant.row, reference)
-    if key is None:
-        return {"reference": reference, "restored": []}
-    return restore_payment(uow, tenant, gateway, key, now, actor="gateway")

@@ -17,7 +17,7 @@ def entitlements(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime) -> di
     account = load(uow, tenant, key, lock=False)
     sub = account.plan_subscription
     month = month_start(local_date(now, tenant.lifecycle.zone))
-    if sub is None or sub.status.value in ("canceled", "suspended"):
+    if sub is None or sub.status.value in ("canceled", "suspended", "incomplete"):
         return {"customer": key, "plan": sub.plan if sub else None, "status": sub.status.value if sub else None,
                 "active": False, "features": {}, "quotas": {}, "storage": {}, "seats": None}
     plan = tenant.catalog.plans[sub.plan]

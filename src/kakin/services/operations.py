@@ -53,7 +53,8 @@ def mark_paid(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, number: 
         raise errors.InvoiceNotOpen(f"invoice {number} is {row['status']}, not open", param="number")
     before = snapshot(account)
     result = schedule.payment_succeeded(tenant.lifecycle, account, inv, now)
-    uow.add_payment_attempts([{"invoice_id": inv.id, "at": now, "payment_method": "bank_transfer", "amount": inv.total,
+    uow.add_payment_attempts([{"invoice_id": inv.id, "customer_id": account.id, "at": now, "payment_method": "bank_transfer",
+                               "amount": inv.total,
                                "outcome": "succeeded", "code": None, "idempotency_key": f"manual:{number}",
                                "reference": reference}])
     settle(uow, tenant, gateway, [(account, result)], now, actor, "invoice.mark_paid", {account.id or 0: before})

@@ -8,7 +8,8 @@ customers in constant memory.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from fractions import Fraction
@@ -36,6 +37,8 @@ from .tables import (
     tenants,
     usage_counters,
 )
+
+log = logging.getLogger("kakin.store")
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class UnitOfWork:
         # (actor, member id): the customer's member a request acts for, checked by the API; audit records this
         # transaction writes for that actor name the member (not those of due work done on the way)
         self.acting_member: tuple[str, str] | None = None
+        self._after_rollback: list[Callable[[], None]] = []
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self.engine.connect()
@@ -116,13 +120,27 @@ class UnitOfWork:
                 self._tx.commit()
             else:
                 self._tx.rollback()
+                if self._after_rollback:  # what must outlive the refusal, in a transaction of its own
+                    try:
+                        with self.conn.begin():
+                            for write in self._after_rollback:
+                                write()
+                    except Exception:  # the refusal is still the answer; the lost record is logged
+                        log.exception("a record kept across a rollback could not be written")
         finally:
+            self._after_rollback.clear()
             self.conn.close()
 
     def commit(self) -> None:
         """Commit what is done so far and go on in a new transaction (a checkpoint)."""
         self._tx.commit()
+        self._after_rollback.clear()
         self._tx = self.conn.begin()
+
+    def keep_if_rolled_back(self, write: Callable[[], None]) -> None:
+        """Run ``write`` in a transaction of its own if this unit of work rolls back (a refused command's payment
+        attempt stays in the payment log). Nothing runs if it commits: the caller writes it then as well."""
+        self._after_rollback.append(write)
 
     # ------------------------------------------------------------- tenants
     def add_tenant(self, code: str, name: str, catalog: str, timezone: str, now: datetime,
@@ -171,6 +189,10 @@ class UnitOfWork:
         if lock and self.conn.dialect.name == "postgresql":
             q = q.with_for_update()
         return self.conn.execute(q).scalar_one_or_none()
+
+    def customer_exists(self, customer_id: int | None) -> bool:
+        return customer_id is not None and self.conn.execute(
+            select(customers.c.id).where(customers.c.id == customer_id)).first() is not None
 
     def basic_id_taken(self, tenant: TenantRow, basic_id: str) -> bool:
         return self.conn.execute(select(customers.c.id).where(
@@ -252,7 +274,7 @@ class UnitOfWork:
                 in_ids(self.conn, invoices.c.customer_id, id_list), invoices.c.status == "open").order_by(invoices.c.seq)).mappings():
             accounts[r["customer_id"]].open_invoices.append(OpenInvoice(
                 r["id"], r["number"], r["total"] - r["credited"], r["attempts"], r["first_failed_at"], r["next_retry_at"],
-                r["status"], due_on=r["due_on"], deferred=r["deferred"]))
+                r["status"], due_on=r["due_on"], deferred=r["deferred"], expires_at=r["expires_at"]))
         for account in accounts.values():
             assert account.id is not None
             self._pending_ids[account.id] = {p.id for p in account.pending_items if p.id is not None}
@@ -383,13 +405,14 @@ class UnitOfWork:
             self._pending_ids[a.id] = {p.id for p in a.pending_items if p.id is not None}
         inv_updates = [{"_id": inv.id, "status": inv.status, "attempts": inv.attempts,
                         "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
-                        "paid_at": now if inv.status == "paid" else None, "deferred": inv.deferred}
+                        "paid_at": now if inv.status == "paid" else None, "deferred": inv.deferred,
+                        "expires_at": inv.expires_at}
                        for a in accounts for inv in a.open_invoices if inv.id]
         if inv_updates:
             self.conn.execute(update(invoices).where(invoices.c.id == bindparam("_id")).values(
                 status=bindparam("status"), attempts=bindparam("attempts"), first_failed_at=bindparam("first_failed_at"),
-                next_retry_at=bindparam("next_retry_at"), paid_at=bindparam("paid_at"), deferred=bindparam("deferred")),
-                inv_updates)
+                next_retry_at=bindparam("next_retry_at"), paid_at=bindparam("paid_at"), deferred=bindparam("deferred"),
+                expires_at=bindparam("expires_at")), inv_updates)
         for a in accounts:
             a.open_invoices = [inv for inv in a.open_invoices if inv.status == "open"]
 
@@ -430,7 +453,7 @@ class UnitOfWork:
                 "credit_applied": draft.credit_applied, "credit_carried": 0, "status": inv.status,
                 "attempts": inv.attempts, "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
                 "paid_at": now if inv.status == "paid" else None, "billing_key": draft.billing_key, "due_on": inv.due_on,
-                "deferred": inv.deferred,
+                "deferred": inv.deferred, "expires_at": inv.expires_at,
             })
         insert_many(self.conn, invoices, rows)  # one executemany; ids are read back by the reserved numbers
         by_seq = dict(self.conn.execute(select(invoices.c.seq, invoices.c.id).where(
@@ -537,6 +560,24 @@ class UnitOfWork:
 
     def add_payment_attempts(self, rows: list[dict[str, Any]]) -> None:
         insert_many(self.conn, payment_attempts, rows)
+
+    def refused_attempt_counts(self, customer_ids: list[int]) -> dict[int, int]:
+        """How many declined purchases (payment attempts without an invoice) each customer has in the payment log."""
+        if not customer_ids:
+            return {}
+        rows = self.conn.execute(select(payment_attempts.c.customer_id, func.count()).where(
+            payment_attempts.c.customer_id.in_(customer_ids), payment_attempts.c.invoice_id.is_(None)).group_by(
+            payment_attempts.c.customer_id)).all()
+        return {int(c): int(n) for c, n in rows}
+
+    def payment_attempts_of(self, tenant: TenantRow, customer_id: int | None = None) -> list[dict[str, Any]]:
+        """The payment log, oldest first: every attempt at the gateway, with its invoice number when it has one."""
+        q = select(payment_attempts, invoices.c.number.label("invoice"), customers.c.key.label("customer")).join(
+            customers, customers.c.id == payment_attempts.c.customer_id).outerjoin(
+            invoices, invoices.c.id == payment_attempts.c.invoice_id).where(customers.c.tenant_id == tenant.id)
+        if customer_id is not None:
+            q = q.where(payment_attempts.c.customer_id == customer_id)
+        return [dict(r) for r in self.conn.execute(q.order_by(payment_attempts.c.id)).mappings()]
 
     def invoices_for(self, tenant: TenantRow, customer_id: int | None = None, number: str | None = None, *,
                      after: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:

@@ -231,7 +231,7 @@ invoices = Table(
     Column("tax_inclusive", Boolean, nullable=False),
     Column("credit_applied", BigInteger, nullable=False),
     Column("credit_carried", BigInteger, nullable=False),
-    Column("status", String(20), nullable=False),  # open → paid | uncollectible
+    Column("status", String(20), nullable=False),  # open → paid | uncollectible | void
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("first_failed_at", UtcDateTime()),
     Column("next_retry_at", UtcDateTime()),
@@ -244,6 +244,8 @@ invoices = Table(
     # per tax rate, JSON [{"rate": "10%", "total": …, "tax": …}]; NULL on invoices from before 0014: one rate, tax_rate
     Column("taxes", Text),
     *party_columns(),
+    # a sign-up awaiting 3-D Secure: voided, with its subscription, unless paid by this instant
+    Column("expires_at", UtcDateTime()),
     UniqueConstraint("tenant_id", "seq", name="uq_invoices_tenant_seq"),
     UniqueConstraint("customer_id", "billing_key", name="uq_invoices_customer_billing_key"),
     UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
@@ -269,7 +271,8 @@ Index("ix_invoice_lines_invoice", invoice_lines.c.invoice_id)
 payment_attempts = Table(
     "payment_attempts", metadata,
     Column("id", Id, primary_key=True),
-    Column("invoice_id", ForeignKey("invoices.id"), nullable=False),
+    Column("invoice_id", ForeignKey("invoices.id")),  # none for a refused sign-up or upgrade: it issued no invoice
+    Column("customer_id", ForeignKey("customers.id")),
     Column("at", UtcDateTime(), nullable=False),
     Column("payment_method", String(200)),
     Column("amount", BigInteger, nullable=False),
@@ -278,6 +281,7 @@ payment_attempts = Table(
     Column("idempotency_key", String(120), nullable=False),
     Column("reference", String(120)),  # the gateway's payment id, to reconcile later (3-D Secure)
 )
+Index("ix_payment_attempts_customer", payment_attempts.c.customer_id, payment_attempts.c.id)
 
 audit_log = Table(
     "audit_log", metadata,

@@ -1,7 +1,7 @@
 """frozen issuer and recipient on invoices and credit notes; the acting member on audit records
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 
 Invoices and credit notes keep the issuer and the recipient they were finalized with. Rows written before this
 revision are given the vendor and the customer's billing profile as they are at the upgrade: what their documents
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
