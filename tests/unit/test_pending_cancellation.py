@@ -6,7 +6,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from kakin.adapters.catalog_files import resolve_catalog
-from kakin.domain import plan_changes
+from kakin.domain import plan_changes, seats
 from kakin.domain.lifecycle import Lifecycle
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -21,7 +21,7 @@ def test_a_seat_increase_while_a_cancellation_is_pending_is_billed_from_its_day_
     account = lc.open_account("up", "株式会社増員", _at(date(2025, 5, 3)), payment_method="pm_card_visa")
     lc.subscribe(account, "gold", _at(date(2025, 5, 3)), seats=10)
     plan_changes.cancel(lc, account, _at(date(2025, 5, 10)))
-    lc.set_seats(account, 50, _at(date(2025, 5, 11)))
+    seats.set_seats(lc, account, 50, _at(date(2025, 5, 11)))
     assert account.pending_items == []  # nothing owed while the customer is leaving
     lc.subscribe(account, "gold", _at(date(2025, 5, 12)))
     (item,) = account.pending_items
@@ -34,7 +34,7 @@ def test_a_seat_decrease_while_a_cancellation_is_pending_is_a_credit_note_only_w
     account = lc.open_account("down", "株式会社減員", _at(date(2025, 5, 3)), payment_method="pm_card_visa")
     lc.subscribe(account, "gold", _at(date(2025, 5, 3)), seats=30)
     plan_changes.cancel(lc, account, _at(date(2025, 5, 10)))
-    assert lc.set_seats(account, 10, _at(date(2025, 5, 11))).credit_notes == []
+    assert seats.set_seats(lc, account, 10, _at(date(2025, 5, 11))).credit_notes == []
     (note,) = lc.subscribe(account, "gold", _at(date(2025, 5, 12))).credit_notes
     # 180 × 23 ÷ 30 × 20 = 2,760, tax 2,760 × 10 ÷ 110 = 250.9 → 250, issued on the day of the withdrawal
     assert (note.amount, note.tax_amount, note.issued_on) == (2760, 250, date(2025, 5, 12))
@@ -46,7 +46,7 @@ def test_fewer_licenses_scheduled_while_a_cancellation_is_pending_stay_scheduled
     account = lc.open_account("lw", "株式会社年額", _at(date(2025, 4, 1)), payment_method="pm_card_visa", members=10)
     lc.subscribe(account, "basic", _at(date(2025, 4, 1)), contract="annual", seats=10, trial_days=0)
     plan_changes.cancel(lc, account, _at(date(2025, 5, 10)))
-    lc.set_seats(account, 5, _at(date(2025, 5, 12)))  # an annual contract reduces licenses at its term's end
+    seats.set_seats(lc, account, 5, _at(date(2025, 5, 12)))  # an annual contract reduces licenses at its term's end
     lc.subscribe(account, "basic", _at(date(2025, 5, 15)), contract="annual")
     sub = account.plan_subscription
     assert sub is not None and sub.pending is not None
