@@ -52,3 +52,23 @@ def test_fewer_licenses_scheduled_while_a_cancellation_is_pending_stay_scheduled
     assert sub is not None and sub.pending is not None
     assert (sub.pending.cancel, sub.pending.seats, sub.pending.effective_on) == (False, 5, date(2026, 4, 1))
     assert sub.seats == 10
+
+
+def test_a_customer_still_active_until_its_cancellation_is_billed_for_a_seat_increase_on_its_last_invoice() -> None:
+    from pathlib import Path
+
+    from kakin.domain import schedule
+
+    catalog = resolve_catalog(str(Path(__file__).resolve().parents[1] / "catalogs" / "gyokai-nippo.toml"))
+    lc = Lifecycle(catalog)
+    account = lc.open_account("desk", "株式会社素材商事", _at(date(2025, 4, 10)), payment_method="pm_card_visa")
+    lc.subscribe(account, "print", _at(date(2025, 4, 10)), seats=3)
+    plan_changes.cancel(lc, account, _at(date(2025, 4, 15)))  # at the end of April; April is paid and used
+    seats.set_seats(lc, account, 5, _at(date(2025, 4, 20)))
+    drafts = []
+    while (done := schedule.run_next(lc, account, _at(date(2025, 5, 2)))) is not None:
+        drafts += done.invoices
+    (last,) = drafts
+    # 11 days to May 1: 4,400 × 11 ÷ 30 × 2 = 3,226.6 → 3,226 at 8%, tax 258.08 → 258; no May fee after the cancellation
+    assert [ln.formula for ln in last.lines] == ["4400 × 11 ÷ 30 × 2 = 3226"]
+    assert (last.tax_amount, last.total) == (258, 3484)

@@ -40,8 +40,11 @@ def set_seats(lc: Lifecycle, account: Account, seats: int, now: datetime) -> Res
             sub.pending.seats = None
             lc.drop_empty_pending(sub)
         return result
-    # paid days left as a trial after a cancellation (SPEC 3.2): billed as for an active customer if withdrawn
-    cancelling = sub.pending is not None and sub.pending.cancel and price.timing is Timing.IN_ADVANCE
+    # the paid days left became a trial when the customer cancelled (NipoPlus, SPEC 3.2): a change made now is
+    # billed as for an active customer if the cancellation is withdrawn, and never if the customer leaves. A
+    # customer still active until its cancellation takes effect is billed as usual, on its last invoice.
+    cancelling = (sub.pending is not None and sub.pending.cancel and sub.status is Status.TRIALING
+                  and price.timing is Timing.IN_ADVANCE)
     if (sub.status is Status.TRIALING and not cancelling) or price.timing is Timing.IN_ARREARS:
         if delta < 0 and price.seat_decrease is When.END_OF_PERIOD and sub.status is not Status.TRIALING:
             effective = lc.end_of_period(sub, today)
