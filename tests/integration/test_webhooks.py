@@ -81,7 +81,7 @@ def test_events_arrive_signed_and_a_receiver_can_verify_them(engine: Engine, rec
 
 def test_an_event_gives_its_time_in_iso_8601_with_the_tenants_offset(engine: Engine, receiver: Receiver) -> None:
     _, now = subscribe_with_endpoint(engine, receiver.url, ["*"])
-    webhooks.deliver_due(engine, now)
+    webhooks.deliver_due(engine, now, http_post)
     created = {json.loads(body)["created"] for _, body in receiver.requests}
     assert created == {"2026-05-03T10:00:00+09:00"}  # the subscription's instant, in Asia/Tokyo
     assert datetime.fromisoformat(created.pop()) == now

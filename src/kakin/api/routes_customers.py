@@ -12,6 +12,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.account import Account
 from kakin.domain.catalog import Catalog
+from kakin.domain.documents import tax_by_rate
 from kakin.domain.members import require_admin, require_super_admin
 from kakin.services import access, billing, domains
 
@@ -273,8 +274,9 @@ def invoice_json(r: dict[str, Any]) -> dict[str, Any]:
             "period_end": r["period_end"], "status": r["status"], "subtotal": r["subtotal"], "tax": r["tax"],
             "tax_rate": r["tax_rate"], "tax_inclusive": r["tax_inclusive"], "total": r["total"],
             "credit_applied": r["credit_applied"], "credit_carried": r["credit_carried"],
+            "taxes": [{k: v for k, v in t.items() if k != "label"} for t in tax_by_rate(r)],  # per rate
             "lines": [{"kind": ln["kind"], "description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"],
-                       "formula": ln["formula"]} for ln in r.get("lines", [])]}
+                       "formula": ln["formula"], "tax_rate": ln["tax_rate"] or r["tax_rate"]} for ln in r.get("lines", [])]}
 
 
 @router.get("/customers/{customer_id}/invoices", summary="A customer's invoices with their lines")

@@ -101,7 +101,7 @@ class UsagePrice:
 
     def overage_amount(self, used: int) -> Fraction:
         """The exact amount of :meth:`overage` (standard plan, 35,000 messages: 5,000 × 3 = 15,000)."""
-        return self.overage(used).exact
+        return Fraction(self.overage(used).exact)
 
     def overage_units(self, used: int) -> int:
         if self.included is None:

@@ -75,7 +75,7 @@ class TaxPolicy:
         if not totals:
             totals[self.rate] = []
         out = []
-        for rate in sorted(totals, key=lambda r: (r != self.rate, -r)):
+        for rate in (totals if len(totals) == 1 else sorted(totals, key=lambda r: (r != self.rate, -r))):
             if sum(totals[rate]) < 0:
                 raise ValueError(f"the lines at {rate} add up to {sum(totals[rate])}: decreases go on credit notes")
             out.append(tax_for_rate(totals[rate], rate, tax_inclusive=self.inclusive, rounding=self.rounding))

@@ -2,7 +2,8 @@
 
 Each command takes the account aggregate and ``now`` (a UTC instant), changes
 the account in place and returns a :class:`Result` with the invoices it issues.
-Plan changes and cancellation are in :mod:`kakin.domain.plan_changes`,
+Seat changes are in :mod:`kakin.domain.seats`, plan changes and cancellation in
+:mod:`kakin.domain.plan_changes`,
 scheduled work (renewals, trial ends, month closes, retries) in
 :mod:`kakin.domain.schedule`. Nothing here reads a clock or does I/O.
 """
@@ -14,13 +15,12 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from . import errors
-from .account import PLAN, Account, OpenInvoice, PendingChange, PendingItem, Phase, Status, Subscription
+from .account import PLAN, Account, OpenInvoice, Phase, Status, Subscription
 from .calendar import anniversary, local_date, month_start, next_month_start, period_index
-from .catalog import Alignment, Basis, Catalog, MidPeriodChange, Plan, Price, Timing, When
-from .charges import CONTRACT_JA, plan_label, recurring_line
+from .catalog import Alignment, Basis, Catalog, Plan, Price, Timing, When
+from .charges import CONTRACT_JA, recurring_line
 from .invoice import CreditNoteDraft, InvoiceDraft, Line, LineKind, TaxPolicy, credit_note, generate_invoice, line
 from .money import product
-from .proration import prorated
 
 
 @dataclass
@@ -208,9 +208,11 @@ class Lifecycle:
         if current is not None and current.plan == plan.code and current.pending is not None and current.pending.cancel:
             if seats is not None and seats != current.seats:  # checked before anything changes
                 self.check_seats(plan, self.price_of(current), seats)
-            result = self.withdraw_cancellation(account, current, now)
+            from .seats import set_seats, withdraw_cancellation  # seats.py builds on this module
+
+            result = withdraw_cancellation(self, account, current, now)
             if seats is not None and seats != current.seats:  # resumed with another count: a seat change, prorated
-                changed = self.set_seats(account, seats, now)
+                changed = set_seats(self, account, seats, now)
                 result.invoices += changed.invoices
                 result.credit_notes += changed.credit_notes
                 result.events += changed.events
@@ -254,101 +256,6 @@ class Lifecycle:
         if sub is not None:
             self.record_phase(account, sub, self.today(now))
         return Result(events=[("customer.members_changed", {"before": before, "after": members})])
-
-    def set_seats(self, account: Account, seats: int, now: datetime) -> Result:
-        sub = self.require_paid(account)
-        plan = self.catalog.plans[sub.plan]
-        price = self.price_of(sub)
-        if price is None or price.basis is not Basis.SEAT:
-            raise errors.SeatsNotApplicable(
-                f"the {sub.contract!r} contract of plan {sub.plan!r} is billed per registered user, not per seat; "
-                "use set_members", param="seats",
-            )
-        self.check_seats(plan, price, seats)
-        today = self.today(now)
-        result = Result(events=[("subscription.seats_changed", {"before": sub.seats, "after": seats})])
-        delta = seats - sub.seats
-        if delta == 0:
-            if sub.pending and sub.pending.seats is not None:
-                sub.pending.seats = None
-                self.drop_empty_pending(sub)
-            return result
-        # paid days left as a trial after a cancellation (SPEC 3.2): billed as for an active customer if withdrawn
-        cancelling = sub.pending is not None and sub.pending.cancel and price.timing is Timing.IN_ADVANCE
-        if (sub.status is Status.TRIALING and not cancelling) or price.timing is Timing.IN_ARREARS:
-            if delta < 0 and price.seat_decrease is When.END_OF_PERIOD and sub.status is not Status.TRIALING:
-                effective = self.end_of_period(sub, today)
-                sub.pending = sub.pending or PendingChange(effective_on=effective)
-                sub.pending.seats = seats
-                result.events.append(("subscription.change_scheduled", {"seats": seats, "effective_on": effective.isoformat()}))
-                return result
-            if sub.pending:
-                sub.pending.seats = None
-                self.drop_empty_pending(sub)
-            sub.seats = seats
-            self.record_phase(account, sub, today)
-            return result
-        if cancelling and sub.pending is not None:  # held: billed only if the cancellation is withdrawn
-            sub.pending.held.append((today, sub.seats, seats))
-        else:
-            self.seat_difference(account, sub, result, price, sub.seats, seats, today, today)
-        sub.seats = seats
-        self.record_phase(account, sub, today)
-        return result
-
-    def seat_difference(self, account: Account, sub: Subscription, result: Result, price: Price, before: int,
-                        after: int, changed_on: date, today: date) -> None:
-        """Bill a mid-period seat change of a prepaid plan made on ``changed_on`` (SPEC 3.2, the seed's formula).
-
-        An increase goes on the next invoice as ``unit × days remaining ÷ 30 × seats added`` (or, for
-        ``charge_difference_now`` prices, is invoiced at once in full); a decrease is a credit note for
-        ``unit × days remaining ÷ 30 × seats removed``, issued ``today``.
-        """
-        plan = self.catalog.plans[sub.plan]
-        delta = after - before
-        what = f"{plan_label(plan, sub.contract)} 人数変更 {before}→{after}"
-        span = f"{changed_on.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}"
-        if price.mid_period_change is not MidPeriodChange.PRORATE_NEXT_INVOICE:  # the rest of the period, in full
-            if delta > 0:
-                draft = self.invoice(account, [line(
-                    LineKind.PRORATION, f"{plan_label(plan, sub.contract)} 追加 {delta}", delta,
-                    product(price.unit_amount, delta), self.catalog.line_rounding, period_start=changed_on,
-                    period_end=sub.period_end, tax_rate=price.tax_rate,
-                )], today, changed_on, sub.period_end)
-                result.invoices.extend([draft] if draft else [])
-            return
-        priced = prorated(price.unit_amount, abs(delta), changed_on, sub.period_start, sub.period_end, price.proration)
-        if delta > 0:
-            account.pending_items.append(PendingItem(line(
-                LineKind.PRORATION, f"{what} 日割り {span}", delta, priced, self.catalog.line_rounding,
-                period_start=changed_on, period_end=sub.period_end, tax_rate=price.tax_rate)))
-        else:
-            result.credit_notes += self.credit(account, sub, [line(
-                LineKind.CREDIT, f"{what} 日割り減額 {span}", -delta, priced, self.catalog.line_rounding,
-                period_start=changed_on, period_end=sub.period_end, tax_rate=price.tax_rate)], today)
-
-    def withdraw_cancellation(self, account: Account, sub: Subscription, now: datetime) -> Result:
-        """Subscribing again to the plan whose cancellation is pending keeps it, as if never cancelled.
-
-        Seat changes made while the cancellation was pending are billed now as for an active customer, each from
-        the day it was made (SPEC 3.2): NipoPlus 10 → 50 seats on May 11, withdrawn May 12, adds
-        180 × 23 ÷ 30 × 40 = 5,520 to the June 3 invoice.
-        """
-        held: list[tuple[date, int, int]] = []
-        if sub.pending is not None:  # what else was scheduled (fewer licenses at the term's end) stays scheduled
-            held, sub.pending.held, sub.pending.cancel = sub.pending.held, [], False
-            self.drop_empty_pending(sub)
-        today = self.today(now)
-        result = Result(events=[("subscription.cancellation_withdrawn", {"plan": sub.plan})])
-        if sub.status is Status.TRIALING and sub.trial_end == sub.period_end:
-            sub.status = Status.ACTIVE
-            sub.trial_end = None
-            self.record_phase(account, sub, today)
-        price = self.price_of(sub)
-        if price is not None and sub.status.billable:
-            for changed_on, before, after in held:
-                self.seat_difference(account, sub, result, price, before, after, changed_on, today)
-        return result
 
     def delete_account(self, account: Account, now: datetime) -> Result:
         """退会: the organization is deleted. Every subscription ends today, with no free plan after it and no paid

@@ -86,7 +86,7 @@ class Priced:
     formula and the amount can never disagree.
     """
 
-    exact: Fraction
+    exact: Fraction | int  # an int when the amount is whole yen already (the common case, kept cheap)
     formula: str
 
     def rounded(self, rule: Rounding) -> int:
@@ -112,7 +112,9 @@ def number_text(value: Fraction | int) -> str:
 
 def product(unit: Fraction | int, quantity: int) -> Priced:
     """unit × quantity: a period's fee (180 × 20 = 3,600), an add-on (100 × 1)."""
-    return Priced(Fraction(unit) * quantity, f"{number_text(unit)} × {quantity}")
+    if isinstance(unit, int):
+        return Priced(unit * quantity, f"{unit} × {quantity}")
+    return Priced(unit * quantity, f"{number_text(unit)} × {quantity}")
 
 
 def decimal_text(value: Fraction) -> str:

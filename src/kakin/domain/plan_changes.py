@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from fractions import Fraction
 
 from . import errors
+from . import seats as seats_module
 from .account import Account, PendingChange, PendingItem, Status, Subscription
 from .calendar import next_month_start
 from .catalog import Basis, MidPeriodChange, Plan, Price, Timing, When
@@ -33,7 +34,7 @@ def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, 
     today = lc.today(now)
     if plan.code == sub.plan and contract == sub.contract:
         if sub.pending and sub.pending.cancel:
-            return lc.withdraw_cancellation(account, sub, now)
+            return seats_module.withdraw_cancellation(lc, account, sub, now)
         if sub.pending and (sub.pending.plan or sub.pending.contract):
             sub.pending = None  # staying on the current plan withdraws the scheduled change
             return Result(events=[("subscription.change_withdrawn", {})])

@@ -83,7 +83,7 @@ def prorated_change(
     proration: Proration,
 ) -> Fraction:
     """The exact amount of :func:`prorated` (180 × 13 ÷ 30 × 10 = 780), for callers that need no formula."""
-    return prorated(unit_amount, quantity_delta, change_on, period_start, period_end, proration).exact
+    return Fraction(prorated(unit_amount, quantity_delta, change_on, period_start, period_end, proration).exact)
 
 
 @dataclass(frozen=True)

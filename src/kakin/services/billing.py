@@ -17,6 +17,7 @@ from typing import Any
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, messaging, plan_changes, schedule
+from kakin.domain import seats as seat_rules
 from kakin.domain.account import Account, OpenInvoice, Status
 from kakin.domain.calendar import instant_text, start_of_day
 from kakin.domain.invoice import CreditNoteDraft
@@ -314,7 +315,7 @@ def _command(action: str, rule: Callable[..., Result | Any], with_gateway: bool 
 # Purchases (purchase=True) charge their own invoices at once and are refused whole when the card is declined.
 subscribe = _command("subscription.subscribe", lambda t, u, a, now, plan, **kw: t.lifecycle.subscribe(a, plan, now, **kw),
                      purchase=True)
-set_seats = _command("subscription.set_seats", lambda t, u, a, now, seats: t.lifecycle.set_seats(a, seats, now),
+set_seats = _command("subscription.set_seats", lambda t, u, a, now, seats: seat_rules.set_seats(t.lifecycle, a, seats, now),
                      purchase=True)
 set_members = _command("customer.set_members", lambda t, u, a, now, members: t.lifecycle.set_members(a, members, now))
 change_plan = _command("subscription.change_plan",
