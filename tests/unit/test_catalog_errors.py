@@ -17,7 +17,7 @@ from kakin.domain.catalog_schema import parse_catalog
 from kakin.domain.charges import usage_line
 from kakin.domain.errors import CatalogError
 from kakin.domain.money import Rounding
-from kakin.domain.proration import Convention, prorated_change
+from kakin.domain.proration import Convention, prorated
 
 FILE = "vendor-under-test.toml"
 
@@ -456,7 +456,7 @@ def test_a_fourth_vendor_written_only_as_a_toml_file_loads(tmp_path: Path) -> No
     price = business.prices["monthly"]
     assert (price.basis, price.timing, price.alignment) == (Basis.SEAT, Timing.IN_ADVANCE, Alignment.ANNIVERSARY)
     # its data drives the same domain code: 450 × 15 ÷ 30 × 2 = 450
-    assert prorated_change(450, 2, date(2024, 6, 18), date(2024, 6, 3), date(2024, 7, 3), price.proration) == 450
+    assert prorated(450, 2, date(2024, 6, 18), date(2024, 6, 3), date(2024, 7, 3), price.proration).exact == 450
     # 4,000 × 1.5 + 1,000 × 1 = 7,000 for 6,000 stamps
     stamps = business.usage["stamps"]
     item = usage_line(catalog, business, stamps, 6000, date(2024, 6, 1))

@@ -16,10 +16,8 @@ from kakin.domain.proration import (
     Convention,
     DailySpan,
     Proration,
-    daily_amount,
     daily_priced,
     prorated,
-    prorated_change,
 )
 
 FIXED_30 = Proration(Convention.FIXED_DAYS, 30)
@@ -32,7 +30,7 @@ GOLD = 180  # NipoPlus GOLD, yen per seat per month, tax included
 
 def test_seed_example_ten_seats_added_on_june_20_cost_780_yen() -> None:
     # period June 3 – July 3, 13 days remaining: 180 × 13 ÷ 30 × 10 = 780
-    amount = prorated_change(GOLD, 10, date(2022, 6, 20), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    amount = prorated(GOLD, 10, date(2022, 6, 20), date(2022, 6, 3), date(2022, 7, 3), FIXED_30).exact
     assert amount == 780
 
 
@@ -64,36 +62,36 @@ def test_per_day_charges_print_user_days_times_the_price_over_the_days_in_the_mo
     spans = [DailySpan(date(2024, 4, 1), date(2024, 4, 16), 10), DailySpan(date(2024, 4, 16), date(2024, 5, 1), 15)]
     priced = daily_priced(600, spans, ACTUAL)
     assert (priced.exact, priced.formula) == (7500, "375 × 600 ÷ 30")
-    assert priced.exact == daily_amount(600, spans, ACTUAL)
+    assert priced.exact == daily_priced(600, spans, ACTUAL).exact
 
 
 def test_seat_decrease_is_a_negative_credit_over_thirty_days() -> None:
     # 180 × 13 ÷ 30 × (−10) = −780
-    amount = prorated_change(GOLD, -10, date(2022, 6, 20), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    amount = prorated(GOLD, -10, date(2022, 6, 20), date(2022, 6, 3), date(2022, 7, 3), FIXED_30).exact
     assert amount == -780
 
 
 def test_seat_increase_is_prorated_over_thirty_days_even_in_a_31_day_period() -> None:
     # period July 3 – Aug 3 (31 days), change July 20 → 14 days remaining: 180 × 14 ÷ 30 × 10 = 840
-    amount = prorated_change(GOLD, 10, date(2022, 7, 20), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    amount = prorated(GOLD, 10, date(2022, 7, 20), date(2022, 7, 3), date(2022, 8, 3), FIXED_30).exact
     assert amount == 840
 
 
 def test_seat_decrease_in_a_31_day_period_gives_an_exact_negative_credit() -> None:
     # 180 × 14 ÷ 30 × (−3) = −252
-    amount = prorated_change(GOLD, -3, date(2022, 7, 20), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    amount = prorated(GOLD, -3, date(2022, 7, 20), date(2022, 7, 3), date(2022, 8, 3), FIXED_30).exact
     assert amount == -252
 
 
 def test_days_remaining_are_capped_at_thirty_in_a_31_day_period() -> None:
     # change on the first day of July 3 – Aug 3: 31 days remain, capped at 30: 180 × 30 ÷ 30 × 1 = 180
-    first_day = prorated_change(GOLD, 1, date(2022, 7, 3), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    first_day = prorated(GOLD, 1, date(2022, 7, 3), date(2022, 7, 3), date(2022, 8, 3), FIXED_30).exact
     assert first_day == 180
     # the second day has 30 days remaining: 180 × 30 ÷ 30 = 180 as well
-    second_day = prorated_change(GOLD, 1, date(2022, 7, 4), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    second_day = prorated(GOLD, 1, date(2022, 7, 4), date(2022, 7, 3), date(2022, 8, 3), FIXED_30).exact
     assert second_day == 180
     # the third day: 180 × 29 ÷ 30 = 174
-    third_day = prorated_change(GOLD, 1, date(2022, 7, 5), date(2022, 7, 3), date(2022, 8, 3), FIXED_30)
+    third_day = prorated(GOLD, 1, date(2022, 7, 5), date(2022, 7, 3), date(2022, 8, 3), FIXED_30).exact
     assert third_day == 174
 
 
@@ -114,49 +112,40 @@ def test_days_remaining_are_capped_at_thirty_in_a_31_day_period() -> None:
 def test_fixed_days_price_depends_only_on_days_remaining_whatever_the_month_length(
     period_start: date, period_end: date, change_on: date, expected: int
 ) -> None:
-    assert prorated_change(GOLD, 5, change_on, period_start, period_end, FIXED_30) == expected
+    assert prorated(GOLD, 5, change_on, period_start, period_end, FIXED_30).exact == expected
 
 
 def test_fixed_days_fractions_stay_exact_until_rounded_once() -> None:
     # 100 × 7 ÷ 30 × 1 = 70/3 = 23.33…; floored once → 23
-    amount = prorated_change(100, 1, date(2022, 6, 26), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    amount = prorated(100, 1, date(2022, 6, 26), date(2022, 6, 3), date(2022, 7, 3), FIXED_30).exact
     assert amount == Fraction(70, 3)
     assert round_yen(amount, Rounding.FLOOR) == 23
 
 
 def test_a_change_on_the_last_day_of_a_period_is_worth_one_day() -> None:
     # July 2 in June 3 – July 3: 1 day: 180 × 1 ÷ 30 × 10 = 60
-    amount = prorated_change(GOLD, 10, date(2022, 7, 2), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    amount = prorated(GOLD, 10, date(2022, 7, 2), date(2022, 6, 3), date(2022, 7, 3), FIXED_30).exact
     assert amount == 60
 
 
 def test_a_change_on_the_renewal_date_is_worth_nothing_in_the_ending_period() -> None:
     # July 3 = period end: 0 days remaining: 180 × 0 ÷ 30 × 10 = 0
-    amount = prorated_change(GOLD, 10, date(2022, 7, 3), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+    amount = prorated(GOLD, 10, date(2022, 7, 3), date(2022, 6, 3), date(2022, 7, 3), FIXED_30).exact
     assert amount == 0
 
 
 def test_a_change_outside_the_period_is_refused() -> None:
     with pytest.raises(ValueError, match="outside the period"):
-        prorated_change(GOLD, 10, date(2022, 7, 4), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+        prorated(GOLD, 10, date(2022, 7, 4), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
     with pytest.raises(ValueError, match="outside the period"):
-        prorated_change(GOLD, 10, date(2022, 6, 2), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
+        prorated(GOLD, 10, date(2022, 6, 2), date(2022, 6, 3), date(2022, 7, 3), FIXED_30)
 
 
-def test_a_share_of_more_days_than_the_period_holds_is_refused() -> None:
-    with pytest.raises(ValueError, match="do not fit"):
-        FIXED_30.share(32, 31)
-    with pytest.raises(ValueError):
-        ACTUAL.share(-1, 30)
-    with pytest.raises(ValueError):
-        ACTUAL.share(0, 0)
-
-
-def test_fixed_days_share_honours_another_fixed_length() -> None:
-    # a 28-day convention: 14 of 28 = 1/2; 30 days capped at 28 → 1
+def test_fixed_days_honour_another_fixed_length() -> None:
+    # a 28-day convention: 14 days left of a 31-day period = 600 × 14 ÷ 28 × 1 = 300; 30 days left count 28 → 600
     proration = Proration(Convention.FIXED_DAYS, 28)
-    assert proration.share(14, 31) == Fraction(1, 2)
-    assert proration.share(30, 31) == 1
+    assert prorated(600, 1, date(2024, 1, 18), date(2024, 1, 1), date(2024, 2, 1), proration).exact == 300
+    assert prorated(600, 1, date(2024, 1, 2), date(2024, 1, 1), date(2024, 2, 1), proration).exact == 600
 
 
 # --- actual days ----------------------------------------------------------------
@@ -179,18 +168,18 @@ def test_fixed_days_share_honours_another_fixed_length() -> None:
 def test_actual_days_divide_by_the_days_in_the_period(
     period_start: date, period_end: date, change_on: date, expected: Fraction
 ) -> None:
-    assert prorated_change(600, 1, change_on, period_start, period_end, ACTUAL) == expected
+    assert prorated(600, 1, change_on, period_start, period_end, ACTUAL).exact == expected
 
 
 def test_actual_days_seat_decrease_is_a_negative_credit() -> None:
     # April, Apr 16 → 15 of 30 days: 600 × 15 ÷ 30 × (−2) = −600
-    amount = prorated_change(600, -2, date(2024, 4, 16), date(2024, 4, 1), date(2024, 5, 1), ACTUAL)
+    amount = prorated(600, -2, date(2024, 4, 16), date(2024, 4, 1), date(2024, 5, 1), ACTUAL).exact
     assert amount == -600
 
 
 def test_actual_days_first_day_of_a_period_is_the_full_price() -> None:
     # March, Mar 1 → 31 of 31 days: 600 × 31 ÷ 31 × 3 = 1,800
-    amount = prorated_change(600, 3, date(2024, 3, 1), date(2024, 3, 1), date(2024, 4, 1), ACTUAL)
+    amount = prorated(600, 3, date(2024, 3, 1), date(2024, 3, 1), date(2024, 4, 1), ACTUAL).exact
     assert amount == 1800
 
 
@@ -201,25 +190,25 @@ def test_plan_change_on_the_first_day_of_a_period_charges_the_whole_difference()
     # 10 seats from 180 to 300 on June 3 of June 3 – July 3 (30 days):
     # −180 × 30 ÷ 30 × 10 + 300 × 30 ÷ 30 × 10 = −1,800 + 3,000 = 1,200
     start, end = date(2022, 6, 3), date(2022, 7, 3)
-    credit = prorated_change(180, -10, start, start, end, FIXED_30)
-    charge = prorated_change(300, 10, start, start, end, FIXED_30)
+    credit = prorated(180, -10, start, start, end, FIXED_30).exact
+    charge = prorated(300, 10, start, start, end, FIXED_30).exact
     assert (credit, charge, credit + charge) == (-1800, 3000, 1200)
 
 
 def test_plan_change_on_the_last_day_of_a_period_charges_one_day_of_difference() -> None:
     # the same change on July 2 (1 day left): −180 × 1 ÷ 30 × 10 + 300 × 1 ÷ 30 × 10 = −60 + 100 = 40
     start, end = date(2022, 6, 3), date(2022, 7, 3)
-    credit = prorated_change(180, -10, date(2022, 7, 2), start, end, FIXED_30)
-    charge = prorated_change(300, 10, date(2022, 7, 2), start, end, FIXED_30)
+    credit = prorated(180, -10, date(2022, 7, 2), start, end, FIXED_30).exact
+    charge = prorated(300, 10, date(2022, 7, 2), start, end, FIXED_30).exact
     assert (credit, charge, credit + charge) == (-60, 100, 40)
 
 
 def test_plan_change_on_the_last_day_of_a_31_day_month_by_actual_days() -> None:
     # 5 seats from 500 to 1,000 on Mar 31: (1,000 − 500) × 1 ÷ 31 × 5 = 2500/31
     start, end = date(2024, 3, 1), date(2024, 4, 1)
-    total = prorated_change(500, -5, date(2024, 3, 31), start, end, ACTUAL) + prorated_change(
+    total = prorated(500, -5, date(2024, 3, 31), start, end, ACTUAL).exact + prorated(
         1000, 5, date(2024, 3, 31), start, end, ACTUAL
-    )
+    ).exact
     assert total == Fraction(2500, 31)
     assert round_yen(total, Rounding.FLOOR) == 80
 
@@ -230,16 +219,13 @@ def test_plan_change_on_the_last_day_of_a_31_day_month_by_actual_days() -> None:
 def test_line_works_april_ten_then_fifteen_users_costs_7500_yen() -> None:
     # 10 users Apr 1–15 + 15 users Apr 16–30: (10 × 15 + 15 × 15) × 600 ÷ 30 = 375 × 20 = 7,500
     spans = [DailySpan(date(2024, 4, 1), date(2024, 4, 16), 10), DailySpan(date(2024, 4, 16), date(2024, 5, 1), 15)]
-    assert daily_amount(600, spans, ACTUAL) == 7500
+    assert daily_priced(600, spans, ACTUAL).exact == 7500
 
 
-def test_a_span_crossing_a_month_end_prices_each_day_against_its_own_month() -> None:
-    # 10 users Jan 17 – Feb 14 2024: Jan 17–31 = 15 of 31 days, Feb 1–14 = 14 of 29 days
-    # 600 × 10 × 15 ÷ 31 + 600 × 10 × 14 ÷ 29 = 90000/31 + 84000/29 = 5,214,000/899 = 5,799.77…
-    amount = daily_amount(600, [DailySpan(date(2024, 1, 17), date(2024, 2, 15), 10)], ACTUAL)
-    assert amount == Fraction(90000, 31) + Fraction(84000, 29)
-    assert amount == Fraction(5214000, 899)
-    assert round_yen(amount, Rounding.FLOOR) == 5799
+def test_a_span_across_a_month_end_is_refused_since_each_month_is_billed_on_its_own() -> None:
+    # post-paid months close one at a time (charges.arrears_lines): a span must lie inside one calendar month
+    with pytest.raises(ValueError, match="not inside the month"):
+        daily_priced(600, [DailySpan(date(2024, 1, 17), date(2024, 2, 15), 10)], ACTUAL)
 
 
 @pytest.mark.parametrize(
@@ -256,40 +242,40 @@ def test_a_whole_month_costs_the_monthly_price_and_one_day_its_share(
     month_start: date, month_end: date, one_day: Fraction
 ) -> None:
     # whole month: 600 × 10 × n ÷ n = 6,000 whatever n is
-    assert daily_amount(600, [DailySpan(month_start, month_end, 10)], ACTUAL) == 6000
+    assert daily_priced(600, [DailySpan(month_start, month_end, 10)], ACTUAL).exact == 6000
     # the first day alone: 600 × 1 ÷ n
-    assert daily_amount(600, [DailySpan(month_start, date(month_start.year, month_start.month, 2), 1)], ACTUAL) == one_day
+    assert daily_priced(600, [DailySpan(month_start, date(month_start.year, month_start.month, 2), 1)], ACTUAL).exact == one_day
 
 
 def test_a_leading_partial_month_is_charged_from_the_start_day() -> None:
     # sign-up Apr 16, 10 users: 600 × 10 × 15 ÷ 30 = 3,000
-    assert daily_amount(600, [DailySpan(date(2024, 4, 16), date(2024, 5, 1), 10)], ACTUAL) == 3000
+    assert daily_priced(600, [DailySpan(date(2024, 4, 16), date(2024, 5, 1), 10)], ACTUAL).exact == 3000
 
 
 def test_a_trailing_partial_month_is_charged_for_the_days_used() -> None:
     # cancelled Apr 11 (used Apr 1–10), 10 users: 600 × 10 × 10 ÷ 30 = 2,000
-    assert daily_amount(600, [DailySpan(date(2024, 4, 1), date(2024, 4, 11), 10)], ACTUAL) == 2000
+    assert daily_priced(600, [DailySpan(date(2024, 4, 1), date(2024, 4, 11), 10)], ACTUAL).exact == 2000
 
 
 def test_plan_change_on_the_first_day_of_the_month_bills_only_the_new_plan() -> None:
     # basic (600) → premium (1,200) effective Apr 1, 10 users: 0 + 1,200 × 10 × 30 ÷ 30 = 12,000
-    basic = daily_amount(600, [DailySpan(date(2024, 4, 1), date(2024, 4, 1), 10)], ACTUAL)
-    premium = daily_amount(1200, [DailySpan(date(2024, 4, 1), date(2024, 5, 1), 10)], ACTUAL)
+    basic = daily_priced(600, [DailySpan(date(2024, 4, 1), date(2024, 4, 1), 10)], ACTUAL).exact
+    premium = daily_priced(1200, [DailySpan(date(2024, 4, 1), date(2024, 5, 1), 10)], ACTUAL).exact
     assert (basic, premium) == (0, 12000)
 
 
 def test_plan_change_on_the_last_day_of_the_month_bills_that_day_at_the_new_plan() -> None:
     # basic Apr 1–29 + premium Apr 30, 10 users: 600 × 10 × 29 ÷ 30 + 1,200 × 10 × 1 ÷ 30 = 5,800 + 400 = 6,200
-    basic = daily_amount(600, [DailySpan(date(2024, 4, 1), date(2024, 4, 30), 10)], ACTUAL)
-    premium = daily_amount(1200, [DailySpan(date(2024, 4, 30), date(2024, 5, 1), 10)], ACTUAL)
+    basic = daily_priced(600, [DailySpan(date(2024, 4, 1), date(2024, 4, 30), 10)], ACTUAL).exact
+    premium = daily_priced(1200, [DailySpan(date(2024, 4, 30), date(2024, 5, 1), 10)], ACTUAL).exact
     assert (basic, premium, basic + premium) == (5800, 400, 6200)
 
 
 def test_daily_amount_with_fixed_days_prices_a_day_at_one_thirtieth() -> None:
     # one day of a 31-day month at the fixed convention: 180 × 1 ÷ 30 = 6
-    assert daily_amount(180, [DailySpan(date(2024, 1, 5), date(2024, 1, 6), 1)], FIXED_30) == 6
+    assert daily_priced(180, [DailySpan(date(2024, 1, 5), date(2024, 1, 6), 1)], FIXED_30).exact == 6
     # the whole of January is capped at 30 days: 180 × 30 ÷ 30 = 180
-    assert daily_amount(180, [DailySpan(date(2024, 1, 1), date(2024, 2, 1), 1)], FIXED_30) == 180
+    assert daily_priced(180, [DailySpan(date(2024, 1, 1), date(2024, 2, 1), 1)], FIXED_30).exact == 180
 
 
 def test_arrears_lines_bill_the_april_example_as_one_line_of_7500_yen() -> None:

@@ -33,18 +33,6 @@ class Proration:
     convention: Convention = Convention.ACTUAL_DAYS
     fixed_days: int = 30
 
-    def share(self, days: int, period_days: int) -> Fraction:
-        """The fraction of a period's price that ``days`` of it are worth."""
-        if days < 0 or period_days <= 0:
-            raise ValueError(f"days {days} of a {period_days}-day period")
-        if days > period_days:
-            raise ValueError(f"{days} days do not fit in a {period_days}-day period")
-        if days == period_days:
-            return Fraction(1)  # a whole period is the period's price, whatever its length
-        if self.convention is Convention.FIXED_DAYS:
-            return Fraction(min(days, self.fixed_days), self.fixed_days)
-        return Fraction(days, period_days)
-
 
 def prorated(
     unit_amount: int,
@@ -74,18 +62,6 @@ def prorated(
     return Priced(exact, f"{unit_amount} × {days} ÷ {divisor} × {quantity}")
 
 
-def prorated_change(
-    unit_amount: int,
-    quantity_delta: int,
-    change_on: date,
-    period_start: date,
-    period_end: date,
-    proration: Proration,
-) -> Fraction:
-    """The exact amount of :func:`prorated` (180 × 13 ÷ 30 × 10 = 780), for callers that need no formula."""
-    return Fraction(prorated(unit_amount, quantity_delta, change_on, period_start, period_end, proration).exact)
-
-
 @dataclass(frozen=True)
 class DailySpan:
     """``quantity`` units held on each day of [start, end)."""
@@ -95,30 +71,10 @@ class DailySpan:
     quantity: int
 
 
-def daily_amount(unit_amount: int, spans: Iterable[DailySpan], proration: Proration) -> Fraction:
-    """Per-day charges in calendar months: each day costs quantity × unit ÷ days in its month.
-
-    LINE WORKS monthly contract, April: 10 users × 15 days + 15 users × 15 days
-    = 375 user-days × 600 ÷ 30 = 7,500. Spans may cross month ends; each day is
-    priced against its own month (``actual_days``) or the fixed month length.
-    """
-    total = Fraction(0)
-    for span in spans:
-        day = span.start
-        while day < span.end:
-            month_end = min(next_month_start(day), span.end)
-            days = days_between(day, month_end)
-            total += unit_amount * span.quantity * proration.share(
-                days, days_in_month(day.year, day.month)
-            )
-            day = month_end
-    return total
-
-
 def daily_priced(unit_amount: int, spans: Iterable[DailySpan], proration: Proration) -> Priced:
     """Per-day charges inside one calendar month, with the formula: unit-days × unit ÷ days in the month.
 
-    LINE WORKS monthly contract, April: 375 user-days × 600 ÷ 30 = 7,500 (as :func:`daily_amount`). With
+    LINE WORKS monthly contract, April: 375 user-days × 600 ÷ 30 = 7,500. With
     ``fixed_days`` a span's days count at most the fixed length and a whole month counts as that length.
     Raises ValueError for spans outside one calendar month.
     """
