@@ -211,3 +211,24 @@ def test_the_billing_history_lists_the_customers_invoices_with_pdf_links(site: P
 def test_without_a_session_the_pages_are_401(site: Portal) -> None:
     assert site.client.get("/portal/").status_code == 401
     assert site.client.get("/portal/invoices").status_code == 401
+
+
+def test_a_line_oa_customer_sees_this_months_messages_used_of_included_as_a_bar(engine: Engine) -> None:
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "line-oa", "LINE公式アカウント", "line-oa", START)
+        key = create_api_key(uow, tenant.row, "owner", "test", START)
+    client = TestClient(create_app(engine, CardSimulator(), clock=Clock(START)))
+    auth = {"Authorization": f"Bearer {key}"}
+    r = client.post("/v1/customers", headers=auth, json={"id": "shop", "name": "青葉ベーカリー", "payment_method": "pm_card_visa",
+                                                         "super_admin": {"email": "shop@aoba.example", "name": "青葉"}})
+    admin = r.json()["super_admin"]["id"]
+    assert client.post("/v1/customers/shop/subscription", headers={**auth, "Kakin-Acting-Member": admin},
+                       json={"plan": "light"}).status_code == 200
+    assert client.post("/v1/customers/shop/usage/messages/consume", headers=auth, json={"count": 1250}).status_code == 200
+    r = client.post("/v1/portal_sessions", headers=auth, json={"customer": "shop", "member": admin, "locale": "ja",
+                                                               "return_url": "https://oa.example/"})
+    client.get(r.json()["url"].removeprefix("http://testserver"))
+    page = client.get("/portal/").text
+    assert "今月のメッセージ通数" in page
+    assert 'aria-valuemax="5000" aria-valuenow="1250"><span style="width: 25%">' in page  # 1,250 × 100 ÷ 5,000
+    assert "5,000 通中 1,250 通を送信済み" in page
