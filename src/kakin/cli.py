@@ -320,13 +320,9 @@ def serve(
     out.print(table)
     out.print(f"try: curl -H 'Authorization: Bearer {keys[0][1]}' http://{host}:{port}/v1/customers")
     out.print(f"API docs: http://{host}:{port}/docs   (run `kakin worker` beside it to bill what falls due)")
-    links = Table(title="customer portal: one-time links for a demo super admin, valid 5 minutes (kakin portal-link makes more)")
-    links.add_column("tenant")
-    links.add_column("customer")
-    links.add_column("link")
+    out.print("customer portal: a one-time link for a demo super admin, valid 5 minutes (kakin portal-link makes more)")
     for code, customer, url in demo_portal_links(engine, datetime.now(UTC), f"http://{host}:{port}"):
-        links.add_row(code, customer, url)
-    out.print(links)
+        out.print(f"  {code} ({customer}): {url}", soft_wrap=True, highlight=False)
     out.print("qualified invoices (適格請求書) need the vendor's registration number and address: set them with\n"
               f"  kakin tenant update --code {keys[0][0]} --registration-number T… --address \"…\"\n"
               f"or PATCH http://{host}:{port}/v1/tenant with an owner key; later invoices name the new issuer")

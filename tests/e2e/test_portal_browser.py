@@ -129,6 +129,7 @@ def test_the_overview_shows_plan_seats_and_the_next_amount_in_japanese_then_engl
     assert page.locator("#seats").inner_text() == "10 名"
     assert page.locator("#next-date").inner_text() == "2026年6月3日"
     assert page.locator("#next-amount").inner_text() == "￥1,800"  # 180 yen × 10 seats, tax included
+    assert page.locator("#next-tax").inner_text() == "￥163"  # floor(1800 × 10/110)
     assert page.locator("h1").inner_text() == "契約情報"
     shot(page, "1-overview-ja")
     page.get_by_role("button", name="English").click()
