@@ -232,3 +232,10 @@ def test_a_line_oa_customer_sees_this_months_messages_used_of_included_as_a_bar(
     assert "今月のメッセージ通数" in page
     assert 'aria-valuemax="5000" aria-valuenow="1250"><span style="width: 25%">' in page  # 1,250 × 100 ÷ 5,000
     assert "5,000 通中 1,250 通を送信済み" in page
+
+
+@pytest.mark.parametrize("url", ["http://[", "http://example.com:port/", "javascript://x/%0Aalert(1)", "ftp://example.com/"])
+def test_a_return_url_that_is_not_an_http_url_is_refused_with_422(site: Portal, url: str) -> None:
+    r = site.api("POST", "/v1/portal_sessions", {"customer": "acme", "member": site.admin["acme"], "return_url": url})
+    assert r.status_code == 422
+    assert r.json()["error"]["param"] == "return_url"

@@ -56,8 +56,12 @@ def create_link(uow: UnitOfWork, tenant: TenantRow, customer_key: str, member_id
     """
     if locale not in LOCALES:
         raise errors.InvalidValue(f"locale must be one of: {', '.join(LOCALES)}", param="locale")
-    parts = urlsplit(return_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(return_url) > 2000:
+    try:
+        parts = urlsplit(return_url)
+        host = parts.hostname if parts.port is None or parts.port > 0 else None
+    except ValueError:  # an unbalanced "[" in the host, a port that is not a number
+        host = None
+    if host is None or parts.scheme not in ("http", "https") or len(return_url) > 2000:
         raise errors.InvalidValue("return_url must be an absolute http(s) URL of at most 2,000 characters",
                                   param="return_url")
     customer = uow.customer_row(tenant, customer_key)

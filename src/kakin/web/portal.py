@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from asgi_csrf import asgi_csrf
+from asgi_csrf import asgi_csrf  # type: ignore[import-untyped]
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.applications import Starlette
