@@ -239,3 +239,35 @@ def test_a_return_url_that_is_not_an_http_url_is_refused_with_422(site: Portal, 
     r = site.api("POST", "/v1/portal_sessions", {"customer": "acme", "member": site.admin["acme"], "return_url": url})
     assert r.status_code == 422
     assert r.json()["error"]["param"] == "return_url"
+
+
+def test_a_downgrade_on_the_first_shows_as_a_scheduled_change(engine: Engine) -> None:
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "line-oa", "LINE公式アカウント", "line-oa", START)
+        key = create_api_key(uow, tenant.row, "owner", "test", START)
+    client = TestClient(create_app(engine, CardSimulator(), clock=Clock(START)))
+    auth = {"Authorization": f"Bearer {key}"}
+    r = client.post("/v1/customers", headers=auth, json={"id": "shop", "name": "青葉ベーカリー", "payment_method": "pm_card_visa",
+                                                         "super_admin": {"email": "shop@aoba.example", "name": "青葉"}})
+    acting = {**auth, "Kakin-Acting-Member": r.json()["super_admin"]["id"]}
+    assert client.post("/v1/customers/shop/subscription", headers=acting, json={"plan": "standard"}).status_code == 200
+    assert client.post("/v1/customers/shop/subscription/plan", headers=acting, json={"plan": "light"}).status_code == 200
+    r = client.post("/v1/portal_sessions", headers=auth, json={"customer": "shop", "member": r.json()["super_admin"]["id"],
+                                                               "return_url": "https://oa.example/"})
+    client.get(r.json()["url"].removeprefix("http://testserver"))
+    page = re.sub(r"\s+", " ", client.get("/portal/").text)
+    assert "予定されている変更" in page
+    assert '<p id="pending">2026年6月1日: プランが ライトプラン に変わります </p>' in page
+    assert 'id="next-amount" class="amount">￥5,500<' in page  # light's 5,000 yen on June 1st + 10% tax
+
+
+def test_the_customers_credit_notes_are_listed_and_another_customers_are_404(site: Portal) -> None:
+    mine = site.api("GET", "/v1/customers/acme/invoices").json()["data"][0]["number"]
+    theirs = site.api("GET", "/v1/customers/other/invoices").json()["data"][0]["number"]
+    mine_note = site.api("POST", f"/v1/invoices/{mine}/credit_notes", {"amount": 180, "reason": "一名分の返金"}).json()
+    their_note = site.api("POST", f"/v1/invoices/{theirs}/credit_notes", {"amount": 180, "reason": "一名分の返金"}).json()
+    site.open()
+    page = site.client.get("/portal/invoices").text
+    assert f'href="/portal/credit_notes/{mine_note["number"]}/document.pdf"' in page
+    assert their_note["number"] not in page
+    assert site.client.get(f"/portal/credit_notes/{their_note['number']}/document.pdf").status_code == 404
