@@ -11,6 +11,7 @@ from .tables import customers, members, portal_sessions
 
 
 def add_link(conn: Connection, values: dict[str, Any]) -> None:
+    """Store a new, unopened link (its hash, expiry, member, locale, return_url)."""
     conn.execute(portal_sessions.insert().values(**values))
 
 
@@ -36,6 +37,7 @@ def session(conn: Connection, session_hash: str) -> dict[str, Any] | None:
 
 
 def touch(conn: Connection, session_id: int, now: datetime, locale: str | None = None) -> None:
+    """Restart a session's idle clock at ``now``; with ``locale``, also switch its language."""
     values: dict[str, Any] = {"last_seen_at": now}
     if locale is not None:
         values["locale"] = locale
