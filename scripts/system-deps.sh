@@ -2,7 +2,7 @@
 # Install the system packages kakin uses. `system-deps.sh runtime`: Noto CJK, the
 # font embedded in Japanese PDFs, and HarfBuzz's subsetter (seconds instead of
 # tens of seconds per PDF). `system-deps.sh` (for the tests): also
-# PostgreSQL 15 and poppler-utils (the PDF tests read the text back).
+# PostgreSQL 15, poppler-utils (the PDF tests read the text back) and Chromium (the portal's browser tests).
 # Runs apt-get only when something is missing and we are root.
 set -euo pipefail
 # lists TEXT COMMAND...: does COMMAND's output contain TEXT? The output is read whole first: under
@@ -14,6 +14,7 @@ lists libharfbuzz-subset.so.0 ldconfig -p || need+=(libharfbuzz-subset0)  # fast
 if [ "${1:-test}" != runtime ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   command -v pdftotext >/dev/null 2>&1 || need+=(poppler-utils)
+  [ -x /usr/bin/chromium ] || need+=(chromium)  # the portal's browser tests (Playwright drives it; no browser download)
 fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then

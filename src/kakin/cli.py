@@ -306,7 +306,7 @@ def serve(
     from kakin.adapters.db.migrate import migrate as run
     from kakin.adapters.gateway_config import gateway_from_env
     from kakin.api.app import create_app
-    from kakin.serve import ensure_reference_tenants
+    from kakin.serve import demo_portal_links, ensure_reference_tenants
 
     engine = make_engine()
     run(engine)
@@ -320,6 +320,9 @@ def serve(
     out.print(table)
     out.print(f"try: curl -H 'Authorization: Bearer {keys[0][1]}' http://{host}:{port}/v1/customers")
     out.print(f"API docs: http://{host}:{port}/docs   (run `kakin worker` beside it to bill what falls due)")
+    out.print("customer portal: a one-time link for a demo super admin, valid 5 minutes (kakin portal-link makes more)")
+    for code, customer, url in demo_portal_links(engine, datetime.now(UTC), f"http://{host}:{port}"):
+        out.print(f"  {code} ({customer}): {url}", soft_wrap=True, highlight=False)
     out.print("qualified invoices (適格請求書) need the vendor's registration number and address: set them with\n"
               f"  kakin tenant update --code {keys[0][0]} --registration-number T… --address \"…\"\n"
               f"or PATCH http://{host}:{port}/v1/tenant with an owner key; later invoices name the new issuer")
@@ -328,6 +331,28 @@ def serve(
     gc.collect()
     gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@app.command("portal-link")
+def portal_link(
+    tenant: Annotated[str, typer.Option(help="The tenant's code.")],
+    customer: Annotated[str, typer.Option(help="The customer's id.")],
+    member: Annotated[str | None, typer.Option(help="The member (mem_…); the customer's super admin by default.")] = None,
+    locale: Annotated[str, typer.Option(help="ja or en.")] = "ja",
+    base_url: Annotated[str, typer.Option(help="Where kakin serve answers.")] = "http://127.0.0.1:8000",
+) -> None:
+    """Print a fresh one-time link (valid 5 minutes) that opens the customer portal for one member."""
+    from kakin.adapters.db.migrate import make_engine
+    from kakin.domain.errors import KakinError
+    from kakin.serve import portal_link as make_link
+
+    try:
+        url, expires_at = make_link(make_engine(), tenant, customer, datetime.now(UTC), base_url, member=member, locale=locale)
+    except KakinError as e:
+        err.print(f"[red]{e.code}[/red]: {e.message}")
+        raise typer.Exit(2) from None
+    print(url)
+    err.print(f"valid until {expires_at.isoformat(timespec='seconds')}, once")
 
 
 @app.command()

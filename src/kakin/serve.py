@@ -64,3 +64,34 @@ def run_once(engine: Engine, gateway: PaymentGateway, now: datetime) -> dict[str
     from kakin.adapters.webhooks_http import http_post
 
     return due_work.run_pass(engine, gateway, SmtpMailer.from_env(), http_post, now)
+
+
+def portal_link(engine: Engine, tenant_code: str, customer: str, now: datetime, base_url: str, *, member: str | None = None,
+                locale: str = "ja", return_url: str | None = None) -> tuple[str, datetime]:
+    """A fresh one-time portal link (valid ``portal.LINK_MINUTES``) for ``member`` of ``customer``, by default its
+    super admin; returns (url, expires_at). Raises NotFound for an unknown tenant, customer or member."""
+    from kakin.adapters.db import service_store
+    from kakin.domain import errors
+    from kakin.services import portal
+
+    base = base_url.rstrip("/")
+    with UnitOfWork(engine) as uow:
+        tenant = uow.tenant(tenant_code)
+        if tenant is None:
+            raise errors.NotFound(f"no tenant {tenant_code!r}", param="tenant")
+        if member is None:
+            row = uow.customer_row(tenant, customer)
+            if row is None:
+                raise errors.NotFound(f"no customer {customer!r}", param="customer")
+            member = next((m["public_id"] for m in service_store.members_of(uow.conn, row["id"])
+                           if m["role"] == "super_admin"), None)
+            if member is None:
+                raise errors.NotFound(f"customer {customer!r} has no super admin; name a member", param="member")
+        token, expires_at = portal.create_link(uow, tenant, customer, member, locale, return_url or f"{base}/docs", now)
+    return f"{base}/portal/open/{token}", expires_at
+
+
+def demo_portal_links(engine: Engine, now: datetime, base_url: str) -> list[tuple[str, str, str]]:
+    """One portal link per reference tenant, for its first demo customer's super admin: (tenant, customer, url)."""
+    return [(code, customers[0]["id"], portal_link(engine, code, customers[0]["id"], now, base_url)[0])
+            for code, customers in DEMO.items()]

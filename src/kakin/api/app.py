@@ -67,7 +67,18 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
         if "\x00" in request.url.path or "%00" in request.url.path:
             return api_errors.error_response(404, "not_found", "no such resource")
         return await call_next(request)
-    from . import routes_admin, routes_customers, routes_documents, routes_eligibility, routes_gateway, routes_ops, routes_usage
+    from kakin.web.portal import create_portal
+
+    from . import (
+        routes_admin,
+        routes_customers,
+        routes_documents,
+        routes_eligibility,
+        routes_gateway,
+        routes_ops,
+        routes_portal,
+        routes_usage,
+    )
 
     app.include_router(routes_customers.router)
     app.include_router(routes_usage.router)
@@ -75,6 +86,8 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.include_router(routes_gateway.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_eligibility.router)
+    app.include_router(routes_portal.router)
+    app.mount("/portal", create_portal(engine, clock))  # the customer portal: server-rendered pages (web/portal.py)
     routes_ops.install(app, engine, clock)
     return app
 

@@ -14,9 +14,9 @@ from kakin.domain import errors
 from kakin.domain.calendar import instant_text
 from kakin.domain.money import decimal_text, format_rate
 from kakin.services import access, clocks, tenancy, webhooks
+from kakin.services.presenters import invoice_json
 
 from .app import Auth, decode_cursor, forget_keys, paged, read, tenant_of, write
-from .routes_customers import invoice_json
 from .schemas import AdvanceIn, TenantIn, TestClockIn, WebhookEndpointIn
 
 router = APIRouter(prefix="/v1")

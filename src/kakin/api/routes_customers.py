@@ -11,10 +11,10 @@ from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.account import Account
-from kakin.domain.catalog import Catalog
-from kakin.domain.documents import tax_by_rate
 from kakin.domain.members import require_admin, require_super_admin
 from kakin.services import access, billing, domains
+from kakin.services.presenters import customer_json as view
+from kakin.services.presenters import invoice_json
 
 from .app import Auth, customer_now, decode_cursor, paged, read, tenant_of, write
 from .schemas import CustomerIn, DomainIn, MemberIn, PaymentMethodIn, PlanChangeIn, PremiumIdIn, SeatsIn, SubscribeIn, UsersIn
@@ -28,30 +28,6 @@ ActingMember = Annotated[str | None, Header(
     description="The member (`mem_…`) the request acts for. Plan, contract, payment method, domains and deleting the "
                 "organization need the customer's super admin (403 super_admin_required); seats, registered users and "
                 "members need an admin (403 admin_required).")]
-
-
-def view(account: Account, row: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
-    sub = account.plan_subscription
-    out: dict[str, Any] = {
-        "id": account.key, "name": account.name, "users": account.members, "credit": account.credit,
-        "has_payment_method": account.payment_method is not None, "basic_id": account.basic_id,
-        "test_clock": row.get("test_clock_public_id"), "subscription": None, "addons": [],
-        "deleted_on": account.deleted_on, "sign_in_group": account.sign_in_group,
-        "verified_domain": account.verified_domain,
-    }
-    if sub is not None:
-        out["subscription"] = {
-            "plan": sub.plan, "contract": sub.contract, "status": sub.status.value, "seats": sub.seats,
-            # the plan as the customer is shown it (LINE OA shows the local-government plan as standard)
-            "display_plan": catalog.plans[sub.plan].features.get("display_as", sub.plan),
-            "current_period_start": sub.period_start, "current_period_end": sub.period_end, "trial_end": sub.trial_end,
-            "pending_change": None if sub.pending is None else {
-                "effective_on": sub.pending.effective_on, "plan": sub.pending.plan, "contract": sub.pending.contract,
-                "seats": sub.pending.seats, "cancel": sub.pending.cancel},
-        }
-    out["addons"] = [{"addon": s.product, "value": s.value, "billing": s.contract, "current_period_end": s.period_end}
-                     for s in account.subscriptions if s.product != "plan" and not s.ended]
-    return out
 
 
 def _customer(request: Request, uow: UnitOfWork, op: access.Operator, customer_id: str) -> dict[str, Any]:
@@ -267,16 +243,6 @@ def set_premium_id(request: Request, op: Auth, customer_id: CustomerId, body: Pr
 
     return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
                                              what="buy a premium ID"))
-
-
-def invoice_json(r: dict[str, Any]) -> dict[str, Any]:
-    return {"number": r["number"], "customer": r["customer"], "issued_on": r["issued_on"], "period_start": r["period_start"],
-            "period_end": r["period_end"], "status": r["status"], "subtotal": r["subtotal"], "tax": r["tax"],
-            "tax_rate": r["tax_rate"], "tax_inclusive": r["tax_inclusive"], "total": r["total"],
-            "credit_applied": r["credit_applied"], "credit_carried": r["credit_carried"],
-            "taxes": [{k: v for k, v in t.items() if k != "label"} for t in tax_by_rate(r)],  # per rate
-            "lines": [{"kind": ln["kind"], "description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"],
-                       "formula": ln["formula"], "tax_rate": ln["tax_rate"] or r["tax_rate"]} for ln in r.get("lines", [])]}
 
 
 @router.get("/customers/{customer_id}/invoices", summary="A customer's invoices with their lines")

@@ -452,3 +452,21 @@ credit_notes = Table(
     *party_columns(),
     UniqueConstraint("tenant_id", "seq", name="uq_credit_notes_tenant_seq"),
 )
+
+portal_sessions = Table(
+    "portal_sessions", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("link_hash", String(64), nullable=False, unique=True),  # SHA-256 of the one-time link's token
+    Column("link_expires_at", UtcDateTime(), nullable=False),
+    Column("session_hash", String(64), unique=True),  # SHA-256 of the session cookie, once the link is opened
+    Column("locale", String(8), nullable=False),  # ja | en
+    Column("return_url", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("opened_at", UtcDateTime()),
+    Column("last_seen_at", UtcDateTime()),
+    Column("ended_at", UtcDateTime()),  # signed out or revoked
+    Index("ix_portal_sessions_customer", "customer_id"),
+)

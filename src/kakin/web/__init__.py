@@ -1,0 +1,1 @@
+"""Server-rendered pages beside the API: the customer portal (``web/portal.py``)."""

@@ -1,0 +1,50 @@
+"""The portal's languages: message catalogs (Babel ``.po`` files, compiled when first loaded) and dates and yen
+formatted per locale with Babel. Japanese is the default; English by the portal's switch."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from functools import cache
+from pathlib import Path
+
+from babel.dates import format_date
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_currency, format_decimal
+from babel.support import Translations
+
+LOCALES = ("ja", "en")
+DEFAULT = "ja"
+CATALOGS = Path(__file__).parent / "i18n"
+DOMAIN = "portal"
+
+
+@cache
+def translations(locale: str) -> Translations:
+    """The compiled catalog of ``locale`` (``i18n/<locale>/LC_MESSAGES/portal.po``, compiled in memory)."""
+    with open(CATALOGS / locale / "LC_MESSAGES" / f"{DOMAIN}.po", "rb") as f:
+        catalog = read_po(f, locale=locale, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return Translations(buffer, domain=DOMAIN)
+
+
+def yen(amount: int, locale: str) -> str:
+    """Integer yen as the locale writes it: ``￥1,800`` (ja), ``¥1,800`` (en)."""
+    return format_currency(amount, "JPY", locale=locale)
+
+
+def day(value: date | str | None, locale: str) -> str:
+    """A date as the locale writes it in full: ``2026年12月3日`` (ja), ``December 3, 2026`` (en); empty for None."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    return format_date(value, "long", locale=locale)
+
+
+def number(value: int, locale: str) -> str:
+    """A count with the locale's grouping: ``1,000``."""
+    return format_decimal(value, locale=locale)
