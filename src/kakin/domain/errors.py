@@ -299,3 +299,12 @@ class FontsMissing(KakinError):
 
     code = "fonts_missing"
     kind = UNAVAILABLE
+
+
+class DatabaseBusy(KakinError):
+    """The customer's records stayed locked by other work longer than kakin waits for a lock (PostgreSQL's
+    ``lock_timeout``, SQLite's busy timeout), or a deadlock repeated past kakin's retries: nothing was changed;
+    send the request again. Source: issue 10 (a lock wait is bounded and answered, never a hang or a 500)."""
+
+    code = "database_busy"
+    kind = UNAVAILABLE
