@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, messaging, plan_changes, schedule
 from kakin.domain import seats as seat_rules
@@ -298,17 +298,24 @@ def _command(action: str, rule: Callable[..., Result | Any], with_gateway: bool 
         if account.deleted_on is not None:
             raise errors.CustomerDeleted(f"customer {key!r} was deleted on {account.deleted_on}; it cannot be changed",
                                          param="customer")
-        if catch_up(uow, tenant, gateway, account, now):
-            uow.commit()  # work that fell due stays done even if this command is refused
+        caught_up = catch_up(uow, tenant, gateway, account, now)
         before = snapshot(account)
-        result = rule(tenant, gateway if with_gateway else uow, account, now, *args, **kwargs)
-        if not isinstance(result, Result):
-            result = Result()
-        settle(uow, tenant, gateway, [(account, result)], now, actor, action, {account.id or 0: before}, purchase=purchase)
+
+        def apply() -> None:
+            result = rule(tenant, gateway if with_gateway else uow, account, now, *args, **kwargs)
+            settle(uow, tenant, gateway, [(account, result if isinstance(result, Result) else Result())], now, actor,
+                   action, {account.id or 0: before}, purchase=purchase)
+
+        if caught_up:  # a refusal keeps the work that fell due: it is committed, the command's part is not
+            with uow.keeping_earlier_work():
+                apply()
+        else:
+            apply()
         return account
 
     run.__name__ = action.replace(".", "_")
-    run.__doc__ = f"The {action} command: load the account, apply the rule, settle."
+    run.__doc__ = (f"The {action} command: load and lock the account, do what fell due, apply the rule, settle; the "
+                   "customer's row stays locked from the load to the commit (issue 10 item 1).")
     return run
 
 
@@ -362,26 +369,33 @@ def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: Pay
     batch_size = min(batch_size, gateway.accounts_per_batch)
     done = 0
     batches = 0
+
+    def batch(uow: UnitOfWork) -> int:
+        """One batch: the number of actions, 0 when nothing is due (or only a stale due time was stored)."""
+        tenant = open_tenant(uow, tenant_code)
+        ids = uow.due_account_ids(tenant.row, until, batch_size, lock=True, test_clock_id=test_clock_id)
+        if not ids:
+            return 0
+        accounts = uow.load_accounts(ids)
+        work = []
+        for account in accounts:
+            result = schedule.run_next(tenant.lifecycle, account, until)
+            if result is not None:
+                work.append((account, result))
+        if not work:  # a stale next_due_at: store the recomputed one and stop
+            settle(uow, tenant, gateway, [(a, Result()) for a in accounts], until, "worker")
+            return 0
+        settle(uow, tenant, gateway, work, until, "worker")
+        return len(work)
+
     while max_batches is None or batches < max_batches:
-        with engine_uow() as uow:
-            tenant = open_tenant(uow, tenant_code)
-            ids = uow.due_account_ids(tenant.row, until, batch_size, lock=True, test_clock_id=test_clock_id)
-            if not ids:
-                break
-            accounts = uow.load_accounts(ids)
-            work = []
-            for account in accounts:
-                result = schedule.run_next(tenant.lifecycle, account, until)
-                if result is not None:
-                    work.append((account, result))
-            if not work:  # a stale next_due_at: store the recomputed one and stop
-                settle(uow, tenant, gateway, [(a, Result()) for a in accounts], until, "worker")
-                break
-            settle(uow, tenant, gateway, work, until, "worker")
-        done += len(work)
+        n = in_transaction(engine_uow, batch)  # a deadlock redoes the batch
+        if not n:
+            break
+        done += n
         batches += 1
         if on_batch is not None:
-            on_batch(len(work))
+            on_batch(n)
     return done
 
 
