@@ -20,6 +20,11 @@ class ChargeOutcome:
     client_secret: str | None = None  # from retrieve, while requires_action: what the customer's browser confirms with
 
 
+class GatewayUnavailable(Exception):
+    """The gateway did not answer (a timeout, a connection lost): the charge may or may not have been made. Trying
+    again with the same idempotency key is safe: the gateway then answers with what it did the first time."""
+
+
 class PaymentGateway(Protocol):
     minimum_charge: int  # the smallest amount the gateway charges, in yen; smaller invoices wait for the next charge
     # Accounts per due-work transaction. Charges are made inside it, so a gateway over the network keeps it small:
@@ -27,7 +32,8 @@ class PaymentGateway(Protocol):
     accounts_per_batch: int
 
     def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
-        """Charge off-session. The same idempotency key never charges twice."""
+        """Charge off-session. The same idempotency key never charges twice. Raises :class:`GatewayUnavailable`
+        when no answer came (the charge may have been made)."""
         ...
 
     def is_known(self, payment_method: str) -> bool: ...
@@ -71,12 +77,21 @@ SUCCEEDS = {"pm_card_visa", "pm_card_mastercard", "pm_card_amex", "pm_card_jcb"}
 
 
 class CardSimulator:
-    """Deterministic test cards. Repeating an idempotency key returns the first outcome."""
+    """Deterministic test cards. Repeating an idempotency key returns the first outcome.
+
+    ``fault`` makes the next charges fail as a network gateway can (for tests and the fault harness):
+    ``"timeout"`` answers nothing and charges nothing; ``"lost_answer"`` charges, then its answer is lost. Both raise
+    :class:`GatewayUnavailable`; a key already answered is answered again, as Stripe does.
+    """
 
     minimum_charge = 50  # as Stripe's for JPY
     accounts_per_batch = 1000  # in process: no network to wait for
+    FAULTS = ("timeout", "lost_answer")
 
-    def __init__(self) -> None:
+    def __init__(self, fault: str | None = None) -> None:
+        if fault is not None and fault not in self.FAULTS:
+            raise ValueError(f"unknown fault {fault!r}: one of {', '.join(self.FAULTS)}")
+        self.fault = fault
         self._seen: dict[str, ChargeOutcome] = {}
         self._payments: dict[str, tuple[int, str]] = {}  # reference → (amount, status)
         self.charged: list[tuple[str, int, str]] = []
@@ -93,6 +108,8 @@ class CardSimulator:
             return self._seen[idempotency_key]
         if amount <= 0:
             raise ValueError("a charge must be positive")
+        if self.fault == "timeout":
+            raise GatewayUnavailable(f"the card simulator timed out (charge {idempotency_key})")
         code = DECLINES.get(payment_method)
         if code is None and payment_method not in SUCCEEDS:
             code = "payment_method_unknown"
@@ -104,6 +121,8 @@ class CardSimulator:
                                      else "failed")
         if outcome.ok:
             self.charged.append((payment_method, amount, idempotency_key))
+        if self.fault == "lost_answer":
+            raise GatewayUnavailable(f"the card simulator charged, then lost its answer (charge {idempotency_key})")
         return outcome
 
     def authenticate(self, reference: str) -> None:

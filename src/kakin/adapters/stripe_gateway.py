@@ -26,7 +26,7 @@ import stripe
 
 from kakin.domain import errors
 
-from .payments import ChargeOutcome
+from .payments import ChargeOutcome, GatewayUnavailable
 
 CURRENCY = "jpy"
 
@@ -109,6 +109,8 @@ class StripeGateway:
             code = _code(err)
             return ChargeOutcome(ok=False, code=code, reference=self._intent_of(err),
                                  requires_action=code == "authentication_required")
+        except stripe.APIConnectionError as e:  # no answer after the SDK's own retries: maybe charged, maybe not
+            raise GatewayUnavailable(f"Stripe did not answer: {e}") from e
         except stripe.InvalidRequestError as e:
             # Stripe refused the request itself (a payment method gone, an amount below Stripe's minimum of 50 JPY, …):
             # it will refuse it again, so it is a failed payment for dunning rather than an error that rolls the whole

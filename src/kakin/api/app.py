@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 import kakin
 from kakin.adapters.db import service_store
-from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.dns import TxtResolver
 from kakin.adapters.payments import CardSimulator, PaymentGateway
 from kakin.domain import errors
@@ -126,15 +126,21 @@ def tenant_of(uow: UnitOfWork, op: Operator) -> Tenant:
 
 
 def customer_now(request: Request, uow: UnitOfWork, customer: dict[str, Any]) -> datetime:
-    """A customer on a test clock lives at the clock's time; everyone else at the real time."""
+    """A customer on a test clock lives at the clock's time; everyone else at the real time.
+
+    A writer locks the customer before it reads its clock, so an advance running meanwhile has either not reached
+    the customer (which it then waits for) or finished with it: a command never runs at the clock's old time on an
+    account the advance already moved past it."""
     if customer.get("test_clock_id"):
+        if not uow.readonly:
+            uow.lock_customer(customer["id"])
         return service_store.test_clock_by_id(uow.conn, customer["test_clock_id"])["frozen_time"]  # type: ignore[no-any-return]
     return request.app.state.clock()  # type: ignore[no-any-return]
 
 
 def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[UnitOfWork], Any], status: int = 200,
           permission: str = "write") -> Response:
-    """Run a write in one transaction. With an Idempotency-Key, the first response is stored in that same
+    """Run a write in one transaction (run again after a deadlock: :func:`~kakin.adapters.db.store.in_transaction`). With an Idempotency-Key, the first response is stored in that same
     transaction and replayed for the same key and body; the same key with another body is refused (409)."""
     op.require(permission)
     key = request.headers.get("Idempotency-Key")
@@ -145,15 +151,19 @@ def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[
         + json.dumps(body.model_dump(mode="json") if body else None, sort_keys=True).encode()
     ).hexdigest()
     engine = request.app.state.engine
-    try:
-        with UnitOfWork(engine) as uow:
-            if key is not None:
-                replay = _replay(uow, op, key, digest)
-                if replay is not None:
-                    return replay
-            content = json.dumps(fn(uow), ensure_ascii=False, default=json_default(op))
-            if key is not None:
-                service_store.save_idempotency_record(uow.conn, op.tenant.id, key, digest, status, content, utc_now())
+
+    def attempt(uow: UnitOfWork) -> Response:
+        if key is not None:
+            replay = _replay(uow, op, key, digest)
+            if replay is not None:
+                return replay
+        content = json.dumps(fn(uow), ensure_ascii=False, default=json_default(op))
+        if key is not None:
+            service_store.save_idempotency_record(uow.conn, op.tenant.id, key, digest, status, content, utc_now())
+        return Response(content, status_code=status, media_type="application/json")
+
+    try:  # a deadlock runs the whole request again; a lock wait that runs out is 503 database_busy
+        return in_transaction(engine, attempt)
     except IntegrityError:
         if key is None:
             raise
@@ -162,7 +172,6 @@ def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[
             if replay is None:
                 raise
             return replay
-    return Response(content, status_code=status, media_type="application/json")
 
 
 def json_default(op: Operator) -> Callable[[Any], Any]:

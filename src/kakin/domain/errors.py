@@ -299,3 +299,21 @@ class FontsMissing(KakinError):
 
     code = "fonts_missing"
     kind = UNAVAILABLE
+
+
+class PaymentGatewayUnavailable(KakinError):
+    """The payment gateway did not answer a charge (a timeout, a network failure): the command changed nothing.
+    Sending it again is safe: the charge is retried with the same idempotency key, so a card is never charged twice.
+    Source: issue 10 item 3."""
+
+    code = "payment_gateway_unavailable"
+    kind = UNAVAILABLE
+
+
+class DatabaseBusy(KakinError):
+    """The customer's records stayed locked by other work longer than kakin waits for a lock (PostgreSQL's
+    ``lock_timeout``, SQLite's busy timeout), or a deadlock repeated past kakin's retries: nothing was changed;
+    send the request again. Source: issue 10 (a lock wait is bounded and answered, never a hang or a 500)."""
+
+    code = "database_busy"
+    kind = UNAVAILABLE

@@ -8,14 +8,15 @@ saved, all in the caller's transaction.
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from kakin.adapters.db.store import UnitOfWork
-from kakin.adapters.payments import PaymentGateway
+from kakin.adapters.db.store import UnitOfWork, in_transaction
+from kakin.adapters.payments import GatewayUnavailable, PaymentGateway
 from kakin.domain import errors, messaging, plan_changes, schedule
 from kakin.domain import seats as seat_rules
 from kakin.domain.account import Account, OpenInvoice, Status
@@ -27,6 +28,7 @@ from . import mail
 from .tenancy import Tenant
 
 BANK_TRANSFER = "bank_transfer"
+log = logging.getLogger("kakin.billing")
 
 
 def snapshot(account: Account) -> dict[str, Any]:
@@ -49,8 +51,9 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
            purchase: bool = False) -> None:
     """Persist results for a batch of accounts: invoices, charges, dunning, account state, audit.
 
-    Invoice numbers are reserved first, each new invoice is charged, and the
-    invoice is written once with the outcome. One audit record per account
+    Each new invoice is charged first, then numbered (gapless per tenant; the
+    tenant's counter is locked only from the numbering to the commit, never
+    while a card is charged) and written once with the outcome. One audit record per account
     names the action and lists every event it caused, with the state before
     and after; a command that changed nothing (no event, the same state before and after: a second cancel) leaves
     no record.
@@ -58,7 +61,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     ``purchase``: the work is a command the customer makes on session (a
     sign-up, an upgrade, more seats, an add-on) whose own invoices are charged
     at once. A declined charge refuses it whole (:class:`~kakin.domain.errors.CardDeclined`,
-    the caller's transaction rolls back and the invoice numbers with it) and its
+    the caller's transaction rolls back; no invoice number was taken yet) and its
     attempt stays in the payment log, without an invoice. A sign-up whose charge
     needs 3-D Secure is ``incomplete`` until the customer completes it (SPEC 3.2,
     issue 9 item 6).
@@ -66,19 +69,20 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     lc = tenant.lifecycle
     events: dict[int, list[dict[str, Any]]] = {}
     attempts: list[dict[str, Any]] = []
+    numbered: dict[str, str] = {}  # placeholder → invoice number
     todo = list(work)
     for round_no in range(20):
         if not todo:
             break
         new = [(a, d, r.at or now) for a, r in todo for d in r.invoices]
         on_session = purchase and round_no == 0  # the command's own invoices, not what their payments led to
-        first = uow.reserve_invoice_numbers(tenant.row, len(new))
         counts = uow.invoice_counts([a.id for a, d, _ in new if a.id is not None and not d.billing_key])
         refused = uow.refused_attempt_counts([a.id for a, _, _ in new if a.id is not None]) if on_session else {}
         fresh: list[tuple[Account, Any, OpenInvoice, datetime]] = []
         charges: list[tuple[Account, OpenInvoice, datetime]] = []
         for k, (account, draft, at) in enumerate(new):
-            inv = OpenInvoice(0, uow.invoice_number(tenant.row, first + k), draft.total, status="open" if draft.total > 0 else "paid")
+            # numbered after the charges (below): until then a placeholder, replaced in every event that names it
+            inv = OpenInvoice(0, f"(unnumbered {round_no}.{k})", draft.total, status="open" if draft.total > 0 else "paid")
             # Invoice numbers of a rolled-back batch are handed out again, so the gateway key names what is billed:
             # the scheduled period, or the customer's n-th invoice and its amount.
             counts[account.id or 0] = counts.get(account.id or 0, 0) + 1
@@ -121,7 +125,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
                     _note(events, account, at, "invoice.deferred", {"number": inv.number, "total": inv.total,
                                                                     "minimum_charge": gateway.minimum_charge})
                     continue
-                outcome = gateway.charge(account.payment_method, amount, key, customer=account.gateway_customer)
+                outcome = _charge(gateway, account, amount, key)
                 ok, code, waiting = outcome.ok, outcome.code, outcome.requires_action
                 if on_session and inv.id == 0 and not ok and not (waiting and _signup(account)):
                     _refuse_purchase(uow, account, at, amount, key, outcome)
@@ -146,6 +150,13 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
                     follow = schedule.payment_failed(lc, account, inv, at, code)
             follow.at = at
             followups.append((account, follow))
+        # The tenant's invoice counter is locked from here to the commit (the store's lock order: tenant last), never
+        # while a card is charged: the numbers of a rolled-back transaction are handed out again, gapless.
+        first = uow.reserve_invoice_numbers(tenant.row, len(fresh))
+        for k, (_, _, inv, _) in enumerate(fresh):
+            number = uow.invoice_number(tenant.row, first + k)
+            numbered[inv.number] = number
+            inv.number = number
         stored = uow.add_invoices(tenant.row, first, [(a, d, inv) for a, d, inv, _ in fresh], now,
                                   tax_inclusive=tenant.catalog.tax_inclusive, tax_rate=tenant.catalog.tax_rate)
         for (_, _, inv, _), invoice_id in zip(fresh, stored, strict=True):
@@ -157,6 +168,10 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
         todo = [(a, r) for a, r in followups if r.invoices or r.retries or r.events or r.credit_notes]
     else:
         raise RuntimeError("payment follow-ups did not settle")
+    for noted in events.values():
+        for event in noted:
+            if event.get("number") in numbered:
+                event["number"] = numbered[event["number"]]
     accounts = list({id(a): a for a, _ in work}.values())
     for a in accounts:  # small balances no later charge can take are written off, never left open forever
         for name, details in schedule.write_off_stranded(lc, a, now).events:
@@ -194,6 +209,17 @@ def _credit_note(uow: UnitOfWork, tenant: Tenant, account: Account, note: Credit
                                  taxes=note.taxes, lines=note.lines)
     _note(events, account, at, "credit_note.issued", {"number": number, "total": note.total, "tax": note.tax_amount,
                                                       "settlement": "credit"})
+
+
+def _charge(gateway: PaymentGateway, account: Account, amount: int, key: str) -> Any:
+    """Charge the account's card; a gateway that does not answer refuses the whole transaction, which is run again
+    later with the same key (the gateway answers a repeated key with what it did: never two charges)."""
+    try:
+        return gateway.charge(account.payment_method or "", amount, key, customer=account.gateway_customer)
+    except GatewayUnavailable as exc:
+        raise errors.PaymentGatewayUnavailable(
+            "the payment gateway did not answer; nothing was changed: try again (the charge is retried with the same "
+            "key, so the card is never charged twice)", param="payment_method") from exc
 
 
 def _signup(account: Account) -> bool:
@@ -298,17 +324,24 @@ def _command(action: str, rule: Callable[..., Result | Any], with_gateway: bool 
         if account.deleted_on is not None:
             raise errors.CustomerDeleted(f"customer {key!r} was deleted on {account.deleted_on}; it cannot be changed",
                                          param="customer")
-        if catch_up(uow, tenant, gateway, account, now):
-            uow.commit()  # work that fell due stays done even if this command is refused
+        caught_up = catch_up(uow, tenant, gateway, account, now)
         before = snapshot(account)
-        result = rule(tenant, gateway if with_gateway else uow, account, now, *args, **kwargs)
-        if not isinstance(result, Result):
-            result = Result()
-        settle(uow, tenant, gateway, [(account, result)], now, actor, action, {account.id or 0: before}, purchase=purchase)
+
+        def apply() -> None:
+            result = rule(tenant, gateway if with_gateway else uow, account, now, *args, **kwargs)
+            settle(uow, tenant, gateway, [(account, result if isinstance(result, Result) else Result())], now, actor,
+                   action, {account.id or 0: before}, purchase=purchase)
+
+        if caught_up:  # a refusal keeps the work that fell due: it is committed, the command's part is not
+            with uow.keeping_earlier_work():
+                apply()
+        else:
+            apply()
         return account
 
     run.__name__ = action.replace(".", "_")
-    run.__doc__ = f"The {action} command: load the account, apply the rule, settle."
+    run.__doc__ = (f"The {action} command: load and lock the account, do what fell due, apply the rule, settle; the "
+                   "customer's row stays locked from the load to the commit (issue 10 item 1).")
     return run
 
 
@@ -354,7 +387,9 @@ def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: Pay
     """Do everything due by ``until``: one action per due account per batch, a transaction per batch.
 
     Returns the number of actions performed. A crash loses at most the
-    uncommitted batch, which the next run redoes: nothing is billed twice.
+    uncommitted batch, which the next run redoes: nothing is billed twice. A
+    gateway that does not answer stops the run at that batch (rolled back, left
+    for the next run, whose charges carry the same keys).
     Batches are no larger than the gateway's ``accounts_per_batch``.
     """
     from .tenancy import open_tenant
@@ -362,26 +397,38 @@ def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: Pay
     batch_size = min(batch_size, gateway.accounts_per_batch)
     done = 0
     batches = 0
+
+    def batch(uow: UnitOfWork) -> int:
+        """One batch: the number of actions, 0 when nothing is due (or only a stale due time was stored)."""
+        tenant = open_tenant(uow, tenant_code)
+        ids = uow.due_account_ids(tenant.row, until, batch_size, lock=True, test_clock_id=test_clock_id)
+        if not ids:
+            return 0
+        accounts = uow.load_accounts(ids)
+        work = []
+        for account in accounts:
+            result = schedule.run_next(tenant.lifecycle, account, until)
+            if result is not None:
+                work.append((account, result))
+        if not work:  # a stale next_due_at: store the recomputed one and stop
+            settle(uow, tenant, gateway, [(a, Result()) for a in accounts], until, "worker")
+            return 0
+        settle(uow, tenant, gateway, work, until, "worker")
+        return len(work)
+
     while max_batches is None or batches < max_batches:
-        with engine_uow() as uow:
-            tenant = open_tenant(uow, tenant_code)
-            ids = uow.due_account_ids(tenant.row, until, batch_size, lock=True, test_clock_id=test_clock_id)
-            if not ids:
-                break
-            accounts = uow.load_accounts(ids)
-            work = []
-            for account in accounts:
-                result = schedule.run_next(tenant.lifecycle, account, until)
-                if result is not None:
-                    work.append((account, result))
-            if not work:  # a stale next_due_at: store the recomputed one and stop
-                settle(uow, tenant, gateway, [(a, Result()) for a in accounts], until, "worker")
-                break
-            settle(uow, tenant, gateway, work, until, "worker")
-        done += len(work)
+        try:
+            n = in_transaction(engine_uow, batch)  # a deadlock redoes the batch
+        except errors.PaymentGatewayUnavailable as exc:  # the batch rolled back; the next run redoes it, same keys
+            log.warning("tenant %s: the payment gateway did not answer (%s); the batch is left for the next run",
+                        tenant_code, exc.__cause__)
+            break
+        if not n:
+            break
+        done += n
         batches += 1
         if on_batch is not None:
-            on_batch(len(work))
+            on_batch(n)
     return done
 
 

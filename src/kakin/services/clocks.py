@@ -34,7 +34,9 @@ def advance_clock(engine: Engine, tenant: TenantRow, public_id: str, to: datetim
         if to < clock["frozen_time"]:
             raise errors.InvalidValue(f"a test clock only moves forward; it is at {clock['frozen_time'].isoformat()}",
                                       param="frozen_time")
-    actions = run_due(lambda: UnitOfWork(engine), tenant.code, gateway, to, test_clock_id=clock["id"])
-    with UnitOfWork(engine) as uow:
+        # The clock moves first: a command on one of its customers while the due work runs then happens at the new
+        # time and catches up itself, never at the old time on an account the run already moved past it. A run cut
+        # short is finished by advancing to the same time again (or by the customers' next commands).
         service_store.set_test_clock_time(uow.conn, clock["id"], to)
+    actions = run_due(lambda: UnitOfWork(engine), tenant.code, gateway, to, test_clock_id=clock["id"])
     return {"id": public_id, "name": clock["name"], "frozen_time": to, "actions": actions}

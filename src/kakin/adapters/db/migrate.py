@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_URL = "sqlite:///var/kakin.db"
+BUSY_TIMEOUT_S = 10  # the longest a SQLite writer waits for the one before it (then "database is locked")
 
 
 def database_url() -> str:
@@ -33,7 +35,7 @@ def make_engine(url: str | None = None) -> Engine:
             dbapi_conn.isolation_level = None  # transactions are begun below, not by the driver
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
             if path and path != ":memory:":
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
@@ -52,7 +54,8 @@ def make_engine(url: str | None = None) -> Engine:
                 return
             # Writers of this process queue on a lock first: SQLite's own busy handler polls in steps of up
             # to 100 ms, a waiting thread here wakes the moment the writer before it is done.
-            writers.acquire()
+            if not writers.acquire(timeout=BUSY_TIMEOUT_S):  # bounded, like SQLite's own wait below
+                raise sqlite3.OperationalError(f"database is locked (another writer held it over {BUSY_TIMEOUT_S} s)")
             conn.info["kakin_writer"] = True
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -3,21 +3,46 @@
 One :class:`UnitOfWork` is one database transaction. Loading and saving work
 on batches of accounts (one query per table), so a billing run streams through
 customers in constant memory.
+
+Locks. A writing transaction on SQLite is the only writer (``BEGIN IMMEDIATE``,
+``adapters/db/migrate.py``). On PostgreSQL every transaction takes its row
+locks in this one order, so two of them never wait on each other in a circle:
+
+1. customer rows (``SELECT … FOR UPDATE``: a command locks its customer when it
+   loads it and holds it to commit; the due-work run locks its batch with
+   ``SKIP LOCKED``), then every row that belongs to them (subscriptions,
+   phases, pending items, usage counters, open invoices);
+2. the tenant row last, for its invoice and credit-note counters
+   (:meth:`UnitOfWork.reserve_invoice_numbers`, :meth:`UnitOfWork.add_credit_note`),
+   held only from the numbering to the commit;
+3. outbox rows (webhook events, mail), which nothing else waits on.
+
+A lock wait is bounded: ``SET LOCAL lock_timeout`` (:data:`LOCK_TIMEOUT_MS`)
+on PostgreSQL, the busy timeout on SQLite. :func:`in_transaction` runs a
+unit of work again after a deadlock or a serialization failure (bounded, with
+jitter) and answers a lock wait that timed out with
+:class:`~kakin.domain.errors.DatabaseBusy` (HTTP 503, "try again").
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
+from kakin.domain import errors
 from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingItem, Phase, Status, Subscription
 from kakin.domain.documents import Issuer, frozen_parties, recipient_of
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
@@ -39,6 +64,56 @@ from .tables import (
 )
 
 log = logging.getLogger("kakin.store")
+
+LOCK_TIMEOUT_MS = 5000  # the longest a PostgreSQL transaction waits for one lock before it is answered "busy"
+RETRIES = 5  # how many times a unit of work is run again after a deadlock or a serialization failure
+T = TypeVar("T")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A deadlock (40P01) or a serialization failure (40001): running the whole transaction again can succeed."""
+    return isinstance(exc, DBAPIError) and _sqlstate(exc) in ("40P01", "40001")
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """A lock wait that ran out: PostgreSQL's lock_timeout (55P03), SQLite's "database is locked"."""
+    if isinstance(exc, DBAPIError):
+        if _sqlstate(exc) == "55P03":
+            return True
+        exc = exc.orig or exc
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def in_transaction(engine: Engine | Callable[[], UnitOfWork], work: Callable[[UnitOfWork], T], *,
+                   attempts: int = RETRIES, pause: Callable[[float], None] = time.sleep) -> T:
+    """Run ``work`` in a unit of work (of ``engine``, or made by a factory) and commit; after a deadlock or a serialization failure run it again in a new
+    one, up to ``attempts`` times, waiting 10 ms, 20 ms, 40 ms, … with jitter (0.5–1.5 ×) between runs.
+
+    Raises :class:`~kakin.domain.errors.DatabaseBusy` when a lock wait timed out or every run failed that way;
+    whatever ``work`` raises otherwise (a :class:`~kakin.domain.errors.KakinError` refusal) passes through. ``work``
+    may run more than once: what it does outside the database must be idempotent (gateway charges carry keys).
+    """
+    begin = engine if callable(engine) else lambda: UnitOfWork(engine)
+    for attempt in range(attempts):
+        try:
+            with begin() as uow:
+                return work(uow)
+        except Exception as exc:
+            if is_lock_timeout(exc):
+                raise errors.DatabaseBusy(
+                    "the customer's records are locked by other work that is taking long; nothing was changed: "
+                    "try again in a moment") from exc
+            if not is_retryable(exc):
+                raise
+            log.info("transaction retried after %s (attempt %d of %d)", _sqlstate(exc), attempt + 1, attempts)
+            pause(0.01 * 2 ** attempt * random.uniform(0.5, 1.5))
+    raise errors.DatabaseBusy("other work on the same records kept conflicting with this request; nothing was changed: "
+                              "try again in a moment")
 
 
 @dataclass(frozen=True)
@@ -112,6 +187,8 @@ class UnitOfWork:
         if self.readonly:  # SQLite: a plain deferred transaction, which never waits behind a writer
             self.conn = self.conn.execution_options(kakin_readonly=True)
         self._tx = self.conn.begin()
+        if self.conn.dialect.name == "postgresql":  # a lock wait is bounded (the store's docstring: Locks)
+            self.conn.exec_driver_sql(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
@@ -136,6 +213,23 @@ class UnitOfWork:
         self._tx.commit()
         self._after_rollback.clear()
         self._tx = self.conn.begin()
+
+    @contextmanager
+    def keeping_earlier_work(self) -> Iterator[None]:
+        """Run a block so that a refusal in it (a :class:`~kakin.domain.errors.KakinError`) undoes only the block:
+        what this transaction did before it (due work a command caught up on) and the records kept across a
+        rollback (:meth:`keep_if_rolled_back`) are committed, still under the locks taken, and the refusal is
+        raised. Anything else rolls the whole transaction back as usual."""
+        savepoint = self.conn.begin_nested()
+        try:
+            yield
+        except errors.KakinError:
+            savepoint.rollback()
+            for write in self._after_rollback:
+                write()
+            self.commit()
+            raise
+        savepoint.commit()
 
     def keep_if_rolled_back(self, write: Callable[[], None]) -> None:
         """Run ``write`` in a transaction of its own if this unit of work rolls back (a refused command's payment
@@ -189,6 +283,11 @@ class UnitOfWork:
         if lock and self.conn.dialect.name == "postgresql":
             q = q.with_for_update()
         return self.conn.execute(q).scalar_one_or_none()
+
+    def lock_customer(self, customer_id: int) -> None:
+        """Lock the customer's row until commit (PostgreSQL; a SQLite writer holds the whole database already)."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(select(customers.c.id).where(customers.c.id == customer_id).with_for_update())
 
     def customer_exists(self, customer_id: int | None) -> bool:
         return customer_id is not None and self.conn.execute(
