@@ -75,7 +75,8 @@ class Subscription:
     notified: str | None = None  # the last notice sent, e.g. "charge:2026-06-03"
     id: int | None = None
     phases: list[Phase] = field(default_factory=list)
-    new_phases: list[Phase] = field(default_factory=list)
+    new_phases: list[Phase] = field(default_factory=list)  # recorded since loading: to write
+    superseded_phases: list[date] = field(default_factory=list)  # days whose written phase a new one replaces
 
 
 @dataclass
