@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from kakin.adapters.catalog_files import resolve_catalog
-from kakin.domain.account import Account, Phase, Status, Subscription
+from kakin.domain.account import Account, Phase, Status, Subscription, phases_from
 from kakin.domain.lifecycle import Lifecycle
 
 
@@ -44,3 +44,11 @@ def test_a_change_on_a_new_day_supersedes_nothing() -> None:
     lc.record_phase(account, sub, date(2025, 4, 17))
     assert [p.start for p in sub.phases] == [date(2025, 4, 1), date(2025, 4, 17)]
     assert sub.superseded_phases == []
+
+
+def test_billing_keeps_the_phase_in_effect_on_a_day_and_those_after_it() -> None:
+    april, mid, may, june = date(2025, 4, 1), date(2025, 4, 16), date(2025, 5, 1), date(2025, 6, 3)
+    phases = [Phase(day, "basic", "monthly", 0, n, True) for n, day in enumerate((april, mid, may, june))]
+    assert [p.start for p in phases_from(phases, date(2025, 4, 20))] == [mid, may, june]
+    assert [p.start for p in phases_from(phases, may)] == [may, june]  # one starts that day: nothing before it
+    assert [p.start for p in phases_from(phases, date(2025, 3, 1))] == [april, mid, may, june]

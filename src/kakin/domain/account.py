@@ -45,6 +45,13 @@ class Phase:
     billable: bool
 
 
+def phases_from(phases: list[Phase], day: date) -> list[Phase]:
+    """The phases billing can still need from ``day`` on: the one in effect on ``day`` (the latest that starts on
+    or before it) and those that start after it; ``phases`` in start order."""
+    before = [p for p in phases if p.start <= day]
+    return before[-1:] + [p for p in phases if p.start > day]
+
+
 @dataclass
 class PendingChange:
     effective_on: date

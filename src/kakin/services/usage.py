@@ -28,7 +28,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import local_date, month_start
 from kakin.domain.catalog import UsagePrice
-from kakin.domain.messaging import monthly_cap, plan_in_effect, quota_of, refuse
+from kakin.domain.messaging import monthly_cap, plan_in_effect, quota_of, refuse, remaining
 
 from .tenancy import Tenant
 
@@ -133,7 +133,7 @@ def _grant_capped(uow: UnitOfWork, rows: list[_Row]) -> dict[str, errors.KakinEr
 
 
 def _left(included: int | None, used: int) -> dict[str, int | None]:
-    return {"included": included, "remaining": None if included is None else max(0, included - used)}
+    return {"included": included, "remaining": remaining(included, used)}
 
 
 def _used(uow: UnitOfWork, customer_id: int, metric: str, month: date) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
-from kakin.domain.account import Account, OpenInvoice, PendingItem, Phase, Status, Subscription
+from kakin.domain.account import Account, OpenInvoice, PendingItem, Phase, Status, Subscription, phases_from
 from kakin.domain.documents import Issuer, frozen_parties, recipient_of
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
 from kakin.domain.money import TaxedAmount, format_rate
@@ -243,8 +243,7 @@ class UnitOfWork:
                 subs[r["subscription_id"]].phases.append(
                     Phase(r["start"], r["plan"], r["contract"], r["seats"], r["members"], r["billable"]))
             for sub in subs.values():
-                before = [p for p in sub.phases if p.start <= sub.period_start]
-                sub.phases = before[-1:] + [p for p in sub.phases if p.start > sub.period_start]
+                sub.phases = phases_from(sub.phases, sub.period_start)
         for r in self.conn.execute(select(pending_items).where(in_ids(self.conn, pending_items.c.customer_id, id_list)).order_by(
                 pending_items.c.id)).mappings():
             accounts[r["customer_id"]].pending_items.append(PendingItem(Line(
