@@ -191,3 +191,33 @@ def test_instants_come_back_timezone_aware_in_utc(engine: Engine) -> None:
         due = conn.execute(select(tables.customers.c.next_due_at)).scalar_one()
     assert due.utcoffset() == timedelta(0)
     assert due.astimezone(JST) == at(2022, 5, 27)  # the notice a week before the June 3 charge
+
+
+def test_two_seat_changes_the_same_day_in_two_commands_leave_one_phase_with_the_last_count(engine: Engine) -> None:
+    gateway = CardSimulator()
+    setup_nipoplus(engine, gateway)
+    for seats in (20, 15):
+        with UnitOfWork(engine) as uow:
+            billing.set_seats(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 6, 20, 10 + seats // 10), seats)
+    with engine.connect() as conn:
+        phases = conn.execute(select(tables.subscription_phases.c.start, tables.subscription_phases.c.seats).join(
+            tables.subscriptions).where(tables.subscriptions.c.plan == "gold").order_by(tables.subscription_phases.c.start)).all()
+    assert [(p.start.isoformat(), p.seats) for p in phases] == [("2022-05-03", 10), ("2022-06-20", 15)]
+
+
+def test_the_store_writes_a_days_phase_only_where_the_domain_superseded_the_one_written(engine: Engine) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from kakin.domain.account import Phase
+
+    gateway = CardSimulator()
+    setup_nipoplus(engine, gateway)
+    with pytest.raises(IntegrityError), UnitOfWork(engine) as uow:  # no deciding in the store: a second row is refused
+        tenant = open_tenant(uow, "nipoplus")
+        (account,) = uow.load_accounts([uow.account_id(tenant.row, "c0") or 0])
+        sub = account.subscriptions[0]
+        sub.new_phases.append(Phase(sub.phases[-1].start, "gold", "monthly", 99, 0, True))
+        uow.save_accounts(tenant.row, [account], at(2022, 5, 3, 11), next_due={})
+    with engine.connect() as conn:
+        assert conn.execute(select(tables.subscription_phases.c.seats).join(tables.subscriptions).where(
+            tables.subscriptions.c.plan == "gold")).scalars().all() == [10]

@@ -199,3 +199,11 @@ def test_the_seed_july_invoice_is_4380_yen() -> None:
     assert extra.formula == "180 × 13 ÷ 30 × 10 = 780"
     draft, balance = generate_invoice([_recurring(3600), extra], issued_on=date(2022, 7, 3), credit_balance=0, tax=NIPOPLUS_TAX)
     assert (draft.total, draft.tax_amount, balance) == (4380, 398, 0)
+
+
+def test_what_is_left_of_a_quota_is_never_negative_and_none_when_unlimited() -> None:
+    from kakin.domain.messaging import remaining
+
+    assert remaining(5000, 4200) == 800  # 5,000 − 4,200
+    assert remaining(5000, 5300) == 0  # overage leaves nothing, not −300
+    assert remaining(None, 10**9) is None

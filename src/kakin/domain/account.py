@@ -45,6 +45,13 @@ class Phase:
     billable: bool
 
 
+def phases_from(phases: list[Phase], day: date) -> list[Phase]:
+    """The phases billing can still need from ``day`` on: the one in effect on ``day`` (the latest that starts on
+    or before it) and those that start after it; ``phases`` in start order."""
+    before = [p for p in phases if p.start <= day]
+    return before[-1:] + [p for p in phases if p.start > day]
+
+
 @dataclass
 class PendingChange:
     effective_on: date
@@ -75,7 +82,8 @@ class Subscription:
     notified: str | None = None  # the last notice sent, e.g. "charge:2026-06-03"
     id: int | None = None
     phases: list[Phase] = field(default_factory=list)
-    new_phases: list[Phase] = field(default_factory=list)
+    new_phases: list[Phase] = field(default_factory=list)  # recorded since loading: to write
+    superseded_phases: list[date] = field(default_factory=list)  # days whose written phase a new one replaces
 
 
 @dataclass

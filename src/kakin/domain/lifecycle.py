@@ -50,13 +50,20 @@ class Lifecycle:
         return self.catalog.addons[sub.product].prices.get(sub.contract)
 
     def record_phase(self, account: Account, sub: Subscription, on: date) -> None:
-        """Note the state in effect from ``on``; a later change the same day replaces it."""
+        """Note the state in effect from ``on``; a later change the same day replaces it (the last change of a day
+        wins: this is the one place that decides it; SPEC 3.1, "a day is charged at the state in effect at the end of that day").
+
+        ``sub.new_phases`` holds the phases to write, at most one a day; a phase already written on ``on`` that
+        this one replaces goes into ``sub.superseded_phases``, for the store to remove."""
         phase = Phase(on, sub.plan, sub.contract, sub.seats, account.members, sub.status.billable)
         if sub.phases and sub.phases[-1].start >= on:
+            replaced = sub.phases[-1]
             sub.phases[-1] = phase
             if sub.new_phases and sub.new_phases[-1].start >= on:
                 sub.new_phases[-1] = phase
             else:
+                if replaced.start == on:
+                    sub.superseded_phases.append(on)
                 sub.new_phases.append(phase)
         else:
             sub.phases.append(phase)

@@ -53,15 +53,20 @@ def monthly_cap(usage: UsagePrice) -> int | None:
     return usage.included if usage.hard_limit and usage.included is not None else None
 
 
+def remaining(included: int | None, used: int) -> int | None:
+    """What is left of a monthly quota of ``included`` with ``used`` counted: never below 0; None when unlimited."""
+    return None if included is None else max(0, included - used)
+
+
 def refuse(plan_code: str, usage: UsagePrice, metric: str, used: int, count: int) -> errors.QuotaExceeded:
     """The refusal (``quota_exceeded``, nothing counted) of a count of ``count`` that would pass the monthly cap
     with ``used`` already counted; says how much is left."""
-    assert usage.included is not None
-    remaining = max(0, usage.included - used)
+    left = remaining(usage.included, used)
+    assert left is not None
     return errors.QuotaExceeded(
         f"sending {count} would exceed the {plan_code} plan's {usage.included} {metric} this month; "
-        f"{remaining} left (upgrade the plan to send more)",
-        remaining=remaining,
+        f"{left} left (upgrade the plan to send more)",
+        remaining=left,
     )
 
 

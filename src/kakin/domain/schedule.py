@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from .account import PLAN, Account, OpenInvoice, Status, Subscription
+from .account import PLAN, Account, OpenInvoice, Status, Subscription, phases_from
 from .calendar import anniversary, month_start, next_month_start, period_index, start_of_day
 from .catalog import AfterDunning, Alignment, Timing
 from .charges import arrears_lines, usage_line
@@ -165,9 +165,7 @@ def _close_arrears(lc: Lifecycle, account: Account, sub: Subscription) -> Result
     lines += _usage_lines(lc, account, sub)
     if sub.product == PLAN:
         lines += lc.take_pending_items(account)
-    keep = [p for p in sub.phases if p.start >= boundary]
-    before = [p for p in sub.phases if p.start < boundary]
-    sub.phases = before[-1:] + keep
+    sub.phases = phases_from(sub.phases, boundary)
     if sub.status is Status.CANCELED:
         sub.ended = True
     else:

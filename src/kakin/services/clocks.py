@@ -10,9 +10,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
-
-from kakin.adapters.db import service_store
+from kakin.adapters.db import Engine, service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors

@@ -24,9 +24,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-
-from kakin.adapters.db import outboxes
+from kakin.adapters.db import Connection, Engine, outboxes
 from kakin.adapters.db.store import UnitOfWork
 
 Attempt = Callable[[dict[str, Any]], dict[str, Any]]

@@ -6,10 +6,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
-
+from kakin.adapters.db import service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
-from kakin.adapters.db.tables import customers
 from kakin.domain import errors
 from kakin.domain.calendar import local_date
 from kakin.domain.documents import format_postal_code, parties_of, qualified_invoice, receipt
@@ -24,7 +22,7 @@ def set_billing_profile(uow: UnitOfWork, tenant: TenantRow, key: str, *, address
     row = customer_row(uow, tenant, key)
     values = {"addressee": addressee, "postal_code": format_postal_code(postal_code) if postal_code else None,
               "address": address, "billing_email": email}
-    uow.conn.execute(update(customers).where(customers.c.id == row["id"]).values(**values))
+    service_store.set_billing_profile(uow.conn, row["id"], values)
     before = {k: row[k] for k in values}
     uow.audit([{"tenant_id": tenant.id, "customer_id": row["id"], "at": now, "actor": actor,
                 "action": "customer.billing_profile", "before": before, "after": values}])

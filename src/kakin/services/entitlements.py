@@ -8,6 +8,7 @@ from typing import Any
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain.calendar import local_date, month_start
 from kakin.domain.catalog import Basis
+from kakin.domain.messaging import remaining
 
 from .billing import load
 from .tenancy import Tenant
@@ -26,7 +27,7 @@ def entitlements(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime) -> di
     for metric, usage in plan.usage.items():
         used = account.used(metric, month)
         quotas[metric] = {"included": usage.included, "used": used, "hard_limit": usage.hard_limit,
-                          "remaining": None if usage.included is None else max(0, usage.included - used),
+                          "remaining": remaining(usage.included, used),
                           "month": month.isoformat()}
     storage = {}
     for name, value in plan.features.items():

@@ -14,12 +14,9 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader
-from sqlalchemy import Engine, select
 
-from kakin.adapters.db import outboxes
-from kakin.adapters.db.bulk import in_ids
+from kakin.adapters.db import Engine, outboxes, service_store
 from kakin.adapters.db.store import UnitOfWork
-from kakin.adapters.db.tables import customers, members, outbox
 from kakin.adapters.pdf import TEMPLATES
 from kakin.domain.account import Account
 
@@ -62,7 +59,7 @@ def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
         wanted.append((account, kind, name, event))
     if not wanted:
         return 0
-    addresses = _addresses(uow, [a.id for a, _, _, _ in wanted if a.id is not None])
+    addresses = service_store.notice_addresses(uow.conn, [a.id for a, _, _, _ in wanted if a.id is not None])
     cat = tenant.catalog
     rows = []
     for account, kind, name, event in wanted:
@@ -80,8 +77,7 @@ def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
                "body": _env.get_template(f"{kind}.txt").render(**context), "status": "pending", "attempts": 0,
                "next_attempt_at": now, "created_at": now}
         rows.append(row)
-    if rows:  # a notice already queued (a redone run) is skipped: once is enough
-        uow.conn.execute(_insert_new(uow).on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"]), rows)
+    outboxes.queue_mail(uow.conn, rows)  # a notice already queued (a redone run) is skipped: once is enough
     return len(rows)
 
 
@@ -92,25 +88,7 @@ def queue(uow: UnitOfWork, tenant: Tenant, customer_id: int, kind: str, to: str,
            "to_address": to, "subject": SUBJECTS[kind].format(vendor=tenant.catalog.name),
            "body": _env.get_template(f"{kind}.txt").render(vendor=tenant.catalog.name, **context), "status": "pending",
            "attempts": 0, "next_attempt_at": now, "created_at": now}
-    uow.conn.execute(_insert_new(uow).on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"]), [row])
-
-
-def _insert_new(uow: UnitOfWork) -> Any:
-    if uow.conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    return dialect_insert(outbox)
-
-
-def _addresses(uow: UnitOfWork, customer_ids: list[int]) -> dict[int, str]:
-    """The billing e-mail, else the super admin's address."""
-    out = {int(c): e for c, e in uow.conn.execute(select(customers.c.id, customers.c.billing_email).where(
-        in_ids(uow.conn, customers.c.id, customer_ids), customers.c.billing_email.is_not(None)))}
-    for c, e in uow.conn.execute(select(members.c.customer_id, members.c.email).where(
-            in_ids(uow.conn, members.c.customer_id, customer_ids), members.c.role == "super_admin")):
-        out.setdefault(int(c), e)
-    return out
+    outboxes.queue_mail(uow.conn, [row])
 
 
 def backoff(attempts: int) -> timedelta:

@@ -6,10 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
+from kakin.adapters.db import invoices_repo
 from kakin.adapters.db.store import UnitOfWork
-from kakin.adapters.db.tables import credit_notes, customers, invoices, payment_attempts, tenants
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.calendar import local_date
@@ -36,11 +34,10 @@ def set_collection(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key
 
 
 def _invoice_row(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
-    row = uow.conn.execute(select(invoices, customers.c.key).join(customers, customers.c.id == invoices.c.customer_id).where(
-        invoices.c.tenant_id == tenant.row.id, invoices.c.number == number)).mappings().first()
+    row = invoices_repo.invoice_by_number(uow.conn, tenant.row.id, number)
     if row is None:
         raise errors.NotFound(f"no invoice {number!r}", param="number")
-    return dict(row)
+    return row
 
 
 def mark_paid(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, number: str, now: datetime, actor: str,
@@ -74,7 +71,7 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
     if not reason or not reason.strip():
         raise errors.InvalidValue("give the reason for the credit note", param="reason")
     row = _invoice_row(uow, tenant, number)
-    credited_basis = _credited_basis(uow, row["id"])
+    credited_basis = invoices_repo.credited(uow.conn, row["id"])
     left = row["subtotal"] - credited_basis
     if amount > left:
         raise errors.CreditExceedsInvoice(f"at most {left} yen of invoice {number} can still be credited",
@@ -92,11 +89,9 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
             if inv.id == row["id"]:
                 inv.total -= taxed.gross
     elif refund:
-        reference = uow.conn.execute(select(payment_attempts.c.reference).where(
-            payment_attempts.c.invoice_id == row["id"], payment_attempts.c.outcome == "succeeded",
-            payment_attempts.c.reference.is_not(None)).order_by(payment_attempts.c.id.desc())).scalar()
+        reference = invoices_repo.paid_reference(uow.conn, row["id"])
         if reference is not None:
-            seq_hint = _next_credit_note_seq(uow, tenant)
+            seq_hint = invoices_repo.next_credit_note_seq(uow.conn, tenant.row.id)
             outcome = gateway.refund(reference, taxed.gross, f"{tenant.code}:refund:{number}:{seq_hint}")
             if not outcome.ok:
                 raise errors.RefundFailed(f"the payment gateway refused the refund ({outcome.code})", param="number")
@@ -112,24 +107,12 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
             "settlement": settlement, "refund_reference": refund_reference}
 
 
-def _credited_basis(uow: UnitOfWork, invoice_id: int) -> int:
-    rows = uow.conn.execute(select(credit_notes.c.amount).where(credit_notes.c.invoice_id == invoice_id)).scalars()
-    return int(sum(rows))
-
-
-def _next_credit_note_seq(uow: UnitOfWork, tenant: Tenant) -> int:
-    """The number the next credit note will get (numbers are handed out by ``add_credit_note``, without gaps)."""
-    return int(uow.conn.execute(select(tenants.c.next_credit_note_seq).where(tenants.c.id == tenant.row.id)).scalar_one())
-
-
 def credit_note_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
     """The content of a credit note (適格返還請求書) that references its invoice."""
-    note = uow.conn.execute(select(credit_notes, invoices.c.number.label("invoice_number"), invoices.c.issued_on.label(
-        "invoice_issued_on"), invoices.c.tax_rate).join(invoices, invoices.c.id == credit_notes.c.invoice_id).where(
-        credit_notes.c.tenant_id == tenant.row.id, credit_notes.c.number == number)).mappings().first()
+    note = invoices_repo.credit_note(uow.conn, tenant.row.id, number)
     if note is None:
         raise errors.NotFound(f"no credit note {number!r}", param="number")
-    issuer, recipient = parties_of(dict(note))
+    issuer, recipient = parties_of(note)
     inclusive = tenant.catalog.tax_inclusive
     return {
         "type": "credit_note", "title": "返還請求書（適格返還請求書）", "number": note["number"],

@@ -23,16 +23,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import IO, Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
-
-from kakin.adapters.db.bulk import sqlite_instant
-from kakin.adapters.db.store import UnitOfWork, _pending_from_json
-from kakin.adapters.db.tables import customers, subscriptions, usage_counters, usage_events
+from kakin.adapters.db import usage_repo
+from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import local_date, month_start
 from kakin.domain.catalog import UsagePrice
-from kakin.domain.messaging import monthly_cap, plan_in_effect, quota_of, refuse
+from kakin.domain.messaging import monthly_cap, plan_in_effect, quota_of, refuse, remaining
 
 from .tenancy import Tenant
 
@@ -52,23 +48,12 @@ class Plan:
 _Row = tuple[int, str, int, datetime, date, str, tuple[str, UsagePrice] | None]
 
 
-_PLANS = (  # built once: a batch's plans are read with one cached statement
-    select(customers.c.key, customers.c.id, subscriptions.c.plan, subscriptions.c.pending, subscriptions.c.period_start,
-           subscriptions.c.status)
-    .join(subscriptions, and_(subscriptions.c.customer_id == customers.c.id, subscriptions.c.product == "plan",
-                              subscriptions.c.ended.is_(False)))
-    .where(customers.c.tenant_id == bindparam("tenant_id"), customers.c.key.in_(bindparam("keys", expanding=True)))
-    .order_by(subscriptions.c.id))
-
-
 def _plans(uow: UnitOfWork, tenant: Tenant, keys: set[str], today: date) -> dict[str, Plan]:
     """Each customer's plan in effect today and the first month still open for usage."""
-    rows = uow.conn.execute(_PLANS, {"tenant_id": tenant.row.id, "keys": list(keys)}).all()
     out = {}
-    for key, cid, plan, pending_json, period_start, status in rows:
+    for key, cid, plan, pending, period_start, status in usage_repo.live_plans(uow.conn, tenant.row.id, list(keys)):
         if status == "canceled":
             continue
-        pending = _pending_from_json(pending_json)
         current = plan_in_effect(plan, pending.plan if pending else None, pending.effective_on if pending else None, today)
         out[key] = Plan(cid, current, month_start(period_start))
     return out
@@ -96,37 +81,25 @@ def consume(uow: UnitOfWork, tenant: Tenant, key: str, metric: str, count: int, 
     if transaction_id is not None and _known(uow, tenant, [txn]):
         used = _used(uow, p.customer_id, metric, month)
         return {"granted": False, "duplicate": True, "count": count, "used": used, **_left(usage.included, used)}
-    uow.add_usage([{"customer_id": p.customer_id, "metric": metric, "month": month, "quantity": 0}])
+    usage_repo.count(uow.conn, {(p.customer_id, metric, month): 0})
     try:
-        with uow.conn.begin_nested():  # the grant and its event stand or fall together
+        with usage_repo.atomically(uow.conn):  # the grant and its event stand or fall together
             if not _grant(uow, p.customer_id, metric, month, count, monthly_cap(usage)):
                 raise refuse(p.plan, usage, metric, _used(uow, p.customer_id, metric, month), count)
-            uow.conn.execute(insert(usage_events).values(
-                tenant_id=tenant.row.id, customer_id=p.customer_id, metric=metric, quantity=count, occurred_at=now,
-                month=month, transaction_id=txn, recorded_at=now))
-    except IntegrityError:  # the same transaction_id was granted concurrently: count it once
+            usage_repo.add_events(uow.conn, tenant.row.id, [(p.customer_id, metric, count, now, month, txn)], now)
+    except usage_repo.DuplicateEvent:  # the same transaction_id was granted concurrently: count it once
         used = _used(uow, p.customer_id, metric, month)
         return {"granted": False, "duplicate": True, "count": count, "used": used, **_left(usage.included, used)}
     used = _used(uow, p.customer_id, metric, month)
     return {"granted": True, "duplicate": False, "count": count, "used": used, **_left(usage.included, used)}
 
 
-_COUNTER = and_(usage_counters.c.customer_id == bindparam("c_id"), usage_counters.c.metric == bindparam("c_metric"),
-                usage_counters.c.month == bindparam("c_month"))
-_ADD = update(usage_counters).where(_COUNTER).values(quantity=usage_counters.c.quantity + bindparam("n"))
-_ADD_CAPPED = _ADD.where(usage_counters.c.quantity + bindparam("n") <= bindparam("cap"))
-
-
 def _grant(uow: UnitOfWork, customer_id: int, metric: str, month: date, count: int, cap: int | None) -> bool:
     """Add ``count`` to an existing monthly counter in one conditional UPDATE; False (nothing added) past ``cap``.
 
-    One statement decides and counts, so parallel grants never pass the cap on SQLite (one writer at a time)
-    or PostgreSQL (the row lock; the condition is re-checked on the committed row).
+    One statement decides and counts (``usage_repo.add_to_counter``), so parallel grants never pass the cap.
     """
-    params: dict[str, Any] = {"c_id": customer_id, "c_metric": metric, "c_month": month, "n": count}
-    if cap is None:
-        return uow.conn.execute(_ADD, params).rowcount == 1
-    return uow.conn.execute(_ADD_CAPPED, {**params, "cap": cap}).rowcount == 1
+    return usage_repo.add_to_counter(uow.conn, customer_id, metric, month, count, cap)
 
 
 def _grant_capped(uow: UnitOfWork, rows: list[_Row]) -> dict[str, errors.KakinError]:
@@ -142,7 +115,7 @@ def _grant_capped(uow: UnitOfWork, rows: list[_Row]) -> dict[str, errors.KakinEr
     if not groups:
         return {}
     keys = sorted(groups)  # one lock order for every writer (PostgreSQL)
-    uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": 0} for c, m, mo in keys])
+    usage_repo.count(uow.conn, dict.fromkeys(keys, 0))
     refused: dict[str, errors.KakinError] = {}
     for key in keys:
         group = groups[key]
@@ -160,30 +133,16 @@ def _grant_capped(uow: UnitOfWork, rows: list[_Row]) -> dict[str, errors.KakinEr
 
 
 def _left(included: int | None, used: int) -> dict[str, int | None]:
-    return {"included": included, "remaining": None if included is None else max(0, included - used)}
+    return {"included": included, "remaining": remaining(included, used)}
 
 
 def _used(uow: UnitOfWork, customer_id: int, metric: str, month: date) -> int:
-    value = uow.conn.execute(select(usage_counters.c.quantity).where(
-        usage_counters.c.customer_id == customer_id, usage_counters.c.metric == metric,
-        usage_counters.c.month == month)).scalar_one_or_none()
-    return int(value or 0)
+    return usage_repo.used(uow.conn, customer_id, metric, month)
 
 
 def _known(uow: UnitOfWork, tenant: Tenant, transaction_ids: list[str]) -> set[str]:
     """The ids among ``transaction_ids`` the tenant has already recorded."""
-    found: set[str] = set()
-    sqlite = uow.conn.dialect.name == "sqlite"
-    for i in range(0, len(transaction_ids), 500):
-        chunk = transaction_ids[i:i + 500]
-        if sqlite:  # the same query straight to the driver: no IN-list expansion and bind processing per call
-            found.update(t for (t,) in uow.conn.exec_driver_sql(
-                "SELECT transaction_id FROM usage_events WHERE tenant_id = ? AND transaction_id IN "
-                f"({', '.join('?' * len(chunk))})", (tenant.row.id, *chunk)))
-            continue
-        found.update(uow.conn.execute(select(usage_events.c.transaction_id).where(
-            usage_events.c.tenant_id == tenant.row.id, usage_events.c.transaction_id.in_(chunk))).scalars())
-    return found
+    return usage_repo.known_transactions(uow.conn, tenant.row.id, transaction_ids)
 
 
 def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
@@ -229,13 +188,13 @@ def _record(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     refused: dict[str, errors.KakinError] = {}
     for _ in range(5):
         try:
-            with uow.conn.begin_nested():  # grants under a hard limit and the events stand or fall together
+            with usage_repo.atomically(uow.conn):  # grants under a hard limit and the events stand or fall together
                 refused = _grant_capped(uow, rows)
                 kept = [r for r in rows if r[5] not in refused] if refused else rows
                 if kept:
-                    _insert_events(uow, tenant.row.id, kept, now)
+                    usage_repo.add_events(uow.conn, tenant.row.id, kept, now)
             break
-        except IntegrityError:  # another request recorded some of these ids meanwhile: they are duplicates now
+        except usage_repo.DuplicateEvent:  # another request recorded some of these ids meanwhile: they are duplicates now
             raced = _known(uow, tenant, [r[5] for r in rows])
             rows = [r for r in rows if r[5] not in raced]
             for result in results:
@@ -253,12 +212,7 @@ def _record(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     for customer_id, metric, quantity, _at, month, _txn, capped in rows:
         if capped is None:  # events under a hard limit were counted by their grant
             totals[(customer_id, metric, month)] += quantity
-    if totals:
-        if uow.conn.dialect.name == "sqlite":  # the increments of UnitOfWork.add_usage, straight to the driver
-            uow.conn.exec_driver_sql(_SQLITE_COUNT, [(c, m, mo.isoformat(), q) for (c, m, mo), q in totals.items()])
-        else:
-            uow.add_usage([{"customer_id": c, "metric": m, "month": mo, "quantity": q}  # one lock order for every writer
-                           for (c, m, mo), q in sorted(totals.items())])
+    usage_repo.count(uow.conn, totals)
     return results, failures
 
 
@@ -273,32 +227,6 @@ def record_event(uow: UnitOfWork, tenant: Tenant, event: dict[str, Any], now: da
     if 0 in failures:
         raise failures[0]
     return {"duplicate": results[0]["status"] == "duplicate"}
-
-
-_EVENT_COLUMNS = ("tenant_id", "customer_id", "metric", "quantity", "occurred_at", "month", "transaction_id", "recorded_at")
-_SQLITE_INSERT = (f"INSERT INTO usage_events ({', '.join(_EVENT_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)})")
-_SQLITE_COUNT = ("INSERT INTO usage_counters (customer_id, metric, month, quantity) VALUES (?, ?, ?, ?) "
-                 "ON CONFLICT (customer_id, metric, month) DO UPDATE SET quantity = usage_counters.quantity + excluded.quantity")
-
-
-def _insert_events(uow: UnitOfWork, tenant_id: int, rows: list[_Row], now: datetime) -> None:
-    """Insert checked event rows with one executemany.
-
-    On SQLite the rows go to the driver's executemany as SQLAlchemy's SQLite types store them (instants in
-    UTC as ``YYYY-MM-DD HH:MM:SS.ffffff``, dates as ``YYYY-MM-DD``, as :class:`UtcDateTime` and ``Date``
-    would bind them), which skips bind processing per value; other databases take the Core insert.
-    """
-    if uow.conn.dialect.name != "sqlite":
-        uow.conn.execute(insert(usage_events), [dict(zip(_EVENT_COLUMNS, (tenant_id, *r[:6], now), strict=True))
-                                                for r in rows])
-        return
-    months: dict[date, str] = {}
-    recorded_at = sqlite_instant(now)
-    uow.conn.exec_driver_sql(_SQLITE_INSERT, [
-        (tenant_id, customer_id, metric, quantity, sqlite_instant(at),
-         months.get(month) or months.setdefault(month, month.isoformat()), txn, recorded_at)
-        for customer_id, metric, quantity, at, month, txn, _capped in rows])
 
 
 def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: datetime,

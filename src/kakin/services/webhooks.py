@@ -17,9 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from sqlalchemy import Engine
-
-from kakin.adapters.db import outboxes, service_store
+from kakin.adapters.db import Engine, outboxes, service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 

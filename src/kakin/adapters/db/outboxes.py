@@ -19,10 +19,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .tables import outbox, webhook_deliveries, webhook_endpoints, webhook_events
 
 OUTBOXES: dict[str, Table] = {"mail": outbox, "webhook": webhook_deliveries}
+
+
+def queue_mail(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Queue notices (outbox rows with the same keys); one whose ``(tenant_id, dedupe_key)`` is already queued is
+    skipped (a redone run's notice: once is enough)."""
+    if not rows:
+        return
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(dialect_insert(outbox).on_conflict_do_nothing(index_elements=["tenant_id", "dedupe_key"]), list(rows))
 
 
 def claim(conn: Connection, kind: str, token: str, now: datetime, lease: timedelta, limit: int,

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .bulk import in_ids
 from .store import TenantRow
 from .tables import (
     api_keys,
@@ -230,6 +231,23 @@ def set_test_clock_time(conn: Connection, clock_id: int, frozen: datetime) -> No
 
 def attach_test_clock(conn: Connection, customer_id: int, clock_id: int) -> None:
     conn.execute(update(customers).where(customers.c.id == customer_id).values(test_clock_id=clock_id))
+
+
+# ------------------------------------------------------------------ customers
+def set_billing_profile(conn: Connection, customer_id: int, values: dict[str, Any]) -> None:
+    """Write the customer's ``addressee``, ``postal_code``, ``address`` and ``billing_email`` (those keys of ``values``)."""
+    conn.execute(update(customers).where(customers.c.id == customer_id).values(**values))
+
+
+def notice_addresses(conn: Connection, customer_ids: list[int]) -> dict[int, str]:
+    """Where each customer's notices go: its billing e-mail, else its super admin's address (customers with
+    neither are left out)."""
+    out = {int(c): e for c, e in conn.execute(select(customers.c.id, customers.c.billing_email).where(
+        in_ids(conn, customers.c.id, customer_ids), customers.c.billing_email.is_not(None)))}
+    for c, e in conn.execute(select(members.c.customer_id, members.c.email).where(
+            in_ids(conn, members.c.customer_id, customer_ids), members.c.role == "super_admin")):
+        out.setdefault(int(c), e)
+    return out
 
 
 # ------------------------------------------------------------------ listing

@@ -43,12 +43,14 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 from sqlalchemy.exc import DBAPIError
 
 from kakin.domain import errors
-from kakin.domain.account import Account, OpenInvoice, PendingChange, PendingItem, Phase, Status, Subscription
+from kakin.domain.account import Account, OpenInvoice, PendingItem, Phase, Status, Subscription, phases_from
 from kakin.domain.documents import Issuer, frozen_parties, recipient_of
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
 from kakin.domain.money import TaxedAmount, format_rate
 
 from .bulk import in_ids, insert_many, update_many
+from .codecs import pending_from_json as _pending_from_json
+from .codecs import pending_to_json as _pending_to_json
 from .tables import (
     audit_log,
     credit_notes,
@@ -133,25 +135,9 @@ class TenantRow:
                    r["address"])
 
 
-def _pending_to_json(p: PendingChange | None) -> str | None:
-    if p is None:
-        return None
-    return json.dumps({"effective_on": p.effective_on.isoformat(), "plan": p.plan, "contract": p.contract,
-                       "seats": p.seats, "cancel": p.cancel,
-                       **({"held": [[on.isoformat(), a, b] for on, a, b in p.held]} if p.held else {})}, sort_keys=True)
-
-
 def audit_json(state: dict[str, Any]) -> str:
     """An audit state as JSON: keys sorted, dates and instants in ISO 8601, Japanese text as is, other values as text."""
     return orjson.dumps(state, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
-
-
-def _pending_from_json(text: str | None) -> PendingChange | None:
-    if not text:
-        return None
-    d = json.loads(text)
-    return PendingChange(date.fromisoformat(d["effective_on"]), d["plan"], d["contract"], d["seats"], d["cancel"],
-                         [(date.fromisoformat(on), a, b) for on, a, b in d.get("held", [])])
 
 
 def _rate_text(rate: Fraction | None) -> str | None:
@@ -356,8 +342,7 @@ class UnitOfWork:
                 subs[r["subscription_id"]].phases.append(
                     Phase(r["start"], r["plan"], r["contract"], r["seats"], r["members"], r["billable"]))
             for sub in subs.values():
-                before = [p for p in sub.phases if p.start <= sub.period_start]
-                sub.phases = before[-1:] + [p for p in sub.phases if p.start > sub.period_start]
+                sub.phases = phases_from(sub.phases, sub.period_start)
         for r in self.conn.execute(select(pending_items).where(in_ids(self.conn, pending_items.c.customer_id, id_list)).order_by(
                 pending_items.c.id)).mappings():
             accounts[r["customer_id"]].pending_items.append(PendingItem(Line(
@@ -463,7 +448,7 @@ class UnitOfWork:
             return
         self._update_changed(customers, "customer", [(a.id, self._customer_values(a, next_due.get(a.id)))
                                                       for a in accounts if a.id is not None])
-        updates, phases = [], []
+        updates, phases, superseded = [], [], []
         for a in accounts:
             for sub in a.subscriptions:
                 values = self._subscription_values(sub)
@@ -477,12 +462,14 @@ class UnitOfWork:
                     phases.append({"subscription_id": sub.id, "start": p.start, "plan": p.plan, "contract": p.contract,
                                    "seats": p.seats, "members": p.members, "billable": p.billable, "recorded_at": now})
                 sub.new_phases.clear()
+                superseded.extend((sub.id, on) for on in sub.superseded_phases)
+                sub.superseded_phases.clear()
         self._update_changed(subscriptions, "subscription", updates)
-        if phases:  # a day's state is the last one recorded that day
-            stmt = self._dialect_insert(subscription_phases)
-            self.conn.execute(stmt.on_conflict_do_update(
-                index_elements=["subscription_id", "start"],
-                set_={c: stmt.excluded[c] for c in ("plan", "contract", "seats", "members", "billable", "recorded_at")}), phases)
+        if superseded:  # phases the domain replaced (Lifecycle.record_phase decides which one a day keeps)
+            self.conn.execute(delete(subscription_phases).where(
+                subscription_phases.c.subscription_id == bindparam("s_id"), subscription_phases.c.start == bindparam("s_on")),
+                [{"s_id": s_id, "s_on": on} for s_id, on in superseded])
+        insert_many(self.conn, subscription_phases, phases)
         new_items, gone = [], []
         for a in accounts:
             assert a.id is not None
@@ -514,21 +501,6 @@ class UnitOfWork:
                 expires_at=bindparam("expires_at")), inv_updates)
         for a in accounts:
             a.open_invoices = [inv for inv in a.open_invoices if inv.status == "open"]
-
-    def _dialect_insert(self, table: Any) -> Any:
-        """An INSERT that can say ON CONFLICT (PostgreSQL and SQLite share the syntax)."""
-        if self.conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as upsert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-        return upsert(table)
-
-    def add_usage(self, rows: list[dict[str, Any]]) -> None:
-        """Add quantities to monthly counters (increments, so concurrent writers never overwrite each other)."""
-        stmt = self._dialect_insert(usage_counters)
-        stmt = stmt.on_conflict_do_update(index_elements=["customer_id", "metric", "month"],
-                                          set_={"quantity": usage_counters.c.quantity + stmt.excluded.quantity})
-        self.conn.execute(stmt, rows)
 
     # ----------------------------------------------------------- invoices
     def add_invoices(self, tenant: TenantRow, first_seq: int, drafts: Sequence[tuple[Account, InvoiceDraft, OpenInvoice]],
