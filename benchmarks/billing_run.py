@@ -9,12 +9,20 @@ figure shows that the run streams in batches.
 
     python benchmarks/billing_run.py            # N = 100,000
     python benchmarks/billing_run.py 20000
+    python benchmarks/billing_run.py --database postgresql --workers 1,2,4 200000
+
+On PostgreSQL (a throwaway cluster on 127.0.0.1, or KAKIN_BENCH_POSTGRES_URL)
+the run is made by 1, 2 and 4 worker processes at once, each running the
+due-work loop until nothing is left for it (``SKIP LOCKED`` shares the
+accounts out), on a fresh database per run; the floor writes the same rows
+with one ``executemany`` each. Peak memory is the largest worker's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -22,6 +30,7 @@ import tempfile
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select
@@ -61,9 +70,9 @@ def seed(engine, n: int) -> None:  # type: ignore[no-untyped-def]
                  "billable": True, "recorded_at": now} for i in ids])
 
 
-def floor(n: int, folder: Path) -> float:
+def floor(n: int, folder: Path, url: str = "") -> float:
     """Seconds to write N invoice rows and N line rows, one executemany each, one transaction."""
-    engine = make_engine(f"sqlite:///{folder}/floor.db")
+    engine = make_engine(url or f"sqlite:///{folder}/floor.db")
     migrate(engine)
     now = datetime(2026, 6, 3, tzinfo=UTC)
     with UnitOfWork(engine) as uow:
@@ -134,12 +143,113 @@ def run_only(n: int, folder: Path) -> dict[str, float]:
     return {"n": n, "seconds": seconds, "renewals_per_s": n / seconds, "peak_rss_mib": peak}
 
 
+# ------------------------------------------------------------------ PostgreSQL, several workers
+def pg_worker(url: str) -> dict[str, float]:
+    """A worker process: connect, say ready, wait for "go", renew until nothing is left for it."""
+    engine = make_engine(url)
+    with engine.connect():
+        pass
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.perf_counter()
+    done = run_due(lambda: UnitOfWork(engine), "nipoplus", ApprovingGateway(), RENEWAL, batch_size=1000)
+    seconds = time.perf_counter() - t0
+    engine.dispose()
+    return {"done": done, "seconds": seconds, "peak_rss_mib": peak_of_this_program()}
+
+
+def peak_of_this_program() -> float:
+    """Peak RSS in MiB since exec (VmHWM): ru_maxrss would keep the parent's peak from before the fork."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pg_measure(server: Any, n: int, workers: int, label: str) -> dict[str, float]:
+    url = server.database(f"bench_{label}")
+    engine = make_engine(url)
+    migrate(engine)
+    seed(engine, n)
+    engine.dispose()
+    procs = [subprocess.Popen([sys.executable, __file__, str(n), "--worker-url", url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(workers)]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    t0 = time.perf_counter()
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [json.loads(p.communicate(timeout=7200)[0].strip().splitlines()[-1]) for p in procs]
+    seconds = time.perf_counter() - t0
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        invoices = conn.execute(select(func.count()).select_from(tables.invoices)).scalar_one()
+        seqs = conn.execute(select(func.min(tables.invoices.c.seq), func.max(tables.invoices.c.seq))).one()
+        keys = conn.execute(select(func.count(func.distinct(tables.payment_attempts.c.idempotency_key)))).scalar_one()
+    engine.dispose()
+    done = sum(int(o["done"]) for o in outs)
+    assert done == n and invoices == n and tuple(seqs) == (1, n) and keys == n, (done, invoices, seqs, keys)  # each once
+    return {"n": n, "workers": workers, "seconds": seconds, "renewals_per_s": n / seconds,
+            "peak_rss_mib": max(o["peak_rss_mib"] for o in outs), "split": [int(o["done"]) for o in outs]}
+
+
+def postgres_main(n: int, worker_counts: list[int]) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from faults import Postgres  # the throwaway cluster the fault harness starts
+
+    class Given:
+        def __init__(self, server: str) -> None:
+            self.server = server
+
+        def database(self, name: str) -> str:
+            from sqlalchemy import create_engine, text
+
+            admin = create_engine(self.server, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            admin.dispose()
+            return self.server.rsplit("/", 1)[0] + f"/{name}"
+
+        def stop(self) -> None:
+            pass
+
+    given = os.environ.get("KAKIN_BENCH_POSTGRES_URL")
+    server: Any = Given(given) if given else Postgres()
+    try:
+        print(f"billing run, NipoPlus renewals on PostgreSQL (batch 1,000; load average {os.getloadavg()[0]:.1f} at start)")
+        with tempfile.TemporaryDirectory() as d:
+            floor_s = floor(n, Path(d), server.database("bench_floor"))
+        print(f"  floor: N = {n:,} invoices and lines, one executemany each: {n / floor_s:,.0f} invoices/s ({floor_s:.1f} s)")
+        for k in worker_counts:
+            small = pg_measure(server, max(1, n // 10), k, f"w{k}_small")
+            big = pg_measure(server, n, k, f"w{k}")
+            print(f"  {k} worker(s): N = {n:>9,}: {big['renewals_per_s']:>7,.0f} renewals/s ({big['seconds']:.1f} s, "
+                  f"split {big['split']}); {(n / floor_s) / big['renewals_per_s']:.1f}× the floor; peak RSS per worker "
+                  f"{small['peak_rss_mib']:.0f} MiB at N = {small['n']:,}, {big['peak_rss_mib']:.0f} MiB at N = {n:,}")
+        print(f"  load average at the end {os.getloadavg()[0]:.1f}; targets: ≥ 5,000 renewals/s with 2 workers at N = 200,000")
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=100_000, help="subscriptions to renew (default 100,000)")
     parser.add_argument("--seed", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--workers", default="1,2,4", help="PostgreSQL: worker processes per run (default 1,2,4)")
+    parser.add_argument("--worker-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker_url:
+        print(json.dumps(pg_worker(args.worker_url)), flush=True)
+        return
+    if args.database == "postgresql":
+        postgres_main(args.n, [int(k) for k in args.workers.split(",")])
+        return
     if args.seed:
         seed_only(args.n, args.seed)
         return

@@ -8,11 +8,13 @@ from .payments import CardSimulator, PaymentGateway
 
 
 def gateway_from_env() -> PaymentGateway:
-    """KAKIN_STRIPE_API_KEY (and optionally KAKIN_STRIPE_API_BASE, KAKIN_STRIPE_WEBHOOK_SECRET) select Stripe."""
+    """KAKIN_STRIPE_API_KEY (and optionally KAKIN_STRIPE_API_BASE, KAKIN_STRIPE_WEBHOOK_SECRET, and
+    KAKIN_STRIPE_TIMEOUT, seconds per request, 30 by default) select Stripe."""
     api_key = os.environ.get("KAKIN_STRIPE_API_KEY")
     if not api_key:
         return CardSimulator()
     from .stripe_gateway import StripeGateway
 
     return StripeGateway(api_key, api_base=os.environ.get("KAKIN_STRIPE_API_BASE") or None,
-                         webhook_secret=os.environ.get("KAKIN_STRIPE_WEBHOOK_SECRET") or None)
+                         webhook_secret=os.environ.get("KAKIN_STRIPE_WEBHOOK_SECRET") or None,
+                         timeout=float(os.environ.get("KAKIN_STRIPE_TIMEOUT") or 30))

@@ -1,7 +1,10 @@
 """One pass of due work: what ``kakin worker`` does on each tick and ``kakin run-due`` does once.
 
 In order: billing for every tenant (renewals, trial ends, month closes,
-month-start plan changes, payment retries), one batch at a time; webhook
+month-start plan changes, payment retries), one batch at a time, the tenants
+taking turns (round-robin: one batch of each tenant with due work, then the
+next round), so a tenant with a million due accounts delays one with ten by
+at most one batch per tenant (issue 10, item 4); webhook
 deliveries; e-mail; forgetting idempotency records older than
 :data:`IDEMPOTENCY_RETENTION` (README, "Idempotency"). Between batches the
 pass asks ``stop()`` and returns early when it says so, so a worker told to
@@ -46,18 +49,19 @@ def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post:
     purge are shared by all tenants). ``log`` receives one dict per batch
     (``work``, what was done, ``seconds``); ``stop`` is asked before each batch.
     """
-    done: dict[str, int] = {}
     with UnitOfWork(engine, readonly=True) as uow:
         codes = [t.code for t in uow.tenants() if not tenant or t.code == tenant]
-    for code in codes:
-        done[code] = 0
-        while not stop():
-            started = timer()
-            n = billing.run_due(lambda: UnitOfWork(engine), code, gateway, now, batch_size=batch_size, max_batches=1)
-            if n == 0:
-                break
-            done[code] += n
-            log({"work": "billing", "tenant": code, "actions": n, "seconds": round(timer() - started, 3)})
+    done: dict[str, int] = dict.fromkeys(codes, 0)
+    waiting = list(codes)  # tenants that may still have due accounts, served in turn
+    while waiting and not stop():
+        code = waiting.pop(0)
+        started = timer()
+        n = billing.run_due(lambda: UnitOfWork(engine), code, gateway, now, batch_size=batch_size, max_batches=1)
+        if n == 0:  # nothing due, or all of it claimed by other workers (SKIP LOCKED): out of this pass
+            continue
+        done[code] += n
+        waiting.append(code)
+        log({"work": "billing", "tenant": code, "actions": n, "seconds": round(timer() - started, 3)})
     done["webhook deliveries"] = done["mails sent"] = 0
     while not stop():  # batches of OUTBOX_BATCH until what is due is done
         started = timer()
