@@ -12,10 +12,7 @@ with the same idempotency key). Last, through ``kakin serve``: 20 concurrent
 seat changes on one customer whose renewal is due, replayed serially on a twin
 customer, and one POST sent 10 times at once with one ``Idempotency-Key``.
 
-Prints one table of counts and exits 1 when a count is off. Checks marked
-``(item 1)`` wait for commands that hold their account's lock (issue 10,
-item 1): they are shown, and count towards the exit status only with
-``--require-item-1``.
+Prints one table of counts and exits 1 when a count is off.
 
     python benchmarks/faults.py              # N = 3,000 per run, workers 2 and 4
     python benchmarks/faults.py --n 300      # the CI size (tests/integration/test_faults_harness.py)
@@ -60,9 +57,9 @@ from kakin.services.mail import message_id
 from kakin.services.tenancy import create_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
-Row = tuple[str, str, int, str, bool, bool]
+Row = tuple[str, str, int, str, bool]
 SETTLE = 10.0  # seconds of chaos after the last renewal, while notices go out
-KILL_AFTER = 6.0  # seconds a worker runs at least before it may be killed (it starts and migrates in 2-4 s)  # section, check, count, expected, ok, waits for item 1
+KILL_AFTER = 6.0  # seconds a worker runs at least before it may be killed (it starts and migrates in 2-4 s)  # a Row: section, check, count, expected, ok
 
 
 def free_port() -> int:
@@ -361,7 +358,7 @@ def billing_run(pg: Postgres, workers: int, n: int, timeout: float, folder: str)
     stripe.http.shutdown()
     seconds = time.monotonic() - started
     rows = check_billing(url, n, renewal_day, smtp, stripe, crashes=kills + exits + restarted)
-    rows.insert(8, ("", "notices left to a later pass (claimed by a killed worker, or failed)", leftover, "any", True, False))
+    rows.insert(8, ("", "notices left to a later pass (claimed by a killed worker, or failed)", leftover, "any", True))
     section = (f"{workers} workers, N={n:,} ({seconds:.0f} s, {kills} kill -9, {exits} exits, "
                f"PG restart {'yes' if restarted else 'no'}, SMTP down 3 s {'yes' if smtp_outage else 'no'}, "
                f"gateway {dict(stripe.faults)})")
@@ -391,25 +388,25 @@ def check_billing(url: str, n: int, renewal_day: date, smtp: SmtpSink, stripe: F
     received = smtp.ids
     twice = sum(k - 1 for mid, k in received.items() if mid in ids and k > 1)
     return [
-        ("", "customers renewed (expected N)", renewed, str(n), renewed == n, False),
+        ("", "customers renewed (expected N)", renewed, str(n), renewed == n),
         ("", "invoices more than once per customer and period", sum(1 for *_, k in per_period if k > 1), "0",
-         all(k == 1 for *_, k in per_period), False),
+         all(k == 1 for *_, k in per_period)),
         ("", "invoice number gaps or repeats", sum(1 for i, s in enumerate(seqs, 1) if s != i), "0",
-         seqs == list(range(1, len(seqs) + 1)), False),
-        ("", "renewal invoices not paid", unpaid, "0", unpaid == 0, False),
+         seqs == list(range(1, len(seqs) + 1))),
+        ("", "renewal invoices not paid", unpaid, "0", unpaid == 0),
         ("", "customers charged ≠ once at the gateway", sum(1 for cust, _ in paid if charged[cust] != 1)
          + sum(1 for cust, k in charged.items() if cust not in {p for p, _ in paid}), "0",
-         all(charged[cust] == 1 for cust, _ in paid) and set(charged) == {p for p, _ in paid}, False),
+         all(charged[cust] == 1 for cust, _ in paid) and set(charged) == {p for p, _ in paid}),
         ("", "gateway charges not recorded as paid", sum(1 for key in stripe.charges if key not in recorded), "0",
-         all(key in recorded for key in stripe.charges), False),
-        ("", "payments recorded on another customer", wrong_customer, "0", wrong_customer == 0, False),
+         all(key in recorded for key in stripe.charges)),
+        ("", "payments recorded on another customer", wrong_customer, "0", wrong_customer == 0),
         ("", "notices queued (a notice and a receipt each, and the sign-up's receipt)", len(ids), "2N+1",
-         len(ids) == 2 * n + 1, False),
+         len(ids) == 2 * n + 1),
         ("", "notices not delivered", sum(1 for mid in ids if mid not in received), "0",
-         all(mid in received for mid in ids), False),
-        ("", "notices received twice (allowed: ≤ crashes)", twice, f"≤ {crashes}", twice <= crashes, False),
+         all(mid in received for mid in ids)),
+        ("", "notices received twice (allowed: ≤ crashes)", twice, f"≤ {crashes}", twice <= crashes),
         ("", "messages with an unknown Message-ID", sum(k for mid, k in received.items() if mid not in ids), "0",
-         all(mid in ids for mid in received), False),
+         all(mid in ids for mid in received)),
     ]
 
 
@@ -511,22 +508,22 @@ def http_checks(pg: Postgres, folder: str) -> list[Row]:
         racing, serial = money_of(engine, "racing"), money_of(engine, "serial")
         differ = sum(1 for k in racing if racing[k] != serial[k])
         rows.append(("HTTP: 20 concurrent seat changes", f"quantities ≠ a serial replay ({racing} vs {serial})",
-                     differ, "0", differ == 0, True))
+                     differ, "0", differ == 0))
         refused = sum(1 for status, _ in results if status not in (200, 500))
         rows.append(("HTTP: 20 concurrent seat changes", "refused (409 conflict etc.: the client retries)", refused, "any",
-                     True, False))
+                     True))
         fives = sum(1 for status, _ in results if status >= 500)
-        rows.append(("HTTP: 20 concurrent seat changes", "HTTP 500", fives, "0", fives == 0, True))
+        rows.append(("HTTP: 20 concurrent seat changes", "HTTP 500", fives, "0", fives == 0))
         body = {"name": "冪等株式会社", "payment_method": "pm_card_visa",
                 "super_admin": {"email": "admin@idem.example", "name": "管理者"}}
         answers = at_once([lambda: api.call("POST", "/v1/customers", body, idem="faults-idem-1") for _ in range(10)])
         with engine.connect() as conn:
             made = conn.execute(select(func.count()).select_from(tables.customers).where(
                 tables.customers.c.name == "冪等株式会社")).scalar_one()
-        rows.append(("HTTP: one POST ×10, one Idempotency-Key", "customers created", int(made), "1", made == 1, False))
+        rows.append(("HTTP: one POST ×10, one Idempotency-Key", "customers created", int(made), "1", made == 1))
         ids = {payload.get("id") for status, payload in answers if status == 201}
         rows.append(("HTTP: one POST ×10, one Idempotency-Key", "distinct customers answered", len(ids), "1",
-                     len(ids) == 1, False))
+                     len(ids) == 1))
         other = sum(k for status, k in api.statuses.items() if status >= 500)
         rows.append(("HTTP: all requests", f"HTTP 500 ({sum(api.statuses.values())} requests)", other, "0", other == 0,
                      other == fives and fives > 0))
@@ -566,7 +563,6 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000, help="customers renewed per billing run (default 3,000)")
     parser.add_argument("--workers", default="2,4", help="worker counts, one billing run each")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a billing run may take")
-    parser.add_argument("--require-item-1", action="store_true", help="checks waiting for item 1 count too")
     parser.add_argument("--seed", type=int, default=None, help="random seed (kill moments, gateway faults)")
     args = parser.parse_args()
     random.seed(args.seed)
@@ -582,13 +578,12 @@ def main() -> None:
     bad = 0
     section = None
     print(f"{'check':58} {'count':>7} {'expected':>10}  result")
-    for sec, check, count, expected, ok, item1 in rows:
+    for sec, check, count, expected, ok in rows:
         if sec and sec != section:
             print(sec)
             section = sec
-        counts = ok or (item1 and not args.require_item_1)
-        bad += not counts
-        mark = "ok" if ok else ("FAIL (item 1)" if item1 else "FAIL")
+        bad += not ok
+        mark = "ok" if ok else "FAIL"
         print(f"  {check:56} {count:>7,} {expected:>10}  {mark}")
     print(f"logs in {folder}")
     sys.exit(1 if bad else 0)

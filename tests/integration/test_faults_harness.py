@@ -2,7 +2,7 @@
 
 It starts its own PostgreSQL cluster, SMTP sink, fake Stripe, workers and API
 server, kills workers, restarts PostgreSQL, takes SMTP down, and exits 1 when
-any count is off (checks waiting for issue 10 item 1 are shown, not counted).
+any count is off.
 """
 
 from __future__ import annotations
