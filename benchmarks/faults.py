@@ -525,8 +525,8 @@ def http_checks(pg: Postgres, folder: str) -> list[Row]:
         rows.append(("HTTP: one POST ×10, one Idempotency-Key", "distinct customers answered", len(ids), "1",
                      len(ids) == 1))
         other = sum(k for status, k in api.statuses.items() if status >= 500)
-        rows.append(("HTTP: all requests", f"HTTP 500 ({sum(api.statuses.values())} requests)", other, "0", other == 0,
-                     other == fives and fives > 0))
+        rows.append(("HTTP: all requests", f"HTTP 500 ({sum(api.statuses.values())} requests)", other, "0",
+                     other == 0))
     engine.dispose()
     return rows
 
