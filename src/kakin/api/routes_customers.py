@@ -12,7 +12,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.account import Account
 from kakin.domain.members import require_admin, require_super_admin
-from kakin.services import access, billing, domains
+from kakin.services import access, billing, domains, upcoming
 from kakin.services.presenters import customer_json as view
 from kakin.services.presenters import invoice_json
 
@@ -163,7 +163,7 @@ def set_users(request: Request, op: Auth, customer_id: CustomerId, body: UsersIn
 def preview_plan_change(request: Request, op: Auth, customer_id: CustomerId, body: PlanChangeIn) -> dict[str, Any]:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        return billing.preview_change_plan(uow, tenant_of(uow, op), customer_id, row["now"], body.plan,
+        return upcoming.preview_change_plan(uow, tenant_of(uow, op), customer_id, row["now"], body.plan,
                                            contract=body.contract, seats=body.seats)
 
     return read(request, op, work)  # type: ignore[no-any-return]

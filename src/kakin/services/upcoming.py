@@ -1,9 +1,8 @@
-"""The upcoming invoice: what the customer's next scheduled invoice will bill if nothing changes.
+"""Previews: the customer's next scheduled invoice if nothing changes, and what a plan change would bill.
 
 Computed on a copy of the account run forward by the domain's schedule, so
-nothing is written or charged (as ``billing.preview_change_plan`` does for a
-plan change). Served by ``GET /v1/customers/{id}/upcoming_invoice`` and the
-portal's overview.
+nothing is written or charged. Served by ``GET /v1/customers/{id}/upcoming_invoice``,
+``POST …/subscription/plan/preview`` and the portal's overview.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kakin.adapters.db.store import UnitOfWork
-from kakin.domain import schedule
+from kakin.domain import plan_changes, schedule
 from kakin.domain.account import Account
 from kakin.domain.invoice import InvoiceDraft
 from kakin.domain.lifecycle import Lifecycle
@@ -29,12 +28,39 @@ def upcoming_invoice(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime) -
     ``{"issued_on", "period_start", "period_end", "subtotal", "tax", "credit_applied", "total", "lines"}`` (integer
     yen; ``total`` is what will be asked for, after credit), or None when none falls due within ``HORIZON_DAYS``.
     Raises NotFound for an unknown customer."""
-    account = billing.load(uow, tenant, key, lock=False)
+    return next_invoice(tenant.lifecycle, _caught_up(uow, tenant, key, now), now)
+
+
+def preview_change_plan(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime, plan: str, *,
+                        contract: str | None = None, seats: int | None = None) -> dict[str, Any]:
+    """What a plan change will bill, computed on a copy of the account; nothing is written or charged.
+
+    Returns ``{"plan", "contract", "effective"}`` (``"immediate"`` or the ISO date it takes effect), the invoices
+    the change issues at once (``invoices_now``) and the customer's next scheduled invoice with and without the
+    change, each as :func:`draft_json` gives it. Raises what the change itself would (PlanChangeNotAllowed, …).
+    """
     lc = tenant.lifecycle
+    baseline = _caught_up(uow, tenant, key, now)
+    changed = copy.deepcopy(baseline)
+    result = plan_changes.change_plan(lc, changed, plan, now, contract=contract, seats=seats)
+    sub = changed.plan_subscription
+    return {
+        "plan": plan,
+        "contract": sub.contract if sub else contract,
+        "effective": "immediate" if sub is None or sub.pending is None else sub.pending.effective_on.isoformat(),
+        "invoices_now": [draft_json(d) for d in result.invoices],
+        "next_invoice": next_invoice(lc, changed, now),
+        "next_invoice_without_change": next_invoice(lc, baseline, now),
+    }
+
+
+def _caught_up(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime) -> Account:
+    """Customer ``key``'s account as loaded (unlocked), with the work due by ``now`` done on it in memory only."""
+    account = billing.load(uow, tenant, key, lock=False)
     for _ in range(10_000):  # bring the copy up to now, as a command would
-        if schedule.run_next(lc, account, now) is None:
+        if schedule.run_next(tenant.lifecycle, account, now) is None:
             break
-    return next_invoice(lc, copy.deepcopy(account), now)
+    return account
 
 
 def next_invoice(lc: Lifecycle, account: Account, now: datetime) -> dict[str, Any] | None:
