@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from kakin.adapters.db import portal_store, service_store
@@ -113,10 +113,10 @@ def sign_out(uow: UnitOfWork, session: PortalSession, now: datetime) -> None:
     portal_store.end(uow.conn, now, session_id=session.id)
 
 
-def revoke_customer_sessions(uow: UnitOfWork, customer_id: int, now: datetime | None = None) -> int:
+def revoke_customer_sessions(uow: UnitOfWork, customer_id: int, now: datetime) -> int:
     """End every session and unused link of customer ``customer_id`` (the row id; its primary domain changed, say) at
-    ``now`` (the real time by default); returns how many ended."""
-    return portal_store.end(uow.conn, now or datetime.now(UTC), customer_id=customer_id)
+    ``now`` (an aware instant); returns how many ended."""
+    return portal_store.end(uow.conn, now, customer_id=customer_id)
 
 
 def _session(row: dict[str, object]) -> PortalSession:
