@@ -31,7 +31,7 @@ test: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy --strict src/kakin/domain src/kakin/services
 	@if [ -f $(SHARED_SCENARIOS)/check.py ]; then $(PYTHON) $(SHARED_SCENARIOS)/check.py $(SHARED_SCENARIOS) --kakin $(BIN)/kakin; fi
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
