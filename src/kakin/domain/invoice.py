@@ -69,6 +69,11 @@ class TaxPolicy:
         The standard rate comes first, then the others from the highest. Raises ValueError when the lines at
         one rate add up to less than zero (a decrease belongs on a credit note, not on an invoice).
         """
+        if all(item.tax_rate is None for item in lines):  # one rate, the standard one: the renewal run's case
+            amounts = [item.amount for item in lines]
+            if sum(amounts) < 0:
+                raise ValueError(f"the lines at {self.rate} add up to {sum(amounts)}: decreases go on credit notes")
+            return (tax_for_rate(amounts, self.rate, tax_inclusive=self.inclusive, rounding=self.rounding),)
         totals: dict[Fraction, list[int]] = {}
         for item in lines:
             totals.setdefault(item.tax_rate if item.tax_rate is not None else self.rate, []).append(item.amount)

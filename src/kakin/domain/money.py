@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from functools import lru_cache
 
 
 class Rounding(StrEnum):
@@ -122,6 +123,7 @@ def decimal_text(value: Fraction) -> str:
     return format((Decimal(value.numerator) / Decimal(value.denominator)).normalize(), "f")
 
 
+@lru_cache(maxsize=64)  # a catalog has a rate or two; every invoice line and tax row prints one
 def format_rate(rate: Fraction) -> str:
     """10% for Fraction(1, 10); 8% for Fraction(2, 25)."""
     percent = rate * 100

@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import orjson
@@ -151,6 +152,11 @@ def parse_rate(text: str | None) -> Fraction | None:
 
 def taxes_json(taxes: Sequence[TaxedAmount]) -> str:
     """Totals and tax per rate as stored: [{"rate": "10%", "net": 819, "tax": 81, "gross": 900}]."""
+    return _taxes_json(tuple(taxes))
+
+
+@lru_cache(maxsize=4096)  # a billing run writes the same few amounts again and again
+def _taxes_json(taxes: tuple[TaxedAmount, ...]) -> str:
     return json.dumps([{"rate": format_rate(t.rate), "net": t.net, "tax": t.tax, "gross": t.gross} for t in taxes])
 
 
