@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from test_api import Api, Clock
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
@@ -20,36 +20,6 @@ from kakin.services.tenancy import create_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
 REGISTRATION = "T1040001000003"  # 1 = 9 − (Σ Pn × Qn mod 9) for 040001000003: a valid check digit
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class Api:
-    def __init__(self, client: TestClient, key: str) -> None:
-        self.client, self.key = client, key
-        self.super_admin: dict[str, str] = {}
-
-    def call(self, method: str, path: str, body: Any = None, *, member: str | None = None, key: str | None = None) -> Any:
-        headers = {"Authorization": f"Bearer {key or self.key}"}
-        if member:
-            headers["Kakin-Acting-Member"] = member
-        return self.client.request(method, path, json=body, headers=headers)
-
-    def customer(self, cid: str, name: str, pm: str | None = "pm_card_visa") -> dict[str, Any]:
-        r = self.call("POST", "/v1/customers", {"id": cid, "name": name, "payment_method": pm,
-                                                "super_admin": {"email": f"admin@{cid}.example", "name": "管理者"}})
-        assert r.status_code == 201, r.text
-        self.super_admin[cid] = r.json()["super_admin"]["id"]
-        return r.json()  # type: ignore[no-any-return]
-
-    def as_admin(self, method: str, path: str, cid: str, body: Any = None) -> Any:
-        return self.call(method, path, body, member=self.super_admin[cid])
 
 
 @pytest.fixture
