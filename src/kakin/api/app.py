@@ -125,19 +125,6 @@ def tenant_of(uow: UnitOfWork, op: Operator) -> Tenant:
     return open_tenant(uow, op.tenant.code)
 
 
-def customer_now(request: Request, uow: UnitOfWork, customer: dict[str, Any]) -> datetime:
-    """A customer on a test clock lives at the clock's time; everyone else at the real time.
-
-    A writer locks the customer before it reads its clock, so an advance running meanwhile has either not reached
-    the customer (which it then waits for) or finished with it: a command never runs at the clock's old time on an
-    account the advance already moved past it."""
-    if customer.get("test_clock_id"):
-        if not uow.readonly:
-            uow.lock_customer(customer["id"])
-        return service_store.test_clock_by_id(uow.conn, customer["test_clock_id"])["frozen_time"]  # type: ignore[no-any-return]
-    return request.app.state.clock()  # type: ignore[no-any-return]
-
-
 def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[UnitOfWork], Any], status: int = 200,
           permission: str = "write") -> Response:
     """Run a write in one transaction (run again after a deadlock: :func:`~kakin.adapters.db.store.in_transaction`). With an Idempotency-Key, the first response is stored in that same

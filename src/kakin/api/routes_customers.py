@@ -10,13 +10,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
-from kakin.domain.account import Account
-from kakin.domain.members import require_admin, require_super_admin
-from kakin.services import access, billing, domains, upcoming
+from kakin.services import access, authorization, billing, domains, members, upcoming
 from kakin.services.presenters import customer_json as view
 from kakin.services.presenters import invoice_json
 
-from .app import Auth, customer_now, decode_cursor, paged, read, tenant_of, write
+from .app import Auth, decode_cursor, paged, read, tenant_of, write
 from .schemas import CustomerIn, DomainIn, MemberIn, PaymentMethodIn, PlanChangeIn, PremiumIdIn, SeatsIn, SubscribeIn, UsersIn
 
 router = APIRouter(prefix="/v1", tags=["customers"])
@@ -31,34 +29,15 @@ ActingMember = Annotated[str | None, Header(
 
 
 def _customer(request: Request, uow: UnitOfWork, op: access.Operator, customer_id: str) -> dict[str, Any]:
-    row = uow.customer_row(op.tenant, customer_id)
-    if row is None:
-        raise errors.NotFound(f"no customer {customer_id!r}", param="customer_id")
-    if row["test_clock_id"]:
-        row["test_clock_public_id"] = service_store.test_clock_by_id(uow.conn, row["test_clock_id"])["public_id"]
-    row["now"] = customer_now(request, uow, row)
-    return row
+    return authorization.customer_for(uow, op, customer_id, request.app.state.clock)
 
 
-def acting_member(uow: UnitOfWork, op: access.Operator, row: dict[str, Any], member: str | None, rule: Any,
-                  what: str) -> None:
-    """Check the member named in ``Kakin-Acting-Member`` against ``rule`` (super admin, admin) for ``what``; the audit
-    records this request writes name that member."""
-    rule(access.acting_role(uow, op.tenant, row["id"], member), what)
-    uow.acting_member = (op.actor, member) if member else None
-
-
-def _command(request: Request, op: Auth, customer_id: str, run: Any, *, member: str | None = None, member_rule: Any = None,
-             what: str = "") -> Any:
-    """Load the customer, check the acting member where the rule needs one, run the command, show the customer."""
+def _command(request: Request, op: Auth, customer_id: str, action: str, member: str | None, **arguments: Any) -> Any:
+    """The billing command ``action`` run by the services for ``op`` acting for ``member``; shows the customer."""
 
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        row = _customer(request, uow, op, customer_id)
-        tenant = tenant_of(uow, op)
-        if member_rule is not None:
-            acting_member(uow, op, row, member, member_rule, what)
-        gateway = request.app.state.gateway
-        account = run(uow, tenant, gateway, customer_id, row["now"])
+        account, row, tenant = authorization.perform(uow, op.acting_for(member), request.app.state.gateway, customer_id,
+                                                     request.app.state.clock, action, **arguments)
         return view(account, row, tenant.catalog)
 
     return work
@@ -112,50 +91,31 @@ def get_customer(request: Request, op: Auth, customer_id: CustomerId) -> dict[st
 
 @router.get("/customers/{customer_id}/members", summary="The customer's super admin, admins and members")
 def list_members(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
-    def work(uow: UnitOfWork) -> dict[str, Any]:
-        row = _customer(request, uow, op, customer_id)
-        return {"data": [{"id": m["public_id"], "email": m["email"], "name": m["name"], "role": m["role"]}
-                         for m in service_store.members_of(uow.conn, row["id"])], "next_cursor": None}
-
-    return read(request, op, work)  # type: ignore[no-any-return]
+    return read(request, op, lambda uow: {  # type: ignore[no-any-return]
+        "data": members.members_of(uow, op, customer_id, request.app.state.clock), "next_cursor": None})
 
 
 @router.post("/customers/{customer_id}/members", status_code=201, summary="Add an admin or a member (admins only)")
 def add_member(request: Request, op: Auth, customer_id: CustomerId, body: MemberIn, member: ActingMember = None) -> Response:
-    def work(uow: UnitOfWork) -> dict[str, Any]:
-        row = _customer(request, uow, op, customer_id)
-        acting_member(uow, op, row, member, require_admin, "add members")
-        limit = tenant_of(uow, op).catalog.admin_limit
-        return access.add_member(uow, op.tenant, limit, row["id"], body.email, body.name, body.role, row["now"], op.actor)
-
-    return write(request, op, body, work, status=201)
+    return write(request, op, body, lambda uow: members.add_member(
+        uow, op.acting_for(member), customer_id, body.email, body.name, body.role, request.app.state.clock), status=201)
 
 
 @router.post("/customers/{customer_id}/subscription", summary="Subscribe to a plan (super admin)")
 def subscribe(request: Request, op: Auth, customer_id: CustomerId, body: SubscribeIn, member: ActingMember = None) -> Response:
-    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
-        return billing.subscribe(uow, tenant, gateway, key, now, body.plan, contract=body.contract, seats=body.seats,
-                                 members=body.users, trial_days=body.trial_days, actor=op.actor)
-
-    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
-                                             what="choose the plan"))
+    return write(request, op, body, _command(request, op, customer_id, "subscribe", member, plan=body.plan,
+                                             contract=body.contract, seats=body.seats, members=body.users,
+                                             trial_days=body.trial_days))
 
 
 @router.post("/customers/{customer_id}/subscription/seats", summary="Change contracted seats or licenses (admins)")
 def set_seats(request: Request, op: Auth, customer_id: CustomerId, body: SeatsIn, member: ActingMember = None) -> Response:
-    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
-        return billing.set_seats(uow, tenant, gateway, key, now, body.seats, actor=op.actor)
-
-    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_admin, what="change seats"))
+    return write(request, op, body, _command(request, op, customer_id, "set_seats", member, seats=body.seats))
 
 
 @router.post("/customers/{customer_id}/subscription/users", summary="Set the number of registered users (admins)")
 def set_users(request: Request, op: Auth, customer_id: CustomerId, body: UsersIn, member: ActingMember = None) -> Response:
-    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
-        return billing.set_members(uow, tenant, gateway, key, now, body.users, actor=op.actor)
-
-    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_admin,
-                                             what="change registered users"))
+    return write(request, op, body, _command(request, op, customer_id, "set_members", member, members=body.users))
 
 
 @router.post("/customers/{customer_id}/subscription/plan/preview",
@@ -171,32 +131,20 @@ def preview_plan_change(request: Request, op: Auth, customer_id: CustomerId, bod
 
 @router.post("/customers/{customer_id}/subscription/plan", summary="Change the plan or the contract type (super admin)")
 def change_plan(request: Request, op: Auth, customer_id: CustomerId, body: PlanChangeIn, member: ActingMember = None) -> Response:
-    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
-        return billing.change_plan(uow, tenant, gateway, key, now, body.plan, contract=body.contract, seats=body.seats,
-                                   actor=op.actor)
-
-    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
-                                             what="change the plan or the contract"))
+    return write(request, op, body, _command(request, op, customer_id, "change_plan", member, plan=body.plan,
+                                             contract=body.contract, seats=body.seats))
 
 
 @router.post("/customers/{customer_id}/subscription/cancel", summary="Cancel under the catalog's rules (super admin)")
 def cancel(request: Request, op: Auth, customer_id: CustomerId, member: ActingMember = None) -> Response:
-    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
-        return billing.cancel(uow, tenant, gateway, key, now, actor=op.actor)
-
-    return write(request, op, None, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
-                                             what="cancel the subscription"))
+    return write(request, op, None, _command(request, op, customer_id, "cancel", member))
 
 
 @router.post("/customers/{customer_id}/domains", status_code=201,
              summary="Register a domain to verify (super admin); returns the DNS TXT record to publish")
 def add_domain(request: Request, op: Auth, customer_id: CustomerId, body: DomainIn, member: ActingMember = None) -> Response:
-    def work(uow: UnitOfWork) -> dict[str, Any]:
-        row = _customer(request, uow, op, customer_id)
-        acting_member(uow, op, row, member, require_super_admin, "register a domain")
-        return domains.add_domain(uow, op.tenant, customer_id, body.domain, request.app.state.clock(), op.actor)
-
-    return write(request, op, body, work, status=201)
+    return write(request, op, body, lambda uow: domains.add_domain(
+        uow, op.acting_for(member), customer_id, body.domain, request.app.state.clock), status=201)
 
 
 @router.get("/customers/{customer_id}/domains", summary="The customer's domains and whether each is verified")
@@ -208,41 +156,26 @@ def list_domains(request: Request, op: Auth, customer_id: CustomerId) -> dict[st
 @router.post("/customers/{customer_id}/domains/{domain}/verify",
              summary="Check the domain's TXT record (super admin); verified, it allows the plan changes that need it")
 def verify_domain(request: Request, op: Auth, customer_id: CustomerId, domain: str, member: ActingMember = None) -> Response:
-    def work(uow: UnitOfWork) -> dict[str, Any]:
-        row = _customer(request, uow, op, customer_id)
-        acting_member(uow, op, row, member, require_super_admin, "verify a domain")
-        return domains.verify_domain(uow, op.tenant, customer_id, domain, request.app.state.dns,
-                                     request.app.state.clock(), op.actor)
-
-    return write(request, op, None, work)
+    return write(request, op, None, lambda uow: domains.verify_domain(
+        uow, op.acting_for(member), customer_id, domain, request.app.state.dns, request.app.state.clock))
 
 
 @router.delete("/customers/{customer_id}",
                summary="退会: delete the organization (super admin); subscriptions end, invoices and receipts stay")
 def delete_customer(request: Request, op: Auth, customer_id: CustomerId, member: ActingMember = None) -> Response:
-    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
-        return billing.delete_customer(uow, tenant, gateway, key, now, actor=op.actor)
-
-    return write(request, op, None, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
-                                             what="delete the organization"))
+    return write(request, op, None, _command(request, op, customer_id, "delete_customer", member))
 
 
 @router.post("/customers/{customer_id}/payment_method", summary="Replace the payment method (super admin)")
 def set_payment_method(request: Request, op: Auth, customer_id: CustomerId, body: PaymentMethodIn, member: ActingMember = None) -> Response:
-    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
-        return billing.set_payment_method(uow, tenant, gateway, key, now, body.payment_method, actor=op.actor)
-
-    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
-                                             what="change the payment method"))
+    return write(request, op, body, _command(request, op, customer_id, "set_payment_method", member,
+                                             payment_method=body.payment_method))
 
 
 @router.post("/customers/{customer_id}/premium_id", summary="Take a premium ID (super admin)")
 def set_premium_id(request: Request, op: Auth, customer_id: CustomerId, body: PremiumIdIn, member: ActingMember = None) -> Response:
-    def run(uow: UnitOfWork, tenant: Any, gateway: Any, key: str, now: Any) -> Account:
-        return billing.set_premium_id(uow, tenant, gateway, key, now, body.premium_id, billing=body.billing, actor=op.actor)
-
-    return write(request, op, body, _command(request, op, customer_id, run, member=member, member_rule=require_super_admin,
-                                             what="buy a premium ID"))
+    return write(request, op, body, _command(request, op, customer_id, "set_premium_id", member,
+                                             premium_id=body.premium_id, billing=body.billing))
 
 
 @router.get("/customers/{customer_id}/invoices", summary="A customer's invoices with their lines")

@@ -8,11 +8,10 @@ from fastapi import APIRouter, Query, Request, Response
 
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
-from kakin.domain.members import require_super_admin
 from kakin.services import eligibility
 
 from .app import Auth, read, tenant_of, write
-from .routes_customers import ActingMember, _customer, acting_member
+from .routes_customers import ActingMember, _customer
 from .schemas import EligibilityApplicationIn, RefusalIn
 
 router = APIRouter(prefix="/v1", tags=["eligibility"])
@@ -22,9 +21,8 @@ router = APIRouter(prefix="/v1", tags=["eligibility"])
              summary="Apply for an eligibility-gated plan (super admin); the automatic checks run at once")
 def apply(request: Request, op: Auth, customer_id: str, body: EligibilityApplicationIn, member: ActingMember = None) -> Response:
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        acting_member(uow, op, _customer(request, uow, op, customer_id), member, require_super_admin, "apply for the plan")
-        return eligibility.apply(uow, tenant_of(uow, op), customer_id, body.plan, body.local_government_code,
-                                 body.applicant_email, body.via_agency, request.app.state.clock(), op.actor)
+        return eligibility.apply(uow, op.acting_for(member), customer_id, body.plan, body.local_government_code,
+                                 body.applicant_email, body.via_agency, request.app.state.clock)
 
     return write(request, op, body, work, status=201)
 

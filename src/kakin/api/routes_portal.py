@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from kakin.services import portal, upcoming
-from kakin.services.tenancy import customer_row
+from kakin.services import authorization, portal, upcoming
 
-from .app import Auth, customer_now, read, tenant_of, write
+from .app import Auth, read, tenant_of, write
 from .schemas import NO_NUL
 
 router = APIRouter(prefix="/v1", tags=["portal"])
@@ -39,8 +38,8 @@ def create_portal_session(request: Request, op: Auth, body: PortalSessionIn) -> 
             summary="The next invoice the customer will be issued if nothing changes (null when none is due within 400 days)")
 def upcoming_invoice(request: Request, op: Auth, customer_id: str) -> Any:
     def work(uow: Any) -> dict[str, Any]:
-        row = customer_row(uow, op.tenant, customer_id)
+        row = authorization.customer_for(uow, op, customer_id, request.app.state.clock)
         return {"customer": customer_id, "upcoming_invoice": upcoming.upcoming_invoice(
-            uow, tenant_of(uow, op), customer_id, customer_now(request, uow, row))}
+            uow, tenant_of(uow, op), customer_id, row["now"])}
 
     return read(request, op, work)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kakin.adapters.db.store import UnitOfWork
 from kakin.services import entitlements, usage
 
-from .app import Auth, customer_now, read, tenant_of, write
+from .app import Auth, read, tenant_of, write
 from .routes_customers import _customer
 from .schemas import INTEGRAL, NO_NUL, Instant
 
@@ -66,6 +66,6 @@ def consume(request: Request, op: Auth, customer_id: str, metric: Annotated[str,
 def get_entitlements(request: Request, op: Auth, customer_id: str) -> dict[str, Any]:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        return entitlements.entitlements(uow, tenant_of(uow, op), customer_id, customer_now(request, uow, row))
+        return entitlements.entitlements(uow, tenant_of(uow, op), customer_id, row["now"])
 
     return read(request, op, work)  # type: ignore[no-any-return]

@@ -10,37 +10,57 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
-from kakin.domain.members import MemberRole, check_new_role
+from kakin.domain.members import MemberRole
 
-# what each operator role may do
+# what each role may do: "customer" is acting for a customer's member (whose own role then decides, see
+# services/authorization.py); "member" is the role of a portal session, which acts only for its own member
 ROLES: dict[str, frozenset[str]] = {
-    "owner": frozenset({"read", "write", "review", "manage"}),
-    "billing_admin": frozenset({"read", "write"}),
+    "owner": frozenset({"read", "write", "review", "manage", "customer"}),
+    "billing_admin": frozenset({"read", "write", "customer"}),
     "reviewer": frozenset({"read", "review"}),
     "viewer": frozenset({"read"}),
+    "member": frozenset({"customer"}),
 }
 
 
 @dataclass(frozen=True)
 class Operator:
+    """Who acts (a principal): an API key (``kind`` "key"), or a portal session (``kind`` "portal", role "member"),
+    named ``key_name``; ``member`` is the customer's member it acts for (``mem_…``), and ``customer`` the one customer
+    key a portal principal is confined to (None: every customer of the tenant)."""
+
     tenant: TenantRow
     role: str
     key_name: str
+    member: str | None = None
+    customer: str | None = None
+    kind: str = "key"
 
     def require(self, permission: str) -> None:
+        """Raise RoleForbidden (param ``Authorization``) unless this principal's role has ``permission``."""
         if permission not in ROLES[self.role]:
             raise errors.RoleForbidden(
                 f"an API key with role {self.role!r} may not {permission}; use a key with a role that may", param="Authorization")
 
     @property
     def actor(self) -> str:
-        return f"key:{self.key_name}"
+        """The name audit records give: ``key:NAME`` or ``portal:mem_…``."""
+        return f"{self.kind}:{self.key_name}"
+
+    def acting_for(self, member: str | None) -> Operator:
+        """This principal acting for ``member`` of a customer (the ``Kakin-Acting-Member`` header)."""
+        return replace(self, member=member)
+
+
+def portal_principal(tenant: TenantRow, customer_key: str, member_id: str) -> Operator:
+    """The principal of a portal session: member ``member_id`` of customer ``customer_key``, and nothing else."""
+    return Operator(tenant, "member", member_id, member=member_id, customer=customer_key, kind="portal")
 
 
 def _hash(key: str) -> str:
@@ -84,21 +104,6 @@ def authenticate(uow: UnitOfWork, key: str | None) -> Operator:
     if row is None or row["revoked_at"] is not None or not hmac.compare_digest(row["secret_hash"], _hash(key)):
         raise errors.Unauthenticated("the API key is not valid (unknown or revoked)", param="Authorization")
     return Operator(service_store.tenant_by_id(uow.conn, row["tenant_id"]), row["role"], row["name"])
-
-
-def add_member(uow: UnitOfWork, tenant: TenantRow, admin_limit: int | None, customer_id: int, email: str, name: str,
-               role: str, now: datetime, actor: str = "system") -> dict[str, object]:
-    """Add an admin or a member to a customer (up to the catalog's admin limit); audit-logged.
-    Raises InvalidValue for an unknown role, SuperAdminExists, AdminLimitReached, MemberExists."""
-    new_role = check_new_role(role, service_store.count_admins(uow.conn, customer_id), admin_limit)
-    if any(m["email"].lower() == email.lower() for m in service_store.members_of(uow.conn, customer_id)):
-        raise errors.MemberExists(f"{email} is already a member of this customer", param="email")
-    public_id = "mem_" + secrets.token_hex(8)
-    service_store.add_member(uow.conn, tenant.id, customer_id, public_id, email, name, new_role.value, now)
-    added: dict[str, object] = {"id": public_id, "email": email, "name": name, "role": new_role.value}
-    uow.audit([{"tenant_id": tenant.id, "customer_id": customer_id, "at": now, "actor": actor, "action": "member.added",
-                "before": None, "after": added}])
-    return added
 
 
 def add_super_admin(uow: UnitOfWork, tenant: TenantRow, customer_id: int, email: str, name: str, now: datetime) -> str:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime
 from typing import Any, Protocol
 
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 
+from . import authorization
+from .access import Operator
+from .authorization import Clock
 from .tenancy import customer_row
 
 TXT_PREFIX = "kakin-domain-verification="
@@ -50,9 +52,14 @@ def _view(row: dict[str, Any], verified_domain: str | None) -> dict[str, Any]:
             "txt_record": {"name": row["domain"], "type": "TXT", "value": TXT_PREFIX + row["token"]}}
 
 
-def add_domain(uow: UnitOfWork, tenant: TenantRow, key: str, domain: str, now: datetime, actor: str) -> dict[str, Any]:
-    """Register a domain to verify; returns the TXT record to publish. Registering it again returns the same record."""
+def add_domain(uow: UnitOfWork, principal: Operator, key: str, domain: str, clock: Clock) -> dict[str, Any]:
+    """Register a domain to verify for customer ``key`` as ``principal`` (its super admin); returns the TXT record to
+    publish. Registering it again returns the same record. Raises what :func:`authorization.authorize` raises,
+    InvalidValue (``domain``), DomainTaken."""
     name = normalize(domain)
+    at = authorization.customer_for(uow, principal, key, clock)
+    authorization.authorize(uow, principal, at, "add_domain")
+    tenant, now, actor = principal.tenant, at["now"], principal.actor
     customer = customer_row(uow, tenant, key, live=True)
     owner = service_store.verified_domain_owner(uow.conn, tenant.id, name)
     if owner is not None and owner != key:
@@ -72,10 +79,14 @@ def domains_of(uow: UnitOfWork, tenant: TenantRow, key: str) -> list[dict[str, A
     return [_view(r, row["verified_domain"]) for r in service_store.domain_verifications_of(uow.conn, row["id"])]
 
 
-def verify_domain(uow: UnitOfWork, tenant: TenantRow, key: str, domain: str, resolver: Resolver, now: datetime,
-                  actor: str) -> dict[str, Any]:
-    """Look for the TXT record; when it is there, the domain becomes the customer's verified domain."""
+def verify_domain(uow: UnitOfWork, principal: Operator, key: str, domain: str, resolver: Resolver,
+                  clock: Clock) -> dict[str, Any]:
+    """Look for the TXT record; when it is there, the domain becomes the customer's verified domain. Raises what
+    :func:`authorization.authorize` raises, NotFound (not registered), DomainNotVerified, DomainTaken."""
     name = normalize(domain)
+    at = authorization.customer_for(uow, principal, key, clock)
+    authorization.authorize(uow, principal, at, "verify_domain")
+    tenant, now, actor = principal.tenant, at["now"], principal.actor
     customer = customer_row(uow, tenant, key, live=True)
     found = service_store.domain_verification(uow.conn, customer["id"], name)
     if found is None:

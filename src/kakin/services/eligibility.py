@@ -24,8 +24,10 @@ from kakin.adapters.reference_data import local_governments
 from kakin.domain import errors, plan_changes
 from kakin.domain.eligibility import Applicant, automatic_checks, review_due
 
-from . import billing, mail
-from .tenancy import Tenant, customer_row
+from . import authorization, billing, mail
+from .access import Operator
+from .authorization import Clock
+from .tenancy import Tenant, customer_row, open_tenant
 
 
 def _holiday(day: date) -> bool:
@@ -47,8 +49,14 @@ def operator_view(row: dict[str, Any], today: Any) -> dict[str, Any]:
             "overdue": row["status"] == "pending" and row["review_due"] is not None and today > row["review_due"]}
 
 
-def apply(uow: UnitOfWork, tenant: Tenant, key: str, plan_code: str, code: str, applicant_email: str, via_agency: bool,
-          now: datetime, actor: str) -> dict[str, Any]:
+def apply(uow: UnitOfWork, principal: Operator, key: str, plan_code: str, code: str, applicant_email: str,
+          via_agency: bool, clock: Clock) -> dict[str, Any]:
+    """Apply for an eligibility-gated plan for customer ``key`` as ``principal`` (its super admin); the automatic
+    checks run at once. Returns the applicant's view (never the reasons). Raises what
+    :func:`authorization.authorize` raises, InvalidValue (``plan``), ApplicationPending, AlreadyGranted."""
+    at = authorization.customer_for(uow, principal, key, clock)
+    authorization.authorize(uow, principal, at, "apply_eligibility")
+    tenant, now, actor = open_tenant(uow, principal.tenant.code), at["now"], principal.actor
     plan = tenant.catalog.plan(plan_code)
     if plan.eligibility is None:
         raise errors.InvalidValue(f"plan {plan.code!r} needs no application; subscribe to it", param="plan")

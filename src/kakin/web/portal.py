@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
-from kakin.services import entitlements, portal, upcoming
+from kakin.services import access, authorization, entitlements, portal, upcoming
 from kakin.services.portal import PortalSession
 from kakin.services.presenters import customer_json, invoice_json
 from kakin.services.tenancy import Tenant, open_tenant
@@ -108,14 +108,10 @@ class _Context:
         self.uow = uow
         self.session = session
         self.tenant: Tenant = open_tenant(uow, service_store.tenant_by_id(uow.conn, session.tenant_id).code)
-        row = uow.customer_row(self.tenant.row, session.customer_key)
-        assert row is not None
-        if row["test_clock_id"]:
-            test_clock = service_store.test_clock_by_id(uow.conn, row["test_clock_id"])
-            row["test_clock_public_id"], self.now = test_clock["public_id"], test_clock["frozen_time"]
-        else:
-            self.now = clock()
-        self.row = row
+        self.principal = access.portal_principal(self.tenant.row, session.customer_key, session.member_id)
+        self.clock = clock
+        self.row = authorization.customer_for(uow, self.principal, session.customer_key, clock)
+        self.now: datetime = self.row["now"]
 
     def header(self) -> dict[str, Any]:
         return {"vendor": self.tenant.row.name, "customer": self.session.customer_name,
