@@ -470,3 +470,30 @@ portal_sessions = Table(
     Column("ended_at", UtcDateTime()),  # signed out or revoked
     Index("ix_portal_sessions_customer", "customer_id"),
 )
+
+operators = Table(  # the vendor's staff who sign in to the operator console (/console/)
+    "operators", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("email", String(320), nullable=False, unique=True),  # lower-cased; unique across kakin (the form asks no tenant)
+    Column("password_hash", String(200), nullable=False),  # Argon2id, argon2-cffi's encoded form
+    Column("role", String(20), nullable=False),  # owner | billing_admin | reviewer | viewer (the API keys' roles)
+    Column("failed_attempts", Integer, nullable=False, server_default=text("0")),  # consecutive, reset on success
+    Column("locked_until", UtcDateTime()),
+    Column("disabled_at", UtcDateTime()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_sign_in_at", UtcDateTime()),
+    Index("ix_operators_tenant_id", "tenant_id"),
+)
+
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("id", Id, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("session_hash", String(64), nullable=False, unique=True),  # SHA-256 of the cookie's random token
+    Column("locale", String(8), nullable=False),  # ja | en
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime()),  # signed out, revoked everywhere, idle too long, or the operator disabled
+    Index("ix_console_sessions_operator_id", "operator_id"),
+)
