@@ -249,16 +249,21 @@ def tenant_update(
     from kakin.adapters.db.migrate import make_engine
     from kakin.adapters.db.migrate import migrate as run
     from kakin.adapters.db.store import UnitOfWork
-    from kakin.domain.errors import KakinError
+    from kakin.domain.errors import KakinError, NotFound
     from kakin.services.tenancy import tenant_view, update_tenant
 
     if name is None and registration_number is None and address is None:
         _fail("give --name, --registration-number or --address")
     engine = make_engine()
     run(engine)
+    from kakin.services.operators import CommandLine
+
     try:
         with UnitOfWork(engine) as uow:
-            view = tenant_view(update_tenant(uow, code, datetime.now(UTC), "operator", name=name,
+            row = uow.tenant(code)
+            if row is None:
+                raise NotFound(f"no tenant {code!r}", param="code")
+            view = tenant_view(update_tenant(uow, CommandLine(row), datetime.now(UTC), name=name,
                                              registration_number=registration_number, address=address))
     except KakinError as exc:
         _fail(exc.message)

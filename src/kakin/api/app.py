@@ -139,10 +139,12 @@ def customer_now(request: Request, uow: UnitOfWork, customer: dict[str, Any]) ->
 
 
 def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[UnitOfWork], Any], status: int = 200,
-          permission: str = "write") -> Response:
+          permission: str | None = "write") -> Response:
     """Run a write in one transaction (run again after a deadlock: :func:`~kakin.adapters.db.store.in_transaction`). With an Idempotency-Key, the first response is stored in that same
-    transaction and replayed for the same key and body; the same key with another body is refused (409)."""
-    op.require(permission)
+    transaction and replayed for the same key and body; the same key with another body is refused (409).
+    ``permission=None``: the service called checks the operator's role itself."""
+    if permission is not None:
+        op.require(permission)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
         raise errors.InvalidValue("Idempotency-Key must be 1–255 characters", param="Idempotency-Key")

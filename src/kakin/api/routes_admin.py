@@ -33,10 +33,9 @@ def get_tenant(request: Request, op: Auth) -> dict[str, Any]:
               summary="Change the vendor's name, registration number (T + 13 digits) or address (owner); later documents "
                       "name the new issuer, earlier ones keep theirs")
 def update_tenant(request: Request, op: Auth, body: TenantIn) -> Response:
-    op.require("manage")
     return write(request, op, body, lambda uow: tenancy.tenant_view(tenancy.update_tenant(
-        uow, op.tenant.code, request.app.state.clock(), op.actor, name=body.name,
-        registration_number=body.registration_number, address=body.address)), permission="manage")
+        uow, op, request.app.state.clock(), name=body.name, registration_number=body.registration_number,
+        address=body.address)), permission=None)
 
 
 @router.get("/catalog", tags=["catalog"], summary="Plans and prices as the vendor's price page shows them")
@@ -121,25 +120,27 @@ def revoke_api_key(request: Request, op: Auth, prefix: Annotated[str, Path(max_l
 @router.post("/webhook_endpoints", status_code=201, tags=["webhooks"],
              summary="Add an endpoint; its signing secret is shown once")
 def create_webhook_endpoint(request: Request, op: Auth, body: WebhookEndpointIn) -> Response:
-    op.require("manage")
-    return write(request, op, body, lambda uow: webhooks.create_endpoint(uow, op.tenant, body.url, body.events,
-                                                                         request.app.state.clock()), status=201)
+    return write(request, op, body, lambda uow: webhooks.create_endpoint(uow, op, body.url, body.events,
+                                                                         request.app.state.clock()), status=201,
+                 permission=None)
 
 
 @router.get("/webhook_endpoints", tags=["webhooks"], summary="The tenant's webhook endpoints")
 def list_webhook_endpoints(request: Request, op: Auth) -> dict[str, Any]:
-    return read(request, op, lambda uow: {"data": [  # type: ignore[no-any-return]
-        {"id": e["public_id"], "url": e["url"], "events": e["events"], "enabled": e["enabled"]}
-        for e in service_store.webhook_endpoints_of(uow.conn, op.tenant.id)], "next_cursor": None})
+    return read(request, op, lambda uow: {"data": webhooks.endpoints(uow, op), "next_cursor": None})  # type: ignore[no-any-return]
 
 
 @router.get("/webhook_endpoints/{endpoint_id}/deliveries", tags=["webhooks"], summary="The delivery log of an endpoint")
 def list_deliveries(request: Request, op: Auth, endpoint_id: str) -> dict[str, Any]:
-    return read(request, op, lambda uow: {"data": [  # type: ignore[no-any-return]
-        {"event": d["event"], "type": d["type"], "status": d["status"], "attempts": d["attempts"],
-         "last_status_code": d["last_status_code"], "last_error": d["last_error"], "next_attempt_at": d["next_attempt_at"],
-         "delivered_at": d["delivered_at"]} for d in service_store.deliveries_of(uow.conn, op.tenant.id, endpoint_id)],
-        "next_cursor": None})
+    return read(request, op, lambda uow: {"data": webhooks.deliveries(uow, op, endpoint_id),  # type: ignore[no-any-return]
+                                          "next_cursor": None})
+
+
+@router.post("/webhook_deliveries/{delivery_id}/resend", tags=["webhooks"],
+             summary="Send a delivered or failed delivery again at the worker's next pass (owner)")
+def resend_delivery(request: Request, op: Auth, delivery_id: Annotated[str, Path(max_length=40)]) -> Response:
+    return write(request, op, None, lambda uow: webhooks.resend(uow, op, delivery_id, request.app.state.clock()),
+                 permission=None)
 
 
 @router.post("/test_clocks", status_code=201, tags=["test clocks"], summary="Create a clock frozen at a time")

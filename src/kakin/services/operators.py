@@ -173,7 +173,7 @@ def sign_in(uow: UnitOfWork, email: str, password: str, now: datetime, locale: s
     if row["locked_until"] is not None and row["locked_until"] > now:
         return SignIn(refused="operator_locked", locked_until=row["locked_until"])
     try:
-        ok = _hasher.verify(row["password_hash"], password)
+        ok: bool = _hasher.verify(row["password_hash"], password)
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok:
