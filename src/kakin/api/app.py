@@ -67,6 +67,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
         if "\x00" in request.url.path or "%00" in request.url.path:
             return api_errors.error_response(404, "not_found", "no such resource")
         return await call_next(request)
+    from kakin.web.console import create_console
     from kakin.web.portal import create_portal
 
     from . import (
@@ -88,6 +89,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.include_router(routes_eligibility.router)
     app.include_router(routes_portal.router)
     app.mount("/portal", create_portal(engine, clock))  # the customer portal: server-rendered pages (web/portal.py)
+    app.mount("/console", create_console(engine, clock, app.state.gateway))  # the operator console (web/console/)
     routes_ops.install(app, engine, clock)
     return app
 

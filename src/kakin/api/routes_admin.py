@@ -12,8 +12,7 @@ from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
-from kakin.domain.money import decimal_text, format_rate
-from kakin.services import access, clocks, tenancy, webhooks
+from kakin.services import access, clocks, price_page, tenancy, webhooks
 from kakin.services.presenters import invoice_json
 
 from .app import Auth, decode_cursor, forget_keys, paged, read, tenant_of, write
@@ -40,30 +39,7 @@ def update_tenant(request: Request, op: Auth, body: TenantIn) -> Response:
 
 @router.get("/catalog", tags=["catalog"], summary="Plans and prices as the vendor's price page shows them")
 def catalog(request: Request, op: Auth) -> dict[str, Any]:
-    def work(uow: UnitOfWork) -> dict[str, Any]:
-        cat = tenant_of(uow, op).catalog
-        plans = []
-        for plan in sorted(cat.plans.values(), key=lambda p: p.rank):
-            plans.append({
-                "code": plan.code, "name": {"ja": plan.name_ja, "en": plan.name_en}, "rank": plan.rank,
-                "min_seats": plan.min_seats, "max_seats": plan.max_seats, "features": plan.features,
-                "requires_eligibility": plan.eligibility,
-                "prices": {c: {"unit_amount": p.unit_amount, "per": p.basis.value, "timing": p.timing.value,
-                               "alignment": p.alignment.value, "interval_months": p.interval_months,
-                               "term_months": p.term_months, "tax_rate": format_rate(p.tax_rate or cat.tax_rate)}
-                           for c, p in plan.prices.items()},
-                "usage": {m: {"included": u.included, "hard_limit": u.hard_limit,
-                              "tiers": [{"first": t.first, "last": t.last, "unit_amount": decimal_text(t.unit_amount)}
-                                        for t in u.tiers], "tax_rate": format_rate(u.tax_rate or cat.tax_rate)}
-                          for m, u in plan.usage.items()},
-            })
-        return {"vendor": cat.name, "currency": cat.currency, "tax_rate": format_rate(cat.tax_rate),
-                "tax_inclusive": cat.tax_inclusive, "trial_days": cat.trial_days, "plans": plans,
-                "addons": [{"code": a.code, "name": {"ja": a.name_ja, "en": a.name_en},
-                            "prices": {c: p.unit_amount for c, p in a.prices.items()},
-                            "plan_overrides": a.plan_overrides} for a in cat.addons.values()]}
-
-    return read(request, op, work)  # type: ignore[no-any-return]
+    return read(request, op, lambda uow: price_page.price_page(tenant_of(uow, op).catalog))  # type: ignore[no-any-return]
 
 
 @router.get("/invoices", tags=["invoices"], summary="All invoices, newest last (cursor pagination)")

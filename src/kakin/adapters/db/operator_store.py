@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, or_, select, update
 
-from .tables import console_sessions, operators, tenants
+from .tables import audit_log, console_sessions, customers, invoices, operators, payment_attempts, tenants
 
 
 def add_operator(conn: Connection, values: dict[str, Any]) -> None:
@@ -68,3 +68,27 @@ def end_sessions(conn: Connection, now: datetime, *, session_id: int | None = No
     if operator_id is not None:
         q = q.where(console_sessions.c.operator_id == operator_id)
     return int(conn.execute(q.values(ended_at=now)).rowcount)
+
+
+# ------------------------------------------------------------------ what the console reads beyond the API's queries
+def past_due_invoices(conn: Connection, tenant_id: int, today: date, limit: int) -> list[dict[str, Any]]:
+    """The tenant's open invoices with a failed attempt or a bank-transfer due date before ``today``, oldest first,
+    with the customer (key, name, collection) and the decline code of the last failed attempt."""
+    last_failed = (select(payment_attempts.c.invoice_id, func.max(payment_attempts.c.id).label("last_id"))
+                   .where(payment_attempts.c.outcome == "failed").group_by(payment_attempts.c.invoice_id).subquery())
+    q = (select(invoices.c.number, invoices.c.issued_on, invoices.c.total, invoices.c.attempts, invoices.c.next_retry_at,
+                invoices.c.first_failed_at, invoices.c.due_on, customers.c.key.label("customer"),
+                customers.c.name.label("customer_name"), customers.c.collection, payment_attempts.c.code.label("last_code"))
+         .join(customers, customers.c.id == invoices.c.customer_id)
+         .outerjoin(last_failed, last_failed.c.invoice_id == invoices.c.id)
+         .outerjoin(payment_attempts, payment_attempts.c.id == last_failed.c.last_id)
+         .where(invoices.c.tenant_id == tenant_id, invoices.c.status == "open",
+                or_(invoices.c.attempts > 0, invoices.c.due_on < today))
+         .order_by(invoices.c.id).limit(limit))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def customer_timeline(conn: Connection, customer_id: int, limit: int) -> list[dict[str, Any]]:
+    """The customer's audit records, newest first (at most ``limit``)."""
+    q = select(audit_log).where(audit_log.c.customer_id == customer_id).order_by(audit_log.c.id.desc()).limit(limit)
+    return [dict(r) for r in conn.execute(q).mappings()]
