@@ -1,0 +1,225 @@
+"""Queries of the operator console's figures and searches (``services.analytics``, ``services.search``): SQL only.
+
+Plain functions taking the unit of work's connection, like ``invoices_repo``. Every query names the tenant, so
+another tenant's rows never appear. Grouping by month is done by the caller from per-day or per-month rows, so the
+SQL is the same on SQLite and PostgreSQL. The indexes these queries use are in ``tables.py`` (migration 0022).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select
+from sqlalchemy.sql import ColumnElement, Select
+
+from .tables import credit_notes, customers, domain_verifications, invoices, members, subscriptions, usage_counters
+
+PLAN = "plan"  # the product of a customer's main subscription (domain.account.PLAN)
+
+
+# ------------------------------------------------------------------ the dashboard
+def recurring_plan_groups(conn: Connection, tenant_id: int, statuses: Sequence[str]) -> list[dict[str, Any]]:
+    """Main subscriptions in ``statuses`` that have not ended, grouped by (plan, contract): ``customers`` (how many),
+    ``seats`` (their sum), ``members`` (the sum of their customers' registered users) and ``members_over_seats``
+    (the sum of registered users beyond seats, per customer)."""
+    over = case((customers.c.members > subscriptions.c.seats, customers.c.members - subscriptions.c.seats), else_=0)
+    q = select(subscriptions.c.plan, subscriptions.c.contract, func.count().label("customers"),
+               func.coalesce(func.sum(subscriptions.c.seats), 0).label("seats"),
+               func.coalesce(func.sum(customers.c.members), 0).label("members"),
+               func.coalesce(func.sum(over), 0).label("members_over_seats")).join(
+        customers, customers.c.id == subscriptions.c.customer_id).where(
+        subscriptions.c.tenant_id == tenant_id, subscriptions.c.product == PLAN, subscriptions.c.ended.is_(False),
+        subscriptions.c.status.in_(list(statuses))).group_by(subscriptions.c.plan, subscriptions.c.contract)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def recurring_addon_groups(conn: Connection, tenant_id: int, statuses: Sequence[str]) -> list[dict[str, Any]]:
+    """Add-on subscriptions in ``statuses`` that have not ended, grouped by (product, contract, ``main_plan``: the
+    plan of the customer's main subscription, which can override the add-on's price): ``count``."""
+    main = subscriptions.alias("main")
+    q = select(subscriptions.c.product, subscriptions.c.contract, main.c.plan.label("main_plan"),
+               func.count().label("count")).select_from(subscriptions).outerjoin(main, and_(
+                   main.c.customer_id == subscriptions.c.customer_id, main.c.product == PLAN, main.c.ended.is_(False),
+                   main.c.status != "canceled")).where(
+        subscriptions.c.tenant_id == tenant_id, subscriptions.c.product != PLAN, subscriptions.c.ended.is_(False),
+        subscriptions.c.status.in_(list(statuses))).group_by(
+        subscriptions.c.product, subscriptions.c.contract, main.c.plan)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def customers_created(conn: Connection, tenant_id: int, start: datetime, end: datetime) -> int:
+    """How many of the tenant's customers were created in [start, end) (UTC instants)."""
+    return int(conn.execute(select(func.count()).select_from(customers).where(
+        customers.c.tenant_id == tenant_id, customers.c.created_at >= start, customers.c.created_at < end)).scalar_one())
+
+
+def customers_whose_plan_ended(conn: Connection, tenant_id: int, start: date, end: date, paid_plans: Sequence[str],
+                               live_statuses: Sequence[str]) -> int:
+    """How many customers had a main subscription on one of ``paid_plans`` end (``canceled_on``) in [start, end)
+    and have none on a paid plan in ``live_statuses`` now (an upgrade or a withdrawn cancellation is not an end)."""
+    if not paid_plans:
+        return 0
+    now_paid = subscriptions.alias("now_paid")
+    q = select(func.count(func.distinct(subscriptions.c.customer_id))).where(
+        subscriptions.c.tenant_id == tenant_id, subscriptions.c.product == PLAN,
+        subscriptions.c.plan.in_(list(paid_plans)), subscriptions.c.canceled_on >= start,
+        subscriptions.c.canceled_on < end,
+        ~exists().where(now_paid.c.customer_id == subscriptions.c.customer_id, now_paid.c.product == PLAN,
+                        now_paid.c.ended.is_(False), now_paid.c.plan.in_(list(paid_plans)),
+                        now_paid.c.status.in_(list(live_statuses))))
+    return int(conn.execute(q).scalar_one())
+
+
+def invoiced_by_day(conn: Connection, tenant_id: int, start: date, end: date) -> list[tuple[date, int]]:
+    """Per issue date in [start, end): the invoices' sales before tax (``total + credit_applied − tax``: the
+    credit applied is a balance paid earlier, not a reduction of the sale), void invoices left out."""
+    net = invoices.c.total + invoices.c.credit_applied - invoices.c.tax
+    q = select(invoices.c.issued_on, func.sum(net)).where(
+        invoices.c.tenant_id == tenant_id, invoices.c.issued_on >= start, invoices.c.issued_on < end,
+        invoices.c.status != "void").group_by(invoices.c.issued_on)
+    return [(r[0], int(r[1])) for r in conn.execute(q)]
+
+
+def credited_by_day(conn: Connection, tenant_id: int, start: date, end: date) -> list[tuple[date, int]]:
+    """Per issue date in [start, end): the credit notes' amounts returned before tax (``total − tax``)."""
+    q = select(credit_notes.c.issued_on, func.sum(credit_notes.c.total - credit_notes.c.tax)).where(
+        credit_notes.c.tenant_id == tenant_id, credit_notes.c.issued_on >= start,
+        credit_notes.c.issued_on < end).group_by(credit_notes.c.issued_on)
+    return [(r[0], int(r[1])) for r in conn.execute(q)]
+
+
+def usage_by_month(conn: Connection, tenant_id: int, metric: str, start: date, end: date) -> list[tuple[date, int]]:
+    """Per calendar month (its first day) in [start, end): the tenant's customers' counters of ``metric``."""
+    q = select(usage_counters.c.month, func.sum(usage_counters.c.quantity)).join(
+        customers, customers.c.id == usage_counters.c.customer_id).where(
+        customers.c.tenant_id == tenant_id, usage_counters.c.metric == metric, usage_counters.c.month >= start,
+        usage_counters.c.month < end).group_by(usage_counters.c.month)
+    return [(r[0], int(r[1])) for r in conn.execute(q)]
+
+
+def open_amounts(conn: Connection, tenant_id: int, today: date) -> tuple[int, int]:
+    """(open, overdue): yen still due on open invoices (``total − credited``), and the part of it on invoices past
+    due — a charge that failed (in dunning) or a bank transfer whose due date is before ``today``."""
+    due = invoices.c.total - invoices.c.credited
+    late = or_(invoices.c.first_failed_at.is_not(None), and_(invoices.c.due_on.is_not(None), invoices.c.due_on < today))
+    row = conn.execute(select(func.coalesce(func.sum(due), 0), func.coalesce(func.sum(case((late, due), else_=0)), 0)).where(
+        invoices.c.tenant_id == tenant_id, invoices.c.status == "open")).one()
+    return int(row[0]), int(row[1])
+
+
+# ------------------------------------------------------------------ customers
+def _like(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its own % and _ taken literally (escape character \\)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def search_customers(conn: Connection, tenant_id: int, *, text: str | None, plan: str | None, status: str | None,
+                     deleted: bool | None, limit: int, after: int | None) -> list[dict[str, Any]]:
+    """The tenant's customers in row-id order after ``after``, at most ``limit``, each with its current main
+    subscription (``plan``, ``status``; None when it has none) and its super admin's ``email``.
+
+    ``text`` (lower case) matches a name or a member's e-mail containing it, or exactly a customer id, a member id,
+    the verified domain or a registered domain. ``plan`` and ``status`` filter on the current main subscription,
+    ``deleted`` on 退会."""
+    latest = subscriptions.alias("later")
+    current = and_(subscriptions.c.customer_id == customers.c.id, subscriptions.c.product == PLAN,
+                   subscriptions.c.ended.is_(False),
+                   ~exists().where(latest.c.customer_id == customers.c.id, latest.c.product == PLAN,
+                                   latest.c.ended.is_(False), latest.c.id > subscriptions.c.id))
+    admin = members.alias("admin")
+    q: Select[Any] = select(customers.c.id.label("row_id"), customers.c.key, customers.c.name, customers.c.created_at,
+                            customers.c.deleted_on, customers.c.verified_domain, subscriptions.c.plan,
+                            subscriptions.c.status, admin.c.email).select_from(customers).outerjoin(
+        subscriptions, current).outerjoin(admin, and_(admin.c.customer_id == customers.c.id,
+                                                      admin.c.role == "super_admin")).where(
+        customers.c.tenant_id == tenant_id)
+    if text:
+        pattern = _like(text)
+        matched_member = select(members.c.customer_id).where(members.c.tenant_id == tenant_id, or_(
+            func.lower(members.c.email).like(pattern, escape="\\"), members.c.public_id == text))
+        registered = select(domain_verifications.c.customer_id).where(
+            domain_verifications.c.tenant_id == tenant_id, domain_verifications.c.domain == text)
+        conditions: list[ColumnElement[bool]] = [
+            func.lower(customers.c.name).like(pattern, escape="\\"), customers.c.key == text,
+            customers.c.verified_domain == text, customers.c.id.in_(matched_member), customers.c.id.in_(registered)]
+        q = q.where(or_(*conditions))
+    if plan is not None:
+        q = q.where(subscriptions.c.plan == plan)
+    if status is not None:
+        q = q.where(subscriptions.c.status == status)
+    if deleted is not None:
+        q = q.where(customers.c.deleted_on.is_not(None) if deleted else customers.c.deleted_on.is_(None))
+    if after is not None:
+        q = q.where(customers.c.id > after)
+    return [dict(r) for r in conn.execute(q.order_by(customers.c.id).limit(limit)).mappings()]
+
+
+# ------------------------------------------------------------------ invoices and credit notes
+KINDS = ("invoice", "credit_note")  # their order among documents issued the same day
+
+
+def search_documents(conn: Connection, tenant_id: int, *, kind: str | None, issued_from: date | None,
+                     issued_to: date | None, amount_min: int | None, amount_max: int | None, counterparty: str | None,
+                     limit: int, after: tuple[date, int, int] | None) -> list[dict[str, Any]]:
+    """A page of the tenant's invoices and credit notes matching every condition given: newest issue date first,
+    then invoices before credit notes, then by row id descending; at most ``limit`` after the position ``after`` =
+    (issued_on, kind's place in :data:`KINDS`, row id) of the previous page's last one.
+
+    Each row: ``kind``, ``rank`` (its place in KINDS), ``row_id``, ``number``, ``issued_on``, ``counterparty`` (the
+    recipient the document was written with), ``customer`` (its key), ``total`` and ``tax`` (yen, tax included) and
+    ``status`` (an invoice's status; a credit note's settlement). ``total`` is the stored document total: what an
+    invoice asks to be paid, what a credit note returns. ``counterparty`` (lower case) matches the customer: its
+    name or addressee containing it, or its id exactly. Each kind is read in index order with its own limit, then
+    the two are merged.
+    """
+    found: list[dict[str, Any]] = []
+    for rank, (name, table, status) in enumerate((("invoice", invoices, invoices.c.status),
+                                                  ("credit_note", credit_notes, credit_notes.c.settlement))):
+        if kind is not None and kind != name:
+            continue
+        q = select(literal(name).label("kind"), literal(rank).label("rank"), table.c.id.label("row_id"),
+                   table.c.number, table.c.issued_on,
+                   func.coalesce(table.c.recipient_name, customers.c.name).label("counterparty"),
+                   customers.c.key.label("customer"), table.c.total, table.c.tax, status.label("status")).join(
+            customers, customers.c.id == table.c.customer_id).where(table.c.tenant_id == tenant_id)
+        if issued_from is not None:
+            q = q.where(table.c.issued_on >= issued_from)
+        if issued_to is not None:
+            q = q.where(table.c.issued_on <= issued_to)
+        if amount_min is not None:
+            q = q.where(table.c.total >= amount_min)
+        if amount_max is not None:
+            q = q.where(table.c.total <= amount_max)
+        if counterparty is not None:
+            pattern = _like(counterparty)
+            q = q.where(table.c.customer_id.in_(select(customers.c.id).where(
+                customers.c.tenant_id == tenant_id,
+                or_(func.lower(customers.c.name).like(pattern, escape="\\"),
+                    func.lower(customers.c.addressee).like(pattern, escape="\\"), customers.c.key == counterparty))))
+        if after is not None:
+            day, after_rank, row_id = after
+            if rank > after_rank:
+                q = q.where(table.c.issued_on <= day)
+            elif rank < after_rank:
+                q = q.where(table.c.issued_on < day)
+            else:
+                q = q.where(or_(table.c.issued_on < day, and_(table.c.issued_on == day, table.c.id < row_id)))
+        q = q.order_by(table.c.issued_on.desc(), table.c.id.desc()).limit(limit)
+        found.extend(dict(r) for r in conn.execute(q).mappings())
+    found.sort(key=lambda r: (r["issued_on"], -r["rank"], r["row_id"]), reverse=True)
+    return found[:limit]
+
+
+def stream_documents(conn: Connection, tenant_id: int, *, batch: int = 1000, **conditions: Any) -> Iterator[dict[str, Any]]:
+    """Every matching document (``conditions`` as for :func:`search_documents`, without limit and after), in its
+    order, read ``batch`` at a time."""
+    after: tuple[date, int, int] | None = None
+    while True:
+        rows = search_documents(conn, tenant_id, limit=batch, after=after, **conditions)
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1]
+        after = (last["issued_on"], last["rank"], last["row_id"])
