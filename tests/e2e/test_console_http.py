@@ -95,8 +95,8 @@ def test_an_operator_signs_in_through_the_form_and_sees_the_dashboard(console: C
 
 def test_every_page_answers_for_a_viewer(console: Console) -> None:
     console.sign_in("viewer@nipoplus.example")
-    for path in ("/console/", "/console/customers/acme", "/console/dunning", "/console/catalog", "/console/webhooks",
-                 "/console/settings"):
+    for path in ("/console/", "/console/customers", "/console/customers/acme", "/console/invoices", "/console/dunning",
+                 "/console/catalog", "/console/webhooks", "/console/settings"):
         r = console.client.get(path)
         assert r.status_code == 200, (path, r.text[-2000:])
         assert "<button type=\"submit\">" not in r.text.split("</header>", 1)[1] or path in (
@@ -240,3 +240,36 @@ def test_the_language_switch_shows_the_pages_in_english(console: Console) -> Non
     assert r.headers["location"] == "/console/catalog"
     page = console.client.get("/console/catalog").text
     assert "Price page" in page and "GOLD" in page and "料金ページ" not in page
+
+
+def test_the_customer_search_finds_by_name_and_member_email_and_filters_by_plan(console: Console) -> None:
+    console.sign_in("viewer@nipoplus.example")
+    found = console.client.get("/console/customers", params={"q": "admin@acme.example"}).text
+    assert 'href="/console/customers/acme"' in found
+    assert "No customer" not in found and "該当する顧客はありません" not in found
+    none = console.client.get("/console/customers", params={"q": "zeta"}).text  # another tenant's customer
+    assert "該当する顧客はありません" in none
+    assert console.client.get("/console/customers", params={"plan": "nope"}).status_code == 422
+
+
+def test_the_invoice_search_combines_dates_and_amounts_and_exports_csv(console: Console) -> None:
+    console.sign_in("viewer@nipoplus.example")
+    hit = console.client.get("/console/invoices", params={"issued_from": "2026-05-01", "issued_to": "2026-05-31",
+                                                           "amount_min": "1800", "amount_max": "1800"}).text
+    assert console.invoice in hit  # 180 yen × 10 seats = 1,800, issued 2026-05-03
+    miss = console.client.get("/console/invoices", params={"issued_from": "2026-05-01", "amount_min": "1801"}).text
+    assert console.invoice not in miss
+    csv = console.client.get("/console/invoices.csv", params={"counterparty": "acme"})
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.content.startswith("\ufeff".encode()) and console.invoice in csv.text
+    bad = console.client.get("/console/invoices", params={"amount_min": "abc"})
+    assert bad.status_code == 422 and "invalid_value" in bad.text
+
+
+def test_the_dashboard_charts_are_svg_drawn_by_kakin_and_no_page_loads_anything_from_elsewhere(console: Console) -> None:
+    console.sign_in("owner@nipoplus.example")
+    page = console.client.get("/console/").text
+    assert "<svg" in page and "<script" not in page
+    assert re.findall(r'(?:src|href)="(https?:)?//', page) == []
+    css = console.client.get("/console/static/console.css")
+    assert css.status_code == 200 and "text/css" in css.headers["content-type"]

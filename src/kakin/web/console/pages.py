@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
+from urllib.parse import urlencode
 
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -18,8 +20,10 @@ from kakin.services.presenters import customer_json, invoice_json
 from kakin.services.tenancy import tenant_view
 
 from .. import i18n
-from ..catalogs import error_message
+from ..catalogs import error_message, translations
 from . import COOKIE, Desk, https, render, signed_in
+
+PAGE = 50  # customers and documents per page
 
 
 def static_files(folder: Any) -> StaticFiles:
@@ -76,18 +80,18 @@ async def dashboard(request: Request) -> Response:
         today = desk.tenant.lifecycle.today(desk.clock())
         figures = analytics.dashboard(desk.uow, desk.tenant, today)
         return _page(request, desk, "console/dashboard.html", "dashboard", d=figures, plan_names=_plan_names(desk),
-                     invoiced_chart=_chart(figures.invoiced_by_month), messages_chart=_chart(figures.messages_by_month))
+                     invoiced_chart=_chart(desk, figures.invoiced_by_month, "Invoiced per month (tax excluded)", "yen"),
+                     messages_chart=_chart(desk, figures.messages_by_month, "LINE OA messages per month", "messages"))
 
     return await signed_in(request, build)
 
 
-def _chart(series: list[tuple[str, int]]) -> Any:
-    """A server-side SVG bar chart (``kakin.web.charts``); the page shows the figures' table in any case."""
-    try:
-        from kakin.web import charts  # type: ignore[attr-defined]
-    except ImportError:  # the charts module is delivered beside the figures (issue 12); until then, tables only
-        return None
-    return charts.bars(series)
+def _chart(desk: Desk, series: list[tuple[str, int]], title: str, unit: str) -> Markup:
+    """A server-side SVG bar chart (``kakin.web.charts``) titled in the operator's language."""
+    from kakin.web import charts
+
+    gettext = translations("console", desk.locale).gettext
+    return Markup(charts.bar_chart(series, title=str(gettext(title)), unit=str(gettext(unit))))
 
 
 # ------------------------------------------------------------------ customers
@@ -99,10 +103,14 @@ async def customers(request: Request) -> Response:
 
     def build(desk: Desk) -> Response:
         desk.op.require("read")
+        after = q.get("after") or None
+        if after is not None and not (after.isascii() and after.isdigit() and len(after) <= 18):
+            raise errors.InvalidValue("after must be the row_id of a customer this search returned", param="after")
         found = search.search_customers(desk.uow, desk.tenant, q.get("q") or None, q.get("plan") or None,
-                                        q.get("status") or None, 50, q.get("after") or None)
+                                        q.get("status") or None, PAGE, int(after) if after else None)
         return _page(request, desk, "console/customers.html", "customers", found=found, q=q.get("q", ""),
-                     plan=q.get("plan", ""), status_filter=q.get("status", ""), plans=_plan_names(desk))
+                     plan=q.get("plan", ""), status_filter=q.get("status", ""), plans=_plan_names(desk),
+                     next_after=found[-1]["row_id"] if len(found) == PAGE else None)
 
     return await signed_in(request, build)
 
@@ -181,7 +189,8 @@ async def invoices(request: Request) -> Response:
         query = _query(request)
         found = search.search_documents(desk.uow, desk.tenant, query)
         return _page(request, desk, "console/invoices.html", "invoices", found=found, q=request.query_params,
-                     csv_query=request.url.query)
+                     csv_query=urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "after"]),
+                     next_after=found[-1]["cursor"] if len(found) == query.limit else None)
 
     return await signed_in(request, build)
 
