@@ -53,7 +53,7 @@ def environment(locale: str) -> Environment:
     env.filters["yen"] = lambda amount: "" if amount is None else i18n.yen(amount, locale)
     env.filters["day"] = lambda value: i18n.day(value, locale)
     env.filters["number"] = lambda value: i18n.number(value, locale)
-    env.filters["instant"] = lambda value: "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+    env.filters["instant"] = lambda value, zone: "" if value is None else value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
     return env
 
 

@@ -33,7 +33,7 @@ def static_files(folder: Any) -> StaticFiles:
 
 def _page(request: Request, desk: Desk, template: str, page: str, **values: Any) -> Response:
     return render(request, desk.locale, template, page=page, head=desk.head(), can=desk.can,
-                  done=request.query_params.get("done"), **values)
+                  done=request.query_params.get("done"), zone=desk.tenant.lifecycle.zone, **values)
 
 
 # ------------------------------------------------------------------ signing in
@@ -233,7 +233,7 @@ async def dunning(request: Request) -> Response:
 
     def build(desk: Desk) -> Response:
         rows = console_reads.past_due(desk.uow, desk.tenant, desk.op, desk.clock())
-        return _page(request, desk, "console/dunning.html", "dunning", rows=rows, zone=desk.tenant.lifecycle.zone)
+        return _page(request, desk, "console/dunning.html", "dunning", rows=rows)
 
     return await signed_in(request, build)
 
@@ -251,7 +251,7 @@ async def review(request: Request) -> Response:
         verified = {c["key"]: c["verified_at"] is not None for c in desk.uow.customers_of(desk.tenant.row)} if apps else {}
         names = {c["key"]: c["name"] for c in desk.uow.customers_of(desk.tenant.row)} if apps else {}
         return _page(request, desk, "console/review.html", "review", apps=apps, showing=status, verified=verified,
-                     names=names, zone=desk.tenant.lifecycle.zone)
+                     names=names)
 
     return await signed_in(request, build)
 
