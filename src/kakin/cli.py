@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -313,7 +314,7 @@ def serve(
     from kakin.adapters.db.migrate import migrate as run
     from kakin.adapters.gateway_config import gateway_from_env
     from kakin.api.app import create_app
-    from kakin.serve import demo_portal_links, ensure_reference_tenants
+    from kakin.serve import demo_console_sign_ins, demo_portal_links, ensure_reference_tenants
 
     engine = make_engine()
     run(engine)
@@ -330,6 +331,11 @@ def serve(
     out.print("customer portal: a one-time link for a demo super admin, valid 5 minutes (kakin portal-link makes more)")
     for code, customer, url in demo_portal_links(engine, datetime.now(UTC), f"http://{host}:{port}"):
         out.print(f"  {code} ({customer}): {url}", soft_wrap=True, highlight=False)
+    out.print(f"operator console: http://{host}:{port}/console/login — a demo owner per vendor (password shown once; "
+              "set KAKIN_DEMO_CONSOLE_PASSWORD to keep one; kakin operator create makes more)")
+    for code, email, password in demo_console_sign_ins(engine, datetime.now(UTC),
+                                                       os.environ.get("KAKIN_DEMO_CONSOLE_PASSWORD") or None):
+        out.print(f"  {code}: {email} / {password}", soft_wrap=True, highlight=False)
     out.print("qualified invoices (適格請求書) need the vendor's registration number and address: set them with\n"
               f"  kakin tenant update --code {keys[0][0]} --registration-number T… --address \"…\"\n"
               f"or PATCH http://{host}:{port}/v1/tenant with an owner key; later invoices name the new issuer")

@@ -127,6 +127,24 @@ def create_operator(uow: UnitOfWork, tenant: TenantRow, email: str, role: str, n
     return password
 
 
+def set_password(uow: UnitOfWork, tenant: TenantRow, email: str, now: datetime, password: str | None = None) -> str:
+    """Give an operator a new password (the one given, or a new random one) and return it; its lockout is lifted and
+    its open sessions end. Raises NotFound when the tenant has no such operator, InvalidValue for a short password."""
+    if password is None:
+        password = secrets.token_urlsafe(15)
+    if len(password) < MIN_PASSWORD:
+        raise errors.InvalidValue(f"a password has at least {MIN_PASSWORD} characters", param="password")
+    row = operator_store.operator_by_email(uow.conn, email.strip().lower())
+    if row is None or row["tenant_id"] != tenant.id:
+        raise errors.NotFound(f"tenant {tenant.code} has no operator {email!r}", param="email")
+    operator_store.update_operator(uow.conn, row["id"], {"password_hash": _hasher.hash(password), "failed_attempts": 0,
+                                                         "locked_until": None})
+    operator_store.end_sessions(uow.conn, now, operator_id=row["id"])
+    uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": "operator",
+                "action": "operator.password_set", "before": None, "after": {"email": row["email"]}}])
+    return password
+
+
 def list_operators(uow: UnitOfWork, tenant: TenantRow) -> list[dict[str, Any]]:
     """The tenant's operators: email, role, failed_attempts, locked_until, disabled_at, created_at, last_sign_in_at."""
     return [{k: v for k, v in r.items() if k != "id"} for r in operator_store.operators_of(uow.conn, tenant.id)]
