@@ -55,12 +55,11 @@ async def login(request: Request) -> Response:
             outcome = operators.sign_in(uow, email, password, state.clock(), locale)
         if outcome.token is None:
             locked = outcome.refused == "operator_locked"
-            response = render(request, locale, "console/login.html", status=429 if locked else 401, head=None,
-                              email=email, refused=error_message(str(outcome.refused), locale, str(outcome.refused)),
-                              locked_until=outcome.locked_until)
+            page = render(request, locale, "console/login.html", status=429 if locked else 401, head=None,
+                          email=email, refused=error_message(str(outcome.refused), locale, str(outcome.refused)))
             if locked and outcome.locked_until is not None:
-                response.headers["Retry-After"] = str(max(1, int((outcome.locked_until - state.clock()).total_seconds())))
-            return response
+                page.headers["Retry-After"] = str(max(1, int((outcome.locked_until - state.clock()).total_seconds())))
+            return page
         response = RedirectResponse("/console/", status_code=303)
         response.set_cookie(COOKIE, outcome.token, httponly=True, samesite="strict", secure=https(request),
                             path="/console")
