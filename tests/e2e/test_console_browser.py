@@ -271,3 +271,39 @@ def test_the_dashboard_shows_the_hand_computed_figures_of_the_seeded_month(page:
     page.wait_for_url(f"{server.base}/console/")
     assert page.locator("h1").inner_text().startswith("Dashboard") and page.locator("#mrr").inner_text() == "¥3,272"
     shot(page, "2-dashboard-en")
+
+
+def test_an_owner_walks_every_page_in_english_and_signs_out_everywhere(page: Any, server: Server) -> None:
+    server.clock.now = datetime(2026, 5, 20, 3, tzinfo=UTC)
+    page.goto(f"{server.base}/console/login?lang=en")
+    page.get_by_label("E-mail").fill("owner@dash.example")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    assert page.locator("#refused").inner_text() == "The e-mail address or the password is not right."
+    assert page.get_by_label("E-mail").input_value() == "owner@dash.example"  # the form keeps what was typed
+    shot(page, "1-login-refused")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.base}/console/")
+    assert page.locator("h1").inner_text().startswith("Dashboard")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "kakin_console")
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    page.get_by_role("link", name="Customers").click()
+    page.get_by_label("Plan").select_option("gold")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("#customers tbody tr").count() == 3
+    shot(page, "2-customers")
+    page.get_by_role("link", name="Invoices").click()
+    page.get_by_label("Amount from (yen)").fill("1000")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("#documents tbody tr").count() == 1  # only a1's 1,800; a2's and a3's are 900
+    shot(page, "3-invoices")
+    page.get_by_role("link", name="Catalog").click()
+    assert "GOLD\n¥180 / user / month" in page.locator("#plans").inner_text()  # tax included
+    shot(page, "4-catalog")
+    page.get_by_role("link", name="Settings").click()
+    shot(page, "5-settings")
+    page.get_by_role("button", name="Sign out everywhere").click()
+    page.wait_for_url(f"{server.base}/console/login")
+    page.goto(f"{server.base}/console/customers")
+    assert page.url == f"{server.base}/console/login"

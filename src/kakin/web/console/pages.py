@@ -247,8 +247,9 @@ async def review(request: Request) -> Response:
             raise errors.InvalidValue("status must be pending, approved or refused", param="status")
         now = desk.clock()
         apps = eligibility.review_queue(desk.uow, desk.tenant, desk.op, now, status)
-        verified = {c["key"]: c["verified_at"] is not None for c in desk.uow.customers_of(desk.tenant.row)} if apps else {}
-        names = {c["key"]: c["name"] for c in desk.uow.customers_of(desk.tenant.row)} if apps else {}
+        rows = {key: desk.uow.customer_row(desk.tenant.row, key) for key in {a["customer"] for a in apps}}
+        verified = {key: bool(r and r["verified_at"]) for key, r in rows.items()}
+        names = {key: r["name"] if r else key for key, r in rows.items()}
         return _page(request, desk, "console/review.html", "review", apps=apps, showing=status, verified=verified,
                      names=names)
 
