@@ -11,27 +11,41 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select
+from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select, text
 from sqlalchemy.sql import ColumnElement, Select
 
-from .tables import credit_notes, customers, domain_verifications, invoices, members, subscriptions, usage_counters
+from .tables import credit_notes, customers, domain_verifications, invoices, members, subscriptions, usage_events
 
 PLAN = "plan"  # the product of a customer's main subscription (domain.account.PLAN)
 
 
 # ------------------------------------------------------------------ the dashboard
 def recurring_plan_groups(conn: Connection, tenant_id: int, statuses: Sequence[str]) -> list[dict[str, Any]]:
-    """Main subscriptions in ``statuses`` that have not ended, grouped by (plan, contract): ``customers`` (how many),
-    ``seats`` (their sum), ``members`` (the sum of their customers' registered users) and ``members_over_seats``
-    (the sum of registered users beyond seats, per customer)."""
-    over = case((customers.c.members > subscriptions.c.seats, customers.c.members - subscriptions.c.seats), else_=0)
+    """Main subscriptions in ``statuses`` that have not ended, grouped by (plan, contract): ``customers`` (how many)
+    and ``seats`` (their sum)."""
     q = select(subscriptions.c.plan, subscriptions.c.contract, func.count().label("customers"),
-               func.coalesce(func.sum(subscriptions.c.seats), 0).label("seats"),
+               func.coalesce(func.sum(subscriptions.c.seats), 0).label("seats")).where(
+        subscriptions.c.tenant_id == tenant_id, subscriptions.c.status.in_(list(statuses)),
+        subscriptions.c.product == PLAN, subscriptions.c.ended.is_(False)).group_by(
+        subscriptions.c.plan, subscriptions.c.contract)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def recurring_member_groups(conn: Connection, tenant_id: int, statuses: Sequence[str],
+                            plans: Sequence[str]) -> list[dict[str, Any]]:
+    """As :func:`recurring_plan_groups` for ``plans`` only (those priced by registered users), with ``members``
+    (the sum of their customers' registered users) and ``members_over_seats`` (registered users beyond seats,
+    summed per customer)."""
+    if not plans:
+        return []
+    over = case((customers.c.members > subscriptions.c.seats, customers.c.members - subscriptions.c.seats), else_=0)
+    q = select(subscriptions.c.plan, subscriptions.c.contract,
                func.coalesce(func.sum(customers.c.members), 0).label("members"),
                func.coalesce(func.sum(over), 0).label("members_over_seats")).join(
         customers, customers.c.id == subscriptions.c.customer_id).where(
-        subscriptions.c.tenant_id == tenant_id, subscriptions.c.product == PLAN, subscriptions.c.ended.is_(False),
-        subscriptions.c.status.in_(list(statuses))).group_by(subscriptions.c.plan, subscriptions.c.contract)
+        subscriptions.c.tenant_id == tenant_id, subscriptions.c.status.in_(list(statuses)),
+        subscriptions.c.product == PLAN, subscriptions.c.ended.is_(False),
+        subscriptions.c.plan.in_(list(plans))).group_by(subscriptions.c.plan, subscriptions.c.contract)
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
@@ -72,30 +86,66 @@ def customers_whose_plan_ended(conn: Connection, tenant_id: int, start: date, en
     return int(conn.execute(q).scalar_one())
 
 
-def invoiced_by_day(conn: Connection, tenant_id: int, start: date, end: date) -> list[tuple[date, int]]:
-    """Per issue date in [start, end): the invoices' sales before tax (``total + credit_applied − tax``: the
-    credit applied is a balance paid earlier, not a reduction of the sale), void invoices left out."""
+def commit_ordered_ids(conn: Connection) -> bool:
+    """Whether new rows become visible in the order of their ids: SQLite has one writer at a time, so a row with a
+    lower id is never committed after one with a higher id; PostgreSQL hands sequence values out before commit."""
+    return conn.dialect.name == "sqlite"
+
+
+Sums = tuple[int, list[tuple[date, int]]]
+
+
+def invoice_sums(conn: Connection, tenant_id: int, after_id: int, until_id: int | None = None) -> Sums:
+    """The tenant's invoices with a row id in (``after_id``, ``until_id``] (every status: the summed columns never
+    change): the highest row id among them (``after_id`` when none) and, per issue date, their sales before tax
+    (``total + credit_applied − tax``: a credit balance applied is not a reduction of the sale)."""
+    net = invoices.c.total + invoices.c.credit_applied - invoices.c.tax
+    return _sums(conn, invoices, invoices.c.issued_on, net, after_id, until_id, invoices.c.tenant_id == tenant_id)
+
+
+def credit_note_sums(conn: Connection, tenant_id: int, after_id: int, until_id: int | None = None) -> Sums:
+    """As :func:`invoice_sums`, for credit notes: per issue date, the amounts returned before tax."""
+    return _sums(conn, credit_notes, credit_notes.c.issued_on, credit_notes.c.total - credit_notes.c.tax,
+                 after_id, until_id, credit_notes.c.tenant_id == tenant_id)
+
+
+def usage_sums(conn: Connection, tenant_id: int, metric: str, after_id: int, until_id: int | None = None) -> Sums:
+    """As :func:`invoice_sums`, for the tenant's recorded usage events of ``metric`` (an append-only log: a monthly
+    counter is the sum of its events): per calendar month (its first day), the quantity."""
+    return _sums(conn, usage_events, usage_events.c.month, usage_events.c.quantity, after_id, until_id,
+                 and_(usage_events.c.tenant_id == tenant_id, usage_events.c.metric == metric))
+
+
+def _sums(conn: Connection, table: Any, day: Any, amount: Any, after_id: int, until_id: int | None,
+          condition: ColumnElement[bool]) -> Sums:
+    q = select(day, func.sum(amount), func.max(table.c.id)).where(table.c.id > after_id, condition)
+    if until_id is not None:
+        q = q.where(table.c.id <= until_id)
+    rows = conn.execute(q.group_by(day)).all()
+    return max([after_id, *(int(r[2]) for r in rows)]), [(r[0], int(r[1])) for r in rows]
+
+
+def snapshot(conn: Connection) -> tuple[int, int]:
+    """PostgreSQL: (xmin, xmax) of the current snapshot — every transaction id below xmin has ended; none at or
+    above xmax had started."""
+    row = conn.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text, "
+                            "pg_snapshot_xmax(pg_current_snapshot())::text")).one()
+    return int(row[0]), int(row[1])
+
+
+def highest_id(conn: Connection, table_name: str) -> int:
+    """The highest row id of ``invoices``, ``credit_notes`` or ``usage_events`` (0 when empty): a primary-key lookup."""
+    table = {"invoices": invoices, "credit_notes": credit_notes, "usage_events": usage_events}[table_name]
+    return int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+
+
+def void_invoice_sums(conn: Connection, tenant_id: int, start: date, end: date) -> list[tuple[date, int]]:
+    """Per issue date in [start, end): the sales before tax of the tenant's void invoices (an unpaid 3-D Secure
+    sign-up: invoiced, then voided), to take off the sums of :func:`invoice_sums`."""
     net = invoices.c.total + invoices.c.credit_applied - invoices.c.tax
     q = select(invoices.c.issued_on, func.sum(net)).where(
-        invoices.c.tenant_id == tenant_id, invoices.c.issued_on >= start, invoices.c.issued_on < end,
-        invoices.c.status != "void").group_by(invoices.c.issued_on)
-    return [(r[0], int(r[1])) for r in conn.execute(q)]
-
-
-def credited_by_day(conn: Connection, tenant_id: int, start: date, end: date) -> list[tuple[date, int]]:
-    """Per issue date in [start, end): the credit notes' amounts returned before tax (``total − tax``)."""
-    q = select(credit_notes.c.issued_on, func.sum(credit_notes.c.total - credit_notes.c.tax)).where(
-        credit_notes.c.tenant_id == tenant_id, credit_notes.c.issued_on >= start,
-        credit_notes.c.issued_on < end).group_by(credit_notes.c.issued_on)
-    return [(r[0], int(r[1])) for r in conn.execute(q)]
-
-
-def usage_by_month(conn: Connection, tenant_id: int, metric: str, start: date, end: date) -> list[tuple[date, int]]:
-    """Per calendar month (its first day) in [start, end): the tenant's customers' counters of ``metric``."""
-    q = select(usage_counters.c.month, func.sum(usage_counters.c.quantity)).join(
-        customers, customers.c.id == usage_counters.c.customer_id).where(
-        customers.c.tenant_id == tenant_id, usage_counters.c.metric == metric, usage_counters.c.month >= start,
-        usage_counters.c.month < end).group_by(usage_counters.c.month)
+        invoices.c.tenant_id == tenant_id, invoices.c.status == "void", invoices.c.issued_on >= start,
+        invoices.c.issued_on < end).group_by(invoices.c.issued_on)
     return [(r[0], int(r[1])) for r in conn.execute(q)]
 
 

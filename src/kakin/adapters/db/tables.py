@@ -127,6 +127,7 @@ customers = Table(
     UniqueConstraint("tenant_id", "verified_domain", name="uq_customers_tenant_verified_domain"),
 )
 Index("ix_customers_due", customers.c.tenant_id, customers.c.next_due_at)
+Index("ix_customers_tenant_created", customers.c.tenant_id, customers.c.created_at)  # the console: new this month
 
 subscriptions = Table(
     "subscriptions", metadata,
@@ -151,6 +152,8 @@ subscriptions = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 Index("ix_subscriptions_customer", subscriptions.c.customer_id, subscriptions.c.ended)
+Index("ix_subscriptions_tenant_status", subscriptions.c.tenant_id, subscriptions.c.status, subscriptions.c.product,
+      subscriptions.c.ended, subscriptions.c.plan, subscriptions.c.contract, subscriptions.c.seats)  # the console: MRR
 Index(
     "uq_subscriptions_addon_value_in_use",
     subscriptions.c.tenant_id, subscriptions.c.product, subscriptions.c.value,
@@ -251,6 +254,10 @@ invoices = Table(
     UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
 )
 Index("ix_invoices_customer", invoices.c.customer_id, invoices.c.status)
+# the console: 電子帳簿保存法's searches by issue date (newest first) and amount; open, overdue and void amounts
+Index("ix_invoices_tenant_issued", invoices.c.tenant_id, invoices.c.issued_on, invoices.c.id)
+Index("ix_invoices_tenant_total", invoices.c.tenant_id, invoices.c.total)
+Index("ix_invoices_tenant_status", invoices.c.tenant_id, invoices.c.status, invoices.c.issued_on)
 
 invoice_lines = Table(
     "invoice_lines", metadata,
@@ -452,6 +459,9 @@ credit_notes = Table(
     *party_columns(),
     UniqueConstraint("tenant_id", "seq", name="uq_credit_notes_tenant_seq"),
 )
+Index("ix_credit_notes_tenant_issued", credit_notes.c.tenant_id, credit_notes.c.issued_on, credit_notes.c.id)
+Index("ix_credit_notes_tenant_total", credit_notes.c.tenant_id, credit_notes.c.total)
+Index("ix_credit_notes_customer", credit_notes.c.customer_id)
 
 portal_sessions = Table(
     "portal_sessions", metadata,
