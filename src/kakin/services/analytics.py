@@ -135,14 +135,27 @@ def _recurring(uow: UnitOfWork, row: TenantRow, catalog: Catalog) -> tuple[int, 
             exact.append(monthly_price(catalog, plan, g["contract"], customers=int(g["customers"]),
                                        seats=int(g["seats"]), members=int(u.get("members", 0)),
                                        members_over_seats=int(u.get("members_over_seats", 0))))
+    # add-ons at their own price, then those under a plan that overrides it moved to that price (LINE OA's premium
+    # ID: free under the local-government plan)
+    overriding = sorted({plan for addon in catalog.addons.values() for plan in addon.plan_overrides})
     for g in reports_repo.recurring_addon_groups(uow.conn, row.id, RECURRING):
-        addon = catalog.addons.get(g["product"])
-        price = addon.prices.get(g["contract"]) if addon is not None else None
-        if addon is None or price is None:
-            continue
-        unit = addon.unit_amount(g["contract"], g["main_plan"] or "")
-        exact.append(_before_tax(catalog, price, Fraction(unit * int(g["count"]), price.interval_months)))
+        exact.append(_addon_price(catalog, g["product"], g["contract"], None, int(g["count"])))
+    for g in reports_repo.recurring_addon_groups_under(uow.conn, row.id, RECURRING, overriding):
+        n = int(g["count"])
+        exact.append(_addon_price(catalog, g["product"], g["contract"], g["main_plan"], n)
+                     - _addon_price(catalog, g["product"], g["contract"], None, n))
     return mrr_of(exact), dict(sorted(by_plan.items()))
+
+
+def _addon_price(catalog: Catalog, product: str, contract: str, main_plan: str | None, count: int) -> Fraction:
+    """The exact monthly price before tax of ``count`` add-ons ``product`` on ``contract``, at the price under
+    ``main_plan`` (None: the add-on's own price); 0 for an add-on or contract the catalog does not price."""
+    addon = catalog.addons.get(product)
+    price = addon.prices.get(contract) if addon is not None else None
+    if addon is None or price is None:
+        return Fraction(0)
+    unit = addon.unit_amount(contract, main_plan) if main_plan is not None else price.unit_amount
+    return _before_tax(catalog, price, Fraction(unit * count, price.interval_months))
 
 
 def _months(today: date) -> list[date]:

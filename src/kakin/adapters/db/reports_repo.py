@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select, text
+from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select, text, union
 from sqlalchemy.sql import ColumnElement, Select
 
 from .tables import credit_notes, customers, domain_verifications, invoices, members, subscriptions, usage_events
@@ -50,15 +50,26 @@ def recurring_member_groups(conn: Connection, tenant_id: int, statuses: Sequence
 
 
 def recurring_addon_groups(conn: Connection, tenant_id: int, statuses: Sequence[str]) -> list[dict[str, Any]]:
-    """Add-on subscriptions in ``statuses`` that have not ended, grouped by (product, contract, ``main_plan``: the
-    plan of the customer's main subscription, which can override the add-on's price): ``count``."""
+    """Add-on subscriptions in ``statuses`` that have not ended, grouped by (product, contract): ``count``."""
+    q = select(subscriptions.c.product, subscriptions.c.contract, func.count().label("count")).where(
+        subscriptions.c.tenant_id == tenant_id, subscriptions.c.product != PLAN, subscriptions.c.ended.is_(False),
+        subscriptions.c.status.in_(list(statuses))).group_by(subscriptions.c.product, subscriptions.c.contract)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def recurring_addon_groups_under(conn: Connection, tenant_id: int, statuses: Sequence[str],
+                                 main_plans: Sequence[str]) -> list[dict[str, Any]]:
+    """The part of :func:`recurring_addon_groups` whose customers' current main plan is one of ``main_plans`` (the
+    plans that override an add-on's price), grouped by (product, contract, ``main_plan``): ``count``."""
+    if not main_plans:
+        return []
     main = subscriptions.alias("main")
     q = select(subscriptions.c.product, subscriptions.c.contract, main.c.plan.label("main_plan"),
-               func.count().label("count")).select_from(subscriptions).outerjoin(main, and_(
-                   main.c.customer_id == subscriptions.c.customer_id, main.c.product == PLAN, main.c.ended.is_(False),
-                   main.c.status != "canceled")).where(
-        subscriptions.c.tenant_id == tenant_id, subscriptions.c.product != PLAN, subscriptions.c.ended.is_(False),
-        subscriptions.c.status.in_(list(statuses))).group_by(
+               func.count().label("count")).select_from(main).join(subscriptions, and_(
+                   subscriptions.c.customer_id == main.c.customer_id, subscriptions.c.product != PLAN,
+                   subscriptions.c.ended.is_(False), subscriptions.c.status.in_(list(statuses)))).where(
+        main.c.tenant_id == tenant_id, main.c.product == PLAN, main.c.ended.is_(False),
+        main.c.plan.in_(list(main_plans)), main.c.status != "canceled").group_by(
         subscriptions.c.product, subscriptions.c.contract, main.c.plan)
     return [dict(r) for r in conn.execute(q).mappings()]
 
@@ -165,14 +176,24 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _contains(conn: Connection, column: Any, text: str) -> ColumnElement[bool]:
+    """``column`` contains ``text``, ignoring the case of Latin letters: SQLite's LIKE already does (and twice as
+    fast as over lower()), PostgreSQL's ILIKE."""
+    pattern = _like(text)
+    if conn.dialect.name == "sqlite":
+        return column.like(pattern, escape="\\")  # type: ignore[no-any-return]
+    return column.ilike(pattern, escape="\\")  # type: ignore[no-any-return]
+
+
 def search_customers(conn: Connection, tenant_id: int, *, text: str | None, plan: str | None, status: str | None,
                      deleted: bool | None, limit: int, after: int | None) -> list[dict[str, Any]]:
     """The tenant's customers in row-id order after ``after``, at most ``limit``, each with its current main
     subscription (``plan``, ``status``; None when it has none) and its super admin's ``email``.
 
-    ``text`` (lower case) matches a name or a member's e-mail containing it, or exactly a customer id, a member id,
-    the verified domain or a registered domain. ``plan`` and ``status`` filter on the current main subscription,
-    ``deleted`` on 退会."""
+    ``text`` matches a name or a member's e-mail containing it (case-insensitive), or exactly a customer id, a
+    member id, the verified domain or a registered domain. ``plan`` and ``status`` filter on the current main
+    subscription, ``deleted`` on 退会. The candidates are found first, each way by its own index or scan, so that
+    the page is read from them rather than by walking every customer."""
     latest = subscriptions.alias("later")
     current = and_(subscriptions.c.customer_id == customers.c.id, subscriptions.c.product == PLAN,
                    subscriptions.c.ended.is_(False),
@@ -186,19 +207,25 @@ def search_customers(conn: Connection, tenant_id: int, *, text: str | None, plan
                                                       admin.c.role == "super_admin")).where(
         customers.c.tenant_id == tenant_id)
     if text:
-        pattern = _like(text)
-        matched_member = select(members.c.customer_id).where(members.c.tenant_id == tenant_id, or_(
-            func.lower(members.c.email).like(pattern, escape="\\"), members.c.public_id == text))
-        registered = select(domain_verifications.c.customer_id).where(
-            domain_verifications.c.tenant_id == tenant_id, domain_verifications.c.domain == text)
-        conditions: list[ColumnElement[bool]] = [
-            func.lower(customers.c.name).like(pattern, escape="\\"), customers.c.key == text,
-            customers.c.verified_domain == text, customers.c.id.in_(matched_member), customers.c.id.in_(registered)]
-        q = q.where(or_(*conditions))
-    if plan is not None:
-        q = q.where(subscriptions.c.plan == plan)
-    if status is not None:
-        q = q.where(subscriptions.c.status == status)
+        mine = customers.c.tenant_id == tenant_id
+        candidates = union(
+            select(customers.c.id).where(mine, _contains(conn, customers.c.name, text)),
+            select(customers.c.id).where(mine, customers.c.key == text),
+            select(customers.c.id).where(mine, customers.c.verified_domain == text),
+            select(members.c.customer_id).where(members.c.tenant_id == tenant_id,
+                                                _contains(conn, members.c.email, text)),
+            select(members.c.customer_id).where(members.c.tenant_id == tenant_id, members.c.public_id == text),
+            select(domain_verifications.c.customer_id).where(domain_verifications.c.tenant_id == tenant_id,
+                                                             domain_verifications.c.domain == text))
+        q = q.where(customers.c.id.in_(candidates))
+    if plan is not None or status is not None:
+        subscribed = select(subscriptions.c.customer_id).where(
+            subscriptions.c.tenant_id == tenant_id, subscriptions.c.product == PLAN, subscriptions.c.ended.is_(False))
+        if plan is not None:
+            q, subscribed = q.where(subscriptions.c.plan == plan), subscribed.where(subscriptions.c.plan == plan)
+        if status is not None:
+            q, subscribed = q.where(subscriptions.c.status == status), subscribed.where(subscriptions.c.status == status)
+        q = q.where(customers.c.id.in_(subscribed))
     if deleted is not None:
         q = q.where(customers.c.deleted_on.is_not(None) if deleted else customers.c.deleted_on.is_(None))
     if after is not None:
@@ -208,6 +235,7 @@ def search_customers(conn: Connection, tenant_id: int, *, text: str | None, plan
 
 # ------------------------------------------------------------------ invoices and credit notes
 KINDS = ("invoice", "credit_note")  # their order among documents issued the same day
+FEW_CUSTOMERS = 500  # a counterparty matching at most this many customers is searched through their documents
 
 
 def search_documents(conn: Connection, tenant_id: int, *, kind: str | None, issued_from: date | None,
@@ -220,11 +248,20 @@ def search_documents(conn: Connection, tenant_id: int, *, kind: str | None, issu
     Each row: ``kind``, ``rank`` (its place in KINDS), ``row_id``, ``number``, ``issued_on``, ``counterparty`` (the
     recipient the document was written with), ``customer`` (its key), ``total`` and ``tax`` (yen, tax included) and
     ``status`` (an invoice's status; a credit note's settlement). ``total`` is the stored document total: what an
-    invoice asks to be paid, what a credit note returns. ``counterparty`` (lower case) matches the customer: its
-    name or addressee containing it, or its id exactly. Each kind is read in index order with its own limit, then
+    invoice asks to be paid, what a credit note returns. ``counterparty`` matches the customer: its name or
+    addressee containing it (case-insensitive), or its id exactly. Each kind is read in index order with its own limit, then
     the two are merged.
     """
     found: list[dict[str, Any]] = []
+    chosen: Any = None
+    if counterparty is not None:  # the customers first: a few are looked up by id, many are checked on the way
+        matching = union(select(customers.c.id).where(customers.c.tenant_id == tenant_id, or_(
+            _contains(conn, customers.c.name, counterparty), _contains(conn, customers.c.addressee, counterparty))),
+            select(customers.c.id).where(customers.c.tenant_id == tenant_id, customers.c.key == counterparty))
+        ids = list(conn.execute(matching.limit(FEW_CUSTOMERS + 1)).scalars())
+        if not ids:
+            return []
+        chosen = ids if len(ids) <= FEW_CUSTOMERS else matching
     for rank, (name, table, status) in enumerate((("invoice", invoices, invoices.c.status),
                                                   ("credit_note", credit_notes, credit_notes.c.settlement))):
         if kind is not None and kind != name:
@@ -243,11 +280,7 @@ def search_documents(conn: Connection, tenant_id: int, *, kind: str | None, issu
         if amount_max is not None:
             q = q.where(table.c.total <= amount_max)
         if counterparty is not None:
-            pattern = _like(counterparty)
-            q = q.where(table.c.customer_id.in_(select(customers.c.id).where(
-                customers.c.tenant_id == tenant_id,
-                or_(func.lower(customers.c.name).like(pattern, escape="\\"),
-                    func.lower(customers.c.addressee).like(pattern, escape="\\"), customers.c.key == counterparty))))
+            q = q.where(table.c.customer_id.in_(chosen))
         if after is not None:
             day, after_rank, row_id = after
             if rank > after_rank:

@@ -3,8 +3,10 @@
 Customers by creation time (new this month); invoices and credit notes by issue
 date and by total (電子帳簿保存法's date and amount searches, newest first) and
 invoices by status (open and overdue amounts, void sales); credit notes by
-customer (the counterparty search); main subscriptions by status with what the
-recurring revenue sums (an index-only scan).
+customer (the counterparty search); subscriptions by product and plan with what
+the recurring revenue sums (an index-only scan, in GROUP BY order) and by the
+date they ended (churn); customer names and addressees, and members' e-mails with their
+customer (a fragment search scans the index, not the table).
 
 Revision ID: 0022
 Revises: 0020
@@ -27,8 +29,11 @@ INDEXES = [
     ("ix_credit_notes_tenant_issued", "credit_notes", ["tenant_id", "issued_on", "id"]),
     ("ix_credit_notes_tenant_total", "credit_notes", ["tenant_id", "total"]),
     ("ix_credit_notes_customer", "credit_notes", ["customer_id"]),
-    ("ix_subscriptions_tenant_status", "subscriptions",
-     ["tenant_id", "status", "product", "ended", "plan", "contract", "seats"]),
+    ("ix_subscriptions_tenant_plans", "subscriptions",
+     ["tenant_id", "product", "ended", "plan", "contract", "status", "seats"]),
+    ("ix_subscriptions_tenant_canceled", "subscriptions", ["tenant_id", "canceled_on"]),
+    ("ix_customers_tenant_names", "customers", ["tenant_id", "name", "addressee"]),
+    ("ix_members_tenant_email", "members", ["tenant_id", "email", "customer_id"]),
 ]
 
 
