@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
-from kakin.services import analytics, billing, operations, usage
+from kakin.services import analytics, billing, eligibility, operations, usage
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -106,6 +106,8 @@ def seed_line_oa(engine: Engine, gateway: CardSimulator) -> None:
     - std1: standard from May 10; 35,000 messages in May (5,000 beyond the 30,000 included, billed with June's fee),
       10,000 in June; a premium ID on the annual contract from June 5 (1,200 yen a year).
     - free1: created June 3 on the communication plan (free); 150 messages in June.
+    - yokohama (横浜市): created May 10, approved for the local-government plan on May 12, with a monthly premium ID
+      from May 12 (free under that plan).
     """
     with UnitOfWork(engine) as uow:
         tenant = create_tenant(uow, "oa", "LINE OA", "line-oa", at(5, 1))
@@ -115,6 +117,12 @@ def seed_line_oa(engine: Engine, gateway: CardSimulator) -> None:
         billing.subscribe(uow, tenant, gateway, "std1", at(5, 10), "standard")
         usage.consume(uow, tenant, "light1", "messages", 1200, at(5, 20))
         usage.consume(uow, tenant, "std1", "messages", 35000, at(5, 20))
+        billing.create_customer(uow, tenant, gateway, "yokohama", "横浜市", at(5, 10), payment_method="pm_card_visa")
+        eligibility.verify_account(uow, tenant, "yokohama", at(5, 11), "reviewer")
+        application = eligibility.apply(uow, tenant, "yokohama", "local_government", "141003",
+                                        "koho@city.yokohama.lg.jp", False, at(5, 11), "operator")
+        eligibility.decide(uow, tenant, gateway, str(application["id"]), True, None, at(5, 12), "reviewer")
+        billing.set_premium_id(uow, tenant, gateway, "yokohama", at(5, 12), "@yokohama-city")
     billing.run_due(lambda: UnitOfWork(engine), "oa", gateway, at(6, 2))
     with UnitOfWork(engine) as uow:
         tenant = open_tenant(uow, "oa")
@@ -129,10 +137,11 @@ def test_the_line_oa_dashboard_counts_flat_fees_add_ons_overage_and_messages_by_
     gateway = CardSimulator()
     seed_line_oa(engine, gateway)
     board = dashboard(engine, "oa", date(2026, 6, 20))
-    # light 5,000 + standard 15,000 + the annual premium ID 1,200 ÷ 12 = 100; overage is usage, not recurring
+    # light 5,000 + standard 15,000 + the annual premium ID 1,200 ÷ 12 = 100 + yokohama's premium ID 0 (free under
+    # the local-government plan); overage is usage, not recurring
     assert board.mrr == 20100
     assert board.arr == 241200  # 12 × 20,100
-    assert board.active_by_plan == {"communication": 1, "light": 1, "standard": 1}
+    assert board.active_by_plan == {"communication": 1, "light": 1, "local_government": 1, "standard": 1}
     assert board.new_this_month == 1  # free1
     assert board.churned_this_month == 0
     # May: the full fees at sign-up, 5,000 + 15,000 = 20,000. June: light 5,000; standard 15,000 + May's overage

@@ -179,7 +179,7 @@ def test_documents_are_found_by_counterparty_name_addressee_or_id(engine: Engine
     assert [r["kind"] for r in acme] == ["invoice", "credit_note", "invoice"]
     assert {r["counterparty"] for r in acme} == {"アクメ経理部"}  # the recipient each document was written with
     assert docs(engine, counterparty="経理部") == acme
-    assert docs(engine, counterparty="ACME") == acme
+    assert docs(engine, counterparty="acme") == acme  # its id
 
 
 def test_document_conditions_combine(engine: Engine, seeded: dict[str, str]) -> None:
@@ -239,3 +239,10 @@ def test_a_counterparty_that_looks_like_a_formula_is_written_as_text_in_the_csv(
         billing.subscribe(uow, tenant, gateway, "f", at(5, 3), "gold", seats=5)
         text = "".join(documents_csv(uow, open_tenant(uow, "t").row, DocumentQuery()))
     assert list(csv.reader(io.StringIO(text)))[1][3] == "'=HYPERLINK(\"http://x\")"
+
+
+def test_a_customer_id_in_capitals_is_found_as_typed(engine: Engine, bare: None) -> None:
+    with UnitOfWork(engine) as uow:
+        billing.create_customer(uow, open_tenant(uow, "t"), CardSimulator(), "ACME-HQ", "本社", at(5, 3))
+    assert ids(customers(engine, "ACME-HQ")) == ["ACME-HQ"]
+    assert ids(customers(engine, "acme-hq")) == []  # ids are matched exactly

@@ -1,8 +1,10 @@
 """The operator console's dashboard figures (issue 12): MRR and ARR, customers per plan, new and churned customers,
 revenue invoiced and messages per month, open and overdue amounts.
 
-Each figure is one query of ``adapters/db/reports_repo`` plus the catalog's prices; nothing is cached. Yen are
-integers, exclusive of tax; the recurring revenue is an exact ``Fraction`` until its one rounding (:func:`mrr_of`).
+Each figure is a query of ``adapters/db/reports_repo`` plus the catalog's prices. The monthly series sum
+append-only rows (invoices, credit notes, usage events) incrementally (``services.series``): exact on every call,
+without reading a million invoices each time. Yen are integers, exclusive of tax; the recurring revenue is an exact
+``Fraction`` until its one rounding (:func:`mrr_of`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from kakin.domain.calendar import add_months, month_start, start_of_day
 from kakin.domain.catalog import Basis, Catalog, Plan, Price
 from kakin.domain.money import Rounding, round_yen
 
+from . import series
 from .tenancy import Tenant
 
 # Subscriptions whose price recurs: billed now. Trials are not (nor is a NipoPlus cancellation, whose paid days
@@ -50,7 +53,8 @@ class Dashboard:
     - ``invoiced_by_month``: the last 12 months (``YYYY-MM``, oldest first): sales invoiced that month before tax
       (void invoices left out; a credit balance applied does not reduce a sale), less the credit notes issued that
       month, before tax.
-    - ``messages_by_month``: the same months: LINE OA messages counted (``usage_counters``, metric ``messages``).
+    - ``messages_by_month``: the same months: LINE OA messages counted (recorded usage events of the metric
+      ``messages``, granted sends included: the sums of the monthly counters).
     - ``open_amount``: yen still due on open invoices, tax included, less what credit notes reduced;
       ``overdue_amount``: the part of it past due (a failed charge in dunning, or a bank transfer past its due date).
     """
@@ -113,24 +117,45 @@ def mrr_of(exact_monthly: Iterable[Fraction]) -> int:
     return round_yen(sum(exact_monthly, Fraction(0)), MRR_ROUNDING)
 
 
+def _priced_by_members(plan: Plan) -> bool:
+    return any(p.basis is Basis.MEMBER or p.members_over_seats for p in plan.prices.values())
+
+
 def _recurring(uow: UnitOfWork, row: TenantRow, catalog: Catalog) -> tuple[int, dict[str, int]]:
     exact: list[Fraction] = []
     by_plan: dict[str, int] = {}
+    member_plans = sorted(code for code, plan in catalog.plans.items() if _priced_by_members(plan))
+    users = {(g["plan"], g["contract"]): g
+             for g in reports_repo.recurring_member_groups(uow.conn, row.id, RECURRING, member_plans)}
     for g in reports_repo.recurring_plan_groups(uow.conn, row.id, RECURRING):
         by_plan[g["plan"]] = by_plan.get(g["plan"], 0) + int(g["customers"])
         plan = catalog.plans.get(g["plan"])
+        u = users.get((g["plan"], g["contract"]), {})
         if plan is not None:
             exact.append(monthly_price(catalog, plan, g["contract"], customers=int(g["customers"]),
-                                       seats=int(g["seats"]), members=int(g["members"]),
-                                       members_over_seats=int(g["members_over_seats"])))
+                                       seats=int(g["seats"]), members=int(u.get("members", 0)),
+                                       members_over_seats=int(u.get("members_over_seats", 0))))
+    # add-ons at their own price, then those under a plan that overrides it moved to that price (LINE OA's premium
+    # ID: free under the local-government plan)
+    overriding = sorted({plan for addon in catalog.addons.values() for plan in addon.plan_overrides})
     for g in reports_repo.recurring_addon_groups(uow.conn, row.id, RECURRING):
-        addon = catalog.addons.get(g["product"])
-        price = addon.prices.get(g["contract"]) if addon is not None else None
-        if addon is None or price is None:
-            continue
-        unit = addon.unit_amount(g["contract"], g["main_plan"] or "")
-        exact.append(_before_tax(catalog, price, Fraction(unit * int(g["count"]), price.interval_months)))
+        exact.append(_addon_price(catalog, g["product"], g["contract"], None, int(g["count"])))
+    for g in reports_repo.recurring_addon_groups_under(uow.conn, row.id, RECURRING, overriding):
+        n = int(g["count"])
+        exact.append(_addon_price(catalog, g["product"], g["contract"], g["main_plan"], n)
+                     - _addon_price(catalog, g["product"], g["contract"], None, n))
     return mrr_of(exact), dict(sorted(by_plan.items()))
+
+
+def _addon_price(catalog: Catalog, product: str, contract: str, main_plan: str | None, count: int) -> Fraction:
+    """The exact monthly price before tax of ``count`` add-ons ``product`` on ``contract``, at the price under
+    ``main_plan`` (None: the add-on's own price); 0 for an add-on or contract the catalog does not price."""
+    addon = catalog.addons.get(product)
+    price = addon.prices.get(contract) if addon is not None else None
+    if addon is None or price is None:
+        return Fraction(0)
+    unit = addon.unit_amount(contract, main_plan) if main_plan is not None else price.unit_amount
+    return _before_tax(catalog, price, Fraction(unit * count, price.interval_months))
 
 
 def _months(today: date) -> list[date]:
@@ -139,12 +164,14 @@ def _months(today: date) -> list[date]:
     return [add_months(this, n - MONTHS + 1) for n in range(MONTHS)]
 
 
-def _by_month(months: list[date], *series: tuple[int, list[tuple[date, int]]]) -> list[tuple[str, int]]:
-    """Sum (sign × amount) per month of day-dated rows, for each of ``months``."""
+def _by_month(months: list[date], *signed: tuple[int, list[tuple[date, int]]]) -> list[tuple[str, int]]:
+    """Sum (sign × amount) per month of day-dated rows, for each of ``months`` (rows of other months left out)."""
     totals = dict.fromkeys(months, 0)
-    for sign, rows in series:
+    for sign, rows in signed:
         for day, amount in rows:
-            totals[month_start(day)] += sign * amount
+            month = month_start(day)
+            if month in totals:
+                totals[month] += sign * amount
     return [(m.strftime("%Y-%m"), totals[m]) for m in months]
 
 
@@ -164,9 +191,14 @@ def dashboard(uow: UnitOfWork, tenant_row: TenantRow | Tenant, today: date) -> D
     created = reports_repo.customers_created(uow.conn, row.id, start_of_day(this, zone), start_of_day(following, zone))
     paid = sorted(code for code, plan in catalog.plans.items() if not plan.is_free)
     churned = reports_repo.customers_whose_plan_ended(uow.conn, row.id, this, following, paid, LIVE)
-    invoiced = _by_month(months, (1, reports_repo.invoiced_by_day(uow.conn, row.id, months[0], following)),
-                         (-1, reports_repo.credited_by_day(uow.conn, row.id, months[0], following)))
-    messages = _by_month(months, (1, reports_repo.usage_by_month(uow.conn, row.id, METRIC, months[0], following)))
+    conn, tid = uow.conn, row.id
+    sales = series.sums(uow, "invoices", (tid,), lambda a, u: reports_repo.invoice_sums(conn, tid, a, u))
+    credited = series.sums(uow, "credit_notes", (tid,), lambda a, u: reports_repo.credit_note_sums(conn, tid, a, u))
+    used = series.sums(uow, "usage_events", (tid, METRIC),
+                       lambda a, u: reports_repo.usage_sums(conn, tid, METRIC, a, u))
+    invoiced = _by_month(months, (1, list(sales.items())), (-1, list(credited.items())),
+                         (-1, reports_repo.void_invoice_sums(conn, tid, months[0], following)))
+    messages = _by_month(months, (1, list(used.items())))
     open_amount, overdue = reports_repo.open_amounts(uow.conn, row.id, today)
     return Dashboard(today=today, mrr=mrr, arr=12 * mrr, active_by_plan=by_plan, new_this_month=created,
                      churned_this_month=churned, invoiced_by_month=invoiced, messages_by_month=messages,

@@ -82,7 +82,7 @@ def search_customers(uow: UnitOfWork, tenant_row: TenantRow | Tenant, text: str 
     if status is not None and status not in STATUSES:
         raise errors.InvalidValue(f"status must be one of: {', '.join(STATUSES)}", param="status")
     found = reports_repo.search_customers(
-        uow.conn, row.id, text=text.lower() if text else None, plan=plan,
+        uow.conn, row.id, text=text, plan=plan,
         status=None if status == DELETED else status, deleted=True if status == DELETED else None,
         limit=limit, after=after)
     return [{"id": r["key"], "name": r["name"], "email": r["email"], "plan": r["plan"], "status": r["status"],
@@ -139,7 +139,7 @@ def _conditions(query: DocumentQuery) -> dict[str, Any]:
     counterparty = _text(query.counterparty, "counterparty")
     return {"kind": query.kind, "issued_from": query.issued_from, "issued_to": query.issued_to,
             "amount_min": query.amount_min, "amount_max": query.amount_max,
-            "counterparty": counterparty.lower() if counterparty else None}
+            "counterparty": counterparty}
 
 
 def _document(r: dict[str, Any]) -> dict[str, Any]:

@@ -127,6 +127,9 @@ customers = Table(
     UniqueConstraint("tenant_id", "verified_domain", name="uq_customers_tenant_verified_domain"),
 )
 Index("ix_customers_due", customers.c.tenant_id, customers.c.next_due_at)
+Index("ix_customers_tenant_created", customers.c.tenant_id, customers.c.created_at)  # the console: new this month
+# the console: a fragment of a name or addressee scans this index, not the table
+Index("ix_customers_tenant_names", customers.c.tenant_id, customers.c.name, customers.c.addressee)
 
 subscriptions = Table(
     "subscriptions", metadata,
@@ -151,6 +154,10 @@ subscriptions = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 Index("ix_subscriptions_customer", subscriptions.c.customer_id, subscriptions.c.ended)
+# the console: MRR (an index-only scan in GROUP BY order) and churn
+Index("ix_subscriptions_tenant_plans", subscriptions.c.tenant_id, subscriptions.c.product, subscriptions.c.ended,
+      subscriptions.c.plan, subscriptions.c.contract, subscriptions.c.status, subscriptions.c.seats)
+Index("ix_subscriptions_tenant_canceled", subscriptions.c.tenant_id, subscriptions.c.canceled_on)
 Index(
     "uq_subscriptions_addon_value_in_use",
     subscriptions.c.tenant_id, subscriptions.c.product, subscriptions.c.value,
@@ -251,6 +258,10 @@ invoices = Table(
     UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
 )
 Index("ix_invoices_customer", invoices.c.customer_id, invoices.c.status)
+# the console: 電子帳簿保存法's searches by issue date (newest first) and amount; open, overdue and void amounts
+Index("ix_invoices_tenant_issued", invoices.c.tenant_id, invoices.c.issued_on, invoices.c.id)
+Index("ix_invoices_tenant_total", invoices.c.tenant_id, invoices.c.total)
+Index("ix_invoices_tenant_status", invoices.c.tenant_id, invoices.c.status, invoices.c.issued_on)
 
 invoice_lines = Table(
     "invoice_lines", metadata,
@@ -321,6 +332,7 @@ members = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("customer_id", "email", name="uq_members_customer_email"),
 )
+Index("ix_members_tenant_email", members.c.tenant_id, members.c.email, members.c.customer_id)  # an e-mail fragment
 Index(
     "uq_members_one_super_admin", members.c.customer_id, unique=True,
     sqlite_where=text("role = 'super_admin'"), postgresql_where=text("role = 'super_admin'"),
@@ -452,6 +464,9 @@ credit_notes = Table(
     *party_columns(),
     UniqueConstraint("tenant_id", "seq", name="uq_credit_notes_tenant_seq"),
 )
+Index("ix_credit_notes_tenant_issued", credit_notes.c.tenant_id, credit_notes.c.issued_on, credit_notes.c.id)
+Index("ix_credit_notes_tenant_total", credit_notes.c.tenant_id, credit_notes.c.total)
+Index("ix_credit_notes_customer", credit_notes.c.customer_id)
 
 portal_sessions = Table(
     "portal_sessions", metadata,
