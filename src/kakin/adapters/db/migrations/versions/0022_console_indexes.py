@@ -9,7 +9,7 @@ date they ended (churn); customer names and addressees, and members' e-mails wit
 customer (a fragment search scans the index, not the table).
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
