@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.services import analytics, billing, eligibility, operations, usage
+from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -44,7 +45,7 @@ def seed_lineworks(engine: Engine, gateway: CardSimulator) -> None:
             billing.create_customer(uow, tenant, gateway, key, f"{key} 株式会社", at(5, 1), payment_method="pm_card_visa",
                                     members=members)
         billing.create_customer(uow, other, gateway, "omega", "Omega", at(6, 3), payment_method="pm_card_visa", members=50)
-        operations.set_collection(uow, tenant, gateway, "zeta", "bank_transfer", at(5, 1), "operator")
+        operations.set_collection(uow, tenant, gateway, CommandLine(tenant.row), "zeta", "bank_transfer", at(5, 1))
         for key, plan, contract, seats in (("alpha", "basic", "monthly", None), ("beta", "premium", "annual", 20),
                                            ("delta", "lite", "monthly", None), ("epsilon", "basic", "monthly", None),
                                            ("zeta", "basic", "monthly", None)):
@@ -62,8 +63,8 @@ def seed_lineworks(engine: Engine, gateway: CardSimulator) -> None:
     with UnitOfWork(engine) as uow:
         tenant = open_tenant(uow, "lw")
         june_alpha = next(i for i in uow.invoices_for(tenant.row) if i["customer"] == "alpha")
-        operations.issue_credit_note(uow, tenant, gateway, str(june_alpha["number"]), 1000, "二重請求の返金", at(6, 4),
-                                     "operator")
+        operations.issue_credit_note(uow, tenant, gateway, CommandLine(tenant.row), str(june_alpha["number"]), 1000,
+                                     "二重請求の返金", at(6, 4))
 
 
 def test_the_lineworks_dashboard_matches_the_month_computed_by_hand(engine: Engine) -> None:
@@ -118,10 +119,10 @@ def seed_line_oa(engine: Engine, gateway: CardSimulator) -> None:
         usage.consume(uow, tenant, "light1", "messages", 1200, at(5, 20))
         usage.consume(uow, tenant, "std1", "messages", 35000, at(5, 20))
         billing.create_customer(uow, tenant, gateway, "yokohama", "横浜市", at(5, 10), payment_method="pm_card_visa")
-        eligibility.verify_account(uow, tenant, "yokohama", at(5, 11), "reviewer")
+        eligibility.verify_account(uow, tenant, CommandLine(tenant.row), "yokohama", at(5, 11))
         application = eligibility.apply(uow, tenant, "yokohama", "local_government", "141003",
                                         "koho@city.yokohama.lg.jp", False, at(5, 11), "operator")
-        eligibility.decide(uow, tenant, gateway, str(application["id"]), True, None, at(5, 12), "reviewer")
+        eligibility.decide(uow, tenant, gateway, CommandLine(tenant.row), str(application["id"]), True, None, at(5, 12))
         billing.set_premium_id(uow, tenant, gateway, "yokohama", at(5, 12), "@yokohama-city")
     billing.run_due(lambda: UnitOfWork(engine), "oa", gateway, at(6, 2))
     with UnitOfWork(engine) as uow:

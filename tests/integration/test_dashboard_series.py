@@ -13,6 +13,7 @@ from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.services import analytics, billing, operations, series, usage
+from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -36,7 +37,7 @@ def test_later_invoices_credit_notes_and_voids_show_in_the_next_dashboard(engine
         billing.create_customer(uow, tenant, gateway, "b", "b", MAY_3, payment_method="pm_card_visa")
         billing.subscribe(uow, tenant, gateway, "b", MAY_3, "gold", seats=5)
         number = str(uow.invoices_for(tenant.row)[0]["number"])
-        operations.issue_credit_note(uow, tenant, gateway, number, 110, "返金", MAY_3 + timedelta(days=1), "operator")
+        operations.issue_credit_note(uow, tenant, gateway, CommandLine(tenant.row), number, 110, "返金", MAY_3 + timedelta(days=1))
     # + 900 − floor(900 × 10 ÷ 110) = 819; − the credit note 110 − floor(110 × 10 ÷ 110) = 100 → 1,637 + 819 − 100
     assert board(engine).invoiced_by_month[-1] == ("2026-05", 2356)
     with UnitOfWork(engine) as uow:  # a sign-up awaiting 3-D Secure: invoiced, open ...
