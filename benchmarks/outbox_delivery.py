@@ -36,6 +36,7 @@ from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.services import billing, webhooks
+from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant
 
 NOW = datetime(2026, 5, 3, 1, tzinfo=UTC)
@@ -104,7 +105,7 @@ def seed(url: str, receiver: str) -> None:
         if uow.tenant("bench") is None:
             tenant = create_tenant(uow, "bench", "Bench", "nipoplus", NOW)
             billing.create_customer(uow, tenant, CardSimulator(), "acme", "株式会社アクメ", NOW)
-            webhooks.create_endpoint(uow, tenant.row, receiver, ["*"], NOW)
+            webhooks.create_endpoint(uow, CommandLine(tenant.row), receiver, ["*"], NOW)
     engine.dispose()
 
 

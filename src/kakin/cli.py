@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,16 +248,21 @@ def tenant_update(
     from kakin.adapters.db.migrate import make_engine
     from kakin.adapters.db.migrate import migrate as run
     from kakin.adapters.db.store import UnitOfWork
-    from kakin.domain.errors import KakinError
+    from kakin.domain.errors import KakinError, NotFound
     from kakin.services.tenancy import tenant_view, update_tenant
 
     if name is None and registration_number is None and address is None:
         _fail("give --name, --registration-number or --address")
     engine = make_engine()
     run(engine)
+    from kakin.services.operators import CommandLine
+
     try:
         with UnitOfWork(engine) as uow:
-            view = tenant_view(update_tenant(uow, code, datetime.now(UTC), "operator", name=name,
+            row = uow.tenant(code)
+            if row is None:
+                raise NotFound(f"no tenant {code!r}", param="code")
+            view = tenant_view(update_tenant(uow, CommandLine(row), datetime.now(UTC), name=name,
                                              registration_number=registration_number, address=address))
     except KakinError as exc:
         _fail(exc.message)
@@ -306,7 +312,7 @@ def serve(
     from kakin.adapters.db.migrate import migrate as run
     from kakin.adapters.gateway_config import gateway_from_env
     from kakin.api.app import create_app
-    from kakin.serve import demo_portal_links, ensure_reference_tenants
+    from kakin.serve import demo_console_sign_ins, demo_portal_links, ensure_reference_tenants
 
     engine = make_engine()
     run(engine)
@@ -323,6 +329,11 @@ def serve(
     out.print("customer portal: a one-time link for a demo super admin, valid 5 minutes (kakin portal-link makes more)")
     for code, customer, url in demo_portal_links(engine, datetime.now(UTC), f"http://{host}:{port}"):
         out.print(f"  {code} ({customer}): {url}", soft_wrap=True, highlight=False)
+    out.print(f"operator console: http://{host}:{port}/console/login — a demo owner per vendor (password shown once; "
+              "set KAKIN_DEMO_CONSOLE_PASSWORD to keep one; kakin operator create makes more)")
+    for code, email, password in demo_console_sign_ins(engine, datetime.now(UTC),
+                                                       os.environ.get("KAKIN_DEMO_CONSOLE_PASSWORD") or None):
+        out.print(f"  {code}: {email} / {password}", soft_wrap=True, highlight=False)
     out.print("qualified invoices (適格請求書) need the vendor's registration number and address: set them with\n"
               f"  kakin tenant update --code {keys[0][0]} --registration-number T… --address \"…\"\n"
               f"or PATCH http://{host}:{port}/v1/tenant with an owner key; later invoices name the new issuer")
@@ -430,6 +441,11 @@ def demo(
     from kakin.demo import run_demo
 
     run_demo(database or None, out)
+
+
+from kakin.cli_operators import operator_app  # noqa: E402 (it uses this module's console and _fail)
+
+app.add_typer(operator_app, name="operator")
 
 
 def main() -> None:  # pragma: no cover

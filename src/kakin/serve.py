@@ -59,6 +59,31 @@ def ensure_reference_tenants(engine: Engine, gateway: PaymentGateway, now: datet
     return keys
 
 
+def demo_operator(code: str) -> str:
+    """The e-mail of a reference tenant's demo console owner: ``owner@<code>.demo.kakin``."""
+    return f"owner@{code}.demo.kakin"
+
+
+def demo_console_sign_ins(engine: Engine, now: datetime, password: str | None = None) -> list[tuple[str, str, str]]:
+    """For each reference tenant, its demo console owner (created when missing) with a password: ``password``
+    (``KAKIN_DEMO_CONSOLE_PASSWORD``) or a new random one each start, which ends the owner's older sessions.
+    Returns (tenant, e-mail, password) triples to print once."""
+    from kakin.services import operators
+
+    out = []
+    for code in DEMO:
+        with UnitOfWork(engine) as uow:
+            row = uow.tenant(code)
+            assert row is not None
+            email = demo_operator(code)
+            if any(o["email"] == email for o in operators.list_operators(uow, row)):
+                given = operators.set_password(uow, row, email, now, password)
+            else:
+                given = operators.create_operator(uow, row, email, "owner", now, password)
+        out.append((code, email, given))
+    return out
+
+
 def run_once(engine: Engine, gateway: PaymentGateway, now: datetime) -> dict[str, int]:
     """One pass of due work (``services.due_work.run_pass``) with SMTP and HTTP from the environment."""
     from kakin.adapters.webhooks_http import http_post

@@ -35,6 +35,7 @@ from kakin.adapters.payments import CardSimulator
 from kakin.adapters.webhooks_http import http_post
 from kakin.services import billing, mail, webhooks
 from kakin.services.delivery import work_outbox
+from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -60,7 +61,7 @@ def seed_deliveries(engine: Engine, url: str, n: int) -> list[str]:
     """A tenant with one endpoint and n events queued for it; returns the event ids."""
     with UnitOfWork(engine) as uow:
         tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", NOW)
-        webhooks.create_endpoint(uow, tenant.row, url, ["*"], NOW)
+        webhooks.create_endpoint(uow, CommandLine(tenant.row), url, ["*"], NOW)
         endpoints = service_store.webhook_endpoints_of(uow.conn, tenant.row.id)
         events = [{"id": f"evt_{i:05d}", "type": "invoice.finalized", "customer": "acme"} for i in range(n)]
         service_store.record_webhook_events(uow.conn, tenant.row.id, events, NOW, endpoints)
@@ -273,7 +274,7 @@ def test_mail_and_webhooks_are_sent_with_no_database_connection_held(engine: Eng
     with UnitOfWork(engine) as uow:
         endpoint_tenant = uow.tenant("nipoplus")
         assert endpoint_tenant is not None
-        webhooks.create_endpoint(uow, endpoint_tenant, "http://127.0.0.1:9/unused", ["*"], NOW)
+        webhooks.create_endpoint(uow, CommandLine(endpoint_tenant), "http://127.0.0.1:9/unused", ["*"], NOW)
         service_store.record_webhook_events(uow.conn, endpoint_tenant.id, [{"id": "evt_1", "type": "invoice.finalized"}],
                                             NOW, service_store.webhook_endpoints_of(uow.conn, endpoint_tenant.id))
     watching = Watching(engine)

@@ -17,6 +17,7 @@ from kakin.adapters.payments import CardSimulator
 from kakin.adapters.pdf import render_pdf
 from kakin.domain.errors import KakinError
 from kakin.services import billing, operations, payments
+from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -51,13 +52,13 @@ def test_bank_transfer_invoices_wait_for_their_due_date_and_are_marked_paid_by_h
         assert no_card.value.code == "payment_method_required"
     with UnitOfWork(engine) as uow:
         tenant = open_tenant(uow, "t")
-        operations.set_collection(uow, tenant, gateway, "acme", "bank_transfer", START, "operator")
+        operations.set_collection(uow, tenant, gateway, CommandLine(tenant.row), "acme", "bank_transfer", START)
         billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
     (first,) = invoices(engine)
     assert first["status"] == "open" and first["due_on"].isoformat() == "2022-06-02"  # 30 days to pay
     assert gateway.charged == []  # nothing charged to the card
     with UnitOfWork(engine) as uow:
-        operations.mark_paid(uow, open_tenant(uow, "t"), gateway, str(first["number"]), START + timedelta(days=5), "operator",
+        operations.mark_paid(uow, open_tenant(uow, "t"), gateway, CommandLine(uow.tenant("t")), str(first["number"]), START + timedelta(days=5),
                              reference="振込 0512")
     assert invoices(engine)[0]["status"] == "paid"
     assert plan_status(engine) == ("gold", "active")
@@ -68,7 +69,7 @@ def test_an_overdue_bank_transfer_goes_through_the_same_dunning(engine: Engine) 
     seed(engine, gateway)
     with UnitOfWork(engine) as uow:
         tenant = open_tenant(uow, "t")
-        operations.set_collection(uow, tenant, gateway, "acme", "bank_transfer", START, "operator")
+        operations.set_collection(uow, tenant, gateway, CommandLine(tenant.row), "acme", "bank_transfer", START)
         billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
     billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2022, 6, 3, 1, tzinfo=JST))
     assert plan_status(engine) == ("gold", "past_due")  # overdue since June 3; retried 1, 3, 5, 7 days later
@@ -107,16 +108,16 @@ def test_a_credit_note_refunds_a_paid_invoice_and_references_it(engine: Engine, 
         billing.subscribe(uow, open_tenant(uow, "t"), gateway, "acme", START, "gold", seats=10)
     number = str(invoices(engine)[0]["number"])
     with UnitOfWork(engine) as uow:
-        note = operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, number, 360, "2名分の誤請求", START, "operator")
+        note = operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, CommandLine(uow.tenant("t")), number, 360, "2名分の誤請求", START)
     # 360 yen tax included at 10%: tax 360 × 10 ÷ 110 = 32.7 → 32
     assert note == {"number": "T-CN-00000001", "invoice": number, "amount": 360, "tax": 32, "total": 360,
                     "settlement": "refund", "refund_reference": "re_sim_000001"}
     assert gateway.refunded == [("pi_sim_000001", 360)]
     with UnitOfWork(engine) as uow:
-        second = operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, number, 100, "調整", START, "operator",
+        second = operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, CommandLine(uow.tenant("t")), number, 100, "調整", START,
                                               refund=False)
         with pytest.raises(KakinError) as too_much:
-            operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, number, 1341, "x", START, "operator")
+            operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, CommandLine(uow.tenant("t")), number, 1341, "x", START)
         doc = operations.credit_note_document(uow, open_tenant(uow, "t"), "T-CN-00000001")
     assert second["number"] == "T-CN-00000002" and second["settlement"] == "credit"
     assert too_much.value.code == "credit_exceeds_invoice"  # 1,800 − 360 − 100 = 1,340 left
@@ -139,7 +140,7 @@ def test_a_credit_note_on_an_open_invoice_lowers_what_is_charged(engine: Engine)
         billing.subscribe(uow, open_tenant(uow, "t"), gateway, "acme", START, "gold", seats=10)
     number = str(invoices(engine)[0]["number"])
     with UnitOfWork(engine) as uow:
-        note = operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, number, 800, "値引き", START, "operator")
+        note = operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, CommandLine(uow.tenant("t")), number, 800, "値引き", START)
         billing.set_payment_method(uow, open_tenant(uow, "t"), gateway, "acme", START + timedelta(hours=1), "pm_card_visa")
     assert note["settlement"] == "reduce"
     assert [amount for _, amount, _ in gateway.charged] == [1000]  # 1,800 − 800 charged on the new card

@@ -18,6 +18,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.adapters.webhooks_http import http_post
 from kakin.services import billing, webhooks
+from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -58,7 +59,7 @@ def subscribe_with_endpoint(engine: Engine, url: str, events: list[str]) -> tupl
     gateway = CardSimulator()
     with UnitOfWork(engine) as uow:
         tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", now)
-        endpoint = webhooks.create_endpoint(uow, tenant.row, url, events, now)
+        endpoint = webhooks.create_endpoint(uow, CommandLine(tenant.row), url, events, now)
         billing.create_customer(uow, tenant, gateway, "acme", "株式会社アクメ", now, payment_method="pm_card_visa")
         billing.subscribe(uow, tenant, gateway, "acme", now, "gold", seats=10)
     return endpoint["secret"], now

@@ -7,7 +7,7 @@ from babel.messages.pofile import read_po
 
 from kakin.web import i18n
 
-TEMPLATES = i18n.CATALOGS.parent / "templates"
+TEMPLATES = i18n.CATALOGS.parent / "templates" / "portal"  # the console's: tests/unit/test_console_messages.py
 
 
 def template_strings() -> set[str]:

@@ -67,6 +67,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
         if "\x00" in request.url.path or "%00" in request.url.path:
             return api_errors.error_response(404, "not_found", "no such resource")
         return await call_next(request)
+    from kakin.web.console import create_console
     from kakin.web.portal import create_portal
 
     from . import (
@@ -77,6 +78,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
         routes_gateway,
         routes_ops,
         routes_portal,
+        routes_reports,
         routes_usage,
     )
 
@@ -87,7 +89,9 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.include_router(routes_admin.router)
     app.include_router(routes_eligibility.router)
     app.include_router(routes_portal.router)
+    app.include_router(routes_reports.router)
     app.mount("/portal", create_portal(engine, clock))  # the customer portal: server-rendered pages (web/portal.py)
+    app.mount("/console", create_console(engine, clock, app.state.gateway))  # the operator console (web/console/)
     routes_ops.install(app, engine, clock)
     return app
 
@@ -126,10 +130,12 @@ def tenant_of(uow: UnitOfWork, op: Operator) -> Tenant:
 
 
 def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[UnitOfWork], Any], status: int = 200,
-          permission: str = "write") -> Response:
+          permission: str | None = "write") -> Response:
     """Run a write in one transaction (run again after a deadlock: :func:`~kakin.adapters.db.store.in_transaction`). With an Idempotency-Key, the first response is stored in that same
-    transaction and replayed for the same key and body; the same key with another body is refused (409)."""
-    op.require(permission)
+    transaction and replayed for the same key and body; the same key with another body is refused (409).
+    ``permission=None``: the service called checks the operator's role itself."""
+    if permission is not None:
+        op.require(permission)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
         raise errors.InvalidValue("Idempotency-Key must be 1–255 characters", param="Idempotency-Key")

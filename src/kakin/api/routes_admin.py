@@ -12,8 +12,7 @@ from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
-from kakin.domain.money import decimal_text, format_rate
-from kakin.services import access, clocks, tenancy, webhooks
+from kakin.services import access, clocks, price_page, tenancy, webhooks
 from kakin.services.presenters import invoice_json
 
 from .app import Auth, decode_cursor, forget_keys, paged, read, tenant_of, write
@@ -33,38 +32,14 @@ def get_tenant(request: Request, op: Auth) -> dict[str, Any]:
               summary="Change the vendor's name, registration number (T + 13 digits) or address (owner); later documents "
                       "name the new issuer, earlier ones keep theirs")
 def update_tenant(request: Request, op: Auth, body: TenantIn) -> Response:
-    op.require("manage")
     return write(request, op, body, lambda uow: tenancy.tenant_view(tenancy.update_tenant(
-        uow, op.tenant.code, request.app.state.clock(), op.actor, name=body.name,
-        registration_number=body.registration_number, address=body.address)), permission="manage")
+        uow, op, request.app.state.clock(), name=body.name, registration_number=body.registration_number,
+        address=body.address)), permission=None)
 
 
 @router.get("/catalog", tags=["catalog"], summary="Plans and prices as the vendor's price page shows them")
 def catalog(request: Request, op: Auth) -> dict[str, Any]:
-    def work(uow: UnitOfWork) -> dict[str, Any]:
-        cat = tenant_of(uow, op).catalog
-        plans = []
-        for plan in sorted(cat.plans.values(), key=lambda p: p.rank):
-            plans.append({
-                "code": plan.code, "name": {"ja": plan.name_ja, "en": plan.name_en}, "rank": plan.rank,
-                "min_seats": plan.min_seats, "max_seats": plan.max_seats, "features": plan.features,
-                "requires_eligibility": plan.eligibility,
-                "prices": {c: {"unit_amount": p.unit_amount, "per": p.basis.value, "timing": p.timing.value,
-                               "alignment": p.alignment.value, "interval_months": p.interval_months,
-                               "term_months": p.term_months, "tax_rate": format_rate(p.tax_rate or cat.tax_rate)}
-                           for c, p in plan.prices.items()},
-                "usage": {m: {"included": u.included, "hard_limit": u.hard_limit,
-                              "tiers": [{"first": t.first, "last": t.last, "unit_amount": decimal_text(t.unit_amount)}
-                                        for t in u.tiers], "tax_rate": format_rate(u.tax_rate or cat.tax_rate)}
-                          for m, u in plan.usage.items()},
-            })
-        return {"vendor": cat.name, "currency": cat.currency, "tax_rate": format_rate(cat.tax_rate),
-                "tax_inclusive": cat.tax_inclusive, "trial_days": cat.trial_days, "plans": plans,
-                "addons": [{"code": a.code, "name": {"ja": a.name_ja, "en": a.name_en},
-                            "prices": {c: p.unit_amount for c, p in a.prices.items()},
-                            "plan_overrides": a.plan_overrides} for a in cat.addons.values()]}
-
-    return read(request, op, work)  # type: ignore[no-any-return]
+    return read(request, op, lambda uow: price_page.price_page(tenant_of(uow, op).catalog))  # type: ignore[no-any-return]
 
 
 @router.get("/invoices", tags=["invoices"], summary="All invoices, newest last (cursor pagination)")
@@ -121,25 +96,27 @@ def revoke_api_key(request: Request, op: Auth, prefix: Annotated[str, Path(max_l
 @router.post("/webhook_endpoints", status_code=201, tags=["webhooks"],
              summary="Add an endpoint; its signing secret is shown once")
 def create_webhook_endpoint(request: Request, op: Auth, body: WebhookEndpointIn) -> Response:
-    op.require("manage")
-    return write(request, op, body, lambda uow: webhooks.create_endpoint(uow, op.tenant, body.url, body.events,
-                                                                         request.app.state.clock()), status=201)
+    return write(request, op, body, lambda uow: webhooks.create_endpoint(uow, op, body.url, body.events,
+                                                                         request.app.state.clock()), status=201,
+                 permission=None)
 
 
 @router.get("/webhook_endpoints", tags=["webhooks"], summary="The tenant's webhook endpoints")
 def list_webhook_endpoints(request: Request, op: Auth) -> dict[str, Any]:
-    return read(request, op, lambda uow: {"data": [  # type: ignore[no-any-return]
-        {"id": e["public_id"], "url": e["url"], "events": e["events"], "enabled": e["enabled"]}
-        for e in service_store.webhook_endpoints_of(uow.conn, op.tenant.id)], "next_cursor": None})
+    return read(request, op, lambda uow: {"data": webhooks.endpoints(uow, op), "next_cursor": None})  # type: ignore[no-any-return]
 
 
 @router.get("/webhook_endpoints/{endpoint_id}/deliveries", tags=["webhooks"], summary="The delivery log of an endpoint")
 def list_deliveries(request: Request, op: Auth, endpoint_id: str) -> dict[str, Any]:
-    return read(request, op, lambda uow: {"data": [  # type: ignore[no-any-return]
-        {"event": d["event"], "type": d["type"], "status": d["status"], "attempts": d["attempts"],
-         "last_status_code": d["last_status_code"], "last_error": d["last_error"], "next_attempt_at": d["next_attempt_at"],
-         "delivered_at": d["delivered_at"]} for d in service_store.deliveries_of(uow.conn, op.tenant.id, endpoint_id)],
-        "next_cursor": None})
+    return read(request, op, lambda uow: {"data": webhooks.deliveries(uow, op, endpoint_id),  # type: ignore[no-any-return]
+                                          "next_cursor": None})
+
+
+@router.post("/webhook_deliveries/{delivery_id}/resend", tags=["webhooks"],
+             summary="Send a delivered or failed delivery again at the worker's next pass (owner)")
+def resend_delivery(request: Request, op: Auth, delivery_id: Annotated[str, Path(max_length=40)]) -> Response:
+    return write(request, op, None, lambda uow: webhooks.resend(uow, op, delivery_id, request.app.state.clock()),
+                 permission=None)
 
 
 @router.post("/test_clocks", status_code=201, tags=["test clocks"], summary="Create a clock frozen at a time")

@@ -79,7 +79,8 @@ class CreditNoteIn(BaseModel):
 @router.post("/customers/{customer_id}/collection", summary="Enable bank transfer (請求書払い) or card payment (operators)")
 def set_collection(request: Request, op: Auth, customer_id: str, body: CollectionIn) -> Response:
     return write(request, op, body, lambda uow: operations.set_collection(
-        uow, tenant_of(uow, op), request.app.state.gateway, customer_id, body.collection, request.app.state.clock(), op.actor))
+        uow, tenant_of(uow, op), request.app.state.gateway, op, customer_id, body.collection, request.app.state.clock()),
+        permission=None)
 
 
 @router.post("/customers/{customer_id}/restore_payment",
@@ -99,15 +100,16 @@ def payment_status(request: Request, op: Auth, customer_id: str, number: str) ->
 @router.post("/invoices/{number}/mark_paid", summary="Record a bank transfer received for an open invoice (operators)")
 def mark_paid(request: Request, op: Auth, number: str, body: MarkPaidIn) -> Response:
     return write(request, op, body, lambda uow: operations.mark_paid(
-        uow, tenant_of(uow, op), request.app.state.gateway, number, request.app.state.clock(), op.actor, body.reference))
+        uow, tenant_of(uow, op), request.app.state.gateway, op, number, request.app.state.clock(), body.reference),
+        permission=None)
 
 
 @router.post("/invoices/{number}/credit_notes", status_code=201,
              summary="Issue a credit note (適格返還請求書): refund a paid invoice or reduce an open one")
 def credit_note(request: Request, op: Auth, number: str, body: CreditNoteIn) -> Response:
     return write(request, op, body, lambda uow: operations.issue_credit_note(
-        uow, tenant_of(uow, op), request.app.state.gateway, number, body.amount, body.reason, request.app.state.clock(),
-        op.actor, refund=body.refund), status=201)
+        uow, tenant_of(uow, op), request.app.state.gateway, op, number, body.amount, body.reason,
+        request.app.state.clock(), refund=body.refund), status=201, permission=None)
 
 
 @router.get("/credit_notes/{number}/document", summary="The credit note, JSON")

@@ -41,12 +41,9 @@ def applications_of(request: Request, op: Auth, customer_id: str) -> dict[str, A
 @router.get("/eligibility_applications", summary="The review queue (reviewers): reasons, due dates, overdue flags")
 def review_queue(request: Request, op: Auth,
                  status: Annotated[Literal["pending", "approved", "refused"] | None, Query()] = None) -> dict[str, Any]:
-    op.require("review")
-
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        today = tenant_of(uow, op).lifecycle.today(request.app.state.clock())
-        found = service_store.applications(uow.conn, op.tenant.id, status=status)
-        return {"data": [eligibility.operator_view(a, today) for a in found], "next_cursor": None}
+        return {"data": eligibility.review_queue(uow, tenant_of(uow, op), op, request.app.state.clock(), status),
+                "next_cursor": None}
 
     return read(request, op, work)
 
@@ -54,19 +51,19 @@ def review_queue(request: Request, op: Auth,
 @router.post("/eligibility_applications/{application_id}/approve", summary="Approve (reviewers): the plan is granted")
 def approve(request: Request, op: Auth, application_id: str) -> Response:
     return write(request, op, None, lambda uow: eligibility.decide(
-        uow, tenant_of(uow, op), request.app.state.gateway, application_id, True, None, request.app.state.clock(),
-        op.actor), permission="review")
+        uow, tenant_of(uow, op), request.app.state.gateway, op, application_id, True, None, request.app.state.clock()),
+        permission=None)
 
 
 @router.post("/eligibility_applications/{application_id}/refuse",
              summary="Refuse (reviewers); the reason is kept for operators and never shown to the applicant")
 def refuse(request: Request, op: Auth, application_id: str, body: RefusalIn) -> Response:
     return write(request, op, body, lambda uow: eligibility.decide(
-        uow, tenant_of(uow, op), request.app.state.gateway, application_id, False, body.reason,
-        request.app.state.clock(), op.actor), permission="review")
+        uow, tenant_of(uow, op), request.app.state.gateway, op, application_id, False, body.reason,
+        request.app.state.clock()), permission=None)
 
 
 @router.post("/customers/{customer_id}/verified_account", summary="Mark the account verified, 認証済アカウント (reviewers)")
 def verify_account(request: Request, op: Auth, customer_id: str) -> Response:
     return write(request, op, None, lambda uow: eligibility.verify_account(
-        uow, tenant_of(uow, op), customer_id, request.app.state.clock(), op.actor), permission="review")
+        uow, tenant_of(uow, op), op, customer_id, request.app.state.clock()), permission=None)

@@ -235,6 +235,10 @@ class RefundFailed(Conflict):
     code = "refund_failed"
 
 
+class OperatorExists(Conflict):
+    code = "operator_exists"
+
+
 # ------------------------------------------------------------------ who may do what
 class NotFound(KakinError):
     code = "not_found"

@@ -27,6 +27,7 @@ from kakin.domain.eligibility import Applicant, automatic_checks, review_due
 from . import authorization, billing, mail
 from .access import Operator
 from .authorization import Clock
+from .operators import ActingOperator, acting_in
 from .tenancy import Tenant, customer_row, open_tenant
 
 
@@ -88,9 +89,23 @@ def apply(uow: UnitOfWork, principal: Operator, key: str, plan_code: str, code: 
     return applicant_view({**row, "submitted_at": now})
 
 
-def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, public_id: str, approve: bool, reason: str | None,
-           now: datetime, reviewer: str) -> dict[str, Any]:
-    """A reviewer's decision on a pending application. Approval grants the plan; a refusal's reason stays with operators."""
+def review_queue(uow: UnitOfWork, tenant: Tenant, op: ActingOperator, now: datetime,
+                 status: str | None = None) -> list[dict[str, Any]]:
+    """The applications (with ``status``: only those) as operators see them: reasons, due dates, overdue flags.
+    ``op`` needs the ``review`` permission (RoleForbidden)."""
+    acting_in(op, tenant.row, "review")
+    today = tenant.lifecycle.today(now)
+    return [operator_view(a, today) for a in service_store.applications(uow.conn, tenant.row.id, status=status)]
+
+
+def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingOperator, public_id: str, approve: bool,
+           reason: str | None, now: datetime) -> dict[str, Any]:
+    """A reviewer's decision on a pending application. Approval grants the plan; a refusal's reason stays with operators.
+
+    ``op`` needs the ``review`` permission (RoleForbidden); NotFound, ApplicationDecided, CustomerDeleted (approving a
+    deleted customer), InvalidValue (a refusal without a reason, ``param`` reason). Audit-logged under ``op``."""
+    acting_in(op, tenant.row, "review")
+    reviewer = op.actor
     found = service_store.application(uow.conn, tenant.row.id, public_id)
     if found is None:
         raise errors.NotFound(f"no application {public_id!r}", param="application_id")
@@ -132,8 +147,11 @@ def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, public_id: 
     return operator_view(decided, today)
 
 
-def verify_account(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime, reviewer: str) -> dict[str, Any]:
-    """認証済アカウント: a reviewer marks the account verified (once; doing it again changes nothing)."""
+def verify_account(uow: UnitOfWork, tenant: Tenant, op: ActingOperator, key: str, now: datetime) -> dict[str, Any]:
+    """認証済アカウント: a reviewer marks the account verified (once; doing it again changes nothing). ``op`` needs the
+    ``review`` permission (RoleForbidden); NotFound for an unknown customer."""
+    acting_in(op, tenant.row, "review")
+    reviewer = op.actor
     customer = customer_row(uow, tenant.row, key)
     if customer["verified_at"] is None:
         service_store.set_account_verified(uow.conn, customer["id"], now)

@@ -16,20 +16,24 @@ from kakin.domain.lifecycle import Result
 from kakin.domain.money import tax_for_rate
 
 from .billing import BANK_TRANSFER, load, settle, snapshot
+from .operators import ActingOperator, acting_in
 from .tenancy import Tenant
 
 COLLECTIONS = ("card", BANK_TRANSFER)
 
 
-def set_collection(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, method: str, now: datetime,
-                   actor: str) -> dict[str, Any]:
-    """Enable bank transfer (請求書払い) for a customer, or go back to card payment."""
+def set_collection(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingOperator, key: str, method: str,
+                   now: datetime) -> dict[str, Any]:
+    """Enable bank transfer (請求書払い) for a customer, or go back to card payment (``method``: ``card`` or
+    ``bank_transfer``). ``op`` needs the ``write`` permission (RoleForbidden); InvalidValue for another method,
+    NotFound for an unknown customer. Audit-logged under ``op``."""
+    acting_in(op, tenant.row, "write")
     if method not in COLLECTIONS:
         raise errors.InvalidValue(f"collection must be one of: {', '.join(COLLECTIONS)}", param="collection")
     account = load(uow, tenant, key)
     before = snapshot(account)
     account.collection = method
-    settle(uow, tenant, gateway, [(account, Result())], now, actor, "customer.collection", {account.id or 0: before})
+    settle(uow, tenant, gateway, [(account, Result())], now, op.actor, "customer.collection", {account.id or 0: before})
     return {"customer": key, "collection": method}
 
 
@@ -40,9 +44,11 @@ def _invoice_row(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]
     return row
 
 
-def mark_paid(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, number: str, now: datetime, actor: str,
+def mark_paid(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingOperator, number: str, now: datetime,
               reference: str | None = None) -> dict[str, Any]:
-    """Record a payment received outside the gateway (a bank transfer); the plan goes on as after any payment."""
+    """Record a payment received outside the gateway (a bank transfer); the plan goes on as after any payment.
+    ``op`` needs ``write`` (RoleForbidden); NotFound for an unknown invoice, InvoiceNotOpen for one not open."""
+    acting_in(op, tenant.row, "write")
     row = _invoice_row(uow, tenant, number)
     account = load(uow, tenant, row["key"])
     inv = next((i for i in account.open_invoices if i.id == row["id"]), None)
@@ -54,18 +60,19 @@ def mark_paid(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, number: 
                                "amount": inv.total,
                                "outcome": "succeeded", "code": None, "idempotency_key": f"manual:{number}",
                                "reference": reference}])
-    settle(uow, tenant, gateway, [(account, result)], now, actor, "invoice.mark_paid", {account.id or 0: before})
+    settle(uow, tenant, gateway, [(account, result)], now, op.actor, "invoice.mark_paid", {account.id or 0: before})
     return {"number": number, "status": "paid"}
 
 
-def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, number: str, amount: int, reason: str,
-                      now: datetime, actor: str, refund: bool = True) -> dict[str, Any]:
+def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingOperator, number: str,
+                      amount: int, reason: str, now: datetime, refund: bool = True) -> dict[str, Any]:
     """A credit note (適格返還請求書) against a finalized invoice, which itself never changes.
 
     ``amount`` is in the invoice's price basis (tax-exclusive or tax-inclusive, as the catalog prices).
     A paid invoice is refunded through the gateway (or, with ``refund=False``, credited to the customer's
-    balance); an open invoice is reduced by the credit.
+    balance); an open invoice is reduced by the credit. ``op`` needs ``write`` (RoleForbidden).
     """
+    acting_in(op, tenant.row, "write")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
         raise errors.InvalidValue("amount must be a whole number of yen, at least 1", param="amount")
     if not reason or not reason.strip():
@@ -102,7 +109,7 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
                                         amount=amount, tax=taxed.tax, total=taxed.gross, reason=reason.strip(),
                                         settlement=settlement, refund_reference=refund_reference, taxes=[taxed])
     event = ("credit_note.issued", {"number": credit_number, "invoice": number, "total": taxed.gross, "settlement": settlement})
-    settle(uow, tenant, gateway, [(account, Result(events=[event]))], now, actor, "invoice.credit_note", {account.id or 0: before})
+    settle(uow, tenant, gateway, [(account, Result(events=[event]))], now, op.actor, "invoice.credit_note", {account.id or 0: before})
     return {"number": credit_number, "invoice": number, "amount": amount, "tax": taxed.tax, "total": taxed.gross,
             "settlement": settlement, "refund_reference": refund_reference}
 

@@ -14,6 +14,7 @@ from kakin.domain import errors, schedule
 from kakin.domain.lifecycle import Result
 
 from .billing import load, settle, snapshot
+from .operators import ActingOperator, acting_in
 from .tenancy import Tenant
 
 
@@ -77,3 +78,40 @@ def payment_log(uow: UnitOfWork, tenant: Tenant, key: str) -> list[dict[str, Any
     return [{"at": r["at"], "invoice": r["invoice"], "amount": r["amount"], "outcome": r["outcome"], "code": r["code"],
              "payment_method": r["payment_method"], "reference": r["reference"]}
             for r in uow.payment_attempts_of(tenant.row, account.id)]
+
+
+def _open_invoice(uow: UnitOfWork, tenant: Tenant, number: str) -> tuple[Any, Any]:
+    found = uow.invoices_for(tenant.row, number=number)
+    if not found:
+        raise errors.NotFound(f"no invoice {number!r}", param="number")
+    account = load(uow, tenant, found[0]["customer"])
+    inv = next((i for i in account.open_invoices if i.number == number and i.status == "open"), None)
+    if inv is None:
+        raise errors.InvoiceNotOpen(f"invoice {number} is {found[0]['status']}, not open", param="number")
+    return account, inv
+
+
+def retry_now(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingOperator, number: str,
+              now: datetime) -> dict[str, Any]:
+    """Charge an open invoice now instead of at its next scheduled retry (dunning, SPEC 3.2): the attempt counts like
+    a scheduled one (a failure schedules the next retry, or ends dunning). Returns the invoice's number, status and
+    attempts. ``op`` needs ``write`` (RoleForbidden); NotFound, InvoiceNotOpen. Audit-logged under ``op``."""
+    acting_in(op, tenant.row, "write")
+    account, inv = _open_invoice(uow, tenant, number)
+    before = snapshot(account)
+    inv.next_retry_at = None
+    settle(uow, tenant, gateway, [(account, Result(retries=[inv], events=[("invoice.retry", {"number": number})]))], now,
+           op.actor, "invoice.retry_now", {account.id or 0: before})
+    return {"number": number, "status": inv.status, "attempts": inv.attempts}
+
+
+def write_off(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingOperator, number: str,
+              now: datetime) -> dict[str, Any]:
+    """Write an open invoice off (uncollectible): no more retries; the invoice itself, finalized, is unchanged.
+    ``op`` needs ``write`` (RoleForbidden); NotFound, InvoiceNotOpen. Audit-logged under ``op``."""
+    acting_in(op, tenant.row, "write")
+    account, inv = _open_invoice(uow, tenant, number)
+    before = snapshot(account)
+    settle(uow, tenant, gateway, [(account, schedule.write_off(inv))], now, op.actor, "invoice.write_off",
+           {account.id or 0: before})
+    return {"number": number, "status": inv.status}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kakin.adapters.catalog_files import resolve_catalog
 from kakin.adapters.db.store import TenantRow, UnitOfWork
@@ -12,6 +12,9 @@ from kakin.domain import errors
 from kakin.domain.catalog import Catalog
 from kakin.domain.documents import validate_registration_number
 from kakin.domain.lifecycle import Lifecycle
+
+if TYPE_CHECKING:
+    from .operators import ActingOperator
 
 
 @dataclass(frozen=True)
@@ -40,15 +43,18 @@ def create_tenant(uow: UnitOfWork, code: str, name: str, catalog_ref: str, now: 
     return Tenant(row, catalog, Lifecycle(catalog))
 
 
-def update_tenant(uow: UnitOfWork, code: str, now: datetime, actor: str, *, name: str | None = None,
+def update_tenant(uow: UnitOfWork, op: ActingOperator, now: datetime, *, name: str | None = None,
                   registration_number: str | None = None, address: str | None = None) -> Tenant:
     """Change the vendor's name, qualified-invoice registration number (T + 13 digits with the corporate-number
     check digit, SPEC 1) or address; a field left None stays as it is.
 
-    Documents finalized before keep the issuer they were written with; the change applies to later ones. Raises
-    NotFound for an unknown tenant, InvalidValue for an empty name, InvalidRegistrationNumber; a change is
-    audit-logged, a call that changes nothing writes nothing.
+    Documents finalized before keep the issuer they were written with; the change applies to later ones. The tenant
+    is ``op``'s, who needs the ``manage`` permission (RoleForbidden, owners only). Raises InvalidValue for an empty
+    name, InvalidRegistrationNumber; a change is audit-logged under ``op``, a call that changes nothing writes nothing.
     """
+    op.require("manage")
+    code = op.tenant.code
+    actor = op.actor
     row = uow.tenant(code)
     if row is None:
         raise errors.NotFound(f"no tenant {code!r}", param="code")

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from kakin.adapters.db import Engine, outboxes, service_store
-from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 
 from .delivery import work_outbox
+from .operators import ActingOperator
 
 MAX_ATTEMPTS = 12
 CLAIM_CHUNK = 10  # deliveries claimed at a time
@@ -51,14 +53,56 @@ def backoff(attempts: int) -> timedelta:
     return min(delay, timedelta(hours=6))
 
 
-def create_endpoint(uow: UnitOfWork, tenant: TenantRow, url: str, events: list[str], now: datetime) -> dict[str, Any]:
+def create_endpoint(uow: UnitOfWork, op: ActingOperator, url: str, events: list[str], now: datetime) -> dict[str, Any]:
+    """Add an endpoint to ``op``'s tenant receiving ``events`` (every event when empty); returns it with its signing
+    secret, shown this once. ``op`` needs ``manage`` (RoleForbidden); InvalidValue for a URL that is not http(s).
+    Audit-logged under ``op`` (without the secret)."""
+    op.require("manage")
+    tenant = op.tenant
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise errors.InvalidValue("url must be an http(s) URL", param="url")
     public_id = "we_" + secrets.token_hex(8)
     secret = "whsec_" + secrets.token_urlsafe(24)
     service_store.add_webhook_endpoint(uow.conn, tenant.id, public_id, url, secret, events or ["*"], now)
+    uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": op.actor,
+                "action": "webhook_endpoint.created", "before": None,
+                "after": {"id": public_id, "url": url, "events": events or ["*"]}}])
     return {"id": public_id, "url": url, "events": events or ["*"], "secret": secret}
+
+
+def endpoints(uow: UnitOfWork, op: ActingOperator) -> list[dict[str, Any]]:
+    """``op``'s tenant's endpoints (id, url, events, enabled), never their secrets; ``op`` needs ``read``."""
+    op.require("read")
+    return [{"id": e["public_id"], "url": e["url"], "events": e["events"], "enabled": e["enabled"]}
+            for e in service_store.webhook_endpoints_of(uow.conn, op.tenant.id)]
+
+
+def deliveries(uow: UnitOfWork, op: ActingOperator, endpoint_id: str) -> list[dict[str, Any]]:
+    """The delivery log of one of ``op``'s tenant's endpoints, oldest first: id (``whd_…``), event, type, status,
+    attempts, the receiver's last status code and error, next attempt, delivered_at. ``op`` needs ``read``."""
+    op.require("read")
+    return [{"id": delivery_id(d["id"]), "event": d["event"], "type": d["type"], "status": d["status"],
+             "attempts": d["attempts"], "last_status_code": d["last_status_code"], "last_error": d["last_error"],
+             "next_attempt_at": d["next_attempt_at"], "delivered_at": d["delivered_at"]}
+            for d in service_store.deliveries_of(uow.conn, op.tenant.id, endpoint_id)]
+
+
+def resend(uow: UnitOfWork, op: ActingOperator, delivery: str, now: datetime) -> dict[str, Any]:
+    """Send a delivered or failed delivery (``whd_…``) again at the worker's next pass; one still pending is left as
+    it is. ``op`` needs ``manage`` (RoleForbidden); NotFound for another tenant's or an unknown delivery.
+    Audit-logged under ``op``."""
+    op.require("manage")
+    number = delivery.removeprefix("whd_")
+    row = service_store.resend_delivery(uow.conn, op.tenant.id, int(number), now) if re.fullmatch(r"[0-9]{1,18}", number) else None
+    if row is None:
+        raise errors.NotFound(f"no webhook delivery {delivery!r}", param="delivery")
+    if row["status"] in ("delivered", "failed"):
+        uow.audit([{"tenant_id": op.tenant.id, "customer_id": None, "at": now, "actor": op.actor,
+                    "action": "webhook_delivery.resent", "before": {"delivery": delivery, "status": row["status"]},
+                    "after": {"delivery": delivery, "status": "pending"}}])
+    return {"id": delivery, "event": row["event"], "type": row["type"], "status": "pending"
+            if row["status"] in ("delivered", "failed") else row["status"]}
 
 
 class Poster(Protocol):

@@ -209,6 +209,21 @@ def deliveries_of(conn: Connection, tenant_id: int, endpoint_public_id: str) -> 
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
+def resend_delivery(conn: Connection, tenant_id: int, delivery: int, now: datetime) -> dict[str, Any] | None:
+    """Queue a delivered or failed delivery of the tenant's again, due ``now``; returns it as it was, or None when the
+    tenant has no such delivery. One pending or being sent is left as it is."""
+    q = (select(webhook_deliveries, webhook_events.c.public_id.label("event"), webhook_events.c.type)
+         .join(webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id)
+         .where(webhook_deliveries.c.id == delivery, webhook_events.c.tenant_id == tenant_id))
+    row = conn.execute(q).mappings().first()
+    if row is None:
+        return None
+    if row["status"] in ("delivered", "failed"):
+        conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery).values(
+            status="pending", next_attempt_at=now, claim=None))
+    return dict(row)
+
+
 # ---------------------------------------------------------------- test clocks
 def add_test_clock(conn: Connection, tenant_id: int, public_id: str, name: str, frozen: datetime, now: datetime) -> None:
     conn.execute(insert(test_clocks).values(tenant_id=tenant_id, public_id=public_id, name=name, frozen_time=frozen,

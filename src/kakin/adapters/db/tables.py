@@ -127,6 +127,9 @@ customers = Table(
     UniqueConstraint("tenant_id", "verified_domain", name="uq_customers_tenant_verified_domain"),
 )
 Index("ix_customers_due", customers.c.tenant_id, customers.c.next_due_at)
+Index("ix_customers_tenant_created", customers.c.tenant_id, customers.c.created_at)  # the console: new this month
+# the console: a fragment of a name or addressee scans this index, not the table
+Index("ix_customers_tenant_names", customers.c.tenant_id, customers.c.name, customers.c.addressee)
 
 subscriptions = Table(
     "subscriptions", metadata,
@@ -151,6 +154,10 @@ subscriptions = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 Index("ix_subscriptions_customer", subscriptions.c.customer_id, subscriptions.c.ended)
+# the console: MRR (an index-only scan in GROUP BY order) and churn
+Index("ix_subscriptions_tenant_plans", subscriptions.c.tenant_id, subscriptions.c.product, subscriptions.c.ended,
+      subscriptions.c.plan, subscriptions.c.contract, subscriptions.c.status, subscriptions.c.seats)
+Index("ix_subscriptions_tenant_canceled", subscriptions.c.tenant_id, subscriptions.c.canceled_on)
 Index(
     "uq_subscriptions_addon_value_in_use",
     subscriptions.c.tenant_id, subscriptions.c.product, subscriptions.c.value,
@@ -251,6 +258,10 @@ invoices = Table(
     UniqueConstraint("tenant_id", "number", name="uq_invoices_tenant_number"),
 )
 Index("ix_invoices_customer", invoices.c.customer_id, invoices.c.status)
+# the console: 電子帳簿保存法's searches by issue date (newest first) and amount; open, overdue and void amounts
+Index("ix_invoices_tenant_issued", invoices.c.tenant_id, invoices.c.issued_on, invoices.c.id)
+Index("ix_invoices_tenant_total", invoices.c.tenant_id, invoices.c.total)
+Index("ix_invoices_tenant_status", invoices.c.tenant_id, invoices.c.status, invoices.c.issued_on)
 
 invoice_lines = Table(
     "invoice_lines", metadata,
@@ -321,6 +332,7 @@ members = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("customer_id", "email", name="uq_members_customer_email"),
 )
+Index("ix_members_tenant_email", members.c.tenant_id, members.c.email, members.c.customer_id)  # an e-mail fragment
 Index(
     "uq_members_one_super_admin", members.c.customer_id, unique=True,
     sqlite_where=text("role = 'super_admin'"), postgresql_where=text("role = 'super_admin'"),
@@ -452,6 +464,9 @@ credit_notes = Table(
     *party_columns(),
     UniqueConstraint("tenant_id", "seq", name="uq_credit_notes_tenant_seq"),
 )
+Index("ix_credit_notes_tenant_issued", credit_notes.c.tenant_id, credit_notes.c.issued_on, credit_notes.c.id)
+Index("ix_credit_notes_tenant_total", credit_notes.c.tenant_id, credit_notes.c.total)
+Index("ix_credit_notes_customer", credit_notes.c.customer_id)
 
 portal_sessions = Table(
     "portal_sessions", metadata,
@@ -469,4 +484,31 @@ portal_sessions = Table(
     Column("last_seen_at", UtcDateTime()),
     Column("ended_at", UtcDateTime()),  # signed out or revoked
     Index("ix_portal_sessions_customer", "customer_id"),
+)
+
+operators = Table(  # the vendor's staff who sign in to the operator console (/console/)
+    "operators", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("email", String(320), nullable=False, unique=True),  # lower-cased; unique across kakin (the form asks no tenant)
+    Column("password_hash", String(200), nullable=False),  # Argon2id, argon2-cffi's encoded form
+    Column("role", String(20), nullable=False),  # owner | billing_admin | reviewer | viewer (the API keys' roles)
+    Column("failed_attempts", Integer, nullable=False, server_default=text("0")),  # consecutive, reset on success
+    Column("locked_until", UtcDateTime()),
+    Column("disabled_at", UtcDateTime()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_sign_in_at", UtcDateTime()),
+    Index("ix_operators_tenant_id", "tenant_id"),
+)
+
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("id", Id, primary_key=True),
+    Column("operator_id", ForeignKey("operators.id"), nullable=False),
+    Column("session_hash", String(64), nullable=False, unique=True),  # SHA-256 of the cookie's random token
+    Column("locale", String(8), nullable=False),  # ja | en
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime()),  # signed out, revoked everywhere, idle too long, or the operator disabled
+    Index("ix_console_sessions_operator_id", "operator_id"),
 )
