@@ -54,7 +54,7 @@ KINDS = ["商事", "工業", "製作所", "物産", "システムズ", "食品",
 CHUNK = 20_000
 # the indexes migration 0022 adds for the console's figures and searches (dropped for the "before" figures)
 CONSOLE_INDEXES = ("ix_customers_tenant_created", "ix_invoices_tenant_issued", "ix_invoices_tenant_total",
-                   "ix_invoices_tenant_status", "ix_credit_notes_tenant_issued", "ix_credit_notes_tenant_total",
+                   "ix_invoices_open", "ix_invoices_void", "ix_credit_notes_tenant_issued", "ix_credit_notes_tenant_total",
                    "ix_credit_notes_customer", "ix_subscriptions_tenant_plans", "ix_subscriptions_tenant_canceled",
                    "ix_customers_tenant_names", "ix_members_tenant_email")
 
