@@ -211,12 +211,16 @@ def calls(engine: Engine, tenant_id: int, customers: int) -> dict[str, Callable[
     }
 
 
+COLD: list[str] = []  # the dashboard was called in this process (its series are kept from then on)
+
+
 def timings(engine: Engine, tenant_id: int, customers: int, repeat: int, out: Callable[[str], None]) -> dict[str, tuple[float, float]]:
     results = {}
     for name, call in calls(engine, tenant_id, customers).items():
         t0 = time.perf_counter()
         call(0)  # warm: the catalog, the connection pool, the page cache (and the dashboard's series, read whole once)
-        if name == "dashboard":
+        if name == "dashboard" and not COLD:
+            COLD.append(name)
             out(f"  {'dashboard, first call in this process':<42} {(time.perf_counter() - t0) * 1000:8.1f} ms (reads "
                 "every invoice, credit note and usage event once)")
         samples = []
