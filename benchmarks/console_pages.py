@@ -54,7 +54,7 @@ KINDS = ["商事", "工業", "製作所", "物産", "システムズ", "食品",
 CHUNK = 20_000
 # the indexes migration 0022 adds for the console's figures and searches (dropped for the "before" figures)
 CONSOLE_INDEXES = ("ix_customers_tenant_created", "ix_invoices_tenant_issued", "ix_invoices_tenant_total",
-                   "ix_invoices_tenant_status", "ix_credit_notes_tenant_issued", "ix_credit_notes_tenant_total",
+                   "ix_invoices_open", "ix_invoices_void", "ix_credit_notes_tenant_issued", "ix_credit_notes_tenant_total",
                    "ix_credit_notes_customer", "ix_subscriptions_tenant_plans", "ix_subscriptions_tenant_canceled",
                    "ix_customers_tenant_names", "ix_members_tenant_email")
 
@@ -211,12 +211,16 @@ def calls(engine: Engine, tenant_id: int, customers: int) -> dict[str, Callable[
     }
 
 
+COLD: list[str] = []  # the dashboard was called in this process (its series are kept from then on)
+
+
 def timings(engine: Engine, tenant_id: int, customers: int, repeat: int, out: Callable[[str], None]) -> dict[str, tuple[float, float]]:
     results = {}
     for name, call in calls(engine, tenant_id, customers).items():
         t0 = time.perf_counter()
         call(0)  # warm: the catalog, the connection pool, the page cache (and the dashboard's series, read whole once)
-        if name == "dashboard":
+        if name == "dashboard" and not COLD:
+            COLD.append(name)
             out(f"  {'dashboard, first call in this process':<42} {(time.perf_counter() - t0) * 1000:8.1f} ms (reads "
                 "every invoice, credit note and usage event once)")
         samples = []

@@ -57,3 +57,19 @@ def test_an_empty_or_all_zero_chart_still_draws(chart) -> None:  # type: ignore[
 def test_a_point_that_is_not_a_whole_number_is_refused() -> None:
     with pytest.raises(ValueError):
         bar_chart([("a", 1.5)], title="t")  # type: ignore[list-item]
+
+
+def test_twelve_months_of_labels_are_thinned_so_that_none_overlap() -> None:
+    months = [(f"2025-{m:02d}", m * 1000) for m in range(1, 13)]
+    svg = ET.fromstring(bar_chart(months, title="t"))
+    labels = [t for t in svg.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "point-label"]
+    xs = [int(t.get("x", "")) for t in labels]
+    assert labels[0].text == "2025-01" and 1 < len(labels) < 12
+    assert min(b - a for a, b in zip(xs, xs[1:], strict=False)) >= 7 * 7  # 7 characters at about 7 units each
+    assert len(svg.findall("svg:desc", NS)) == 1 and "2025-12: 12,000" in svg.find("svg:desc", NS).text  # type: ignore[operator,union-attr]
+
+
+def test_a_value_label_too_close_to_zero_is_left_out() -> None:
+    svg = ET.fromstring(bar_chart([("a", 100000), ("b", -10)], title="t", unit="円"))
+    values = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "value-label"]
+    assert values == ["0 円", "100,000 円"]  # −10 would print over 0

@@ -138,7 +138,7 @@ def _recurring(uow: UnitOfWork, row: TenantRow, catalog: Catalog) -> tuple[int, 
     # add-ons at their own price, then those under a plan that overrides it moved to that price (LINE OA's premium
     # ID: free under the local-government plan)
     overriding = sorted({plan for addon in catalog.addons.values() for plan in addon.plan_overrides})
-    for g in reports_repo.recurring_addon_groups(uow.conn, row.id, RECURRING):
+    for g in reports_repo.recurring_addon_groups(uow.conn, row.id, RECURRING, sorted(catalog.addons)):
         exact.append(_addon_price(catalog, g["product"], g["contract"], None, int(g["count"])))
     for g in reports_repo.recurring_addon_groups_under(uow.conn, row.id, RECURRING, overriding):
         n = int(g["count"])

@@ -50,7 +50,11 @@ class _Frame:
         zero = self.y(0)
         parts = [f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}" stroke="currentColor"/>',
                  f'<line class="axis" x1="{LEFT}" y1="{zero}" x2="{WIDTH - RIGHT}" y2="{zero}" stroke="currentColor"/>']
-        for value in self.ticks:
+        shown: list[int] = []
+        for value in sorted(self.ticks, key=lambda v: v != 0):  # zero first; a label too close to one shown is left out
+            if any(abs(self.y(value) - self.y(other)) < 14 for other in shown):
+                continue
+            shown.append(value)
             parts.append(f'<text class="value-label" x="{LEFT - 6}" y="{self.y(value) + 4}" text-anchor="end" '
                          f'font-size="11">{_number(value)}{unit_text}</text>')
         return parts
@@ -74,9 +78,10 @@ def _label(x: int, label: str, shown: bool) -> str:
             f'font-size="11">{escape(label)}</text>')
 
 
-def _every(n: int) -> int:
-    """Label every k-th point so that at most 12 labels show."""
-    return max(1, -(-n // 12))
+def _every(points: list[tuple[str, int]], slot: int) -> int:
+    """Label every k-th point so that labels (about 7 units a character at font size 11) do not overlap."""
+    widest = max((len(label) for label, _ in points), default=1) * 7 + 8
+    return max(1, -(-widest // max(1, slot)))
 
 
 def bar_chart(points: list[tuple[str, int]], *, title: str, unit: str = "") -> str:
@@ -91,7 +96,7 @@ def bar_chart(points: list[tuple[str, int]], *, title: str, unit: str = "") -> s
     unit_text = f" {unit}" if unit else ""
     n = max(1, len(points))
     slot = frame.plot_width // n
-    every = _every(len(points))
+    every = _every(points, slot)
     for i, (label, value) in enumerate(points):
         x = LEFT + i * slot + slot // 8
         top, bottom = sorted((frame.y(value), frame.y(0)))
@@ -111,7 +116,7 @@ def line_chart(points: list[tuple[str, int]], *, title: str, unit: str = "") -> 
     unit_text = f" {unit}" if unit else ""
     n = len(points)
     step = frame.plot_width // max(1, n)
-    every = _every(n)
+    every = _every(points, step)
     xy = [(LEFT + i * step + step // 2, frame.y(value)) for i, (_, value) in enumerate(points)]
     if xy:
         parts.append('<polyline class="line" fill="none" stroke="currentColor" stroke-width="2" points="'

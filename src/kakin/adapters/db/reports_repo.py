@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select, text, union
+from sqlalchemy import Connection, and_, case, exists, func, literal, literal_column, or_, select, text, union
 from sqlalchemy.sql import ColumnElement, Select
 
 from .tables import credit_notes, customers, domain_verifications, invoices, members, subscriptions, usage_events
@@ -49,11 +49,16 @@ def recurring_member_groups(conn: Connection, tenant_id: int, statuses: Sequence
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def recurring_addon_groups(conn: Connection, tenant_id: int, statuses: Sequence[str]) -> list[dict[str, Any]]:
-    """Add-on subscriptions in ``statuses`` that have not ended, grouped by (product, contract): ``count``."""
+def recurring_addon_groups(conn: Connection, tenant_id: int, statuses: Sequence[str],
+                           products: Sequence[str]) -> list[dict[str, Any]]:
+    """Subscriptions to the add-ons ``products`` in ``statuses`` that have not ended, grouped by (product,
+    contract): ``count``."""
+    if not products:
+        return []
     q = select(subscriptions.c.product, subscriptions.c.contract, func.count().label("count")).where(
-        subscriptions.c.tenant_id == tenant_id, subscriptions.c.product != PLAN, subscriptions.c.ended.is_(False),
-        subscriptions.c.status.in_(list(statuses))).group_by(subscriptions.c.product, subscriptions.c.contract)
+        subscriptions.c.tenant_id == tenant_id, subscriptions.c.product.in_(list(products)),
+        subscriptions.c.ended.is_(False), subscriptions.c.status.in_(list(statuses))).group_by(
+        subscriptions.c.product, subscriptions.c.contract)
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
@@ -152,21 +157,23 @@ def highest_id(conn: Connection, table_name: str) -> int:
 
 def void_invoice_sums(conn: Connection, tenant_id: int, start: date, end: date) -> list[tuple[date, int]]:
     """Per issue date in [start, end): the sales before tax of the tenant's void invoices (an unpaid 3-D Secure
-    sign-up: invoiced, then voided), to take off the sums of :func:`invoice_sums`."""
+    sign-up: invoiced, then voided), to take off the sums of :func:`invoice_sums`; from the partial index
+    ``ix_invoices_void``."""
     net = invoices.c.total + invoices.c.credit_applied - invoices.c.tax
     q = select(invoices.c.issued_on, func.sum(net)).where(
-        invoices.c.tenant_id == tenant_id, invoices.c.status == "void", invoices.c.issued_on >= start,
+        invoices.c.tenant_id == tenant_id, invoices.c.status == literal_column("'void'"), invoices.c.issued_on >= start,
         invoices.c.issued_on < end).group_by(invoices.c.issued_on)
     return [(r[0], int(r[1])) for r in conn.execute(q)]
 
 
 def open_amounts(conn: Connection, tenant_id: int, today: date) -> tuple[int, int]:
     """(open, overdue): yen still due on open invoices (``total − credited``), and the part of it on invoices past
-    due — a charge that failed (in dunning) or a bank transfer whose due date is before ``today``."""
+    due — a charge that failed (in dunning) or a bank transfer whose due date is before ``today``. Read from the
+    partial index of open invoices (``ix_invoices_open``), which the status written as a literal lets the planner use."""
     due = invoices.c.total - invoices.c.credited
     late = or_(invoices.c.first_failed_at.is_not(None), and_(invoices.c.due_on.is_not(None), invoices.c.due_on < today))
     row = conn.execute(select(func.coalesce(func.sum(due), 0), func.coalesce(func.sum(case((late, due), else_=0)), 0)).where(
-        invoices.c.tenant_id == tenant_id, invoices.c.status == "open")).one()
+        invoices.c.tenant_id == tenant_id, invoices.c.status == literal_column("'open'"))).one()
     return int(row[0]), int(row[1])
 
 
