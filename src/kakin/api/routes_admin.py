@@ -12,12 +12,11 @@ from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
-from kakin.domain.money import decimal_text, format_rate
-from kakin.services import access, clocks, tenancy, webhooks
-from kakin.services.presenters import invoice_json
+from kakin.services import access, catalogs, clocks, tenancy, webhooks
+from kakin.services.presenters import catalog_json, invoice_json
 
 from .app import Auth, decode_cursor, forget_keys, paged, read, tenant_of, write
-from .schemas import AdvanceIn, TenantIn, TestClockIn, WebhookEndpointIn
+from .schemas import AdvanceIn, CatalogVersionIn, TenantIn, TestClockIn, WebhookEndpointIn
 
 router = APIRouter(prefix="/v1")
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -39,32 +38,34 @@ def update_tenant(request: Request, op: Auth, body: TenantIn) -> Response:
         registration_number=body.registration_number, address=body.address)), permission="manage")
 
 
-@router.get("/catalog", tags=["catalog"], summary="Plans and prices as the vendor's price page shows them")
-def catalog(request: Request, op: Auth) -> dict[str, Any]:
+@router.get("/catalog", tags=["catalog"], summary="Plans and prices as the vendor's price page shows them: the catalog "
+            "version in force now, or version N")
+def catalog(request: Request, op: Auth, version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None) -> dict[str, Any]:
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        cat = tenant_of(uow, op).catalog
-        plans = []
-        for plan in sorted(cat.plans.values(), key=lambda p: p.rank):
-            plans.append({
-                "code": plan.code, "name": {"ja": plan.name_ja, "en": plan.name_en}, "rank": plan.rank,
-                "min_seats": plan.min_seats, "max_seats": plan.max_seats, "features": plan.features,
-                "requires_eligibility": plan.eligibility,
-                "prices": {c: {"unit_amount": p.unit_amount, "per": p.basis.value, "timing": p.timing.value,
-                               "alignment": p.alignment.value, "interval_months": p.interval_months,
-                               "term_months": p.term_months, "tax_rate": format_rate(p.tax_rate or cat.tax_rate)}
-                           for c, p in plan.prices.items()},
-                "usage": {m: {"included": u.included, "hard_limit": u.hard_limit,
-                              "tiers": [{"first": t.first, "last": t.last, "unit_amount": decimal_text(t.unit_amount)}
-                                        for t in u.tiers], "tax_rate": format_rate(u.tax_rate or cat.tax_rate)}
-                          for m, u in plan.usage.items()},
-            })
-        return {"vendor": cat.name, "currency": cat.currency, "tax_rate": format_rate(cat.tax_rate),
-                "tax_inclusive": cat.tax_inclusive, "trial_days": cat.trial_days, "plans": plans,
-                "addons": [{"code": a.code, "name": {"ja": a.name_ja, "en": a.name_en},
-                            "prices": {c: p.unit_amount for c, p in a.prices.items()},
-                            "plan_overrides": a.plan_overrides} for a in cat.addons.values()]}
+        if version is None:
+            return catalog_json(tenancy.open_tenant(uow, op.tenant.code, request.app.state.clock()).catalog)
+        return catalog_json(catalogs.version_catalog(uow, op.tenant, version))
 
     return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.get("/catalog/versions", tags=["catalog"],
+            summary="The catalog's published versions: hash, who published it, when it takes effect, what it does to "
+                    "existing subscriptions, and which is in force")
+def catalog_versions(request: Request, op: Auth) -> dict[str, Any]:
+    return read(request, op, lambda uow: {  # type: ignore[no-any-return]
+        "data": catalogs.versions_view(uow, op.tenant, request.app.state.clock())})
+
+
+@router.post("/catalog/versions", tags=["catalog"], status_code=201,
+             summary="Publish a catalog file as the next version (owner): new subscriptions take it from `effective`; "
+                     "existing ones move at their next period or never. `dry_run` shows the changes and publishes "
+                     "nothing; a version that drops a plan with subscribers without [plan_moves] is refused (409)")
+def publish_catalog_version(request: Request, op: Auth, body: CatalogVersionIn) -> Response:
+    op.require("manage")
+    return write(request, op, body, lambda uow: catalogs.publish(
+        uow, op.tenant, body.content, body.source, effective_at=body.effective, existing=body.existing, actor=op.actor,
+        now=request.app.state.clock(), dry_run=body.dry_run), status=200 if body.dry_run else 201, permission="manage")
 
 
 @router.get("/invoices", tags=["invoices"], summary="All invoices, newest last (cursor pagination)")

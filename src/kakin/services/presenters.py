@@ -7,6 +7,7 @@ from typing import Any
 from kakin.domain.account import Account
 from kakin.domain.catalog import Catalog
 from kakin.domain.documents import tax_by_rate
+from kakin.domain.money import decimal_text, format_rate
 
 
 def customer_json(account: Account, row: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
@@ -23,8 +24,11 @@ def customer_json(account: Account, row: dict[str, Any], catalog: Catalog) -> di
     if sub is not None:
         out["subscription"] = {
             "plan": sub.plan, "contract": sub.contract, "status": sub.status.value, "seats": sub.seats,
-            # the plan as the customer is shown it (LINE OA shows the local-government plan as standard)
-            "display_plan": catalog.plans[sub.plan].features.get("display_as", sub.plan),
+            # the plan as the customer is shown it (LINE OA shows the local-government plan as standard); a plan only
+            # an older catalog version has (a grandfathered customer's) is shown by its code
+            "display_plan": catalog.plans[sub.plan].features.get("display_as", sub.plan) if sub.plan in catalog.plans
+            else sub.plan,
+            "catalog_version": sub.catalog_version,
             "current_period_start": sub.period_start, "current_period_end": sub.period_end, "trial_end": sub.trial_end,
             "pending_change": None if sub.pending is None else {
                 "effective_on": sub.pending.effective_on, "plan": sub.pending.plan, "contract": sub.pending.contract,
@@ -44,4 +48,30 @@ def invoice_json(r: dict[str, Any]) -> dict[str, Any]:
             "credit_applied": r["credit_applied"], "credit_carried": r["credit_carried"],
             "taxes": [{k: v for k, v in t.items() if k != "label"} for t in tax_by_rate(r)],  # per rate
             "lines": [{"kind": ln["kind"], "description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"],
-                       "formula": ln["formula"], "tax_rate": ln["tax_rate"] or r["tax_rate"]} for ln in r.get("lines", [])]}
+                       "formula": ln["formula"], "tax_rate": ln["tax_rate"] or r["tax_rate"],
+                       "catalog_version": ln.get("catalog_version")} for ln in r.get("lines", [])]}
+
+
+def catalog_json(cat: Catalog) -> dict[str, Any]:
+    """A catalog version as the vendor's price page shows it: its number, plans by rank with their prices per
+    contract, usage with tiers, add-ons (``GET /v1/catalog``)."""
+    plans = []
+    for plan in sorted(cat.plans.values(), key=lambda p: p.rank):
+        plans.append({
+            "code": plan.code, "name": {"ja": plan.name_ja, "en": plan.name_en}, "rank": plan.rank,
+            "min_seats": plan.min_seats, "max_seats": plan.max_seats, "features": plan.features,
+            "requires_eligibility": plan.eligibility,
+            "prices": {c: {"unit_amount": p.unit_amount, "per": p.basis.value, "timing": p.timing.value,
+                           "alignment": p.alignment.value, "interval_months": p.interval_months,
+                           "term_months": p.term_months, "tax_rate": format_rate(p.tax_rate or cat.tax_rate)}
+                       for c, p in plan.prices.items()},
+            "usage": {m: {"included": u.included, "hard_limit": u.hard_limit,
+                          "tiers": [{"first": t.first, "last": t.last, "unit_amount": decimal_text(t.unit_amount)}
+                                    for t in u.tiers], "tax_rate": format_rate(u.tax_rate or cat.tax_rate)}
+                      for m, u in plan.usage.items()},
+        })
+    return {"vendor": cat.name, "version": cat.version, "currency": cat.currency, "tax_rate": format_rate(cat.tax_rate),
+            "tax_inclusive": cat.tax_inclusive, "trial_days": cat.trial_days, "plans": plans,
+            "addons": [{"code": a.code, "name": {"ja": a.name_ja, "en": a.name_en},
+                        "prices": {c: p.unit_amount for c, p in a.prices.items()},
+                        "plan_overrides": a.plan_overrides} for a in cat.addons.values()]}
