@@ -93,3 +93,16 @@ def test_each_invoice_line_shows_the_catalog_version_that_priced_it(engine: Engi
     # Jun 3 is the first renewal after Jun 1: 10 × 200 at version 2
     assert [(i["total"], [(ln["amount"], ln["catalog_version"]) for ln in i["lines"]]) for i in invoices] == [
         (1800, [(1800, 1)]), (2000, [(2000, 2)])]
+
+
+def test_a_customer_on_a_plan_the_version_in_force_dropped_is_shown_the_plan_it_moves_to(
+        engine: Engine, client: TestClient, clock: Clock) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    gold_customer(api)  # anchor May 3
+    body = version_body("nipoplus-gold2-moved.toml", effective="2026-05-20T00:00:00+09:00")
+    assert api.call("POST", "/v1/catalog/versions", body).status_code == 201
+    clock.now = datetime(2026, 5, 25, tzinfo=JST)  # version 2 in force; acme moves at its Jun 3 renewal
+    shown = api.call("GET", "/v1/customers/acme")
+    assert shown.status_code == 200, shown.text
+    sub = shown.json()["subscription"]
+    assert (sub["plan"], sub["display_plan"], sub["catalog_version"]) == ("gold", "gold2", 1)

@@ -24,10 +24,10 @@ def customer_json(account: Account, row: dict[str, Any], catalog: Catalog) -> di
     if sub is not None:
         out["subscription"] = {
             "plan": sub.plan, "contract": sub.contract, "status": sub.status.value, "seats": sub.seats,
-            # the plan as the customer is shown it (LINE OA shows the local-government plan as standard); a plan only
-            # an older catalog version has (a grandfathered customer's) is shown by its code
+            # the plan as the customer is shown it (LINE OA shows the local-government plan as standard); a plan the
+            # version in force dropped (the customer has not moved yet, or never will) as the plan it moves to
             "display_plan": catalog.plans[sub.plan].features.get("display_as", sub.plan) if sub.plan in catalog.plans
-            else sub.plan,
+            else catalog.plan_moves.get(sub.plan, sub.plan),
             "catalog_version": sub.catalog_version,
             "current_period_start": sub.period_start, "current_period_end": sub.period_end, "trial_end": sub.trial_end,
             "pending_change": None if sub.pending is None else {
