@@ -58,6 +58,7 @@ def catalog_versions(request: Request, op: Auth) -> dict[str, Any]:
 
 
 @router.post("/catalog/versions", tags=["catalog"], status_code=201,
+             responses={200: {"description": "A dry run: the changes and the subscribers per plan; nothing published"}},
              summary="Publish a catalog file as the next version (owner): new subscriptions take it from `effective`; "
                      "existing ones move at their next period or never. `dry_run` shows the changes and publishes "
                      "nothing; a version that drops a plan with subscribers without [plan_moves] is refused (409)")
