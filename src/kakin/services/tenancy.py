@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kakin.adapters.catalog_files import catalog_path, parse_catalog_text, read_catalog_text
+from kakin.adapters.clock import utc_now
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 from kakin.domain.catalog import Catalog
@@ -87,12 +88,12 @@ def tenant_view(tenant: Tenant) -> dict[str, Any]:
 
 def open_tenant(uow: UnitOfWork, code: str, now: datetime | None = None) -> Tenant:
     """The tenant with its published catalog versions; ``catalog`` is the version in force at ``now`` (by default
-    the real time: a test clock's commands pass theirs to the life cycle). Raises NotFound."""
+    the real clock's: a test clock's commands pass theirs to the life cycle). Raises NotFound."""
     row = uow.tenant(code)
     if row is None:
         raise errors.NotFound(f"no tenant {code!r}", param="tenant")
     history = history_of(uow, row)
-    catalog = history.in_force(now or datetime.now(UTC))
+    catalog = history.in_force(now or utc_now())
     return Tenant(row, catalog, Lifecycle(catalog, history))
 
 

@@ -13,6 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from kakin.domain import errors
 
 from .tables import catalog_versions, subscriptions
 
@@ -41,14 +44,20 @@ def version_contents(conn: Connection, tenant_id: int, numbers: Iterable[int]) -
 def add_version(conn: Connection, tenant_id: int, *, content: str, sha256: str, source: str, published_by: str,
                 published_at: datetime, effective_at: datetime, existing: str, plan_moves: dict[str, str]) -> int:
     """Write the tenant's next version and return its number (1 for the first). Two publishers at once cannot both
-    take a number: ``(tenant_id, number)`` is unique, and the loser's transaction fails and is retried."""
+    take a number: ``(tenant_id, number)`` is unique, and the later one is refused with
+    :class:`~kakin.domain.errors.Conflict` (nothing published; try again)."""
     latest = conn.execute(select(func.max(catalog_versions.c.number)).where(
         catalog_versions.c.tenant_id == tenant_id)).scalar_one_or_none()
     number = int(latest or 0) + 1
-    conn.execute(insert(catalog_versions).values(
-        tenant_id=tenant_id, number=number, content=content, sha256=sha256, source=source[:500],
-        published_by=published_by[:200], published_at=published_at, effective_at=effective_at, existing=existing,
-        plan_moves=json.dumps(plan_moves, sort_keys=True)))
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(catalog_versions).values(
+                tenant_id=tenant_id, number=number, content=content, sha256=sha256, source=source[:500],
+                published_by=published_by[:200], published_at=published_at, effective_at=effective_at,
+                existing=existing, plan_moves=json.dumps(plan_moves, sort_keys=True)))
+    except IntegrityError:
+        raise errors.Conflict(f"catalog version {number} was published by someone else meanwhile; nothing was "
+                              "published: look at the versions and try again", param="version") from None
     return number
 
 
