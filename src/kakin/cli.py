@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from kakin.cli_catalog import catalog_app
+from kakin.cli_output import err, fail, out
 
 app = typer.Typer(help="kakin (課金): subscription billing for Japanese B2B SaaS vendors.", no_args_is_help=True,
                   add_completion=False)
 tenant_app = typer.Typer(help="Manage tenants (vendors).", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
-out = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, soft_wrap=True)
+app.add_typer(catalog_app, name="catalog")
 
 
 def _show_version(value: bool) -> None:
@@ -38,9 +39,7 @@ def _root(
     """kakin (課金): subscription billing for Japanese B2B SaaS vendors."""
 
 
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    raise typer.Exit(2)
+_fail = fail
 
 
 @app.command()
@@ -111,42 +110,6 @@ def print_outcome(data: dict[str, Any], title: str) -> None:
     for c in data["customers"]:
         cust.add_row(c["id"], str(c["plan"]), str(c["status"]), str(c["seats"]), str(c["members"]))
     out.print(cust)
-
-
-catalog_app = typer.Typer(help="Check and show catalog files.", no_args_is_help=True)
-app.add_typer(catalog_app, name="catalog")
-
-
-@catalog_app.command("check")
-def catalog_check(ref: Annotated[str, typer.Argument(help="A catalog file, or a shipped catalog code.")]) -> None:
-    """Validate a catalog and show its plans and prices as a price page would."""
-    from kakin.adapters.catalog_files import resolve_catalog
-    from kakin.domain.errors import CatalogError
-    from kakin.domain.money import format_rate
-
-    try:
-        catalog = resolve_catalog(ref)
-    except CatalogError as exc:
-        _fail(str(exc))
-        return
-    table = Table(title=f"{catalog.name} ({catalog.code}) — {'税込' if catalog.tax_inclusive else '税抜'}, "
-                        f"tax {format_rate(catalog.tax_rate)}, trial {catalog.trial_days} days")
-    for col in ("plan", "rank", "contract", "price", "billing", "seats", "usage"):
-        table.add_column(col)
-    for plan in sorted(catalog.plans.values(), key=lambda p: p.rank):
-        seats = f"{plan.min_seats or ''}–{plan.max_seats or ''}" if plan.min_seats or plan.max_seats else ""
-        usage = ", ".join(f"{m}: {'unlimited' if u.included is None else u.included}"
-                          f"{' (hard limit)' if u.hard_limit else f' + {len(u.tiers)} tiers' if u.tiers else ''}"
-                          f"{f' ※{format_rate(u.tax_rate)}' if u.tax_rate is not None else ''}"
-                          for m, u in plan.usage.items())
-        if not plan.prices:
-            table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), "—", "0", "", seats, usage)
-        for contract, price in plan.prices.items():
-            table.add_row(f"{plan.code} {plan.name_ja}", str(plan.rank), contract, f"{price.unit_amount:,} / {price.basis}"
-                          f"{f' ※{format_rate(price.tax_rate)}' if price.tax_rate is not None else ''}",
-                          f"{price.timing}, {price.alignment}", seats, usage)
-    out.print(table)
-    out.print(f"ok: {catalog.source}")
 
 
 usage_app = typer.Typer(help="Metered usage.", no_args_is_help=True)

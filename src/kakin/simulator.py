@@ -27,7 +27,7 @@ from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import CatalogError, KakinError
-from kakin.services import billing, clocks, usage
+from kakin.services import billing, catalogs, clocks, usage
 from kakin.services.documents import set_billing_profile
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -52,6 +52,7 @@ ACTIONS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
     "send_messages": ({"customer": _STR, "count": _INT}, {}),
     "set_premium_id": ({"customer": _STR, "premium_id": _STR}, {"billing": _STR}),
     "record_usage": ({"customer": _STR, "metric": _STR, "quantity": _INT, "transaction_id": _STR}, {"timestamp": datetime}),
+    "publish_catalog": ({"file": _STR, "effective": date, "existing": _STR}, {}),
     "advance": ({}, {}),
 }
 CUSTOMER_FIELDS = {"id": _STR, "name": _STR, "payment_method": _STR, "members": _INT,
@@ -84,7 +85,8 @@ class Outcome:
 
 
 def _type_name(kind: type) -> str:
-    return {int: "an integer", str: "a string", datetime: "a TOML date-time such as 2025-04-01T09:00:00"}[kind]
+    return {int: "an integer", str: "a string", datetime: "a TOML date-time such as 2025-04-01T09:00:00",
+            date: "a TOML date-time such as 2025-06-01T00:00:00 (or a date)"}[kind]
 
 
 def _check_fields(file: str, where: str, data: Any, required: dict[str, type], optional: dict[str, type]) -> None:
@@ -176,8 +178,19 @@ def load_scenario(path: str | Path) -> Scenario:
         previous = at
         if "timestamp" in s:
             s = {**s, "timestamp": _instant(file, where, s["timestamp"], zone, "timestamp")}
+        if action == "publish_catalog":
+            s = {**s, "effective": _instant(file, where, s["effective"], zone, "effective"),
+                 "file": _published_file(file, where, s["file"])}
         parsed.append({**s, "at": at})
     return Scenario(file, tenant, zone, customers, parsed, issuer)
+
+
+def _published_file(file: str, where: str, name: str) -> str:
+    """A catalog file a ``publish_catalog`` step names, relative to the scenario; it must exist."""
+    path = (Path(file).resolve().parent / name).resolve()
+    if not path.is_file():
+        raise ScenarioError(file, where, f"file {name!r}: no such catalog file (paths are relative to the scenario)")
+    return str(path)
 
 
 def run_scenario(scenario: Scenario, database_url: str = "sqlite://", documents: Path | None = None) -> Outcome:
@@ -237,10 +250,12 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
         record: dict[str, Any] = {"at": at.isoformat(), "action": step["action"]}
         try:
             with uow() as u:
-                result = _perform(u, open_tenant(u, code), gateway, step)
+                result = _perform(u, open_tenant(u, code, at), gateway, step)
             record["ok"] = True
             if step["action"] == "record_usage":
                 record["duplicate"] = result["duplicate"]
+            if step["action"] == "publish_catalog":
+                record["catalog_version"] = result["version"]
         except KakinError as exc:  # refused: the transaction rolled back, nothing changed
             record["ok"] = False
             record["error"] = {"code": exc.code, "message": exc.message}
@@ -253,7 +268,7 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
 def report(engine: Engine, code: str, label: str, steps: list[dict[str, Any]] | None = None) -> Outcome:
     outcome = Outcome(tenant=label, steps=steps or [])
     with UnitOfWork(engine) as u:
-        tenant = open_tenant(u, code)
+        tenant = open_tenant(u, code, datetime.fromisoformat(steps[-1]["at"]) if steps else None)
         outcome.tax_inclusive = tenant.catalog.tax_inclusive
         tried: dict[int, int] = {}  # payment attempts made for each invoice (a refused purchase's have none)
         for attempt in u.payment_attempts_of(tenant.row):
@@ -267,6 +282,7 @@ def report(engine: Engine, code: str, label: str, steps: list[dict[str, Any]] | 
             outcome.customers.append({
                 "id": c["key"], "plan": sub["plan"] if sub else None, "status": sub["status"] if sub else None,
                 "seats": sub["seats"] if sub else 0, "members": c["members"],
+                **({"catalog_version": sub["catalog_version"]} if sub else {}),
                 **({"basic_id": c["basic_id"]} if c["basic_id"] else {}),
             })
     return outcome
@@ -285,7 +301,7 @@ def _perform(u: UnitOfWork, tenant: Any, gateway: CardSimulator, step: dict[str,
     if action == "advance":
         return None
     now: datetime = step["at"]
-    key = step["customer"]
+    key = step.get("customer", "")
     handlers: dict[str, Callable[[], Any]] = {
         "subscribe": lambda: billing.subscribe(u, tenant, gateway, key, now, step["plan"], contract=step.get("contract"),
                                                seats=step.get("seats"), members=step.get("members"),
@@ -299,6 +315,9 @@ def _perform(u: UnitOfWork, tenant: Any, gateway: CardSimulator, step: dict[str,
         "send_messages": lambda: usage.consume(u, tenant, key, "messages", step["count"], now),
         "set_premium_id": lambda: billing.set_premium_id(u, tenant, gateway, key, now, step["premium_id"],
                                                          billing=step.get("billing", "monthly")),
+        "publish_catalog": lambda: catalogs.publish(u, tenant.row, Path(step["file"]).read_text(encoding="utf-8"),
+                                                    Path(step["file"]).name, effective_at=step["effective"],
+                                                    existing=step["existing"], actor="scenario", now=now),
         "record_usage": lambda: usage.record_event(u, tenant, {
             "customer": key, "metric": step["metric"], "quantity": step["quantity"],
             "timestamp": step.get("timestamp", now), "transaction_id": step["transaction_id"]}, now),
@@ -320,7 +339,9 @@ def _invoice_json(r: dict[str, Any]) -> dict[str, Any]:
         "period_end": r["period_end"].isoformat() if r["period_end"] else None,
         "lines": [{"kind": ln["kind"], "description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"],
                    **({"formula": ln["formula"]} if ln["formula"] else {}),
-                   **({"tax_rate": ln["tax_rate"]} if ln["tax_rate"] else {})} for ln in r["lines"]],
+                   **({"tax_rate": ln["tax_rate"]} if ln["tax_rate"] else {}),
+                   **({"catalog_version": ln["catalog_version"]} if ln["catalog_version"] is not None else {})}
+                  for ln in r["lines"]],
         "subtotal": r["subtotal"], "tax": r["tax"], "credit_applied": r["credit_applied"], "total": r["total"],
         "tax_rate": r["tax_rate"],
         "taxes": _taxes_json(r["taxes"], r["tax_rate"], r["subtotal"], r["tax"], bool(r["tax_inclusive"])),

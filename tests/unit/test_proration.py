@@ -284,7 +284,7 @@ def test_arrears_lines_bill_the_april_example_as_one_line_of_7500_yen() -> None:
         Phase(date(2024, 4, 1), "basic", "monthly", seats=0, members=10, billable=True),
         Phase(date(2024, 4, 16), "basic", "monthly", seats=0, members=15, billable=True),
     ]
-    (only,) = arrears_lines(catalog, phases, date(2024, 4, 1), date(2024, 5, 1))
+    (only,) = arrears_lines(lambda _: catalog, phases, date(2024, 4, 1), date(2024, 5, 1))
     # 375 user-days × 600 ÷ 30 = 7,500
     assert only.amount == 7500
     assert only.quantity == 375
@@ -294,7 +294,7 @@ def test_arrears_lines_bill_the_april_example_as_one_line_of_7500_yen() -> None:
 def test_arrears_lines_bill_users_beyond_annual_licenses_at_the_monthly_price() -> None:
     catalog = resolve_catalog("lineworks")
     phases = [Phase(date(2024, 4, 1), "basic", "annual", seats=10, members=12, billable=True)]
-    lines = arrears_lines(catalog, phases, date(2024, 4, 1), date(2024, 5, 1))
+    lines = arrears_lines(lambda _: catalog, phases, date(2024, 4, 1), date(2024, 5, 1))
     # licenses: 10 × 30 days × 500 ÷ 30 = 5,000; users over: 2 × 30 × 600 ÷ 30 = 1,200
     assert sorted(item.amount for item in lines) == [1200, 5000]
 
@@ -302,6 +302,6 @@ def test_arrears_lines_bill_users_beyond_annual_licenses_at_the_monthly_price() 
 def test_arrears_lines_floor_each_line_once() -> None:
     catalog = resolve_catalog("lineworks")
     phases = [Phase(date(2024, 3, 17), "basic", "monthly", seats=0, members=1, billable=True)]
-    (only,) = arrears_lines(catalog, phases, date(2024, 3, 1), date(2024, 4, 1))
+    (only,) = arrears_lines(lambda _: catalog, phases, date(2024, 3, 1), date(2024, 4, 1))
     # Mar 17–31 = 15 days: 600 × 15 ÷ 31 = 290.32… → 290
     assert only.amount == 290

@@ -19,15 +19,18 @@ def shipped_path(code: str) -> Path:
     return SHIPPED_DIR / f"{code}.toml"
 
 
-def load_catalog_file(path: str | Path) -> Catalog:
-    path = Path(path)
-    name = str(path)
+def read_catalog_text(path: str | Path) -> str:
+    """A catalog file's text; raises CatalogError naming the file when it is missing or not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CatalogError(name, "(file)", "no such file") from None
+        raise CatalogError(str(path), "(file)", "no such file") from None
     except UnicodeDecodeError as exc:
-        raise CatalogError(name, "(file)", f"is not UTF-8 text ({exc.reason})") from None
+        raise CatalogError(str(path), "(file)", f"is not UTF-8 text ({exc.reason})") from None
+
+
+def parse_catalog_text(text: str, name: str) -> Catalog:
+    """A catalog from its TOML text (a file's, or a published version's); errors name ``name``, the key and why."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -40,13 +43,18 @@ def load_catalog_file(path: str | Path) -> Catalog:
     return catalog
 
 
+def load_catalog_file(path: str | Path) -> Catalog:
+    return parse_catalog_text(read_catalog_text(path), str(path))
+
+
 @lru_cache(maxsize=32)
 def _cached(path: str, mtime_ns: int) -> Catalog:
     return load_catalog_file(path)
 
 
-def resolve_catalog(ref: str, base: Path | None = None) -> Catalog:
-    """A shipped catalog by code (``nipoplus``) or a catalog file by path."""
+def catalog_path(ref: str, base: Path | None = None) -> Path:
+    """The file of a shipped catalog (by code: ``nipoplus``) or of a catalog file path (relative to ``base``);
+    raises CatalogError when there is no such file."""
     if ref in SHIPPED:
         path = shipped_path(ref)
     else:
@@ -58,4 +66,10 @@ def resolve_catalog(ref: str, base: Path | None = None) -> Catalog:
                 ref, "(file)",
                 f"no such catalog: give a shipped catalog ({', '.join(SHIPPED)}) or the path of a catalog file",
             )
+    return path
+
+
+def resolve_catalog(ref: str, base: Path | None = None) -> Catalog:
+    """A shipped catalog by code (``nipoplus``) or a catalog file by path, parsed (cached while the file is unchanged)."""
+    path = catalog_path(ref, base)
     return _cached(str(path), path.stat().st_mtime_ns)

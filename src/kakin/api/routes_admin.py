@@ -12,11 +12,11 @@ from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
-from kakin.services import access, clocks, price_page, tenancy, webhooks
+from kakin.services import access, catalogs, clocks, price_page, tenancy, webhooks
 from kakin.services.presenters import invoice_json
 
 from .app import Auth, decode_cursor, forget_keys, paged, read, tenant_of, write
-from .schemas import AdvanceIn, TenantIn, TestClockIn, WebhookEndpointIn
+from .schemas import AdvanceIn, CatalogVersionIn, TenantIn, TestClockIn, WebhookEndpointIn
 
 router = APIRouter(prefix="/v1")
 Limit = Annotated[int, Query(ge=1, le=100)]
@@ -37,9 +37,35 @@ def update_tenant(request: Request, op: Auth, body: TenantIn) -> Response:
         address=body.address)), permission=None)
 
 
-@router.get("/catalog", tags=["catalog"], summary="Plans and prices as the vendor's price page shows them")
-def catalog(request: Request, op: Auth) -> dict[str, Any]:
-    return read(request, op, lambda uow: price_page.price_page(tenant_of(uow, op).catalog))  # type: ignore[no-any-return]
+@router.get("/catalog", tags=["catalog"], summary="Plans and prices as the vendor's price page shows them: the catalog "
+            "version in force now, or version N")
+def catalog(request: Request, op: Auth, version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None) -> dict[str, Any]:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        if version is None:
+            return price_page.price_page(tenancy.open_tenant(uow, op.tenant.code, request.app.state.clock()).catalog)
+        return price_page.price_page(catalogs.version_catalog(uow, op.tenant, version))
+
+    return read(request, op, work)  # type: ignore[no-any-return]
+
+
+@router.get("/catalog/versions", tags=["catalog"],
+            summary="The catalog's published versions: hash, who published it, when it takes effect, what it does to "
+                    "existing subscriptions, and which is in force")
+def catalog_versions(request: Request, op: Auth) -> dict[str, Any]:
+    return read(request, op, lambda uow: {  # type: ignore[no-any-return]
+        "data": catalogs.versions_view(uow, op.tenant, request.app.state.clock())})
+
+
+@router.post("/catalog/versions", tags=["catalog"], status_code=201,
+             responses={200: {"description": "A dry run: the changes and the subscribers per plan; nothing published"}},
+             summary="Publish a catalog file as the next version (owner): new subscriptions take it from `effective`; "
+                     "existing ones move at their next period or never. `dry_run` shows the changes and publishes "
+                     "nothing; a version that drops a plan with subscribers without [plan_moves] is refused (409)")
+def publish_catalog_version(request: Request, op: Auth, body: CatalogVersionIn) -> Response:
+    op.require("manage")
+    return write(request, op, body, lambda uow: catalogs.publish(
+        uow, op.tenant, body.content, body.source, effective_at=body.effective, existing=body.existing, actor=op.actor,
+        now=request.app.state.clock(), dry_run=body.dry_run), status=200 if body.dry_run else 201, permission="manage")
 
 
 @router.get("/invoices", tags=["invoices"], summary="All invoices, newest last (cursor pagination)")

@@ -151,3 +151,13 @@ class TenantIn(Body):
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)] | None = None
     registration_number: Annotated[str, Field(max_length=14, pattern=NO_NUL)] | None = None
     address: Annotated[str, Field(max_length=500, pattern=NO_NUL)] | None = None
+
+
+class CatalogVersionIn(Body):
+    """A catalog file's TOML text published as the tenant's next catalog version (owner only)."""
+
+    content: Annotated[str, Field(min_length=1, max_length=1_000_000, pattern=NO_NUL)]
+    effective: Instant  # new subscriptions take it from this instant
+    existing: Literal["next_period", "never"]  # existing subscriptions move at their next period, or keep their version
+    source: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)] = "api"  # a name for the file
+    dry_run: bool = False  # show the changes and the subscribers affected; publish nothing

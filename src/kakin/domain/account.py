@@ -43,6 +43,7 @@ class Phase:
     seats: int
     members: int
     billable: bool
+    catalog_version: int = 1  # the catalog version the day is priced with (issue 13)
 
 
 def phases_from(phases: list[Phase], day: date) -> list[Phase]:
@@ -61,6 +62,7 @@ class PendingChange:
     cancel: bool = False
     # seat changes made while a cancellation is pending, (date, before, after): billed only if it is withdrawn
     held: list[tuple[date, int, int]] = field(default_factory=list)
+    catalog_version: int | None = None  # a scheduled plan change: the catalog version its plan comes from
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Subscription:
     ended: bool = False
     value: str | None = None  # the add-on's value (a premium ID)
     notified: str | None = None  # the last notice sent, e.g. "charge:2026-06-03"
+    catalog_version: int = 1  # the catalog version its prices come from (issue 13: moved at a period start, or never)
     id: int | None = None
     phases: list[Phase] = field(default_factory=list)
     new_phases: list[Phase] = field(default_factory=list)  # recorded since loading: to write

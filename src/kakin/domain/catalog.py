@@ -209,6 +209,9 @@ class Catalog:
     notice_before_trial_end_days: int | None = None
     bank_transfer_due_days: int = 30  # 請求書払い: days from the invoice to its due date
     small_balance_days: int = 30  # an amount below the gateway's minimum waits this long for another charge
+    # [plan_moves] old = "new": subscribers of a plan this version drops move to another when they take it up
+    plan_moves: dict[str, str] = field(default_factory=dict)
+    version: int = 1  # the catalog version number this content was published as (issue 13)
 
     def plan(self, code: str) -> Plan:
         from .errors import UnknownPlan

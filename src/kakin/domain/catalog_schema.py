@@ -416,6 +416,16 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
         at.finish()
         addons[addon_code] = AddOn(addon_code, names["ja"], names["en"], aprices, overrides)
     addons_t.finish()
+    moves_t = top.table("plan_moves", {})
+    plan_moves: dict[str, str] = {}
+    for old in moves_t.data:
+        target = moves_t.get(old, str)
+        if old in plans:
+            raise moves_t.error(old, f"plan {old!r} is still in this catalog: only a plan it drops can move")
+        if target not in plans:
+            raise moves_t.error(old, f"names unknown plan {target!r}; known plans: {', '.join(sorted(plans))}")
+        plan_moves[old] = target
+    moves_t.finish()
     top.finish()
 
     return Catalog(
@@ -443,4 +453,5 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
         notice_before_trial_end_days=before_trial_end,
         bank_transfer_due_days=bank_transfer_due_days,
         small_balance_days=small_balance_days,
+        plan_moves=plan_moves,
     )

@@ -6,7 +6,7 @@ and each line carries its formula.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 
 from .account import Phase
@@ -43,26 +43,28 @@ def recurring_line(catalog: Catalog, plan: Plan, price: Price, seats: int, start
         period_start=start,
         period_end=end,
         tax_rate=price.tax_rate,
+        catalog_version=catalog.version,
     )
 
 
-def arrears_lines(catalog: Catalog, phases: Sequence[Phase], start: date, end: date) -> list[Line]:
+def arrears_lines(catalog_of: Callable[[int], Catalog], phases: Sequence[Phase], start: date, end: date) -> list[Line]:
     """Per-day charges for [start, end) inside one calendar month, from the phases in effect.
 
     Each day costs quantity × unit ÷ days in the month, at the state at the end
-    of that day. One line per plan, contract and price component, rounded once.
+    of that day, with the prices of the catalog version that phase records (``catalog_of(number)``: issue 13).
+    One line per catalog version, plan, contract and price component, rounded once.
     """
     if start.replace(day=1) != (end - timedelta(days=1)).replace(day=1):
         raise ValueError(f"{start}–{end} is not inside one calendar month")
-    # (plan, contract, component price contract) → list of spans
-    groups: dict[tuple[str, str, str], list[DailySpan]] = {}
+    # (catalog version, plan, contract, component price contract) → list of spans
+    groups: dict[tuple[int, str, str, str], list[DailySpan]] = {}
     ordered = sorted(phases, key=lambda p: p.start)
     for i, phase in enumerate(ordered):
         span_start = max(phase.start, start)
         span_end = min(ordered[i + 1].start if i + 1 < len(ordered) else end, end)
         if span_start >= span_end or not phase.billable:
             continue
-        plan = catalog.plans[phase.plan]
+        plan = catalog_of(phase.catalog_version).plans[phase.plan]
         price = plan.prices.get(phase.contract)
         if price is None:
             continue
@@ -76,11 +78,12 @@ def arrears_lines(catalog: Catalog, phases: Sequence[Phase], start: date, end: d
             parts = [(price.contract, 1)]
         for component, qty in parts:
             if qty > 0:
-                groups.setdefault((phase.plan, phase.contract, component), []).append(
+                groups.setdefault((phase.catalog_version, phase.plan, phase.contract, component), []).append(
                     DailySpan(span_start, span_end, qty)
                 )
     out = []
-    for (plan_code, contract, component), spans in groups.items():
+    for (version, plan_code, contract, component), spans in groups.items():
+        catalog = catalog_of(version)
         plan = catalog.plans[plan_code]
         price = plan.prices[component]
         unit_days = sum(s.quantity * days_between(s.start, s.end) for s in spans)
@@ -98,6 +101,7 @@ def arrears_lines(catalog: Catalog, phases: Sequence[Phase], start: date, end: d
                 period_start=first,
                 period_end=last,
                 tax_rate=price.tax_rate,
+                catalog_version=version,
             )
         )
     return out
@@ -121,4 +125,5 @@ def usage_line(catalog: Catalog, plan: Plan, usage: UsagePrice, used: int, month
         period_start=month,
         period_end=end,
         tax_rate=usage.tax_rate,
+        catalog_version=catalog.version,
     )

@@ -239,6 +239,19 @@ class OperatorExists(Conflict):
     code = "operator_exists"
 
 
+class PlanHasSubscribers(Conflict):
+    """A catalog version would drop plans that still have subscribers and does not move them (``[plan_moves]``)."""
+
+    code = "plan_has_subscribers"
+
+    def __init__(self, message: str, *, plans: dict[str, int], param: str | None = "plan_moves") -> None:
+        super().__init__(message, param=param)
+        self.plans = plans
+
+    def details(self) -> dict[str, object]:
+        return {"plans": self.plans}
+
+
 # ------------------------------------------------------------------ who may do what
 class NotFound(KakinError):
     code = "not_found"

@@ -39,6 +39,7 @@ class Line:
     period_end: date | None = None
     formula: str = ""  # how the amount was computed, e.g. "180 × 13 ÷ 30 × 10 = 780"
     tax_rate: Fraction | None = None  # None: the catalog's standard rate
+    catalog_version: int | None = None  # the catalog version that priced it (None: not from a catalog price)
 
 
 def line(
@@ -51,10 +52,13 @@ def line(
     period_start: date | None = None,
     period_end: date | None = None,
     tax_rate: Fraction | None = None,
+    catalog_version: int | None = None,
 ) -> Line:
-    """A line whose exact amount is rounded here, once, by the named rule; its formula ends with that amount."""
+    """A line whose exact amount is rounded here, once, by the named rule; its formula ends with that amount.
+    ``catalog_version``: the version of the catalog whose price gave it (issue 13)."""
     amount = priced.rounded(rounding)
-    return Line(kind, description, quantity, amount, period_start, period_end, priced.shown(amount), tax_rate)
+    return Line(kind, description, quantity, amount, period_start, period_end, priced.shown(amount), tax_rate,
+                catalog_version)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,15 @@ scheduled work (renewals, trial ends, month closes, retries) in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from . import errors
 from .account import PLAN, Account, OpenInvoice, Phase, Status, Subscription
-from .calendar import anniversary, local_date, month_start, next_month_start, period_index
+from .calendar import anniversary, local_date, month_start, next_month_start, period_index, start_of_day
 from .catalog import Alignment, Basis, Catalog, Plan, Price, Timing, When
+from .catalog_versions import CatalogHistory
 from .charges import CONTRACT_JA, recurring_line
 from .invoice import CreditNoteDraft, InvoiceDraft, Line, LineKind, TaxPolicy, credit_note, generate_invoice, line
 from .money import product
@@ -35,8 +36,15 @@ class Result:
 
 
 class Lifecycle:
-    def __init__(self, catalog: Catalog) -> None:
+    """The billing rules of one tenant. ``catalog`` is the version in force when the tenant was opened (vendor-wide
+    settings: time zone, tax, dunning); ``history`` holds every published version (issue 13): a new subscription
+    takes the version in force at ``now`` (:meth:`catalog_at`), an existing one is priced with its own
+    (:meth:`catalog_of`) and moves at a period start (:meth:`move_to_version`)."""
+
+    def __init__(self, catalog: Catalog, history: CatalogHistory | None = None) -> None:
         self.catalog = catalog
+        self.history = history or CatalogHistory.single(catalog, datetime.min.replace(tzinfo=UTC))
+        self.versioned = len(self.history.versions) > 1
         self.zone = ZoneInfo(catalog.timezone)
         self.tax = TaxPolicy(catalog.tax_rate, catalog.tax_inclusive, catalog.tax_rounding)
 
@@ -44,10 +52,45 @@ class Lifecycle:
     def today(self, now: datetime) -> date:
         return local_date(now, self.zone)
 
-    def price_of(self, sub: Subscription) -> Price | None:
+    def catalog_at(self, now: datetime) -> Catalog:
+        """The catalog a subscription started at ``now`` takes: the latest version in effect."""
+        return self.history.in_force(now) if self.versioned else self.catalog
+
+    def catalog_of(self, sub: Subscription) -> Catalog:
+        """The catalog version ``sub`` is priced with."""
+        if not self.versioned and sub.catalog_version == self.catalog.version:
+            return self.catalog
+        return self.history.catalog(sub.catalog_version)
+
+    def move_to_version(self, account: Account, sub: Subscription, on: date) -> tuple[str, dict[str, object]] | None:
+        """At the start of a period on ``on``, move ``sub`` to the latest ``next_period`` version in effect by then
+        (its plan renamed by ``[plan_moves]``), and record the phase; an event, or None when it stays (issue 13)."""
+        if not self.versioned:
+            return None
+        target = self.history.moved_to(sub.catalog_version, start_of_day(on, self.zone))
+        if target == sub.catalog_version:
+            return None
+        catalog = self.history.catalog(target)
         if sub.product == PLAN:
-            return self.catalog.plans[sub.plan].prices.get(sub.contract)
-        return self.catalog.addons[sub.product].prices.get(sub.contract)
+            plan = self.history.plan_after_moves(sub.plan, sub.catalog_version, target)
+            found = catalog.plans.get(plan)
+            if found is None or (found.prices and sub.contract not in found.prices):
+                return None  # nowhere to go: it keeps the version it has
+        elif sub.product not in catalog.addons or sub.contract not in catalog.addons[sub.product].prices:
+            return None
+        else:
+            plan = sub.plan
+        event = ("subscription.catalog_version_changed",
+                 {"product": sub.product, "from": sub.catalog_version, "to": target, "plan": plan, "on": on.isoformat()})
+        sub.plan, sub.catalog_version = plan, target
+        self.record_phase(account, sub, on)
+        return event
+
+    def price_of(self, sub: Subscription) -> Price | None:
+        catalog = self.catalog_of(sub)
+        if sub.product == PLAN:
+            return catalog.plans[sub.plan].prices.get(sub.contract)
+        return catalog.addons[sub.product].prices.get(sub.contract)
 
     def record_phase(self, account: Account, sub: Subscription, on: date) -> None:
         """Note the state in effect from ``on``; a later change the same day replaces it (the last change of a day
@@ -55,7 +98,7 @@ class Lifecycle:
 
         ``sub.new_phases`` holds the phases to write, at most one a day; a phase already written on ``on`` that
         this one replaces goes into ``sub.superseded_phases``, for the store to remove."""
-        phase = Phase(on, sub.plan, sub.contract, sub.seats, account.members, sub.status.billable)
+        phase = Phase(on, sub.plan, sub.contract, sub.seats, account.members, sub.status.billable, sub.catalog_version)
         if sub.phases and sub.phases[-1].start >= on:
             replaced = sub.phases[-1]
             sub.phases[-1] = phase
@@ -96,18 +139,30 @@ class Lifecycle:
         return [note]
 
     def period_line(self, account: Account, sub: Subscription, start: date, end: date) -> Line:
-        """The in-advance charge for one period of a plan or an add-on."""
+        """The in-advance charge for one period of a plan or an add-on, at the subscription's catalog version."""
+        catalog = self.catalog_of(sub)
         if sub.product == PLAN:
-            plan = self.catalog.plans[sub.plan]
-            return recurring_line(self.catalog, plan, plan.prices[sub.contract], sub.seats, start, end)
-        addon = self.catalog.addons[sub.product]
+            plan = catalog.plans[sub.plan]
+            return recurring_line(catalog, plan, plan.prices[sub.contract], sub.seats, start, end)
+        addon = catalog.addons[sub.product]
         current = account.plan_subscription
         amount = addon.unit_amount(sub.contract, current.plan if current else "")  # per-plan override (free under some plans)
         label = CONTRACT_JA.get(sub.contract, sub.contract)
         price = addon.prices.get(sub.contract)
         return line(LineKind.ADDON, f"{addon.name_ja} {sub.value or ''}（{label}）{start.isoformat()}〜{(end - timedelta(days=1)).isoformat()}",
-                    1, product(amount, 1), self.catalog.line_rounding, period_start=start, period_end=end,
-                    tax_rate=price.tax_rate if price is not None else None)
+                    1, product(amount, 1), catalog.line_rounding, period_start=start, period_end=end,
+                    tax_rate=price.tax_rate if price is not None else None, catalog_version=catalog.version)
+
+    def upcoming_period_line(self, account: Account, sub: Subscription, start: date, end: date) -> Line:
+        """:meth:`period_line` for a period starting ``start``, at the version ``sub`` will have moved to by then
+        (a notice before a charge names the amount that will be charged)."""
+        target = self.history.moved_to(sub.catalog_version, start_of_day(start, self.zone)) if self.versioned else 0
+        if not target or target == sub.catalog_version:
+            return self.period_line(account, sub, start, end)
+        ahead = replace(sub, phases=[], new_phases=[], superseded_phases=[])
+        if self.move_to_version(account, ahead, start) is None:
+            return self.period_line(account, sub, start, end)
+        return self.period_line(account, ahead, start, end)
 
     def take_pending_items(self, account: Account) -> list[Line]:
         items = [p.line for p in account.pending_items]
@@ -150,12 +205,16 @@ class Lifecycle:
     # ---------------------------------------------------------------- accounts
     def open_account(self, key: str, name: str, now: datetime, payment_method: str | None = None, members: int = 0) -> Account:
         account = Account(key=key, name=name, payment_method=payment_method, members=members)
-        if self.catalog.default_plan:
-            self.start(account, self.catalog.plans[self.catalog.default_plan], self.catalog.default_contract, 0, now, 0)
+        catalog = self.catalog_at(now)
+        if catalog.default_plan:
+            self.start(account, catalog.plans[catalog.default_plan], catalog.default_contract, 0, now, 0)
         return account
 
-    def start(self, account: Account, plan: Plan, contract: str, seats: int, now: datetime, trial_days: int) -> Result:
-        """Start a new main subscription from ``now``, ending the current one."""
+    def start(self, account: Account, plan: Plan, contract: str, seats: int, now: datetime, trial_days: int,
+              catalog: Catalog | None = None) -> Result:
+        """Start a new main subscription from ``now``, ending the current one; ``plan`` is from ``catalog`` (by
+        default the version in force at ``now``), whose version the subscription keeps."""
+        catalog = catalog or self.catalog_at(now)
         today = self.today(now)
         result = Result()
         old = account.plan_subscription
@@ -178,6 +237,7 @@ class Lifecycle:
             seats=seats, anchor=begins, period_start=period_start, period_end=period_end,
             trial_end=trial_end,
             term_anchor=begins if price is not None and price.term_months else None,
+            catalog_version=catalog.version,
         )
         if price is not None and price.timing is Timing.IN_ARREARS:
             sub.period_start, sub.period_end = month_start(today), next_month_start(today)
@@ -186,7 +246,7 @@ class Lifecycle:
         if sub.status is Status.ACTIVE and price is not None and price.timing is Timing.IN_ADVANCE:
             draft = self.invoice(
                 account,
-                [recurring_line(self.catalog, plan, price, seats, period_start, period_end)],
+                [recurring_line(catalog, plan, price, seats, period_start, period_end)],
                 today, period_start, period_end,
             )
             if draft:
@@ -199,13 +259,14 @@ class Lifecycle:
         self, account: Account, plan_code: str, now: datetime, *, contract: str | None = None,
         seats: int | None = None, members: int | None = None, trial_days: int | None = None,
     ) -> Result:
-        plan = self.catalog.plan(plan_code)
+        catalog = self.catalog_at(now)
+        plan = catalog.plan(plan_code)
         if plan.eligibility:
             raise errors.EligibilityRequired(
                 f"plan {plan.code!r} needs an approved {plan.eligibility} eligibility application first",
                 param="plan",
             )
-        contract = contract or self.catalog.default_contract
+        contract = contract or catalog.default_contract
         if plan.prices and contract not in plan.prices:
             raise errors.UnknownContract(
                 f"plan {plan.code!r} has no {contract!r} contract; choose one of: {', '.join(sorted(plan.prices))}",
@@ -224,7 +285,7 @@ class Lifecycle:
                 result.credit_notes += changed.credit_notes
                 result.events += changed.events
             return result
-        if current is not None and not self.catalog.plans[current.plan].is_free and current.status is not Status.CANCELED:
+        if current is not None and not self.catalog_of(current).plans[current.plan].is_free and current.status is not Status.CANCELED:
             raise errors.AlreadySubscribed(
                 f"the customer already has plan {current.plan!r}; use change_plan to move to {plan.code!r}",
                 param="plan",
@@ -239,7 +300,7 @@ class Lifecycle:
         if seats is None:
             seats = account.members if price is not None and price.basis is Basis.SEAT else 0
         self.check_seats(plan, price, seats)
-        days = self.catalog.trial_days if trial_days is None else trial_days
+        days = catalog.trial_days if trial_days is None else trial_days
         if days < 0:
             raise errors.InvalidValue("trial_days cannot be negative", param="trial_days")
         charged_now = days == 0 and price is not None and price.unit_amount > 0
@@ -249,10 +310,10 @@ class Lifecycle:
                 param="payment_method",
             )
         if current is not None:
-            rule = self.catalog.change_policy(current.plan, current.contract, plan.code, contract)
+            rule = catalog.change_policy(current.plan, current.contract, plan.code, contract)
             if rule is When.REFUSED:
                 raise errors.PlanChangeNotAllowed(f"the catalog does not allow {current.plan!r} → {plan.code!r}", param="plan")
-        return self.start(account, plan, contract, seats, now, days)
+        return self.start(account, plan, contract, seats, now, days, catalog)
 
     def set_members(self, account: Account, members: int, now: datetime) -> Result:
         if members < 0:
@@ -287,10 +348,11 @@ class Lifecycle:
         price = self.price_of(sub)
         if price is None or price.timing is Timing.IN_ADVANCE:
             sub.ended = True
-        free = self.catalog.fallback_plan
+        start_now = datetime.combine(today, datetime.min.time(), tzinfo=self.zone)
+        catalog = self.catalog_at(start_now)
+        free = catalog.fallback_plan
         if fallback and sub.product == PLAN and free and free != sub.plan:
-            start_now = datetime.combine(today, datetime.min.time(), tzinfo=self.zone)
-            return self.start(account, self.catalog.plans[free], self.catalog.default_contract, 0, start_now, 0).invoices
+            return self.start(account, catalog.plans[free], catalog.default_contract, 0, start_now, 0, catalog).invoices
         return []
 
     def set_payment_method(self, account: Account, payment_method: str, now: datetime) -> Result:
@@ -309,9 +371,11 @@ class Lifecycle:
         return result
 
     def activate(self, account: Account, sub: Subscription, on: date) -> list[InvoiceDraft]:
-        """Start (or resume) paid service on ``on``: the first in-advance period is invoiced now."""
+        """Start (or resume) paid service on ``on``: the first in-advance period is invoiced now, at the catalog
+        version the subscription moves to for a period starting ``on`` (:meth:`move_to_version`)."""
         sub.status = Status.ACTIVE
         sub.trial_end = None
+        self.move_to_version(account, sub, on)
         price = self.price_of(sub)
         self.record_phase(account, sub, on)
         if price is None:
@@ -322,14 +386,15 @@ class Lifecycle:
             return []
         sub.anchor = on
         sub.period_start, sub.period_end = self.period_for(price, on)
-        plan = self.catalog.plans[sub.plan]
-        draft = self.invoice(account, [recurring_line(self.catalog, plan, price, sub.seats, sub.period_start, sub.period_end)],
+        catalog = self.catalog_of(sub)
+        draft = self.invoice(account, [recurring_line(catalog, catalog.plans[sub.plan], price, sub.seats, sub.period_start,
+                                                      sub.period_end)],
                              on, sub.period_start, sub.period_end, key=f"{sub.product}:{sub.anchor.isoformat()}:{on.isoformat()}")
         return [draft] if draft else []
 
     def require_paid(self, account: Account) -> Subscription:
         sub = account.plan_subscription
-        if sub is None or sub.status is Status.CANCELED or self.catalog.plans[sub.plan].is_free:
+        if sub is None or sub.status is Status.CANCELED or self.catalog_of(sub).plans[sub.plan].is_free:
             raise errors.NotSubscribed("the customer has no paid subscription; subscribe first", param="customer")
         return sub
 

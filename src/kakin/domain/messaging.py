@@ -82,9 +82,10 @@ def set_premium_id(
     lc: Lifecycle, account: Account, premium_id: str, billing: str, now: datetime, taken: Callable[[str], bool],
     addon_code: str = "premium_id",
 ) -> Result:
-    addon = lc.catalog.addons.get(addon_code)
+    catalog = lc.catalog_at(now)
+    addon = catalog.addons.get(addon_code)
     if addon is None:
-        raise errors.UnknownAddon(f"the {lc.catalog.code} catalog has no {addon_code!r} add-on", param="premium_id")
+        raise errors.UnknownAddon(f"the {catalog.code} catalog has no {addon_code!r} add-on", param="premium_id")
     if not isinstance(premium_id, str) or not PREMIUM_ID.match(premium_id):
         raise errors.InvalidPremiumId(
             f"{premium_id!r} is not a valid premium ID: write @ followed by 4–18 lowercase letters, digits, _ or -",
@@ -105,7 +106,7 @@ def set_premium_id(
     price = addon.prices[billing]
     start, end = lc.period_for(price, today)
     sub = Subscription(product=addon_code, plan="", contract=billing, status=Status.ACTIVE, seats=1,
-                       anchor=today, period_start=start, period_end=end, value=premium_id)
+                       anchor=today, period_start=start, period_end=end, value=premium_id, catalog_version=catalog.version)
     account.subscriptions.append(sub)
     draft = lc.invoice(account, [lc.period_line(account, sub, start, end)], today, start, end)
     return Result(invoices=[draft] if draft else [], events=[("addon.started", {"addon": addon_code, "value": premium_id, "billing": billing})])

@@ -14,7 +14,7 @@ from . import errors
 from . import seats as seats_module
 from .account import Account, PendingChange, PendingItem, Status, Subscription
 from .calendar import next_month_start
-from .catalog import Basis, MidPeriodChange, Plan, Price, Timing, When
+from .catalog import Basis, Catalog, MidPeriodChange, Plan, Price, Timing, When
 from .invoice import LineKind, line
 from .lifecycle import Lifecycle, Result
 from .money import Priced
@@ -23,12 +23,18 @@ from .proration import prorated
 
 def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, *, contract: str | None = None,
                 seats: int | None = None) -> Result:
-    """Move to another plan or contract under the catalog's rules: at once, at the end of the period, or refused."""
-    plan = lc.catalog.plan(plan_code)
+    """Move to another plan or contract under the catalog's rules: at once, at the end of the period, or refused.
+
+    Another plan, its price and the change rules come from the catalog version in force at ``now``, which the
+    subscription takes with the change (issue 13); a change of contract alone stays in the subscription's own
+    version."""
     sub = account.plan_subscription
     if sub is None or sub.status is Status.CANCELED:
         raise errors.NotSubscribed("the customer has no subscription to change; subscribe first", param="customer")
-    if lc.catalog.plans[sub.plan].is_free and not plan.is_free:
+    own = lc.catalog_of(sub)
+    catalog = own if plan_code == sub.plan and plan_code in own.plans else lc.catalog_at(now)
+    plan = catalog.plan(plan_code)
+    if own.plans[sub.plan].is_free and not plan.is_free:
         return lc.subscribe(account, plan_code, now, contract=contract, seats=seats)
     contract = contract or sub.contract
     today = lc.today(now)
@@ -44,16 +50,16 @@ def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, 
     if plan.code != sub.plan and contract != sub.contract and sub.contract in plan.prices:
         # Both change: each part follows its own rule. LINE WORKS basic (annual) → premium (monthly) upgrades now and
         # leaves the annual contract when its 12 months end, as the contract change alone would.
-        plan_now = lc.catalog.change_policy(sub.plan, sub.contract, plan.code, sub.contract) is When.IMMEDIATE
-        if plan_now and lc.catalog.change_policy(plan.code, sub.contract, plan.code, contract) is When.END_OF_PERIOD:
+        plan_now = catalog.change_policy(sub.plan, sub.contract, plan.code, sub.contract) is When.IMMEDIATE
+        if plan_now and catalog.change_policy(plan.code, sub.contract, plan.code, contract) is When.END_OF_PERIOD:
             result = change_plan(lc, account, plan.code, now, contract=sub.contract, seats=seats)
             result.events += change_plan(lc, account, plan.code, now, contract=contract).events
             return result
-    rule = lc.catalog.change_rule(sub.plan, sub.contract, plan.code, contract)
+    rule = catalog.change_rule(sub.plan, sub.contract, plan.code, contract)
     when = When.REFUSED if rule is None else rule.when
     if rule is None or when is When.REFUSED:
-        allowed = sorted({p for p in lc.catalog.plans if p != sub.plan
-                          and lc.catalog.change_policy(sub.plan, sub.contract, p, contract) is not When.REFUSED})
+        allowed = sorted({p for p in catalog.plans if p != sub.plan
+                          and catalog.change_policy(sub.plan, sub.contract, p, contract) is not When.REFUSED})
         hint = f"allowed from {sub.plan!r}: {', '.join(allowed)}" if allowed else f"no change is allowed from {sub.plan!r}"
         raise errors.PlanChangeNotAllowed(
             f"moving from {sub.plan!r} ({sub.contract}) to {plan.code!r} ({contract}) is not allowed; {hint}", param="plan")
@@ -72,16 +78,17 @@ def change_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime, 
     result = Result(events=[("subscription.plan_change", {"from": sub.plan, "to": plan.code, "contract": contract, "when": when.value})])
     if when is When.END_OF_PERIOD:
         effective = lc.end_of_period(sub, today)
-        sub.pending = PendingChange(effective_on=effective, plan=plan.code, contract=contract, seats=new_seats)
+        sub.pending = PendingChange(effective_on=effective, plan=plan.code, contract=contract, seats=new_seats,
+                                    catalog_version=catalog.version if catalog.version != sub.catalog_version else None)
         return result
     old_price = lc.price_of(sub)
     if (old_price is not None and new_price is not None and sub.status.billable
             and old_price.timing is Timing.IN_ADVANCE):
-        _mid_period(lc, account, sub, plan, old_price, new_price, new_seats, today, result)
+        _mid_period(catalog, account, sub, plan, old_price, new_price, new_seats, today, result, lc)
     if new_price is not None and new_price.term_months and (old_price is None or not old_price.term_months):
         sub.term_anchor = today
     sub.pending = _carried_over(lc, sub, plan, contract)
-    sub.plan, sub.contract, sub.seats = plan.code, contract, new_seats
+    sub.plan, sub.contract, sub.seats, sub.catalog_version = plan.code, contract, new_seats, catalog.version
     lc.drop_empty_pending(sub)
     lc.record_phase(account, sub, today)
     return result
@@ -107,12 +114,14 @@ def _carried_over(lc: Lifecycle, sub: Subscription, plan: Plan, contract: str) -
             kept.seats = None  # outside the new plan's bounds: the count stays as it is
     return kept
 
-def _mid_period(lc: Lifecycle, account: Account, sub: Subscription, plan: Plan, old: Price, new: Price, seats: int,
-                today: date, result: Result) -> None:
+def _mid_period(catalog: Catalog, account: Account, sub: Subscription, plan: Plan, old: Price, new: Price,
+                seats: int, today: date, result: Result, lc: Lifecycle) -> None:
     """A prepaid plan changed within its period: the difference at once, or prorated onto the next invoice.
+    ``old`` is the subscription's price (its own catalog version), ``new`` the price of ``plan`` in ``catalog``.
 
     A prorated decrease is a credit note, like a seat decrease (SPEC 4: credits are not sales).
     """
+    version = catalog.version
     old_total = old.unit_amount * (1 if old.basis is Basis.FLAT else sub.seats)
     new_total = new.unit_amount * (1 if new.basis is Basis.FLAT else seats)
     diff = new_total - old_total
@@ -122,21 +131,21 @@ def _mid_period(lc: Lifecycle, account: Account, sub: Subscription, plan: Plan, 
             return
         draft = lc.invoice(account, [line(  # LINE OA light → standard: 15,000 − 5,000 = 10,000 at once
             LineKind.PRORATION, f"{plan.name_ja}へ変更 差額 {span}", 1,
-            Priced(Fraction(diff), f"{new_total} − {old_total}"), lc.catalog.line_rounding,
-            period_start=today, period_end=sub.period_end, tax_rate=new.tax_rate,
+            Priced(Fraction(diff), f"{new_total} − {old_total}"), catalog.line_rounding,
+            period_start=today, period_end=sub.period_end, tax_rate=new.tax_rate, catalog_version=version,
         )], today, today, sub.period_end)
         result.invoices.extend([draft] if draft else [])
         return
     priced = prorated(abs(diff), 1, today, sub.period_start, sub.period_end, new.proration)
     if diff > 0:
         account.pending_items.append(PendingItem(line(
-            LineKind.PRORATION, f"{plan.name_ja}へ変更 日割り差額 {span}", 1, priced, lc.catalog.line_rounding,
-            period_start=today, period_end=sub.period_end, tax_rate=new.tax_rate,
+            LineKind.PRORATION, f"{plan.name_ja}へ変更 日割り差額 {span}", 1, priced, catalog.line_rounding,
+            period_start=today, period_end=sub.period_end, tax_rate=new.tax_rate, catalog_version=version,
         )))
     elif diff < 0:
         result.credit_notes += lc.credit(account, sub, [line(
-            LineKind.CREDIT, f"{plan.name_ja}へ変更 日割り減額 {span}", 1, priced, lc.catalog.line_rounding,
-            period_start=today, period_end=sub.period_end, tax_rate=old.tax_rate,
+            LineKind.CREDIT, f"{plan.name_ja}へ変更 日割り減額 {span}", 1, priced, catalog.line_rounding,
+            period_start=today, period_end=sub.period_end, tax_rate=old.tax_rate, catalog_version=version,
         )], today)
 
 
@@ -146,7 +155,7 @@ def cancel(lc: Lifecycle, account: Account, now: datetime) -> Result:
     if sub.pending is not None and sub.pending.cancel:
         return Result()  # cancelled already: cancelling again changes nothing
     today = lc.today(now)
-    policy = lc.catalog.cancellation
+    policy = lc.catalog_of(sub).cancellation
     price = lc.price_of(sub)
     when = price.cancellation if price is not None and price.cancellation is not None else policy.when
     result = Result(events=[("subscription.canceled", {"plan": sub.plan, "when": when.value})])
@@ -171,21 +180,23 @@ def grant_plan(lc: Lifecycle, account: Account, plan_code: str, now: datetime) -
     A customer paying for a plan keeps it to the end of the period it paid for (LINE OA: the month; last month's
     usage is billed as usual) and moves on the next billing date; anyone else moves at once.
     """
-    plan = lc.catalog.plan(plan_code)
-    contract = lc.catalog.default_contract if lc.catalog.default_contract in plan.prices else next(
-        iter(plan.prices), lc.catalog.default_contract)
+    catalog = lc.catalog_at(now)
+    plan = catalog.plan(plan_code)
+    contract = catalog.default_contract if catalog.default_contract in plan.prices else next(
+        iter(plan.prices), catalog.default_contract)
     today = lc.today(now)
     sub = account.plan_subscription
     if sub is None or sub.status is Status.CANCELED:
-        result = lc.start(account, plan, contract, 0, now, 0)
+        result = lc.start(account, plan, contract, 0, now, 0, catalog)
         result.events.append(("subscription.plan_granted", {"plan": plan.code, "effective_on": today.isoformat()}))
         return result
     price = lc.price_of(sub)
     if price is not None and price.unit_amount > 0 and sub.status.billable:
         effective = lc.end_of_period(sub, today)
-        sub.pending = PendingChange(effective_on=effective, plan=plan.code, contract=contract, seats=sub.seats)
+        sub.pending = PendingChange(effective_on=effective, plan=plan.code, contract=contract, seats=sub.seats,
+                                    catalog_version=catalog.version if catalog.version != sub.catalog_version else None)
         return Result(events=[("subscription.plan_granted", {"plan": plan.code, "effective_on": effective.isoformat()})])
-    sub.plan, sub.contract, sub.pending = plan.code, contract, None
+    sub.plan, sub.contract, sub.pending, sub.catalog_version = plan.code, contract, None, catalog.version
     if sub.status is not Status.ACTIVE:
         sub.status, sub.trial_end = Status.ACTIVE, None
     lc.record_phase(account, sub, today)

@@ -50,7 +50,7 @@ def _candidates(lc: Lifecycle, account: Account) -> list[tuple[datetime, int, in
 
 def _notice_due(lc: Lifecycle, sub: Subscription, in_advance: bool) -> tuple[datetime, str] | None:
     """The notice a subscription is owed next (before a charge, before its trial ends), if the catalog asks for one."""
-    cat = lc.catalog
+    cat = lc.catalog_of(sub)
     if sub.product != PLAN or (sub.pending is not None and sub.pending.cancel):
         return None
     if sub.status is Status.TRIALING and sub.trial_end and cat.notice_before_trial_end_days:
@@ -100,7 +100,7 @@ def _dispatch(lc: Lifecycle, account: Account, kind: int, target: object) -> Res
             return Result(events=[("notice.trial_ending", {"trial_end": on, "plan": sub.plan})])
         price = lc.price_of(sub)
         assert price is not None
-        amount = lc.period_line(account, sub, sub.period_end, sub.period_end).amount
+        amount = lc.upcoming_period_line(account, sub, sub.period_end, sub.period_end).amount
         return Result(events=[("notice.upcoming_charge", {"charge_on": on, "plan": sub.plan, "amount": amount})])
     assert isinstance(target, Subscription)
     if kind == _TRIAL_END:
@@ -133,6 +133,8 @@ def _apply_pending(lc: Lifecycle, account: Account, sub: Subscription) -> Result
         return Result(invoices=lc.end(account, sub, on), events=[("subscription.ended", {"plan": sub.plan})])
     if pending.plan:
         sub.plan = pending.plan
+        if pending.catalog_version is not None:  # a plan chosen from a later catalog version than the subscription's
+            sub.catalog_version = pending.catalog_version
     if pending.contract:
         sub.contract = pending.contract
     if pending.seats is not None:
@@ -145,14 +147,15 @@ def _apply_pending(lc: Lifecycle, account: Account, sub: Subscription) -> Result
 
 
 def _usage_lines(lc: Lifecycle, account: Account, sub: Subscription) -> list[Line]:
-    """Last month's overage, priced by the plan in effect at the end of that month."""
+    """Last month's overage, priced by the plan (and its catalog version) in effect at the end of that month."""
     if sub.product != PLAN:
         return []
-    plan = lc.catalog.plans[sub.plan]
+    catalog = lc.catalog_of(sub)
+    plan = catalog.plans[sub.plan]
     month = month_start(sub.period_start)
     out = []
     for metric, usage in plan.usage.items():
-        item = usage_line(lc.catalog, plan, usage, account.used(metric, month), month)
+        item = usage_line(catalog, plan, usage, account.used(metric, month), month)
         if item is not None:
             out.append(item)
     return out
@@ -161,17 +164,20 @@ def _usage_lines(lc: Lifecycle, account: Account, sub: Subscription) -> list[Lin
 def _close_arrears(lc: Lifecycle, account: Account, sub: Subscription) -> Result:
     """Post-paid: the calendar month just ended, per day, invoiced on the 1st."""
     start, boundary = sub.period_start, sub.period_end
-    lines = arrears_lines(lc.catalog, sub.phases, start, boundary)
+    lines = arrears_lines(lc.history.catalog, sub.phases, start, boundary)
     lines += _usage_lines(lc, account, sub)
     if sub.product == PLAN:
         lines += lc.take_pending_items(account)
     sub.phases = phases_from(sub.phases, boundary)
+    events: list[tuple[str, dict[str, object]]] = [("period.closed", {"start": start.isoformat()})]
     if sub.status is Status.CANCELED:
         sub.ended = True
     else:
         sub.period_start, sub.period_end = boundary, next_month_start(boundary)
+        moved = lc.move_to_version(account, sub, boundary)  # days from the 1st on at the version it moves to
+        events += [moved] if moved else []
     draft = lc.invoice(account, lines, boundary, start, boundary, key=f"{sub.product}:{sub.anchor.isoformat()}:{start.isoformat()}")
-    return Result(invoices=[draft] if draft else [], events=[("period.closed", {"start": start.isoformat()})])
+    return Result(invoices=[draft] if draft else [], events=events)
 
 
 def _renew_in_advance(lc: Lifecycle, account: Account, sub: Subscription) -> Result:
@@ -188,6 +194,9 @@ def _renew_in_advance(lc: Lifecycle, account: Account, sub: Subscription) -> Res
             draft = lc.invoice(account, lines, boundary, sub.period_start, boundary, key=f"{sub.product}:{sub.anchor.isoformat()}:{boundary.isoformat()}")
             result.invoices[:0] = [draft] if draft else []
             return result
+    moved = lc.move_to_version(account, sub, boundary)  # the new period at the version it moves to (issue 13)
+    if moved is not None:
+        result.events.append(moved)
     price = lc.price_of(sub)
     if price is None:  # moved to a plan without a price (a free plan)
         sub.period_start = sub.period_end = boundary
@@ -331,7 +340,7 @@ def next_charge_on(lc: Lifecycle, account: Account) -> date | None:
         price = lc.price_of(sub)
         if sub.ended or price is None:
             continue
-        plan = lc.catalog.plans.get(sub.plan) if sub.product == PLAN else None
+        plan = lc.catalog_of(sub).plans.get(sub.plan) if sub.product == PLAN else None
         priced = price.unit_amount > 0 or (plan is not None and any(u.tiers for u in plan.usage.values()))
         if not priced:
             continue

@@ -24,7 +24,7 @@ def set_seats(lc: Lifecycle, account: Account, seats: int, now: datetime) -> Res
     for an annual decrease; a prepaid plan bills the difference by :func:`seat_difference`. Raises
     SeatsOutOfRange, NotSubscribed, or SeatsNotApplicable for a per-user price."""
     sub = lc.require_paid(account)
-    plan = lc.catalog.plans[sub.plan]
+    plan = lc.catalog_of(sub).plans[sub.plan]
     price = lc.price_of(sub)
     if price is None or price.basis is not Basis.SEAT:
         raise errors.SeatsNotApplicable(
@@ -72,9 +72,11 @@ def seat_difference(lc: Lifecycle, account: Account, sub: Subscription, result: 
 
     An increase goes on the next invoice as ``unit × days remaining ÷ 30 × seats added`` (or, for
     ``charge_difference_now`` prices, is invoiced at once in full); a decrease is a credit note for
-    ``unit × days remaining ÷ 30 × seats removed``, issued ``today``.
+    ``unit × days remaining ÷ 30 × seats removed``, issued ``today``. Priced at the subscription's own catalog
+    version (issue 13: a grandfathered customer's seats cost what its seats cost).
     """
-    plan = lc.catalog.plans[sub.plan]
+    catalog = lc.catalog_of(sub)
+    plan = catalog.plans[sub.plan]
     delta = after - before
     what = f"{plan_label(plan, sub.contract)} 人数変更 {before}→{after}"
     span = f"{changed_on.isoformat()}〜{(sub.period_end - timedelta(days=1)).isoformat()}"
@@ -82,20 +84,21 @@ def seat_difference(lc: Lifecycle, account: Account, sub: Subscription, result: 
         if delta > 0:
             draft = lc.invoice(account, [line(
                 LineKind.PRORATION, f"{plan_label(plan, sub.contract)} 追加 {delta}", delta,
-                product(price.unit_amount, delta), lc.catalog.line_rounding, period_start=changed_on,
-                period_end=sub.period_end, tax_rate=price.tax_rate,
+                product(price.unit_amount, delta), catalog.line_rounding, period_start=changed_on,
+                period_end=sub.period_end, tax_rate=price.tax_rate, catalog_version=catalog.version,
             )], today, changed_on, sub.period_end)
             result.invoices.extend([draft] if draft else [])
         return
     priced = prorated(price.unit_amount, abs(delta), changed_on, sub.period_start, sub.period_end, price.proration)
     if delta > 0:
         account.pending_items.append(PendingItem(line(
-            LineKind.PRORATION, f"{what} 日割り {span}", delta, priced, lc.catalog.line_rounding,
-            period_start=changed_on, period_end=sub.period_end, tax_rate=price.tax_rate)))
+            LineKind.PRORATION, f"{what} 日割り {span}", delta, priced, catalog.line_rounding,
+            period_start=changed_on, period_end=sub.period_end, tax_rate=price.tax_rate, catalog_version=catalog.version)))
     else:
         result.credit_notes += lc.credit(account, sub, [line(
-            LineKind.CREDIT, f"{what} 日割り減額 {span}", -delta, priced, lc.catalog.line_rounding,
-            period_start=changed_on, period_end=sub.period_end, tax_rate=price.tax_rate)], today)
+            LineKind.CREDIT, f"{what} 日割り減額 {span}", -delta, priced, catalog.line_rounding,
+            period_start=changed_on, period_end=sub.period_end, tax_rate=price.tax_rate,
+            catalog_version=catalog.version)], today)
 
 def withdraw_cancellation(lc: Lifecycle, account: Account, sub: Subscription, now: datetime) -> Result:
     """Subscribing again to the plan whose cancellation is pending keeps it, as if never cancelled.

@@ -400,7 +400,7 @@ def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: Pay
 
     def batch(uow: UnitOfWork) -> int:
         """One batch: the number of actions, 0 when nothing is due (or only a stale due time was stored)."""
-        tenant = open_tenant(uow, tenant_code)
+        tenant = open_tenant(uow, tenant_code, until)
         ids = uow.due_account_ids(tenant.row, until, batch_size, lock=True, test_clock_id=test_clock_id)
         if not ids:
             return 0

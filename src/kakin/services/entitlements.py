@@ -21,7 +21,7 @@ def entitlements(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime) -> di
     if sub is None or sub.status.value in ("canceled", "suspended", "incomplete"):
         return {"customer": key, "plan": sub.plan if sub else None, "status": sub.status.value if sub else None,
                 "active": False, "features": {}, "quotas": {}, "storage": {}, "seats": None}
-    plan = tenant.catalog.plans[sub.plan]
+    plan = tenant.lifecycle.catalog_of(sub).plans[sub.plan]
     users = account.members
     quotas = {}
     for metric, usage in plan.usage.items():

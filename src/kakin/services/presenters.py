@@ -23,8 +23,11 @@ def customer_json(account: Account, row: dict[str, Any], catalog: Catalog) -> di
     if sub is not None:
         out["subscription"] = {
             "plan": sub.plan, "contract": sub.contract, "status": sub.status.value, "seats": sub.seats,
-            # the plan as the customer is shown it (LINE OA shows the local-government plan as standard)
-            "display_plan": catalog.plans[sub.plan].features.get("display_as", sub.plan),
+            # the plan as the customer is shown it (LINE OA shows the local-government plan as standard); a plan the
+            # version in force dropped (the customer has not moved yet, or never will) as the plan it moves to
+            "display_plan": catalog.plans[sub.plan].features.get("display_as", sub.plan) if sub.plan in catalog.plans
+            else catalog.plan_moves.get(sub.plan, sub.plan),
+            "catalog_version": sub.catalog_version,
             "current_period_start": sub.period_start, "current_period_end": sub.period_end, "trial_end": sub.trial_end,
             "pending_change": None if sub.pending is None else {
                 "effective_on": sub.pending.effective_on, "plan": sub.pending.plan, "contract": sub.pending.contract,
@@ -44,4 +47,5 @@ def invoice_json(r: dict[str, Any]) -> dict[str, Any]:
             "credit_applied": r["credit_applied"], "credit_carried": r["credit_carried"],
             "taxes": [{k: v for k, v in t.items() if k != "label"} for t in tax_by_rate(r)],  # per rate
             "lines": [{"kind": ln["kind"], "description": ln["description"], "quantity": ln["quantity"], "amount": ln["amount"],
-                       "formula": ln["formula"], "tax_rate": ln["tax_rate"] or r["tax_rate"]} for ln in r.get("lines", [])]}
+                       "formula": ln["formula"], "tax_rate": ln["tax_rate"] or r["tax_rate"],
+                       "catalog_version": ln.get("catalog_version")} for ln in r.get("lines", [])]}

@@ -26,7 +26,7 @@ def price_page(cat: Catalog) -> dict[str, Any]:
                                     for t in u.tiers], "tax_rate": format_rate(u.tax_rate or cat.tax_rate)}
                       for m, u in plan.usage.items()},
         })
-    return {"vendor": cat.name, "currency": cat.currency, "tax_rate": format_rate(cat.tax_rate),
+    return {"vendor": cat.name, "version": cat.version, "currency": cat.currency, "tax_rate": format_rate(cat.tax_rate),
             "tax_inclusive": cat.tax_inclusive, "trial_days": cat.trial_days, "plans": plans,
             "addons": [{"code": a.code, "name": {"ja": a.name_ja, "en": a.name_en},
                         "prices": {c: p.unit_amount for c, p in a.prices.items()},

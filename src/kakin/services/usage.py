@@ -41,6 +41,7 @@ class Plan:
     customer_id: int
     plan: str
     open_from: date  # first month not yet invoiced
+    catalog_version: int = 1  # the catalog version whose quotas apply (issue 13)
 
 
 # An event row as checked: (customer_id, metric, quantity, occurred_at, month, transaction_id, capped), where
@@ -51,11 +52,13 @@ _Row = tuple[int, str, int, datetime, date, str, tuple[str, UsagePrice] | None]
 def _plans(uow: UnitOfWork, tenant: Tenant, keys: set[str], today: date) -> dict[str, Plan]:
     """Each customer's plan in effect today and the first month still open for usage."""
     out = {}
-    for key, cid, plan, pending, period_start, status in usage_repo.live_plans(uow.conn, tenant.row.id, list(keys)):
+    for key, cid, plan, pending, period_start, status, version in usage_repo.live_plans(uow.conn, tenant.row.id, list(keys)):
         if status == "canceled":
             continue
         current = plan_in_effect(plan, pending.plan if pending else None, pending.effective_on if pending else None, today)
-        out[key] = Plan(cid, current, month_start(period_start))
+        if current != plan and pending is not None and pending.catalog_version is not None:
+            version = pending.catalog_version
+        out[key] = Plan(cid, current, month_start(period_start), version)
     return out
 
 
@@ -75,7 +78,7 @@ def consume(uow: UnitOfWork, tenant: Tenant, key: str, metric: str, count: int, 
             raise errors.NotFound(f"no customer {key!r}", param="customer")
         raise errors.NotSubscribed("the customer has no plan to send under", param="customer")
     p = plans[key]
-    usage = quota_of(tenant.catalog, p.plan, metric)
+    usage = quota_of(tenant.lifecycle.history.catalog(p.catalog_version), p.plan, metric)
     month = month_start(today)
     txn = transaction_id or "consume_" + secrets.token_hex(12)
     if transaction_id is not None and _known(uow, tenant, [txn]):
@@ -169,7 +172,7 @@ def _record(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     failures: dict[int, errors.KakinError] = {}
     rows: list[_Row] = []
     seen: set[str] = set()
-    metered: dict[tuple[str, str], tuple[str, UsagePrice] | None] = {}  # (plan, metric) → its cap, checked once a batch
+    metered: dict[tuple[int, str, str], tuple[str, UsagePrice] | None] = {}  # (version, plan, metric) → its cap
     latest = now + FUTURE_TOLERANCE
     for e in events:
         txn = e.get("transaction_id")
@@ -230,7 +233,7 @@ def record_event(uow: UnitOfWork, tenant: Tenant, event: dict[str, Any], now: da
 
 
 def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: datetime,
-           metered: dict[tuple[str, str], tuple[str, UsagePrice] | None]) -> _Row:
+           metered: dict[tuple[int, str, str], tuple[str, UsagePrice] | None]) -> _Row:
     """One event checked; ``latest`` is the latest timestamp accepted (now and a little clock skew).
 
     Exact type checks (``type(x) is int``) also refuse bools.
@@ -253,11 +256,11 @@ def _check(tenant: Tenant, e: dict[str, Any], plans: dict[str, Plan], latest: da
     metric = e.get("metric")
     if type(metric) is not str:
         raise errors.InvalidValue("metric must be a string", param="metric")
-    pair = (plan.plan, metric)
+    pair = (plan.catalog_version, plan.plan, metric)
     if pair in metered:
         capped = metered[pair]
     else:
-        usage = quota_of(tenant.catalog, plan.plan, metric)
+        usage = quota_of(tenant.lifecycle.history.catalog(plan.catalog_version), plan.plan, metric)
         capped = metered[pair] = (plan.plan, usage) if monthly_cap(usage) is not None else None
     zone = tenant.lifecycle.zone
     local = at if at.tzinfo is zone else at.astimezone(zone)

@@ -14,7 +14,9 @@ def pending_to_json(p: PendingChange | None) -> str | None:
         return None
     return json.dumps({"effective_on": p.effective_on.isoformat(), "plan": p.plan, "contract": p.contract,
                        "seats": p.seats, "cancel": p.cancel,
-                       **({"held": [[on.isoformat(), a, b] for on, a, b in p.held]} if p.held else {})}, sort_keys=True)
+                       **({"held": [[on.isoformat(), a, b] for on, a, b in p.held]} if p.held else {}),
+                       **({"catalog_version": p.catalog_version} if p.catalog_version is not None else {})},
+                      sort_keys=True)
 
 
 def pending_from_json(text: str | None) -> PendingChange | None:
@@ -23,4 +25,4 @@ def pending_from_json(text: str | None) -> PendingChange | None:
         return None
     d = json.loads(text)
     return PendingChange(date.fromisoformat(d["effective_on"]), d["plan"], d["contract"], d["seats"], d["cancel"],
-                         [(date.fromisoformat(on), a, b) for on, a, b in d.get("held", [])])
+                         [(date.fromisoformat(on), a, b) for on, a, b in d.get("held", [])], d.get("catalog_version"))

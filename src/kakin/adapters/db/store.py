@@ -129,11 +129,12 @@ class TenantRow:
     invoice_prefix: str
     registration_number: str | None
     address: str | None = None
+    created_at: datetime | None = None
 
     @classmethod
     def of(cls, r: Any) -> TenantRow:
         return cls(r["id"], r["code"], r["name"], r["catalog"], r["timezone"], r["invoice_prefix"], r["registration_number"],
-                   r["address"])
+                   r["address"], r["created_at"])
 
 
 def audit_json(state: dict[str, Any]) -> str:
@@ -328,7 +329,8 @@ class UnitOfWork:
                 product=r["product"], plan=r["plan"], contract=r["contract"], status=Status(r["status"]),
                 seats=r["seats"], anchor=r["anchor"], period_start=r["period_start"], period_end=r["period_end"],
                 trial_end=r["trial_end"], term_anchor=r["term_anchor"], pending=_pending_from_json(r["pending"]),
-                canceled_on=r["canceled_on"], ended=r["ended"], value=r["value"], notified=r["notified"], id=r["id"])
+                canceled_on=r["canceled_on"], ended=r["ended"], value=r["value"], notified=r["notified"], id=r["id"],
+                catalog_version=r["catalog_version"])
             subs[r["id"]] = sub
             accounts[r["customer_id"]].subscriptions.append(sub)
         if summary:
@@ -346,14 +348,14 @@ class UnitOfWork:
                 .order_by(subscription_phases.c.subscription_id, subscription_phases.c.start, subscription_phases.c.id)).mappings()
             for r in phase_rows:
                 subs[r["subscription_id"]].phases.append(
-                    Phase(r["start"], r["plan"], r["contract"], r["seats"], r["members"], r["billable"]))
+                    Phase(r["start"], r["plan"], r["contract"], r["seats"], r["members"], r["billable"], r["catalog_version"]))
             for sub in subs.values():
                 sub.phases = phases_from(sub.phases, sub.period_start)
         for r in self.conn.execute(select(pending_items).where(in_ids(self.conn, pending_items.c.customer_id, id_list)).order_by(
                 pending_items.c.id)).mappings():
             accounts[r["customer_id"]].pending_items.append(PendingItem(Line(
                 LineKind(r["kind"]), r["description"], r["quantity"], r["amount"], r["period_start"], r["period_end"],
-                r["formula"], parse_rate(r["tax_rate"])), id=r["id"]))
+                r["formula"], parse_rate(r["tax_rate"]), r["catalog_version"]), id=r["id"]))
         # usage counts for the months billing can still need: from each period's month on
         earliest = min((sub.period_start.replace(day=1) for sub in subs.values()), default=None)
         if earliest is not None:
@@ -391,7 +393,8 @@ class UnitOfWork:
         return out
 
     _SUB_COLUMNS = ("id", "customer_id", "product", "plan", "contract", "status", "seats", "anchor", "period_start",
-                    "period_end", "trial_end", "term_anchor", "pending", "canceled_on", "ended", "value", "notified")
+                    "period_end", "trial_end", "term_anchor", "pending", "canceled_on", "ended", "value", "notified",
+                    "catalog_version")
     _SUB_DATES = ("anchor", "period_start", "period_end", "trial_end", "term_anchor", "canceled_on")
 
     def _subscription_rows(self, customer_ids: list[int]) -> Iterable[dict[str, Any]]:
@@ -426,7 +429,8 @@ class UnitOfWork:
         return {"product": sub.product, "plan": sub.plan, "contract": sub.contract, "status": sub.status.value,
                 "seats": sub.seats, "anchor": sub.anchor, "period_start": sub.period_start, "period_end": sub.period_end,
                 "trial_end": sub.trial_end, "term_anchor": sub.term_anchor, "pending": _pending_to_json(sub.pending),
-                "canceled_on": sub.canceled_on, "ended": sub.ended, "value": sub.value, "notified": sub.notified}
+                "canceled_on": sub.canceled_on, "ended": sub.ended, "value": sub.value, "notified": sub.notified,
+                "catalog_version": sub.catalog_version}
 
     def _remember(self, a: Account, next_due_at: datetime | None) -> None:
         assert a.id is not None
@@ -466,7 +470,8 @@ class UnitOfWork:
                     updates.append((sub.id, values))
                 for p in sub.new_phases:
                     phases.append({"subscription_id": sub.id, "start": p.start, "plan": p.plan, "contract": p.contract,
-                                   "seats": p.seats, "members": p.members, "billable": p.billable, "recorded_at": now})
+                                   "seats": p.seats, "members": p.members, "billable": p.billable, "recorded_at": now,
+                                   "catalog_version": p.catalog_version})
                 sub.new_phases.clear()
                 superseded.extend((sub.id, on) for on in sub.superseded_phases)
                 sub.superseded_phases.clear()
@@ -491,7 +496,8 @@ class UnitOfWork:
             p.id = self.conn.execute(insert(pending_items).values(
                 customer_id=a.id, kind=ln.kind.value, description=ln.description, quantity=ln.quantity,
                 amount=ln.amount, period_start=ln.period_start, period_end=ln.period_end, formula=ln.formula,
-                tax_rate=_rate_text(ln.tax_rate), created_at=now).returning(pending_items.c.id)).scalar_one()
+                tax_rate=_rate_text(ln.tax_rate), catalog_version=ln.catalog_version,
+                created_at=now).returning(pending_items.c.id)).scalar_one()
         for a in accounts:
             assert a.id is not None
             self._pending_ids[a.id] = {p.id for p in a.pending_items if p.id is not None}
@@ -542,7 +548,7 @@ class UnitOfWork:
                 line_rows.append({"invoice_id": inv_id, "position": pos, "kind": ln.kind.value, "description": ln.description,
                                   "quantity": ln.quantity, "amount": ln.amount, "period_start": ln.period_start,
                                   "period_end": ln.period_end, "formula": ln.formula,
-                                  "tax_rate": _rate_text(ln.tax_rate)})
+                                  "tax_rate": _rate_text(ln.tax_rate), "catalog_version": ln.catalog_version})
         if line_rows:
             insert_many(self.conn, invoice_lines, line_rows)
         return ids
@@ -563,7 +569,9 @@ class UnitOfWork:
             issued_on=issued_on, issued_at=now, amount=amount, tax=tax, total=total, reason=reason,
             settlement=settlement, refund_reference=refund_reference, taxes=taxes_json(taxes) if taxes else None,
             lines=json.dumps([{"description": ln.description, "quantity": ln.quantity, "amount": ln.amount,
-                               "formula": ln.formula, "tax_rate": _rate_text(ln.tax_rate)} for ln in lines],
+                               "formula": ln.formula, "tax_rate": _rate_text(ln.tax_rate),
+                               **({"catalog_version": ln.catalog_version} if ln.catalog_version is not None else {})}
+                              for ln in lines],
                              ensure_ascii=False) if lines else None,
             **self.document_parties(tenant, {customer_id})[customer_id]))
         if settlement != "credit":  # a credit goes on the balance; the invoice itself is still owed in full

@@ -89,6 +89,24 @@ tenants = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
+# A tenant's catalog as published versions (issue 13): new subscriptions take the latest in effect; `existing` says
+# whether existing ones move at their next period (next_period) or keep their version (never).
+catalog_versions = Table(
+    "catalog_versions", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("content", Text, nullable=False),  # the catalog file's TOML text, as published
+    Column("sha256", String(64), nullable=False),  # of the content's UTF-8 bytes
+    Column("source", String(500), nullable=False),  # the file or shipped catalog it was published from
+    Column("published_by", String(200), nullable=False),
+    Column("published_at", UtcDateTime(), nullable=False),
+    Column("effective_at", UtcDateTime(), nullable=False),
+    Column("existing", String(20), nullable=False),  # next_period | never
+    Column("plan_moves", Text, nullable=False, server_default=text("'{}'")),  # JSON {"old": "new"}
+    UniqueConstraint("tenant_id", "number", name="uq_catalog_versions_tenant_number"),
+)
+
 test_clocks = Table(
     "test_clocks", metadata,
     Column("id", Id, primary_key=True),
@@ -152,6 +170,7 @@ subscriptions = Table(
     Column("value", String(40)),
     Column("notified", String(40)),  # the last notice sent for it
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("catalog_version", Integer, nullable=False, server_default=text("1")),  # the version its prices come from
 )
 Index("ix_subscriptions_customer", subscriptions.c.customer_id, subscriptions.c.ended)
 # the console: MRR (an index-only scan in GROUP BY order) and churn
@@ -177,6 +196,7 @@ subscription_phases = Table(
     Column("members", Integer, nullable=False),
     Column("billable", Boolean, nullable=False),
     Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("catalog_version", Integer, nullable=False, server_default=text("1")),  # the version its days are priced with
 )
 # One row per effective date: a later change on the same day replaces that day's state (the audit log keeps each change).
 Index("uq_phases_subscription_start", subscription_phases.c.subscription_id, subscription_phases.c.start, unique=True)
@@ -194,6 +214,7 @@ pending_items = Table(
     Column("formula", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("tax_rate", String(10)),  # "8%" for a reduced-rate line; NULL: the catalog's standard rate
+    Column("catalog_version", Integer),  # the catalog version that priced it
 )
 Index("ix_pending_items_customer", pending_items.c.customer_id)
 
@@ -280,6 +301,7 @@ invoice_lines = Table(
     Column("period_end", Date),
     Column("formula", Text, nullable=False),
     Column("tax_rate", String(10)),  # "8%" for a reduced-rate line; NULL: the invoice's tax_rate
+    Column("catalog_version", Integer),  # the catalog version that priced it (NULL: not a catalog price)
 )
 Index("ix_invoice_lines_invoice", invoice_lines.c.invoice_id)
 

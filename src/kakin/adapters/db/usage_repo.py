@@ -39,7 +39,7 @@ def atomically(conn: Connection) -> Iterator[None]:
 
 _PLANS = (  # built once: a batch's plans are read with one cached statement
     select(customers.c.key, customers.c.id, subscriptions.c.plan, subscriptions.c.pending, subscriptions.c.period_start,
-           subscriptions.c.status)
+           subscriptions.c.status, subscriptions.c.catalog_version)
     .join(subscriptions, and_(subscriptions.c.customer_id == customers.c.id, subscriptions.c.product == "plan",
                               subscriptions.c.ended.is_(False)))
     .where(customers.c.tenant_id == bindparam("tenant_id"), customers.c.key.in_(bindparam("keys", expanding=True)))
@@ -47,11 +47,12 @@ _PLANS = (  # built once: a batch's plans are read with one cached statement
 
 
 def live_plans(conn: Connection, tenant_id: int,
-               keys: Sequence[str]) -> list[tuple[str, int, str, PendingChange | None, date, str]]:
+               keys: Sequence[str]) -> list[tuple[str, int, str, PendingChange | None, date, str, int]]:
     """The live main subscription of each of these customers: (key, customer id, plan, pending change,
-    period start, status), in subscription order."""
+    period start, status, catalog version), in subscription order."""
     rows = conn.execute(_PLANS, {"tenant_id": tenant_id, "keys": list(keys)}).all()
-    return [(key, cid, plan, pending_from_json(pending), start, status) for key, cid, plan, pending, start, status in rows]
+    return [(key, cid, plan, pending_from_json(pending), start, status, version)
+            for key, cid, plan, pending, start, status, version in rows]
 
 
 _COUNTER = and_(usage_counters.c.customer_id == bindparam("c_id"), usage_counters.c.metric == bindparam("c_metric"),
