@@ -82,6 +82,10 @@ class EligibilityApplicationIn(Body):
     via_agency: bool = False
 
 
+class AccountNameIn(Body):
+    name: Annotated[str, Field(min_length=1, max_length=300, pattern=NO_NUL)]
+
+
 class RefusalIn(Body):
     reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=NO_NUL)]
 

@@ -171,6 +171,12 @@ class PremiumIdLocked(Conflict):
     code = "premium_id_locked"
 
 
+class AccountNameLocked(Conflict):
+    """LINE OA: verification or the local-government plan was applied for; the account name and premium ID are fixed."""
+
+    code = "account_name_locked"
+
+
 class AdminLimitReached(Conflict):
     code = "admin_limit_reached"
 

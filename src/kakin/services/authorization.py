@@ -20,7 +20,7 @@ from kakin.domain import errors
 from kakin.domain.account import Account
 from kakin.domain.members import require_admin, require_super_admin
 
-from . import billing
+from . import billing, official_account
 from .access import Operator, acting_role
 from .tenancy import Tenant, open_tenant
 
@@ -45,6 +45,8 @@ RULES: dict[str, tuple[Callable[..., None], str]] = {
     "add_member": (require_admin, "add members"),
     "remove_member": (require_admin, "remove members"),
     "restore_payment": (require_admin, "restore the payment information"),
+    "rename_account": (require_super_admin, "change the account name"),
+    "request_verification": (require_super_admin, "apply for a verified account"),
 }
 
 # the billing commands a principal may run through :func:`perform`
@@ -54,7 +56,7 @@ COMMANDS: dict[str, Callable[..., Account]] = {
     "cancel": billing.cancel,
     "delete_customer": billing.delete_customer,
     "set_payment_method": billing.set_payment_method,
-    "set_premium_id": billing.set_premium_id,
+    "set_premium_id": official_account.set_premium_id,  # refused once the account name is locked
     "set_seats": billing.set_seats,
     "set_members": billing.set_members,
 }

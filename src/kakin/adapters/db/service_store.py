@@ -239,6 +239,16 @@ def set_billing_profile(conn: Connection, customer_id: int, values: dict[str, An
     conn.execute(update(customers).where(customers.c.id == customer_id).values(**values))
 
 
+def set_customer_name(conn: Connection, customer_id: int, name: str) -> None:
+    """Rename the customer (its account name)."""
+    conn.execute(update(customers).where(customers.c.id == customer_id).values(name=name))
+
+
+def request_verification(conn: Connection, customer_id: int, now: datetime) -> None:
+    """Record that the customer applied for 認証済アカウント at ``now``."""
+    conn.execute(update(customers).where(customers.c.id == customer_id).values(verification_requested_at=now))
+
+
 def notice_addresses(conn: Connection, customer_ids: list[int]) -> dict[int, str]:
     """Where each customer's notices go: its billing e-mail, else its super admin's address (customers with
     neither are left out)."""

@@ -121,6 +121,7 @@ customers = Table(
     Column("sign_in_group", String(100)),  # members sign in as id@group
     Column("verified_domain", String(253)),  # proved with a DNS TXT record; one customer per domain in a tenant
     Column("verified_at", UtcDateTime()),  # 認証済アカウント: granted by the vendor's reviewers
+    Column("verification_requested_at", UtcDateTime()),  # the customer applied for it: name and premium ID fixed
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
     UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),
