@@ -87,7 +87,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.include_router(routes_admin.router)
     app.include_router(routes_eligibility.router)
     app.include_router(routes_portal.router)
-    app.mount("/portal", create_portal(engine, clock))  # the customer portal: server-rendered pages (web/portal.py)
+    app.mount("/portal", create_portal(engine, clock, gateway=app.state.gateway, dns=app.state.dns))  # the customer portal: server-rendered pages (web/portal.py)
     routes_ops.install(app, engine, clock)
     return app
 

@@ -61,10 +61,17 @@ class _EveryPath:
         return True
 
 
-def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None) -> Any:
+def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None, *, gateway: Any = None,
+                  dns: Any = None) -> Any:
     """The portal as an ASGI app to mount at ``/portal``. ``trust_proxy`` (default: ``KAKIN_TRUST_PROXY=1``) makes
-    ``X-Forwarded-Proto: https`` count as HTTPS for the session cookie's Secure flag."""
+    ``X-Forwarded-Proto: https`` count as HTTPS for the session cookie's Secure flag; ``gateway`` (a PaymentGateway,
+    default the card simulator) and ``dns`` (a TXT resolver) are what the forms' commands use."""
+    from kakin.adapters.payments import CardSimulator
+
+    from . import portal_purchase  # the page modules: each has its ROUTES (imported here: they import this module)
+
     app = Starlette(routes=[
+        *portal_purchase.ROUTES,
         Route("/", overview, name="overview"),
         Route("/invoices", invoices_page, name="invoices"),
         Route("/members", members_page, name="members"),
@@ -78,6 +85,8 @@ def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None)
     ])
     app.state.engine = engine
     app.state.clock = clock
+    app.state.gateway = gateway if gateway is not None else CardSimulator()
+    app.state.dns = dns
     app.state.trust_proxy = os.environ.get("KAKIN_TRUST_PROXY") == "1" if trust_proxy is None else trust_proxy
     secret = os.environ.get("KAKIN_PORTAL_SECRET")  # set it to keep CSRF cookies valid across restarts
     return asgi_csrf(app, signing_secret=secret, always_protect=_EveryPath(), cookie_path="/portal")
@@ -104,8 +113,9 @@ def _refusal(request: Request, status: int, message: str, locale: str = i18n.DEF
 class _Context:
     """What a page needs: the session, its tenant, the customer's stored row and its time (a test clock's, if any)."""
 
-    def __init__(self, uow: UnitOfWork, session: PortalSession, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWork, session: PortalSession, clock: Clock, gateway: Any = None, dns: Any = None) -> None:
         self.uow = uow
+        self.gateway, self.dns = gateway, dns  # for commands: the payment gateway, the DNS TXT resolver
         self.session = session
         self.tenant: Tenant = open_tenant(uow, service_store.tenant_by_id(uow.conn, session.tenant_id).code)
         self.principal = access.portal_principal(self.tenant.row, session.customer_key, session.member_id)
@@ -129,7 +139,7 @@ async def _with_session(request: Request, build: Callable[[_Context], Response])
             if session is None:
                 return _refusal(request, 401, "session_ended")
             try:
-                return build(_Context(uow, session, state.clock))
+                return build(_Context(uow, session, state.clock, state.gateway, state.dns))
             except errors.NotFound:
                 return _refusal(request, 404, "not_found", session.locale)
 
