@@ -69,9 +69,12 @@ def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None,
     from kakin.adapters.payments import CardSimulator
 
     from . import portal_purchase  # the page modules: each has its ROUTES (imported here: they import this module)
+    from .portal_line_oa import ROUTES as LINE_OA_ROUTES
+    from .portal_nipoplus import ROUTES as NIPOPLUS_ROUTES
 
     app = Starlette(routes=[
         *portal_purchase.ROUTES,
+        *NIPOPLUS_ROUTES, *LINE_OA_ROUTES,
         Route("/", overview, name="overview"),
         Route("/invoices", invoices_page, name="invoices"),
         Route("/members", members_page, name="members"),
@@ -125,7 +128,8 @@ class _Context:
 
     def header(self) -> dict[str, Any]:
         return {"vendor": self.tenant.row.name, "customer": self.session.customer_name,
-                "member": self.session.member_name, "role": self.session.member_role}
+                "member": self.session.member_name, "role": self.session.member_role,
+                "catalog": self.tenant.catalog.code}
 
 
 async def _with_session(request: Request, build: Callable[[_Context], Response]) -> Response:
