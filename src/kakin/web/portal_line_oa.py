@@ -25,10 +25,11 @@ from .portal import _Context, _render, _with_session
 
 PLAN_PAGE, ACCOUNT_PAGE = "/portal/oa/plan", "/portal/oa/account"
 STATUS = {"pending": "reviewing", "approved": "applied", "refused": "refused"}  # 審査中 / 適用 / 不可
+CATALOGS = frozenset({"line-oa"})  # the vendors whose customers see these pages (base.html shows their tabs)
 
 
 def _line_oa(ctx: _Context) -> None:
-    if "messages" not in {m for p in ctx.tenant.catalog.plans.values() for m in p.usage}:
+    if ctx.tenant.catalog.code not in CATALOGS:
         raise errors.NotFound("this vendor has no LINE Official Account pages", param="path")
 
 

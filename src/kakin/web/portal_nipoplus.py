@@ -24,7 +24,7 @@ from .forms import Done, Form, flash_of, form_post
 from .portal import _Context, _render, _with_session
 
 PAGE = "/portal/organization"
-CATALOGS = frozenset({"nipoplus"})  # the vendors whose customers sign up here (the seed's procedure)
+CATALOGS = frozenset({"nipoplus"})  # the vendors whose customers sign up here (base.html shows the tab)
 
 
 def _seats(text: str) -> int:
