@@ -173,3 +173,5 @@ def test_a_post_without_the_csrf_token_is_403_and_changes_nothing(site: Site) ->
     assert site.post("/portal/oa/account/name", {"name": "横浜市"}, csrf=False).status_code == 403
     assert site.post("/portal/oa/plan", {"plan": "standard"}, csrf=False).status_code == 403
     assert site.customer()["name"] == "横浜しみん" and site.customer()["subscription"]["plan"] == "communication"
+    assert site.post("/portal/oa/account/name", {"name": "横浜市"}).status_code == 303  # with the token it is done
+    assert site.customer()["name"] == "横浜市"

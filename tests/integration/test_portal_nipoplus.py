@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
-from test_portal import START, Portal
+from test_portal import Portal
 
 from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
@@ -218,14 +218,18 @@ def test_a_post_without_the_csrf_token_is_403_and_changes_nothing(org: Org) -> N
     assert org.post("/portal/organization/seats", {"seats": "20"}, csrf=False).status_code == 403
     sub = org.customer("acme")["subscription"]
     assert sub["seats"] == 10 and sub["pending_change"] is None
+    assert org.post("/portal/organization/seats", {"seats": "20"}).status_code == 303  # with the token it is done
+    assert org.customer("acme")["subscription"]["seats"] == 20
 
 
-def test_another_vendors_customer_has_no_organization_page(engine: Engine) -> None:
+def test_only_nipoplus_customers_have_the_organization_page_and_its_tab(org: Org, engine: Engine) -> None:
+    org.sign_in()
+    assert 'href="/portal/organization"' in org.client.get("/portal/").text
     from test_account_name_lock import LineOA
 
     oa = LineOA(engine)
     r = oa.api("POST", "/v1/portal_sessions", {"customer": "yokohama", "member": oa.admin,
                                                 "return_url": "https://oa.example/"})
     oa.client.get(r.json()["url"].removeprefix("http://testserver"))
+    assert 'href="/portal/organization"' not in oa.client.get("/portal/").text
     assert oa.client.get("/portal/organization").status_code == 404
-    assert START.tzinfo is not None
