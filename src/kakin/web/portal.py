@@ -51,6 +51,7 @@ def environment(locale: str) -> Environment:
     env.filters["yen"] = lambda amount: i18n.yen(amount, locale)
     env.filters["day"] = lambda value: i18n.day(value, locale)
     env.filters["number"] = lambda value: i18n.number(value, locale)
+    env.filters["moment"] = lambda value: i18n.moment(value, locale)
     return env
 
 
@@ -68,13 +69,12 @@ def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None,
     default the card simulator) and ``dns`` (a TXT resolver) are what the forms' commands use."""
     from kakin.adapters.payments import CardSimulator
 
-    from . import portal_purchase  # the page modules: each has its ROUTES (imported here: they import this module)
+    from . import portal_admin, portal_purchase  # the page modules: each has its ROUTES (they import this module)
 
     app = Starlette(routes=[
-        *portal_purchase.ROUTES,
+        *portal_purchase.ROUTES, *portal_admin.ROUTES,
         Route("/", overview, name="overview"),
         Route("/invoices", invoices_page, name="invoices"),
-        Route("/members", members_page, name="members"),
         Route("/open/{token}", open_link),
         Route("/invoices/{number}/document.pdf", invoice_pdf),
         Route("/invoices/{number}/receipt.pdf", receipt_pdf),
@@ -233,17 +233,6 @@ async def invoices_page(request: Request) -> Response:
         notes = [n for n in ctx.uow.credit_notes_for(ctx.tenant.row) if n["customer"] == ctx.session.customer_key]
         return _render(request, ctx.session.locale, "portal/invoices.html", page="invoices", head=ctx.header(),
                        invoices=[invoice_json(r) for r in reversed(rows)], credit_notes=list(reversed(notes)))
-
-    return await _with_session(request, build)
-
-
-async def members_page(request: Request) -> Response:
-    """メンバー: the customer's super admin, admins and members with their roles."""
-
-    def build(ctx: _Context) -> Response:
-        members = service_store.members_of(ctx.uow.conn, ctx.row["id"])
-        return _render(request, ctx.session.locale, "portal/members.html", page="members", head=ctx.header(),
-                       members=members)
 
     return await _with_session(request, build)
 
