@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
-from kakin.services import access, authorization, entitlements, portal, upcoming
+from kakin.services import access, authorization, entitlements, portal, upcoming, upgrades
 from kakin.services.portal import PortalSession
 from kakin.services.presenters import customer_json, invoice_json
 from kakin.services.tenancy import Tenant, open_tenant
@@ -220,7 +220,8 @@ async def overview(request: Request) -> Response:
                 for metric, q in quotas.items() if q["included"] is not None]
         return _render(request, ctx.session.locale, "portal/overview.html", page="overview", head=ctx.header(),
                        customer=customer, sub=sub, plan_name=plan_name, pending=pending, pending_plan=pending_plan,
-                       upcoming=upcoming.upcoming_invoice(ctx.uow, ctx.tenant, key, ctx.now), bars=bars)
+                       upcoming=upcoming.upcoming_invoice(ctx.uow, ctx.tenant, key, ctx.now), bars=bars,
+                       upgrading=(upgrades.pending(ctx.uow, ctx.row["id"]) or {}).get("status") == "pending")
 
     return await _with_session(request, build)
 

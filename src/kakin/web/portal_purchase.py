@@ -76,6 +76,9 @@ def _plans_page(request: Request, ctx: _Context, form: Form) -> Response:
     values: dict[str, Any] = {"step": step, "sub": sub, "form": form, "flash": flash_of(request),
                               "upgrade": upgrades.pending(ctx.uow, ctx.row["id"]), "can_buy": ctx.session.member_role == "super_admin",
                               "can_pay": account.can_pay, "choices": [], "chosen": None, "preview": None, "error": None}
+    if values["upgrade"] is not None:
+        target = catalog.plans[values["upgrade"]["plan"]]
+        values["upgrade_plan"] = target.name_ja if ctx.session.locale == "ja" else target.name_en
     if sub is not None:
         current = catalog.plans[sub.plan]
         values["current_name"] = current.name_ja if ctx.session.locale == "ja" else current.name_en
