@@ -436,3 +436,18 @@ def test_a_member_is_removed_through_the_api_by_an_admin(works: Works) -> None:
     assert works.api("DELETE", f"/v1/customers/sakura/members/{works.admin}", member=works.boss["sakura"]).status_code == 404
     actions = [e["action"] for e in works.api("GET", "/v1/audit_log?limit=100").json()["data"]]
     assert "member.removed" in actions
+
+
+def test_an_upgrade_refused_by_the_time_the_worker_runs_ends_failed_with_its_code_and_changes_nothing(
+        works: Works, dns_zone: Any) -> None:
+    verified_domain(works, dns_zone)
+    r = works.api("POST", "/v1/customers/sakura/subscription/plan", {"plan": "basic"}, member=works.boss["sakura"])
+    assert r.status_code == 200 and r.json()["upgrade"]["status"] == "pending"  # in the trial: no card needed yet
+    works.clock.now = datetime(2026, 5, 1, 10, tzinfo=JST)  # the trial ended at midnight without a card: suspended
+    assert run_worker(works, dns_zone)["plan changes completed"] == 1
+    customer = works.customer()
+    assert customer["subscription"]["plan"] == "lite" and customer["subscription"]["status"] == "suspended"
+    assert customer["upgrade"]["status"] == "failed" and customer["upgrade"]["error_code"] == "payment_method_required"
+    works.sign_in()
+    page = works.client.get("/portal/plans").text
+    assert "アップグレードを完了できませんでした。 先に決済方法を登録してください。" in page
