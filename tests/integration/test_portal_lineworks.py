@@ -132,6 +132,7 @@ def test_a_card_form_posted_without_the_csrf_token_is_403_and_registers_nothing(
     r = works.post("/portal/payment", {"payment_method": "pm_card_visa"}, csrf=False)
     assert r.status_code == 403
     assert works.customer()["has_payment_method"] is False
+    assert "カードは登録されていません。" in works.client.get("/portal/payment").text
 
 
 def test_with_stripe_configured_the_card_entry_is_stripe_elements_loaded_from_js_stripe_com(
