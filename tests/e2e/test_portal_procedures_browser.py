@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from test_portal_browser import ARTIFACTS, browser, shot  # noqa: F401  (the session's chromium)
+from test_portal_browser import ARTIFACTS, shot
 
 from kakin.adapters.db import tables
 from kakin.adapters.db.migrate import make_engine, migrate
@@ -86,7 +86,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:  # noqa: F811
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     context = browser.new_context(locale="ja-JP", viewport={"width": 1100, "height": 800})
     p = context.new_page()
     folder = ARTIFACTS / request.node.name

@@ -91,7 +91,9 @@ class RefusalIn(Body):
 
 
 class DomainIn(Body):
-    domain: Annotated[str, Field(min_length=3, max_length=253, pattern=NO_NUL)]
+    domain: Annotated[str | None, Field(min_length=3, max_length=253, pattern=NO_NUL,
+                                        description="your own domain; omit it with provided")] = None
+    provided: bool = Field(False, description="add the vendor's domain GROUP.<provided_suffix> instead (in use at once)")
 
 
 class MemberIn(Body):

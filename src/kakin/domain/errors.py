@@ -197,6 +197,24 @@ class DomainTaken(Conflict):
     code = "domain_taken"
 
 
+class PrimaryDomainLocked(Conflict):
+    """The primary domain changed less than 24 hours ago (seed lineworks-upgrade-procedure)."""
+
+    code = "primary_domain_locked"
+
+
+class DomainIsPrimary(Conflict):
+    """The primary domain cannot be deleted; another one must be made primary first."""
+
+    code = "domain_is_primary"
+
+
+class UpgradeInProgress(Conflict):
+    """A plan change the worker completes (アップグレード中) is pending; the customer waits for it."""
+
+    code = "upgrade_in_progress"
+
+
 class CustomerDeleted(Conflict):
     code = "customer_deleted"
 

@@ -59,12 +59,15 @@ class Form:
 
 @dataclass(frozen=True)
 class Done:
-    """Where a successful form goes (a ``/portal/`` path) and the flash message key shown there."""
+    """Where a successful form goes (a ``/portal/`` path, or the vendor's ``return_url`` when the session ended) and
+    the flash message key shown there (None: no message)."""
 
     to: str
-    flash: str = "saved"
+    flash: str | None = "saved"
 
     def url(self) -> str:
+        if self.flash is None:
+            return self.to
         sep = "&" if "?" in self.to else "?"
         return f"{self.to}{sep}{urlencode({'flash': self.flash})}"
 

@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
-from kakin.services import access, authorization, entitlements, portal, upcoming
+from kakin.services import access, authorization, entitlements, portal, upcoming, upgrades
 from kakin.services.portal import PortalSession
 from kakin.services.presenters import customer_json, invoice_json
 from kakin.services.tenancy import Tenant, open_tenant
@@ -51,6 +51,7 @@ def environment(locale: str) -> Environment:
     env.filters["yen"] = lambda amount: i18n.yen(amount, locale)
     env.filters["day"] = lambda value: i18n.day(value, locale)
     env.filters["number"] = lambda value: i18n.number(value, locale)
+    env.filters["moment"] = lambda value: i18n.moment(value, locale)
     return env
 
 
@@ -68,16 +69,15 @@ def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None,
     default the card simulator) and ``dns`` (a TXT resolver) are what the forms' commands use."""
     from kakin.adapters.payments import CardSimulator
 
-    from . import portal_purchase  # the page modules: each has its ROUTES (imported here: they import this module)
+    from . import portal_admin, portal_purchase  # the page modules: each has its ROUTES (they import this module)
     from .portal_line_oa import ROUTES as LINE_OA_ROUTES
     from .portal_nipoplus import ROUTES as NIPOPLUS_ROUTES
 
     app = Starlette(routes=[
-        *portal_purchase.ROUTES,
+        *portal_purchase.ROUTES, *portal_admin.ROUTES,
         *NIPOPLUS_ROUTES, *LINE_OA_ROUTES,
         Route("/", overview, name="overview"),
         Route("/invoices", invoices_page, name="invoices"),
-        Route("/members", members_page, name="members"),
         Route("/open/{token}", open_link),
         Route("/invoices/{number}/document.pdf", invoice_pdf),
         Route("/invoices/{number}/receipt.pdf", receipt_pdf),
@@ -224,7 +224,8 @@ async def overview(request: Request) -> Response:
                 for metric, q in quotas.items() if q["included"] is not None]
         return _render(request, ctx.session.locale, "portal/overview.html", page="overview", head=ctx.header(),
                        customer=customer, sub=sub, plan_name=plan_name, pending=pending, pending_plan=pending_plan,
-                       upcoming=upcoming.upcoming_invoice(ctx.uow, ctx.tenant, key, ctx.now), bars=bars)
+                       upcoming=upcoming.upcoming_invoice(ctx.uow, ctx.tenant, key, ctx.now), bars=bars,
+                       upgrading=(upgrades.pending(ctx.uow, ctx.row["id"]) or {}).get("status") == "pending")
 
     return await _with_session(request, build)
 
@@ -237,17 +238,6 @@ async def invoices_page(request: Request) -> Response:
         notes = [n for n in ctx.uow.credit_notes_for(ctx.tenant.row) if n["customer"] == ctx.session.customer_key]
         return _render(request, ctx.session.locale, "portal/invoices.html", page="invoices", head=ctx.header(),
                        invoices=[invoice_json(r) for r in reversed(rows)], credit_notes=list(reversed(notes)))
-
-    return await _with_session(request, build)
-
-
-async def members_page(request: Request) -> Response:
-    """メンバー: the customer's super admin, admins and members with their roles."""
-
-    def build(ctx: _Context) -> Response:
-        members = service_store.members_of(ctx.uow.conn, ctx.row["id"])
-        return _render(request, ctx.session.locale, "portal/members.html", page="members", head=ctx.header(),
-                       members=members)
 
     return await _with_session(request, build)
 
