@@ -49,7 +49,11 @@ PAGES = [
     ("line-oa", "oa-00000", "/portal/oa/account"),
     ("line-oa", "oa-00000", "/portal/oa/account?prefecture=130001&premium_id=@bench"),
     ("lineworks", "lw-00000", "/portal/"),
+    ("lineworks", "lw-00000", "/portal/plans"),  # 商品の契約/変更
+    ("lineworks", "lw-00000", "/portal/plans?step=3&plan=basic&contract=monthly"),  # STEP 3: the preview
     ("lineworks", "lw-00000", "/portal/payment"),
+    ("lineworks", "lw-00000", "/portal/domains"),
+    ("lineworks", "lw-00000", "/portal/members"),
 ]
 SERVER = """
 import sys, uvicorn
