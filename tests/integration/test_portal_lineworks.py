@@ -107,6 +107,14 @@ def test_registering_a_card_redirects_with_a_flash_and_shows_only_its_brand_and_
     assert works.customer()["has_payment_method"] is True
 
 
+def test_bank_transfer_is_shown_once_the_vendors_operators_enabled_it(works: Works) -> None:
+    works.sign_in()
+    assert 'id="bank-transfer"' not in works.client.get("/portal/payment").text
+    assert works.api("POST", "/v1/customers/sakura/collection", {"collection": "bank_transfer"}).status_code == 200
+    page = works.client.get("/portal/payment").text
+    assert '<p id="bank-transfer">請求書払い（銀行振込）が有効です。' in page
+
+
 def test_an_unknown_card_is_refused_next_to_its_field_in_the_pages_language_and_changes_nothing(works: Works) -> None:
     works.sign_in(locale="en")
     r = works.post("/portal/payment", {"payment_method": "pm_made_up"})

@@ -89,6 +89,10 @@ def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None,
     app.state.engine = engine
     app.state.clock = clock
     app.state.gateway = gateway if gateway is not None else CardSimulator()
+    if dns is None:
+        from kakin.adapters.dns import TxtResolver
+
+        dns = TxtResolver.from_env()
     app.state.dns = dns
     app.state.trust_proxy = os.environ.get("KAKIN_TRUST_PROXY") == "1" if trust_proxy is None else trust_proxy
     secret = os.environ.get("KAKIN_PORTAL_SECRET")  # set it to keep CSRF cookies valid across restarts

@@ -119,7 +119,7 @@ customers = Table(
     Column("collection", String(20), nullable=False, server_default=text("'card'")),  # card | bank_transfer
     Column("deleted_on", Date),  # 退会: the organization was deleted (its invoices are kept)
     Column("sign_in_group", String(100)),  # members sign in as id@group
-    Column("verified_domain", String(253)),  # proved with a DNS TXT record; one customer per domain in a tenant
+    Column("verified_domain", String(253)),  # the primary domain (in use: domain_verifications); one customer per domain
     Column("verified_at", UtcDateTime()),  # 認証済アカウント: granted by the vendor's reviewers
     Column("verification_requested_at", UtcDateTime()),  # the customer applied for it: name and premium ID fixed
     Column("primary_domain_changed_at", UtcDateTime()),  # the primary domain cannot change again for 24 hours

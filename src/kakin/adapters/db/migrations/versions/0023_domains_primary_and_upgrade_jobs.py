@@ -34,6 +34,7 @@ def upgrade() -> None:
     op.execute("UPDATE domain_verifications SET verified_domain = domain WHERE verified_at IS NOT NULL AND domain = "
                "(SELECT c.verified_domain FROM customers c WHERE c.id = domain_verifications.customer_id)")
     op.execute("UPDATE domain_verifications SET verified_at = NULL WHERE verified_domain IS NULL")
+    op.execute("UPDATE domain_verifications SET next_check_at = created_at WHERE verified_domain IS NULL")
     with op.batch_alter_table("customers") as batch:
         batch.add_column(sa.Column("primary_domain_changed_at", sa.DateTime(timezone=True)))
     op.create_table(
