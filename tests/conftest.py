@@ -106,3 +106,41 @@ def engine(database_url: str) -> Iterator[Engine]:
     migrate(eng)
     yield eng
     eng.dispose()
+
+
+class DnsZone:
+    """A DNS server on 127.0.0.1 (dnslib) answering TXT queries from ``txt`` (name → values); other names are
+    NXDOMAIN. ``nameserver`` is its ``host:port`` for ``KAKIN_DNS_NAMESERVER`` or ``TxtResolver``."""
+
+    def __init__(self) -> None:
+        self.txt: dict[str, list[str]] = {}
+        self.queries: list[str] = []
+        self.nameserver = ""
+
+    def resolve(self, request: object, handler: object) -> object:
+        from dnslib import QTYPE, RR, TXT
+
+        reply = request.reply()  # type: ignore[attr-defined]
+        name = str(request.q.qname).rstrip(".").lower()  # type: ignore[attr-defined]
+        self.queries.append(name)
+        if name not in self.txt:
+            reply.header.rcode = 3  # NXDOMAIN
+        elif request.q.qtype == QTYPE.TXT:  # type: ignore[attr-defined]
+            for value in self.txt[name]:
+                reply.add_answer(RR(name, QTYPE.TXT, rdata=TXT(value), ttl=60))
+        return reply
+
+
+@pytest.fixture
+def dns_zone() -> Iterator[DnsZone]:
+    """A loopback DNS server for the test (see :class:`DnsZone`)."""
+    from dnslib.server import DNSLogger, DNSServer
+
+    zone = DnsZone()
+    server = DNSServer(zone, port=0, address="127.0.0.1", logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"))
+    server.start_thread()
+    zone.nameserver = f"127.0.0.1:{server.server.server_address[1]}"
+    try:
+        yield zone
+    finally:
+        server.stop()

@@ -260,7 +260,7 @@ def run_due(
         out.print(f"{key}: {n} actions" if key not in _OUTBOX_COUNTS else f"{key}: {n}")
 
 
-_OUTBOX_COUNTS = ("webhook deliveries", "mails sent", "idempotency records purged")
+_OUTBOX_COUNTS = ("plan changes completed", "domain checks", "webhook deliveries", "mails sent", "idempotency records purged")
 
 
 @app.command()

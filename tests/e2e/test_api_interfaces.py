@@ -163,7 +163,10 @@ ACTING = [("post", "/v1/customers/{customer_id}/subscription"), ("post", "/v1/cu
           ("post", "/v1/customers/{customer_id}/subscription/cancel"), ("post", "/v1/customers/{customer_id}/payment_method"),
           ("post", "/v1/customers/{customer_id}/premium_id"), ("post", "/v1/customers/{customer_id}/members"),
           ("post", "/v1/customers/{customer_id}/domains"), ("post", "/v1/customers/{customer_id}/domains/{domain}/verify"),
-          ("delete", "/v1/customers/{customer_id}"), ("post", "/v1/customers/{customer_id}/eligibility_applications")]
+          ("delete", "/v1/customers/{customer_id}"), ("post", "/v1/customers/{customer_id}/eligibility_applications"),
+          ("post", "/v1/customers/{customer_id}/domains/{domain}/primary"), ("delete", "/v1/customers/{customer_id}/domains/{domain}"),
+          ("delete", "/v1/customers/{customer_id}/members/{member_id}"),
+          ("post", "/v1/customers/{customer_id}/account_name"), ("post", "/v1/customers/{customer_id}/verification_request")]
 
 
 def test_every_operation_that_needs_an_acting_member_declares_the_header(client: TestClient) -> None:

@@ -2,14 +2,12 @@
 
 ``kakin``'s app runs under uvicorn in a thread on 127.0.0.1 with a temporary
 SQLite database and a clock the tests hold. Each step saves a screenshot under
-``var/artifacts/portal-browser/<test>/`` (ignored by git). Without
-``/usr/bin/chromium`` the tests are skipped with the reason, except in CI
-(``CI=true``), where that fails: ``scripts/system-deps.sh`` installs it.
+``var/artifacts/portal-browser/<test>/`` (ignored by git). The browser is
+conftest.py's (skipped without ``/usr/bin/chromium``, except in CI).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import threading
@@ -29,8 +27,6 @@ from kakin.serve import portal_link
 from kakin.services import access, billing
 from kakin.services.tenancy import create_tenant
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "artifacts" / "portal-browser"
 START = datetime(2026, 5, 3, 1, 0, tzinfo=UTC)  # 10:00 JST
 
@@ -82,21 +78,6 @@ class Server:
         self.server.should_exit = True
         self.thread.join(10)
         self.engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        reason = f"{CHROMIUM} is missing: run ./scripts/system-deps.sh as root (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(f"BROWSER TESTS NOT RUN: {reason}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +140,8 @@ def test_the_members_page_lists_the_super_admin(page: Any, server: Server) -> No
     page.goto(server.link())
     page.get_by_role("link", name="メンバー").click()
     page.wait_for_url(f"{server.base}/portal/members")
-    assert page.locator("#members tbody tr").first.inner_text().split("\t") == ["山田 花子", "admin@acme.example", "最高管理者"]
+    cells = page.locator("#members tbody tr").first.inner_text().split("\t")
+    assert cells == ["山田 花子", "admin@acme.example", "最高管理者", ""]  # the super admin has no 「削除」 button
     assert "株式会社アクメ" in page.locator("header").inner_text()
     shot(page, "1-members")
 

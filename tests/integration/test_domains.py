@@ -22,6 +22,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.dns import TxtResolver
 from kakin.adapters.payments import CardSimulator
 from kakin.api.app import create_app
+from kakin.services import upgrades
 from kakin.services.access import create_api_key
 from kakin.services.tenancy import create_tenant
 
@@ -101,6 +102,7 @@ def test_a_group_sign_in_upgrades_from_lite_only_with_a_verified_domain(engine: 
         r = client.post("/v1/customers/kiku/subscription/plan", headers=as_admin(headers, admins, "kiku"),
                         json={"plan": "basic"})
         assert r.status_code == 200, r.text  # members of kiku already sign in with a domain
+        assert r.json()["upgrade"]["plan"] == "basic"
 
         r = client.post("/v1/customers/sakura/domains", headers=as_admin(headers, admins, "sakura"),
                         json={"domain": "Sakura-Kogyo.CO.JP"})
@@ -121,8 +123,10 @@ def test_a_group_sign_in_upgrades_from_lite_only_with_a_verified_domain(engine: 
 
         r = client.post("/v1/customers/sakura/subscription/plan", headers=as_admin(headers, admins, "sakura"),
                         json={"plan": "premium"})
-        assert r.status_code == 200 and r.json()["subscription"]["plan"] == "premium"
+        assert r.status_code == 200 and r.json()["upgrade"]["status"] == "pending"  # lite → paid: the worker completes it
         assert r.json()["verified_domain"] == "sakura-kogyo.co.jp"
+        assert upgrades.run_due(engine, CardSimulator(), NOW) == 2  # kiku's and sakura's
+        assert client.get("/v1/customers/sakura", headers=headers).json()["subscription"]["plan"] == "premium"
         listed = client.get("/v1/customers/sakura/domains", headers=headers).json()["data"]
         assert [(d["domain"], d["verified"]) for d in listed] == [("sakura-kogyo.co.jp", True)]
         actions = [e["action"] for e in client.get("/v1/audit_log?limit=100", headers=headers).json()["data"]]

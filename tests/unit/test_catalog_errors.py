@@ -491,3 +491,26 @@ def test_small_balance_days_default_to_30_and_must_be_a_positive_count() -> None
     assert parse_catalog(data, FILE).small_balance_days == 60
     data["billing"]["small_balance_days"] = 0
     assert refused(data).key == "billing.small_balance_days"
+
+
+# --- [domains] -------------------------------------------------------------------------
+
+
+def test_the_lineworks_catalog_provides_group_by_works_com_and_the_mx_records_for_mail() -> None:
+    domains = parse_catalog(shipped("lineworks"), FILE).domains
+    assert domains.provided_suffix == "by-works.com"
+    assert [(mx.priority, mx.value) for mx in domains.mx_records] == [(10, "mx1.worksmobile.com"), (20, "mx2.worksmobile.com")]
+
+
+@pytest.mark.parametrize(("domains", "key", "reason"), [
+    ({"provided_suffix": "by works"}, "domains.provided_suffix", "write a domain"),
+    ({"mx_records": ["mx1.example.com"]}, "domains.mx_records[0]", "must be a table"),
+    ({"mx_records": [{"priority": 10, "value": "not a host"}]}, "domains.mx_records[0].value", "write a host name"),
+    ({"mx_records": [{"priority": -1, "value": "mx.example.com"}]}, "domains.mx_records[0].priority", "at least 0"),
+    ({"mx_records": [{"priority": 10, "value": "mx.example.com", "ttl": 60}]}, "domains.mx_records[0].ttl", "unknown key"),
+    ({"suffix": "by-works.com"}, "domains.suffix", "unknown key"),
+])
+def test_a_malformed_domains_table_is_refused_naming_the_key(domains: dict[str, Any], key: str, reason: str) -> None:
+    data = shipped("lineworks")
+    data["domains"] = domains
+    assert_names(refused(data), FILE, key, reason)

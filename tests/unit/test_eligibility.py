@@ -9,7 +9,15 @@ import jpholiday
 import pytest
 
 from kakin.adapters.reference_data import local_governments
-from kakin.domain.eligibility import Applicant, automatic_checks, check_digit, review_due, valid_code
+from kakin.domain import errors
+from kakin.domain.eligibility import (
+    Applicant,
+    automatic_checks,
+    check_digit,
+    require_account_unlocked,
+    review_due,
+    valid_code,
+)
 
 REGISTRY = local_governments()
 
@@ -84,3 +92,17 @@ def test_verification_one_account_per_body_agencies_and_the_applicants_e_mail() 
 ])
 def test_a_review_is_due_five_business_days_after_the_application(submitted: date, due: date) -> None:
     assert review_due(submitted, holiday) == due
+
+
+@pytest.mark.parametrize("requested, verified, applied", [(True, False, False), (False, True, False), (False, False, True)])
+def test_the_account_name_is_fixed_once_verification_or_the_plan_is_applied_for(
+        requested: bool, verified: bool, applied: bool) -> None:
+    with pytest.raises(errors.AccountNameLocked) as locked:
+        require_account_unlocked(verification_requested=requested, verified=verified, applied=applied,
+                                 what="account name", param="name")
+    assert locked.value.code == "account_name_locked" and locked.value.param == "name"
+
+
+def test_the_account_name_may_change_while_nothing_was_applied_for() -> None:
+    require_account_unlocked(verification_requested=False, verified=False, applied=False, what="premium ID",
+                             param="premium_id")

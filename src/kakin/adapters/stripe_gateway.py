@@ -52,6 +52,14 @@ class StripeGateway:
     def is_known(self, payment_method: str) -> bool:
         return isinstance(payment_method, str) and payment_method.startswith("pm_")
 
+    def describe_card(self, payment_method: str) -> tuple[str, str] | None:
+        """(brand, last four digits) of a card PaymentMethod, for the portal; None when Stripe has no card for it."""
+        try:
+            card = self._client.v1.payment_methods.retrieve(payment_method).card
+        except stripe.StripeError:
+            return None
+        return (str(card.brand).title(), str(card.last4)) if card is not None else None
+
     def attach(self, payment_method: str, customer_key: str, gateway_customer: str | None) -> tuple[str, str]:
         """Attach the PaymentMethod to the Stripe Customer (created when there is none) and make it the default.
 

@@ -90,7 +90,7 @@ def create_app(engine: Engine, gateway: PaymentGateway | None = None, clock: Clo
     app.include_router(routes_eligibility.router)
     app.include_router(routes_portal.router)
     app.include_router(routes_reports.router)
-    app.mount("/portal", create_portal(engine, clock))  # the customer portal: server-rendered pages (web/portal.py)
+    app.mount("/portal", create_portal(engine, clock, gateway=app.state.gateway, dns=app.state.dns))  # the customer portal (web/portal.py)
     app.mount("/console", create_console(engine, clock, app.state.gateway))  # the operator console (web/console/)
     routes_ops.install(app, engine, clock)
     return app

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
-from kakin.services import access, authorization, billing, domains, members, upcoming
+from kakin.services import access, authorization, billing, domains, members, upcoming, upgrades
 from kakin.services.presenters import customer_json as view
 from kakin.services.presenters import invoice_json
 
@@ -84,7 +84,8 @@ def list_customers(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor
 def get_customer(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        return view(uow.load_accounts([row["id"]], summary=True)[0], row, tenant_of(uow, op).catalog)
+        return {**view(uow.load_accounts([row["id"]], summary=True)[0], row, tenant_of(uow, op).catalog),
+                "upgrade": upgrades.pending(uow, row["id"])}
 
     return read(request, op, work)  # type: ignore[no-any-return]
 
@@ -99,6 +100,12 @@ def list_members(request: Request, op: Auth, customer_id: CustomerId) -> dict[st
 def add_member(request: Request, op: Auth, customer_id: CustomerId, body: MemberIn, member: ActingMember = None) -> Response:
     return write(request, op, body, lambda uow: members.add_member(
         uow, op.acting_for(member), customer_id, body.email, body.name, body.role, request.app.state.clock), status=201)
+
+
+@router.delete("/customers/{customer_id}/members/{member_id}", summary="Remove an admin or a member (admins only)")
+def remove_member(request: Request, op: Auth, customer_id: CustomerId, member_id: str, member: ActingMember = None) -> Response:
+    return write(request, op, None, lambda uow: members.remove_member(
+        uow, op.acting_for(member), customer_id, member_id, request.app.state.clock))
 
 
 @router.post("/customers/{customer_id}/subscription", summary="Subscribe to a plan (super admin)")
@@ -129,10 +136,20 @@ def preview_plan_change(request: Request, op: Auth, customer_id: CustomerId, bod
     return read(request, op, work)  # type: ignore[no-any-return]
 
 
-@router.post("/customers/{customer_id}/subscription/plan", summary="Change the plan or the contract type (super admin)")
+@router.post("/customers/{customer_id}/subscription/plan",
+             summary="Change the plan or the contract type (super admin); LINE WORKS lite → paid is completed by the worker")
 def change_plan(request: Request, op: Auth, customer_id: CustomerId, body: PlanChangeIn, member: ActingMember = None) -> Response:
-    return write(request, op, body, _command(request, op, customer_id, "change_plan", member, plan=body.plan,
-                                             contract=body.contract, seats=body.seats))
+    """A change the worker completes (the catalog rule is ``needs_verified_domain``) is checked in full, then answered
+    with the customer still on its plan and ``upgrade: {"id", "status": "pending", "plan", "contract", …}``; the
+    customer's ``upgrade`` and its entitlements show it (``restricted``) until the worker has made the change."""
+
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        account, row, tenant, job = upgrades.change_plan(uow, op.acting_for(member), request.app.state.gateway,
+                                                         customer_id, request.app.state.clock, body.plan,
+                                                         contract=body.contract, seats=body.seats)
+        return {**view(account, row, tenant.catalog), "upgrade": job}
+
+    return write(request, op, body, work)
 
 
 @router.post("/customers/{customer_id}/subscription/cancel", summary="Cancel under the catalog's rules (super admin)")
@@ -144,13 +161,30 @@ def cancel(request: Request, op: Auth, customer_id: CustomerId, member: ActingMe
              summary="Register a domain to verify (super admin); returns the DNS TXT record to publish")
 def add_domain(request: Request, op: Auth, customer_id: CustomerId, body: DomainIn, member: ActingMember = None) -> Response:
     return write(request, op, body, lambda uow: domains.add_domain(
-        uow, op.acting_for(member), customer_id, body.domain, request.app.state.clock), status=201)
+        uow, op.acting_for(member), customer_id, body.domain, request.app.state.clock, provided=body.provided), status=201)
 
 
-@router.get("/customers/{customer_id}/domains", summary="The customer's domains and whether each is verified")
+@router.get("/customers/{customer_id}/domains",
+            summary="The customer's domains with status (pending, in_use, expired), the primary domain and its lock")
 def list_domains(request: Request, op: Auth, customer_id: CustomerId) -> dict[str, Any]:
     return read(request, op, lambda uow: {  # type: ignore[no-any-return]
-        "data": domains.domains_of(uow, op.tenant, customer_id), "next_cursor": None})
+        **domains.domains_of(uow, op, customer_id, request.app.state.clock), "next_cursor": None})
+
+
+@router.post("/customers/{customer_id}/domains/{domain}/primary",
+             summary="Make a domain in use the primary domain (super admin): members' portal sessions end, "
+                     "customer.primary_domain.changed is sent, and it cannot change again for 24 hours")
+def change_primary_domain(request: Request, op: Auth, customer_id: CustomerId, domain: str,
+                          member: ActingMember = None) -> Response:
+    return write(request, op, None, lambda uow: domains.change_primary(
+        uow, op.acting_for(member), customer_id, domain, request.app.state.clock))
+
+
+@router.delete("/customers/{customer_id}/domains/{domain}",
+               summary="Delete a domain that is not the primary one (super admin); a provided one is never issued again")
+def delete_domain(request: Request, op: Auth, customer_id: CustomerId, domain: str, member: ActingMember = None) -> Response:
+    return write(request, op, None, lambda uow: domains.delete_domain(
+        uow, op.acting_for(member), customer_id, domain, request.app.state.clock))
 
 
 @router.post("/customers/{customer_id}/domains/{domain}/verify",

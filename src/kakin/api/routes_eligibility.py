@@ -12,7 +12,7 @@ from kakin.services import eligibility
 
 from .app import Auth, read, tenant_of, write
 from .routes_customers import ActingMember, _customer
-from .schemas import EligibilityApplicationIn, RefusalIn
+from .schemas import AccountNameIn, EligibilityApplicationIn, RefusalIn
 
 router = APIRouter(prefix="/v1", tags=["eligibility"])
 
@@ -67,3 +67,19 @@ def refuse(request: Request, op: Auth, application_id: str, body: RefusalIn) -> 
 def verify_account(request: Request, op: Auth, customer_id: str) -> Response:
     return write(request, op, None, lambda uow: eligibility.verify_account(
         uow, tenant_of(uow, op), op, customer_id, request.app.state.clock()), permission=None)
+
+
+@router.post("/customers/{customer_id}/account_name",
+             summary="Change the account name (super admin); 409 account_name_locked once verification or the plan "
+                     "was applied for")
+def rename_account(request: Request, op: Auth, customer_id: str, body: AccountNameIn,
+                   member: ActingMember = None) -> Response:
+    return write(request, op, body, lambda uow: eligibility.rename_account(
+        uow, op.acting_for(member), customer_id, body.name, request.app.state.clock))
+
+
+@router.post("/customers/{customer_id}/verification_request",
+             summary="Apply for 認証済アカウント (super admin); the account name and premium ID are fixed from then on")
+def request_verification(request: Request, op: Auth, customer_id: str, member: ActingMember = None) -> Response:
+    return write(request, op, None, lambda uow: eligibility.request_verification(
+        uow, op.acting_for(member), customer_id, request.app.state.clock))

@@ -82,12 +82,18 @@ class EligibilityApplicationIn(Body):
     via_agency: bool = False
 
 
+class AccountNameIn(Body):
+    name: Annotated[str, Field(min_length=1, max_length=300, pattern=NO_NUL)]
+
+
 class RefusalIn(Body):
     reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=NO_NUL)]
 
 
 class DomainIn(Body):
-    domain: Annotated[str, Field(min_length=3, max_length=253, pattern=NO_NUL)]
+    domain: Annotated[str | None, Field(min_length=3, max_length=253, pattern=NO_NUL,
+                                        description="your own domain; omit it with provided")] = None
+    provided: bool = Field(False, description="add the vendor's domain GROUP.<provided_suffix> instead (in use at once)")
 
 
 class MemberIn(Body):

@@ -184,6 +184,24 @@ class Cancellation:
 
 
 @dataclass(frozen=True)
+class MxRecord:
+    """A mail exchanger a customer's own domain publishes to receive the vendor's mail: priority, host."""
+
+    priority: int
+    value: str
+
+
+@dataclass(frozen=True)
+class Domains:
+    """``[domains]``: the vendor's domain a customer may use before it has one (``GROUP.`` + ``provided_suffix``,
+    LINE WORKS ``by-works.com``) and the MX records its own domain needs for mail. Source: seed
+    lineworks-upgrade-procedure."""
+
+    provided_suffix: str | None = None
+    mx_records: tuple[MxRecord, ...] = ()
+
+
+@dataclass(frozen=True)
 class Catalog:
     code: str
     name: str
@@ -209,6 +227,7 @@ class Catalog:
     notice_before_trial_end_days: int | None = None
     bank_transfer_due_days: int = 30  # 請求書払い: days from the invoice to its due date
     small_balance_days: int = 30  # an amount below the gateway's minimum waits this long for another charge
+    domains: Domains = field(default_factory=Domains)
     # [plan_moves] old = "new": subscribers of a plan this version drops move to another when they take it up
     plan_moves: dict[str, str] = field(default_factory=dict)
     version: int = 1  # the catalog version number this content was published as (issue 13)

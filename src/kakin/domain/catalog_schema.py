@@ -22,8 +22,10 @@ from .catalog import (
     Cancellation,
     Catalog,
     ChangeRule,
+    Domains,
     Dunning,
     MidPeriodChange,
+    MxRecord,
     Plan,
     Price,
     Tier,
@@ -40,6 +42,7 @@ _CODE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _DECIMAL = re.compile(r"^\d+(\.\d+)?$")
 _PERCENT = re.compile(r"^(\d+(\.\d+)?)%$")
 _DECLINE_CODE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
 class _Table:
@@ -299,6 +302,25 @@ def _contract_set(t: _Table, name: str, contracts: set[str]) -> frozenset[str] |
     return frozenset(values)
 
 
+def _domains(t: _Table) -> Domains:
+    """``[domains]`` provided_suffix (a domain such as "by-works.com") and mx_records (``{priority, value}`` each)."""
+    suffix = t.get("provided_suffix", str, None)
+    if suffix is not None and not _HOST.match(suffix):
+        raise t.error("provided_suffix", f"is {suffix!r}: write a domain such as \"by-works.com\"")
+    records = []
+    for i, item in enumerate(t.get("mx_records", list, [])):
+        if not isinstance(item, dict):
+            raise t.error(f"mx_records[{i}]", "must be a table such as { priority = 10, value = \"mx1.example.com\" }")
+        rt = _Table(t.file, t.key(f"mx_records[{i}]"), item)
+        value = rt.get("value", str)
+        if not _HOST.match(value):
+            raise rt.error("value", f"is {value!r}: write a host name such as \"mx1.example.com\"")
+        records.append(MxRecord(rt.count("priority", minimum=0), value))
+        rt.finish()
+    t.finish()
+    return Domains(suffix, tuple(records))
+
+
 def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
     top = _Table(file, "", data)
     vendor = top.table("vendor")
@@ -416,6 +438,7 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
         at.finish()
         addons[addon_code] = AddOn(addon_code, names["ja"], names["en"], aprices, overrides)
     addons_t.finish()
+    domains = _domains(top.table("domains", {}))
     moves_t = top.table("plan_moves", {})
     plan_moves: dict[str, str] = {}
     for old in moves_t.data:
@@ -453,5 +476,6 @@ def parse_catalog(data: Mapping[str, Any], file: str) -> Catalog:
         notice_before_trial_end_days=before_trial_end,
         bank_transfer_due_days=bank_transfer_due_days,
         small_balance_days=small_balance_days,
+        domains=domains,
         plan_moves=plan_moves,
     )

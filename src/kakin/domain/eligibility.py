@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from . import errors
+
 ELIGIBILITY_RULE_SETS = frozenset({"jp_local_government"})  # what a catalog's ``eligibility`` may name
 WEIGHTS = (6, 5, 4, 3, 2)
 OFFICE = {"市": "役所", "区": "役所", "町": "役場", "村": "役場"}  # 新宿区役所, 箱根町役場
@@ -114,6 +116,19 @@ def automatic_checks(registry: Registry, applicant: Applicant) -> Checks:
     domain = applicant.email.rpartition("@")[2].lower()
     checks.email_needs_review = not (domain == "lg.jp" or domain.endswith(".lg.jp"))
     return checks
+
+
+def require_account_unlocked(*, verification_requested: bool, verified: bool, applied: bool, what: str,
+                             param: str) -> None:
+    """Refuse to change ``what`` (the account name or the premium ID) once verification (認証済アカウント) or the
+    local-government plan was applied for, whatever the outcome: raises AccountNameLocked with ``param``.
+
+    Source: seed line-oa-local-government-plan Q&A (認証審査申請後にアカウント名の変更はできません。また、プレミアムID
+    についても申請後に変更はできません), SPEC 3.3, issue 11 page 8."""
+    if verification_requested or verified or applied:
+        raise errors.AccountNameLocked(
+            f"the {what} can no longer be changed: verification or the local-government plan was applied for",
+            param=param)
 
 
 def is_closed(day: date, is_holiday: Callable[[date], bool]) -> bool:

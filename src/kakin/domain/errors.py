@@ -171,6 +171,12 @@ class PremiumIdLocked(Conflict):
     code = "premium_id_locked"
 
 
+class AccountNameLocked(Conflict):
+    """LINE OA: verification or the local-government plan was applied for; the account name and premium ID are fixed."""
+
+    code = "account_name_locked"
+
+
 class AdminLimitReached(Conflict):
     code = "admin_limit_reached"
 
@@ -189,6 +195,24 @@ class DomainNotVerified(Conflict):
 
 class DomainTaken(Conflict):
     code = "domain_taken"
+
+
+class PrimaryDomainLocked(Conflict):
+    """The primary domain changed less than 24 hours ago (seed lineworks-upgrade-procedure)."""
+
+    code = "primary_domain_locked"
+
+
+class DomainIsPrimary(Conflict):
+    """The primary domain cannot be deleted; another one must be made primary first."""
+
+    code = "domain_is_primary"
+
+
+class UpgradeInProgress(Conflict):
+    """A plan change the worker completes (アップグレード中) is pending; the customer waits for it."""
+
+    code = "upgrade_in_progress"
 
 
 class CustomerDeleted(Conflict):

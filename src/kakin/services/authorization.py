@@ -14,13 +14,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db import service_store
+from kakin.adapters.db import domain_store, service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.account import Account
 from kakin.domain.members import require_admin, require_super_admin
 
-from . import billing
+from . import billing, official_account
 from .access import Operator, acting_role
 from .tenancy import Tenant, open_tenant
 
@@ -45,7 +45,12 @@ RULES: dict[str, tuple[Callable[..., None], str]] = {
     "add_member": (require_admin, "add members"),
     "remove_member": (require_admin, "remove members"),
     "restore_payment": (require_admin, "restore the payment information"),
+    "rename_account": (require_super_admin, "change the account name"),
+    "request_verification": (require_super_admin, "apply for a verified account"),
 }
+
+# refused (upgrade_in_progress) while a plan change the worker completes is pending (services/upgrades.py)
+BLOCKED_WHILE_UPGRADING = frozenset({"change_plan", "cancel", "delete_customer", "change_primary_domain", "delete_domain"})
 
 # the billing commands a principal may run through :func:`perform`
 COMMANDS: dict[str, Callable[..., Account]] = {
@@ -54,7 +59,7 @@ COMMANDS: dict[str, Callable[..., Account]] = {
     "cancel": billing.cancel,
     "delete_customer": billing.delete_customer,
     "set_payment_method": billing.set_payment_method,
-    "set_premium_id": billing.set_premium_id,
+    "set_premium_id": official_account.set_premium_id,  # refused once the account name is locked
     "set_seats": billing.set_seats,
     "set_members": billing.set_members,
 }
@@ -84,10 +89,16 @@ def authorize(uow: UnitOfWork, principal: Operator, customer: dict[str, Any], ac
     :func:`customer_for`); the audit records the transaction writes then name the acting member.
 
     Raises RoleForbidden (an operator role without the ``customer`` permission: viewers, reviewers), NotFound (the
-    acting member is not one of the customer's), SuperAdminRequired or AdminRequired (the member's role)."""
+    acting member is not one of the customer's), SuperAdminRequired or AdminRequired (the member's role),
+    UpgradeInProgress (an action of :data:`BLOCKED_WHILE_UPGRADING` while the customer's upgrade is pending)."""
     principal.require("customer")
     rule, what = RULES[action]
     rule(acting_role(uow, principal.tenant, customer["id"], principal.member), what)
+    if action in BLOCKED_WHILE_UPGRADING:
+        job = domain_store.job_of(uow.conn, customer["id"])
+        if job is not None and job["status"] == "pending":
+            raise errors.UpgradeInProgress(
+                f"the change to {job['plan']!r} is in progress; try again when it is complete", param="plan")
     uow.acting_member = (principal.actor, principal.member) if principal.member else None
 
 

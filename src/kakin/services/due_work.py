@@ -4,7 +4,9 @@ In order: billing for every tenant (renewals, trial ends, month closes,
 month-start plan changes, payment retries), one batch at a time, the tenants
 taking turns (round-robin: one batch of each tenant with due work, then the
 next round), so a tenant with a million due accounts delays one with ten by
-at most one batch per tenant (issue 10, item 4); webhook
+at most one batch per tenant (issue 10, item 4); plan changes the worker
+completes (LINE WORKS lite → paid, ``services/upgrades.py``); the DNS look-ups
+of pending domains (``services/domains.py``); webhook
 deliveries; e-mail; forgetting idempotency records older than
 :data:`IDEMPOTENCY_RETENTION` (README, "Idempotency"). Between batches the
 pass asks ``stop()`` and returns early when it says so, so a worker told to
@@ -24,7 +26,7 @@ from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 
-from . import billing, mail, webhooks
+from . import billing, domains, mail, upgrades, webhooks
 
 IDEMPOTENCY_RETENTION = timedelta(hours=24)  # a retried request replays its first response for this long
 OUTBOX_BATCH = 100  # mails or webhook attempts per batch
@@ -41,9 +43,10 @@ def _quiet(_: dict[str, Any]) -> None:
 
 def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post: webhooks.Poster, now: datetime, *,
              tenant: str = "", batch_size: int = 1000, stop: Callable[[], bool] = _never, log: Log = _quiet,
-             timer: Callable[[], float] = time.monotonic) -> dict[str, int]:
-    """Do everything due by ``now``; returns counts: actions per tenant code, ``webhook deliveries`` (attempts),
-    ``mails sent``, ``idempotency records purged``.
+             timer: Callable[[], float] = time.monotonic, dns: domains.Resolver | None = None) -> dict[str, int]:
+    """Do everything due by ``now``; returns counts: actions per tenant code, ``plan changes completed``, ``domain
+    checks``, ``webhook deliveries`` (attempts), ``mails sent``, ``idempotency records purged``. ``dns`` answers the
+    domains' TXT look-ups (None: ``KAKIN_DNS_NAMESERVER`` or the system's resolver).
 
     ``tenant`` limits the billing to one tenant's code (the outboxes and the
     purge are shared by all tenants). ``log`` receives one dict per batch
@@ -62,6 +65,15 @@ def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post:
         done[code] += n
         waiting.append(code)
         log({"work": "billing", "tenant": code, "actions": n, "seconds": round(timer() - started, 3)})
+    done["plan changes completed"] = done["domain checks"] = 0
+    if not stop():
+        done["plan changes completed"] = upgrades.run_due(engine, gateway, now)
+        if done["plan changes completed"]:
+            log({"work": "plan changes", "completed": done["plan changes completed"]})
+    if not stop():
+        done["domain checks"] = domains.recheck_pending(engine, dns, now)
+        if done["domain checks"]:
+            log({"work": "domain checks", "looked_up": done["domain checks"]})
     done["webhook deliveries"] = done["mails sent"] = 0
     while not stop():  # batches of OUTBOX_BATCH until what is due is done
         started = timer()

@@ -24,7 +24,7 @@ from kakin.adapters.reference_data import local_governments
 from kakin.domain import errors, plan_changes
 from kakin.domain.eligibility import Applicant, automatic_checks, review_due
 
-from . import authorization, billing, mail
+from . import authorization, billing, mail, official_account
 from .access import Operator
 from .authorization import Clock
 from .operators import ActingOperator, acting_in
@@ -33,6 +33,18 @@ from .tenancy import Tenant, customer_row, open_tenant
 
 def _holiday(day: date) -> bool:
     return bool(jpholiday.is_holiday(day))
+
+
+def local_government_choices(prefecture: str | None) -> dict[str, Any]:
+    """What the application form offers: ``{"prefectures": [{"code", "name"}], "municipalities": [{"code", "name"}]}``
+    (the prefecture's own code first, then its municipalities, in code order; none without a known ``prefecture``
+    code). Source: ``kakin/data/local_governments.csv`` (JIS X 0402)."""
+    bodies = sorted(local_governments().by_code.values(), key=lambda b: b.code)
+    prefectures = [{"code": b.code, "name": b.prefecture} for b in bodies if not b.municipality]
+    chosen = next((p["name"] for p in prefectures if p["code"] == prefecture), None)
+    return {"prefectures": prefectures,
+            "municipalities": [{"code": b.code, "name": b.municipality or b.prefecture}
+                               for b in bodies if chosen is not None and b.prefecture == chosen]}
 
 
 def applicant_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -54,10 +66,18 @@ def apply(uow: UnitOfWork, principal: Operator, key: str, plan_code: str, code: 
           via_agency: bool, clock: Clock) -> dict[str, Any]:
     """Apply for an eligibility-gated plan for customer ``key`` as ``principal`` (its super admin); the automatic
     checks run at once. Returns the applicant's view (never the reasons). Raises what
-    :func:`authorization.authorize` raises, InvalidValue (``plan``), ApplicationPending, AlreadyGranted."""
+    :func:`authorization.authorize` raises, InvalidValue (``plan``; ``local_government_code`` not 6 digits;
+    ``applicant_email`` not an address), ApplicationPending, AlreadyGranted."""
     at = authorization.customer_for(uow, principal, key, clock)
     authorization.authorize(uow, principal, at, "apply_eligibility")
     tenant, now, actor = open_tenant(uow, principal.tenant.code), at["now"], principal.actor
+    if not (isinstance(code, str) and len(code) == 6 and code.isascii() and code.isdigit()):
+        raise errors.InvalidValue("choose the local government (a 6-digit local-government code)",
+                                  param="local_government_code")
+    local, _, domain = applicant_email.partition("@") if isinstance(applicant_email, str) else ("", "", "")
+    if not local or "." not in domain:
+        raise errors.InvalidValue("write the applicant's e-mail address, such as kouhou@city.example.lg.jp",
+                                  param="applicant_email")
     plan = tenant.catalog.plan(plan_code)
     if plan.eligibility is None:
         raise errors.InvalidValue(f"plan {plan.code!r} needs no application; subscribe to it", param="plan")
@@ -158,3 +178,39 @@ def verify_account(uow: UnitOfWork, tenant: Tenant, op: ActingOperator, key: str
         uow.audit([{"tenant_id": tenant.row.id, "customer_id": customer["id"], "at": now, "actor": reviewer,
                     "action": "customer.verified", "before": {"verified": False}, "after": {"verified": True}}])
     return {"customer": key, "verified": True, "verified_at": customer["verified_at"] or now}
+
+
+def rename_account(uow: UnitOfWork, principal: Operator, key: str, name: str, clock: Clock) -> dict[str, Any]:
+    """Change the account name (LINE OA: the name the local-government plan checks) as ``principal`` (the super
+    admin, RULES ``rename_account``). Returns :func:`official_account.account_state` after. Raises what
+    :func:`authorization.authorize` raises, InvalidValue (``name``: empty or over 300 characters), CustomerDeleted,
+    AccountNameLocked once verification or the plan was applied for. Renaming to the same name changes nothing."""
+    at = authorization.customer_for(uow, principal, key, clock)
+    authorization.authorize(uow, principal, at, "rename_account")
+    customer = customer_row(uow, principal.tenant, key, live=True)
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or len(name) > 300:
+        raise errors.InvalidValue("write the account name (1–300 characters)", param="name")
+    official_account.require_unlocked(uow, principal.tenant, customer, "account name", "name")
+    if name != customer["name"]:
+        service_store.set_customer_name(uow.conn, customer["id"], name)
+        uow.audit([{"tenant_id": principal.tenant.id, "customer_id": customer["id"], "at": at["now"],
+                    "actor": principal.actor, "action": "customer.renamed", "before": {"name": customer["name"]},
+                    "after": {"name": name}}])
+    return official_account.account_state(uow, principal.tenant, {**customer, "name": name})
+
+
+def request_verification(uow: UnitOfWork, principal: Operator, key: str, clock: Clock) -> dict[str, Any]:
+    """Apply for 認証済アカウント as ``principal`` (the super admin, RULES ``request_verification``): a reviewer
+    grants it (:func:`verify_account`); from now on the account name and premium ID are fixed. Applying again, or
+    for a verified account, changes nothing. Returns :func:`official_account.account_state` after."""
+    at = authorization.customer_for(uow, principal, key, clock)
+    authorization.authorize(uow, principal, at, "request_verification")
+    customer = customer_row(uow, principal.tenant, key, live=True)
+    if customer["verification_requested_at"] is None and customer["verified_at"] is None:
+        service_store.request_verification(uow.conn, customer["id"], at["now"])
+        uow.audit([{"tenant_id": principal.tenant.id, "customer_id": customer["id"], "at": at["now"],
+                    "actor": principal.actor, "action": "customer.verification_requested",
+                    "before": {"verification": "unverified"}, "after": {"verification": "requested"}}])
+        customer = {**customer, "verification_requested_at": at["now"]}
+    return official_account.account_state(uow, principal.tenant, customer)

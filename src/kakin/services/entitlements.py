@@ -1,4 +1,9 @@
-"""What a customer may do now: its plan's features, this month's quotas, storage, seat state."""
+"""What a customer may do now: its plan's features, this month's quotas, storage, seat state.
+
+While a plan change the worker completes is pending (LINE WORKS lite → paid, services/upgrades.py) the customer is
+アップグレード中: ``upgrade`` shows the job and ``restricted`` is true, every feature false (pricing FAQ:
+"アップグレード中にはサービスの利用が制限されます"); otherwise ``upgrade`` is None (or the failed job) and ``restricted`` false.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from kakin.domain.messaging import remaining
 
 from .billing import load
 from .tenancy import Tenant
+from .upgrades import pending
 
 
 def entitlements(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime) -> dict[str, Any]:
@@ -20,7 +26,8 @@ def entitlements(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime) -> di
     month = month_start(local_date(now, tenant.lifecycle.zone))
     if sub is None or sub.status.value in ("canceled", "suspended", "incomplete"):
         return {"customer": key, "plan": sub.plan if sub else None, "status": sub.status.value if sub else None,
-                "active": False, "features": {}, "quotas": {}, "storage": {}, "seats": None}
+                "active": False, "features": {}, "quotas": {}, "storage": {}, "seats": None, "upgrade": None,
+                "restricted": False}
     plan = tenant.lifecycle.catalog_of(sub).plans[sub.plan]
     users = account.members
     quotas = {}
@@ -43,5 +50,9 @@ def entitlements(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime) -> di
     if seats and seats["over_seats"]:
         for name in plan.over_seat_restricts:
             features[name] = False
+    upgrade = pending(uow, account.id) if account.id is not None else None
+    restricted = upgrade is not None and upgrade["status"] == "pending"
+    if restricted:
+        features = dict.fromkeys(features, False)
     return {"customer": key, "plan": plan.code, "status": sub.status.value, "active": True, "features": features,
-            "quotas": quotas, "storage": storage, "seats": seats}
+            "quotas": quotas, "storage": storage, "seats": seats, "upgrade": upgrade, "restricted": restricted}

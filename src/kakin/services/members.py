@@ -1,4 +1,5 @@
-"""A customer's members: the super admin, admins (up to the plan's limit) and members; listed, added, removed.
+"""A customer's members: the super admin, admins (up to the plan's limit) and members; listed, added, removed (never
+the super admin).
 
 Who may manage members is decided in :mod:`kakin.services.authorization` (admins and the super admin); the roles'
 own rules are in :mod:`kakin.domain.members`. Every change is audit-logged under the principal and acting member.
@@ -46,3 +47,22 @@ def add_member(uow: UnitOfWork, principal: Operator, key: str, email: str, name:
     uow.audit([{"tenant_id": tenant.id, "customer_id": row["id"], "at": row["now"], "actor": principal.actor,
                 "action": "member.added", "before": None, "after": added}])
     return added
+
+
+def remove_member(uow: UnitOfWork, principal: Operator, key: str, member_id: str, clock: Clock) -> dict[str, Any]:
+    """Remove admin or member ``member_id`` from customer ``key`` (its portal sessions end); audit-logged. Returns
+    ``{"id", "removed": True}``. Raises what :func:`authorization.authorize` raises, NotFound (param ``member_id``),
+    SuperAdminExists (the super admin cannot be removed)."""
+    row = authorization.customer_for(uow, principal, key, clock)
+    authorization.authorize(uow, principal, row, "remove_member")
+    found = service_store.member(uow.conn, principal.tenant.id, row["id"], member_id)
+    if found is None:
+        raise errors.NotFound(f"customer {key!r} has no member {member_id!r}", param="member_id")
+    if found["role"] == "super_admin":
+        raise errors.SuperAdminExists("the super admin, the member who opened the account, cannot be removed",
+                                      param="member_id")
+    service_store.remove_member(uow.conn, found["id"])
+    before = {"id": member_id, "email": found["email"], "name": found["name"], "role": found["role"]}
+    uow.audit([{"tenant_id": principal.tenant.id, "customer_id": row["id"], "at": row["now"], "actor": principal.actor,
+                "action": "member.removed", "before": before, "after": None}])
+    return {"id": member_id, "removed": True}

@@ -2,7 +2,7 @@
 
 Computed on a copy of the account run forward by the domain's schedule, so
 nothing is written or charged. Served by ``GET /v1/customers/{id}/upcoming_invoice``,
-``POST …/subscription/plan/preview`` and the portal's overview.
+``POST …/subscription/plan/preview``, the portal's overview and its 「人数の変更」.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import plan_changes, schedule
+from kakin.domain import seats as seat_rules
 from kakin.domain.account import Account
 from kakin.domain.invoice import InvoiceDraft
 from kakin.domain.lifecycle import Lifecycle
@@ -51,6 +52,30 @@ def preview_change_plan(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime
         "invoices_now": [draft_json(d) for d in result.invoices],
         "next_invoice": next_invoice(lc, changed, now),
         "next_invoice_without_change": next_invoice(lc, baseline, now),
+    }
+
+
+def preview_set_seats(uow: UnitOfWork, tenant: Tenant, key: str, now: datetime, seats: int) -> dict[str, Any]:
+    """What changing the contracted seats to ``seats`` will bill, computed on a copy of the account; nothing is written
+    or charged (NipoPlus 「人数の変更」: the difference is added to or taken from the next payment, seed
+    nipoplus-paid-plan 利用人数の変更に伴う過不足金).
+
+    Returns ``{"seats", "seats_before", "invoices_now", "credit_now", "next_invoice", "next_invoice_without_change",
+    "next_payment_change"}``: integer yen; ``credit_now`` is what credit notes issued at once add to the balance,
+    ``next_payment_change`` the next invoice's total with the change less its total without (negative: less to pay).
+    Raises what the change itself would (SeatsOutOfRange, NotSubscribed, SeatsNotApplicable)."""
+    lc = tenant.lifecycle
+    baseline = _caught_up(uow, tenant, key, now)
+    changed = copy.deepcopy(baseline)
+    before = changed.plan_subscription.seats if changed.plan_subscription else None
+    result = seat_rules.set_seats(lc, changed, seats, now)
+    with_change, without = next_invoice(lc, changed, now), next_invoice(lc, baseline, now)
+    return {
+        "seats": seats, "seats_before": before,
+        "invoices_now": [draft_json(d) for d in result.invoices],
+        "credit_now": sum(note.total for note in result.credit_notes),
+        "next_invoice": with_change, "next_invoice_without_change": without,
+        "next_payment_change": (with_change["total"] if with_change else 0) - (without["total"] if without else 0),
     }
 
 

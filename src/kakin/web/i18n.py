@@ -4,11 +4,11 @@ formatted per locale with Babel. Japanese is the default; English by the portal'
 from __future__ import annotations
 
 import io
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 
-from babel.dates import format_date
+from babel.dates import format_date, format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
@@ -48,3 +48,12 @@ def day(value: date | str | None, locale: str) -> str:
 def number(value: int, locale: str) -> str:
     """A count with the locale's grouping: ``1,000``."""
     return format_decimal(value, locale=locale)
+
+
+def moment(value: datetime | None, locale: str) -> str:
+    """An instant, in its own zone (the caller converts it to the tenant's), as the locale writes it to the minute:
+    ``2026年4月2日 10:00`` (ja), ``April 2, 2026, 10:00 AM`` (en); empty for None."""
+    if value is None:
+        return ""
+    return format_datetime(value, "y年M月d日 H:mm" if locale == "ja" else "MMMM d, y, h:mm a", tzinfo=value.tzinfo,
+                           locale=locale)

@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
-from kakin.services import access, authorization, entitlements, portal, upcoming
+from kakin.services import access, authorization, entitlements, portal, upcoming, upgrades
 from kakin.services.portal import PortalSession
 from kakin.services.presenters import customer_json, invoice_json
 from kakin.services.tenancy import Tenant, open_tenant
@@ -51,6 +51,7 @@ def environment(locale: str) -> Environment:
     env.filters["yen"] = lambda amount: i18n.yen(amount, locale)
     env.filters["day"] = lambda value: i18n.day(value, locale)
     env.filters["number"] = lambda value: i18n.number(value, locale)
+    env.filters["moment"] = lambda value: i18n.moment(value, locale)
     return env
 
 
@@ -61,13 +62,22 @@ class _EveryPath:
         return True
 
 
-def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None) -> Any:
+def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None, *, gateway: Any = None,
+                  dns: Any = None) -> Any:
     """The portal as an ASGI app to mount at ``/portal``. ``trust_proxy`` (default: ``KAKIN_TRUST_PROXY=1``) makes
-    ``X-Forwarded-Proto: https`` count as HTTPS for the session cookie's Secure flag."""
+    ``X-Forwarded-Proto: https`` count as HTTPS for the session cookie's Secure flag; ``gateway`` (a PaymentGateway,
+    default the card simulator) and ``dns`` (a TXT resolver) are what the forms' commands use."""
+    from kakin.adapters.payments import CardSimulator
+
+    from . import portal_admin, portal_purchase  # the page modules: each has its ROUTES (they import this module)
+    from .portal_line_oa import ROUTES as LINE_OA_ROUTES
+    from .portal_nipoplus import ROUTES as NIPOPLUS_ROUTES
+
     app = Starlette(routes=[
+        *portal_purchase.ROUTES, *portal_admin.ROUTES,
+        *NIPOPLUS_ROUTES, *LINE_OA_ROUTES,
         Route("/", overview, name="overview"),
         Route("/invoices", invoices_page, name="invoices"),
-        Route("/members", members_page, name="members"),
         Route("/open/{token}", open_link),
         Route("/invoices/{number}/document.pdf", invoice_pdf),
         Route("/invoices/{number}/receipt.pdf", receipt_pdf),
@@ -78,6 +88,12 @@ def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None)
     ])
     app.state.engine = engine
     app.state.clock = clock
+    app.state.gateway = gateway if gateway is not None else CardSimulator()
+    if dns is None:
+        from kakin.adapters.dns import TxtResolver
+
+        dns = TxtResolver.from_env()
+    app.state.dns = dns
     app.state.trust_proxy = os.environ.get("KAKIN_TRUST_PROXY") == "1" if trust_proxy is None else trust_proxy
     secret = os.environ.get("KAKIN_PORTAL_SECRET")  # set it to keep CSRF cookies valid across restarts
     return asgi_csrf(app, signing_secret=secret, always_protect=_EveryPath(), cookie_path="/portal")
@@ -104,8 +120,9 @@ def _refusal(request: Request, status: int, message: str, locale: str = i18n.DEF
 class _Context:
     """What a page needs: the session, its tenant, the customer's stored row and its time (a test clock's, if any)."""
 
-    def __init__(self, uow: UnitOfWork, session: PortalSession, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWork, session: PortalSession, clock: Clock, gateway: Any = None, dns: Any = None) -> None:
         self.uow = uow
+        self.gateway, self.dns = gateway, dns  # for commands: the payment gateway, the DNS TXT resolver
         self.session = session
         self.tenant: Tenant = open_tenant(uow, service_store.tenant_by_id(uow.conn, session.tenant_id).code)
         self.principal = access.portal_principal(self.tenant.row, session.customer_key, session.member_id)
@@ -115,7 +132,8 @@ class _Context:
 
     def header(self) -> dict[str, Any]:
         return {"vendor": self.tenant.row.name, "customer": self.session.customer_name,
-                "member": self.session.member_name, "role": self.session.member_role}
+                "member": self.session.member_name, "role": self.session.member_role,
+                "catalog": self.tenant.catalog.code}
 
 
 async def _with_session(request: Request, build: Callable[[_Context], Response]) -> Response:
@@ -129,7 +147,7 @@ async def _with_session(request: Request, build: Callable[[_Context], Response])
             if session is None:
                 return _refusal(request, 401, "session_ended")
             try:
-                return build(_Context(uow, session, state.clock))
+                return build(_Context(uow, session, state.clock, state.gateway, state.dns))
             except errors.NotFound:
                 return _refusal(request, 404, "not_found", session.locale)
 
@@ -210,7 +228,8 @@ async def overview(request: Request) -> Response:
                 for metric, q in quotas.items() if q["included"] is not None]
         return _render(request, ctx.session.locale, "portal/overview.html", page="overview", head=ctx.header(),
                        customer=customer, sub=sub, plan_name=plan_name, pending=pending, pending_plan=pending_plan,
-                       upcoming=upcoming.upcoming_invoice(ctx.uow, ctx.tenant, key, ctx.now), bars=bars)
+                       upcoming=upcoming.upcoming_invoice(ctx.uow, ctx.tenant, key, ctx.now), bars=bars,
+                       upgrading=(upgrades.pending(ctx.uow, ctx.row["id"]) or {}).get("status") == "pending")
 
     return await _with_session(request, build)
 
@@ -223,17 +242,6 @@ async def invoices_page(request: Request) -> Response:
         notes = [n for n in ctx.uow.credit_notes_for(ctx.tenant.row) if n["customer"] == ctx.session.customer_key]
         return _render(request, ctx.session.locale, "portal/invoices.html", page="invoices", head=ctx.header(),
                        invoices=[invoice_json(r) for r in reversed(rows)], credit_notes=list(reversed(notes)))
-
-    return await _with_session(request, build)
-
-
-async def members_page(request: Request) -> Response:
-    """メンバー: the customer's super admin, admins and members with their roles."""
-
-    def build(ctx: _Context) -> Response:
-        members = service_store.members_of(ctx.uow.conn, ctx.row["id"])
-        return _render(request, ctx.session.locale, "portal/members.html", page="members", head=ctx.header(),
-                       members=members)
 
     return await _with_session(request, build)
 

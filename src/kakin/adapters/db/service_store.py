@@ -1,4 +1,5 @@
-"""Queries of the service layer: API keys, members, idempotency records, domains, eligibility, webhooks, test clocks."""
+"""Queries of the service layer: API keys, members, idempotency records, eligibility, webhooks, test clocks (domains:
+``domain_store``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from .tables import (
     api_keys,
     audit_log,
     customers,
-    domain_verifications,
     eligibility_applications,
     idempotency_keys,
     members,
@@ -72,6 +72,14 @@ def member(conn: Connection, tenant_id: int, customer_id: int, public_id: str) -
     return dict(row) if row else None
 
 
+def remove_member(conn: Connection, member_row_id: int) -> None:
+    """Delete a member and its portal sessions (they end with it)."""
+    from .tables import portal_sessions
+
+    conn.execute(delete(portal_sessions).where(portal_sessions.c.member_id == member_row_id))
+    conn.execute(delete(members).where(members.c.id == member_row_id))
+
+
 def count_admins(conn: Connection, customer_id: int) -> int:
     return int(conn.execute(select(func.count()).select_from(members).where(
         members.c.customer_id == customer_id, members.c.role == "admin")).scalar_one())
@@ -93,41 +101,6 @@ def save_idempotency_record(conn: Connection, tenant_id: int, key: str, request_
 def purge_idempotency_records(conn: Connection, before: datetime) -> int:
     """Forget the responses recorded before ``before``; returns how many."""
     return int(conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < before)).rowcount)
-
-
-# ------------------------------------------------------------------ domains
-def verified_domain_owner(conn: Connection, tenant_id: int, domain: str) -> str | None:
-    """The key of the tenant's customer that verified ``domain``, if one did."""
-    return conn.execute(select(customers.c.key).where(customers.c.tenant_id == tenant_id,
-                                                      customers.c.verified_domain == domain)).scalar()
-
-
-def domain_verification(conn: Connection, customer_id: int, domain: str) -> dict[str, Any] | None:
-    row = conn.execute(select(domain_verifications).where(
-        domain_verifications.c.customer_id == customer_id, domain_verifications.c.domain == domain)).mappings().first()
-    return dict(row) if row else None
-
-
-def domain_verifications_of(conn: Connection, customer_id: int) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(select(domain_verifications).where(
-        domain_verifications.c.customer_id == customer_id).order_by(domain_verifications.c.id)).mappings()]
-
-
-def add_domain_verification(conn: Connection, tenant_id: int, customer_id: int, domain: str, token: str,
-                            now: datetime) -> None:
-    conn.execute(insert(domain_verifications).values(tenant_id=tenant_id, customer_id=customer_id, domain=domain,
-                                                     token=token, created_at=now))
-
-
-def set_verified_domain(conn: Connection, verification_id: int, customer_id: int, domain: str, now: datetime) -> bool:
-    """Make ``domain`` the customer's verified domain; False (and nothing changed) if another customer holds it."""
-    try:
-        with conn.begin_nested():  # a customer verifying the same domain at the same moment loses cleanly
-            conn.execute(update(customers).where(customers.c.id == customer_id).values(verified_domain=domain))
-    except IntegrityError:
-        return False
-    conn.execute(update(domain_verifications).where(domain_verifications.c.id == verification_id).values(verified_at=now))
-    return True
 
 
 # ------------------------------------------------------------------ eligibility
@@ -252,6 +225,16 @@ def attach_test_clock(conn: Connection, customer_id: int, clock_id: int) -> None
 def set_billing_profile(conn: Connection, customer_id: int, values: dict[str, Any]) -> None:
     """Write the customer's ``addressee``, ``postal_code``, ``address`` and ``billing_email`` (those keys of ``values``)."""
     conn.execute(update(customers).where(customers.c.id == customer_id).values(**values))
+
+
+def set_customer_name(conn: Connection, customer_id: int, name: str) -> None:
+    """Rename the customer (its account name)."""
+    conn.execute(update(customers).where(customers.c.id == customer_id).values(name=name))
+
+
+def request_verification(conn: Connection, customer_id: int, now: datetime) -> None:
+    """Record that the customer applied for 認証済アカウント at ``now``."""
+    conn.execute(update(customers).where(customers.c.id == customer_id).values(verification_requested_at=now))
 
 
 def notice_addresses(conn: Connection, customer_ids: list[int]) -> dict[int, str]:

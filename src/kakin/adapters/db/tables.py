@@ -137,8 +137,10 @@ customers = Table(
     Column("collection", String(20), nullable=False, server_default=text("'card'")),  # card | bank_transfer
     Column("deleted_on", Date),  # 退会: the organization was deleted (its invoices are kept)
     Column("sign_in_group", String(100)),  # members sign in as id@group
-    Column("verified_domain", String(253)),  # proved with a DNS TXT record; one customer per domain in a tenant
+    Column("verified_domain", String(253)),  # the primary domain (in use: domain_verifications); one customer per domain
     Column("verified_at", UtcDateTime()),  # 認証済アカウント: granted by the vendor's reviewers
+    Column("verification_requested_at", UtcDateTime()),  # the customer applied for it: name and premium ID fixed
+    Column("primary_domain_changed_at", UtcDateTime()),  # the primary domain cannot change again for 24 hours
     Column("created_at", UtcDateTime(), nullable=False),
     UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
     UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),
@@ -373,8 +375,31 @@ domain_verifications = Table(
     Column("token", String(64), nullable=False),  # published as TXT "kakin-domain-verification=<token>" at the domain
     Column("created_at", UtcDateTime(), nullable=False),
     Column("verified_at", UtcDateTime()),
+    Column("verified_domain", String(253)),  # the domain while in use by this customer: one customer per domain
+    Column("provided", Boolean, nullable=False, server_default=text("false")),  # the vendor's GROUP.<suffix>
+    Column("next_check_at", UtcDateTime()),  # the worker's next TXT look-up while pending (for 24 hours)
+    Column("deleted_at", UtcDateTime()),  # a deleted provided domain stays: it is never issued again
     UniqueConstraint("customer_id", "domain", name="uq_domain_verifications_customer_domain"),
+    UniqueConstraint("tenant_id", "verified_domain", name="uq_domain_verifications_tenant_verified"),
 )
+
+plan_change_jobs = Table(  # a plan change the worker completes (LINE WORKS lite → paid: アップグレード中 until then)
+    "plan_change_jobs", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("plan", String(40), nullable=False),
+    Column("contract", String(40)),
+    Column("seats", Integer),
+    Column("status", String(20), nullable=False),  # pending | completed | failed
+    Column("actor", String(200), nullable=False),  # who asked (audit), and the acting member
+    Column("member", String(40)),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+    Column("error_code", String(60)),  # a failed job: the refusal's code
+)
+Index("ix_plan_change_jobs_status", plan_change_jobs.c.status, plan_change_jobs.c.id)
+Index("ix_plan_change_jobs_customer", plan_change_jobs.c.customer_id)
 
 eligibility_applications = Table(
     "eligibility_applications", metadata,
