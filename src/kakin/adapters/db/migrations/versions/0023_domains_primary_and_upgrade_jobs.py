@@ -7,7 +7,7 @@ is never issued again), ``next_check_at`` (the worker's next DNS look-up while i
 the worker completes (LINE WORKS lite → basic/premium), pending until it does.
 
 Revision ID: 0023
-Revises: 0020
+Revises: 0022
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0023"
-down_revision = "0020"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 

@@ -4,8 +4,8 @@ phase, pending item and invoice line records the version that priced it
 Tenants made before this migration get version 1 from their catalog file when they are first opened
 (``services/tenancy.py``), so the file's content at that moment is what version 1 holds.
 
-Revision ID: 0018
-Revises: 0020
+Revision ID: 0025
+Revises: 0024
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0020"
+revision = "0025"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
