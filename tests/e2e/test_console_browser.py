@@ -7,7 +7,6 @@ the tests are skipped with the reason, except in CI (``CI=true``), where that fa
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -29,8 +28,6 @@ from kakin.services import access, billing, eligibility, operations, operators
 from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "artifacts" / "console-browser"
 JST = ZoneInfo("Asia/Tokyo")
 MAY = datetime(2026, 5, 3, 1, 0, tzinfo=UTC)  # 10:00 JST: NipoPlus sign-ups
@@ -73,9 +70,10 @@ class Server:
                                            ("kawasaki", "川崎市", "141305", "kawasaki.koho@example.com")):
                 account = billing.create_customer(uow, oa, gateway, cid, name, NOVEMBER, payment_method="pm_card_visa")
                 assert account.id is not None
-                access.add_super_admin(uow, oa.row, account.id, f"admin@{cid}.example", "管理者", NOVEMBER)
+                super_admin = access.add_super_admin(uow, oa.row, account.id, f"admin@{cid}.example", "管理者", NOVEMBER)
                 eligibility.verify_account(uow, oa, CommandLine(oa.row), cid, NOVEMBER)
-                applied = eligibility.apply(uow, oa, cid, "local_government", code, email, False, NOVEMBER, "test")
+                principal = access.Operator(oa.row, "owner", "test").acting_for(super_admin)
+                applied = eligibility.apply(uow, principal, cid, "local_government", code, email, False, lambda: NOVEMBER)
                 assert applied["status"] == "pending"
                 self.applications[cid] = applied["id"]
             self.line_oa_key = access.create_api_key(uow, oa.row, "owner", "test", NOVEMBER)
@@ -118,21 +116,6 @@ class Server:
         self.server.should_exit = True
         self.thread.join(10)
         self.engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        reason = f"{CHROMIUM} is missing: run ./scripts/system-deps.sh as root (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(f"BROWSER TESTS NOT RUN: {reason}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from kakin.adapters.payments import CardSimulator
 from kakin.api.app import create_app
 from kakin.serve import portal_link
 from kakin.services import access, billing, eligibility, usage
+from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
 START = datetime(2026, 6, 20, 1, 0, tzinfo=UTC)  # June 20th, 10:00 JST
@@ -205,7 +206,8 @@ def test_line_oa_usage_bar_upgrade_premium_id_and_local_government_application(p
     assert page.locator("#name").count() == 0  # the account name is fixed from now on
     snap(page, "6-verification-requested")
     with UnitOfWork(server.engine) as uow:  # the vendor's reviewer grants 認証済アカウント
-        eligibility.verify_account(uow, open_tenant(uow, "line-oa"), "yokohama", server.now, "key:review")
+        oa = open_tenant(uow, "line-oa")
+        eligibility.verify_account(uow, oa, CommandLine(oa.row), "yokohama", server.now)
 
     page.reload()
     assert page.locator("#verification").inner_text() == "認証済"

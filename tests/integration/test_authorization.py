@@ -82,3 +82,16 @@ def test_another_customers_member_cannot_act_through_an_operator_key(site: Porta
     r = site.api("POST", "/v1/customers/acme/subscription/seats", {"seats": 20}, member=site.admin["other"])
     assert r.status_code == 404 and r.json()["error"]["param"] == "Kakin-Acting-Member"
     assert _seats(site, "acme") == 10
+
+
+def test_the_portal_members_role_cannot_be_given_to_an_api_key_or_an_operator(site: Portal) -> None:
+    from kakin.services import operators
+
+    with UnitOfWork(site.engine) as uow:
+        tenant = access.authenticate(uow, site.key).tenant
+        with pytest.raises(errors.InvalidValue) as refused:
+            access.create_api_key(uow, tenant, "member", "x", site.clock())
+        assert refused.value.param == "role"
+        with pytest.raises(errors.InvalidValue) as refused:
+            operators.create_operator(uow, tenant, "m@vendor.example", "member", site.clock())
+        assert refused.value.param == "role"

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
-from kakin.services import analytics, billing, eligibility, operations, usage
+from kakin.services import access, analytics, billing, eligibility, operations, usage
 from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -118,10 +118,12 @@ def seed_line_oa(engine: Engine, gateway: CardSimulator) -> None:
         billing.subscribe(uow, tenant, gateway, "std1", at(5, 10), "standard")
         usage.consume(uow, tenant, "light1", "messages", 1200, at(5, 20))
         usage.consume(uow, tenant, "std1", "messages", 35000, at(5, 20))
-        billing.create_customer(uow, tenant, gateway, "yokohama", "横浜市", at(5, 10), payment_method="pm_card_visa")
+        city = billing.create_customer(uow, tenant, gateway, "yokohama", "横浜市", at(5, 10), payment_method="pm_card_visa")
+        admin = access.add_super_admin(uow, tenant.row, city.id or 0, "koho@city.yokohama.lg.jp", "広報課", at(5, 10))
         eligibility.verify_account(uow, tenant, CommandLine(tenant.row), "yokohama", at(5, 11))
-        application = eligibility.apply(uow, tenant, "yokohama", "local_government", "141003",
-                                        "koho@city.yokohama.lg.jp", False, at(5, 11), "operator")
+        application = eligibility.apply(uow, access.Operator(tenant.row, "owner", "test").acting_for(admin), "yokohama",
+                                        "local_government", "141003", "koho@city.yokohama.lg.jp", False,
+                                        lambda: at(5, 11))
         eligibility.decide(uow, tenant, gateway, CommandLine(tenant.row), str(application["id"]), True, None, at(5, 12))
         billing.set_premium_id(uow, tenant, gateway, "yokohama", at(5, 12), "@yokohama-city")
     billing.run_due(lambda: UnitOfWork(engine), "oa", gateway, at(6, 2))

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import KakinError
-from kakin.services import access, billing, documents, domains, operations
+from kakin.services import access, billing, documents, domains, members, operations
 from kakin.services.operators import CommandLine
 from kakin.services.search import DocumentQuery, documents_csv, search_customers, search_documents
 from kakin.services.tenancy import create_tenant, open_tenant
@@ -47,14 +47,16 @@ def seeded(engine: Engine) -> dict[str, str]:
         for t in (other, tenant):
             acme = billing.create_customer(uow, t, gateway, "acme", "株式会社アクメ", at(5, 3), payment_method="pm_card_visa")
             boss = access.add_super_admin(uow, t.row, acme.id or 0, "tanaka@acme.co.jp", "田中", at(5, 3))
-        member = access.add_member(uow, tenant.row, None, acme.id or 0, "Sato@Acme.co.jp", "佐藤", "member", at(5, 3))
+        member = members.add_member(uow, access.Operator(tenant.row, "owner", "test").acting_for(boss), "acme",
+                                    "Sato@Acme.co.jp", "佐藤", "member", lambda: at(5, 3))["id"]
         documents.set_billing_profile(uow, tenant.row, "acme", addressee="アクメ経理部", postal_code=None, address=None,
                                       email=None, now=at(5, 3), actor="operator")
         for t in (tenant, other):
             billing.subscribe(uow, t, gateway, "acme", at(5, 3), "gold", seats=10)
         beta = billing.create_customer(uow, tenant, gateway, "beta", "有限会社ベータ", at(5, 4))
-        access.add_super_admin(uow, tenant.row, beta.id or 0, "info@beta.example", "鈴木", at(5, 4))
-        domains.add_domain(uow, tenant.row, "beta", "beta-group.jp", at(5, 4), "operator")
+        beta_admin = access.add_super_admin(uow, tenant.row, beta.id or 0, "info@beta.example", "鈴木", at(5, 4))
+        domains.add_domain(uow, access.Operator(tenant.row, "owner", "test").acting_for(beta_admin), "beta",
+                           "beta-group.jp", lambda: at(5, 4))
         billing.create_customer(uow, tenant, gateway, "gone", '=HYPERLINK("x") 合同会社', at(5, 4))
         billing.delete_customer(uow, tenant, gateway, "gone", at(5, 4))
         billing.create_customer(uow, tenant, gateway, "gamma", "ガンマ商事", at(5, 10), payment_method="pm_card_visa")
@@ -64,7 +66,7 @@ def seeded(engine: Engine) -> dict[str, str]:
         operations.issue_credit_note(uow, tenant, gateway, CommandLine(tenant.row), str(may_acme["number"]), 900, "返金", at(5, 20))
     billing.run_due(lambda: UnitOfWork(engine), "t", gateway, at(6, 3, 12))
     billing.run_due(lambda: UnitOfWork(engine), "u", gateway, at(5, 31))
-    return {"boss": boss, "member": str(member["id"])}
+    return {"boss": boss, "member": member}
 
 
 def customers(engine: Engine, text: str | None = None, plan: str | None = None, status: str | None = None,

@@ -27,6 +27,8 @@ ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
     "member": frozenset({"customer"}),
 }
+# the roles an API key or a console operator may be given ("member" belongs to portal sessions only)
+OPERATOR_ROLES = ("owner", "billing_admin", "reviewer", "viewer")
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,10 @@ def _hash(key: str) -> str:
 
 
 def create_api_key(uow: UnitOfWork, tenant: TenantRow, role: str, name: str, now: datetime) -> str:
-    """Create a key and return it; it cannot be recovered later."""
-    if role not in ROLES:
-        raise errors.InvalidValue(f"role must be one of: {', '.join(ROLES)}", param="role")
+    """Create a key and return it; it cannot be recovered later. Raises InvalidValue (``role``) for a role that is not
+    one of :data:`OPERATOR_ROLES`."""
+    if role not in OPERATOR_ROLES:
+        raise errors.InvalidValue(f"role must be one of: {', '.join(OPERATOR_ROLES)}", param="role")
     prefix = "kk_" + secrets.token_hex(6)
     key = f"{prefix}_{secrets.token_urlsafe(24)}"
     service_store.add_api_key(uow.conn, tenant.id, prefix, _hash(key), role, name, now)

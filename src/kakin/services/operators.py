@@ -26,7 +26,7 @@ from kakin.adapters.db import operator_store, service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 
-from .access import ROLES
+from .access import OPERATOR_ROLES, ROLES
 
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
@@ -112,8 +112,8 @@ def create_operator(uow: UnitOfWork, tenant: TenantRow, email: str, role: str, n
     email = email.strip().lower()
     if not _EMAIL.match(email) or len(email) > 320:
         raise errors.InvalidValue("give the operator's e-mail address, such as sato@vendor.example", param="email")
-    if role not in ROLES:
-        raise errors.InvalidValue(f"role must be one of: {', '.join(ROLES)}", param="role")
+    if role not in OPERATOR_ROLES:
+        raise errors.InvalidValue(f"role must be one of: {', '.join(OPERATOR_ROLES)}", param="role")
     if password is None:
         password = secrets.token_urlsafe(15)
     if len(password) < MIN_PASSWORD:

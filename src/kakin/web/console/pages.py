@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
 
-from kakin.adapters.db import service_store
+from kakin.adapters.db import domain_store, service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
-from kakin.services import console_reads, documents, eligibility, operations, operators, payments, price_page, webhooks
+from kakin.services import console_reads, documents, domains, eligibility, operations, operators, payments, price_page, webhooks
 from kakin.services.presenters import customer_json, invoice_json
 from kakin.services.tenancy import tenant_view
 
@@ -133,7 +133,8 @@ async def customer(request: Request) -> Response:
         if row["test_clock_id"]:
             row["test_clock_public_id"] = service_store.test_clock_by_id(uow.conn, row["test_clock_id"])["public_id"]
         account = uow.load_accounts([row["id"]], summary=True)[0]
-        today = tenant.lifecycle.today(desk.now_of(key))
+        now = desk.now_of(key)
+        today = tenant.lifecycle.today(now)
         return _page(
             request, desk, "console/customer.html", "customers", c=customer_json(account, row, tenant.catalog), row=row,
             plans=_plan_names(desk), timeline=console_reads.timeline(uow, tenant, desk.op, row["id"]),
@@ -141,7 +142,8 @@ async def customer(request: Request) -> Response:
             credit_notes=[n for n in reversed(uow.credit_notes_for(tenant.row)) if n["customer"] == key],
             payments=list(reversed(payments.payment_log(uow, tenant, key))),
             members=service_store.members_of(uow.conn, row["id"]),
-            domains=service_store.domain_verifications_of(uow.conn, row["id"]),
+            domains=[{"domain": d["domain"], "status": domains.status(d, now)}
+                     for d in domain_store.domains_of(uow.conn, row["id"])],
             applications=[eligibility.operator_view(a, today) for a in
                           service_store.applications(uow.conn, tenant.row.id, customer_id=row["id"])]
             if desk.can["review"] else [eligibility.applicant_view(a) for a in
