@@ -68,7 +68,9 @@ def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post:
         waiting.append(code)
         log({"work": "billing", "tenant": code, "actions": n, "seconds": round(timer() - started, 3)})
     done["charges settled"] = 0
-    grace = intent_grace if intent_grace is not None else intent_grace_from_env() or payments.INTENT_GRACE
+    grace = intent_grace if intent_grace is not None else intent_grace_from_env()
+    if grace is None:
+        grace = payments.INTENT_GRACE
     while not stop():  # batches of payments.INTENT_BATCH until none is left in flight
         started = timer()
         settled = payments.settle_intents(engine, gateway, now, grace=grace)
