@@ -15,7 +15,12 @@ locks in this one order, so two of them never wait on each other in a circle:
 2. the tenant row last, for its invoice and credit-note counters
    (:meth:`UnitOfWork.reserve_invoice_numbers`, :meth:`UnitOfWork.add_credit_note`),
    held only from the numbering to the commit;
-3. outbox rows (webhook events, mail), which nothing else waits on.
+3. outbox rows (webhook events, mail), which nothing else waits on;
+4. payment intents (``intents_repo``): written by a batch after its customer
+   rows, or in short transactions of their own that hold no other lock (a
+   command's charge, the worker settling one). No card is ever charged while
+   a transaction is open: a batch charges after its commit, a command stops
+   with :class:`ChargesNeeded` (``services.charging``).
 
 A lock wait is bounded: ``SET LOCAL lock_timeout`` (:data:`LOCK_TIMEOUT_MS`)
 on PostgreSQL, the busy timeout on SQLite. :func:`in_transaction` runs a
