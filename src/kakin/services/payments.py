@@ -45,6 +45,7 @@ def settle_intents(engine: Engine, gateway: PaymentGateway, now: datetime, *, gr
         # intents carry the real time they were last touched; a pass on a later clock (run-due --until) counts from it
         rows = intents_repo.to_settle(uow.conn, max(now, wall()) - grace, limit)
         codes = {t.id: t.code for t in uow.tenants()}
+    answered: dict[str, list[tuple[dict[str, Any], ChargeOutcome]]] = {}
     for row in rows:
         key = row["idempotency_key"]
         with UnitOfWork(engine) as uow:
@@ -58,9 +59,8 @@ def settle_intents(engine: Engine, gateway: PaymentGateway, now: datetime, *, gr
                         intents_repo.record_outcome(uow.conn, key, "unknown", None, None, wall())
                     counts["unanswered"] += 1
                     continue
-                if row["invoice_id"] is not None:
-                    _record(engine, gateway, codes[row["tenant_id"]], row, outcome, now, wall)
-                    counts["settled"] += 1
+                if row["invoice_id"] is not None:  # recorded below, with the others of its tenant
+                    answered.setdefault(codes[row["tenant_id"]], []).append((row, outcome))
                     continue
                 with UnitOfWork(engine) as uow:
                     intents_repo.record_outcome(uow.conn, key, "succeeded" if outcome.ok else "failed", outcome.code,
@@ -73,31 +73,42 @@ def settle_intents(engine: Engine, gateway: PaymentGateway, now: datetime, *, gr
                 counts["refunded"] += _give_back(engine, gateway, row, wall)
         except Exception:  # one intent the gateway or the database refuses does not stop the pass: next pass
             log.exception("payment intent %s could not be settled; it is tried again on a later pass", key)
+    for code, items in answered.items():  # one short transaction per tenant records the answers on the invoices
+        try:
+            _record(engine, gateway, code, items, now, wall)
+            counts["settled"] += len(items)
+        except Exception:
+            log.exception("%d payment intents of tenant %s could not be recorded; they are tried again on a later "
+                          "pass", len(items), code)
     return counts
 
 
-def _record(engine: Engine, gateway: PaymentGateway, code: str, row: dict[str, Any], outcome: ChargeOutcome,
+def _record(engine: Engine, gateway: PaymentGateway, code: str, items: list[tuple[dict[str, Any], ChargeOutcome]],
             now: datetime, wall: Wall) -> None:
-    """Record a settled intent's answer on its invoice as the due-work run would have (paid, or dunning), under the
-    customer's lock; what that leads to (a plan reactivated and billed) is charged like the run's own."""
+    """Record settled intents' answers on their invoices as the due-work run would have (paid, or dunning), under
+    their customers' locks; what that leads to (a plan reactivated and billed) is charged like the run's own."""
 
     def work(uow: UnitOfWork) -> Charger:
         tenant = open_tenant(uow, code)
         charger = Charger(uow, tenant.row.id, gateway, "defer", wall)
-        uow.lock_customer(row["customer_id"])
-        account = uow.load_accounts([row["customer_id"]])[0]
-        inv = next((o for o in account.open_invoices if o.id == row["invoice_id"]), None)
-        covered = set(intents_repo.covers(row))
-        carried = [o for o in account.open_invoices if o.id in covered]
-        if inv is None:  # no longer open: the answer is recorded, the invoice left as it is
-            log.warning("charge %s answered for invoice %s, which is no longer open", row["idempotency_key"],
-                        row["invoice_id"])
-            intents_repo.record_outcome(uow.conn, row["idempotency_key"], "succeeded" if outcome.ok else "failed",
-                                        outcome.code, outcome.reference, wall())
-            return charger
-        c = Charge(account, inv, carried, now, row["idempotency_key"], row["amount"], row["payment_method"],
-                   row["gateway_customer"])
-        record_answers(uow, tenant, gateway, [(c, outcome)], now, charger)
+        ids = sorted({row["customer_id"] for row, _ in items})
+        uow.changed_accounts(ids)  # locks them (the store's lock order) before they are read
+        accounts = {a.id: a for a in uow.load_accounts(ids)}
+        answers = []
+        for row, outcome in items:
+            account = accounts[row["customer_id"]]
+            inv = next((o for o in account.open_invoices if o.id == row["invoice_id"]), None)
+            if inv is None:  # no longer open: the answer is recorded, the invoice left as it is
+                log.warning("charge %s answered for invoice %s, which is no longer open", row["idempotency_key"],
+                            row["invoice_id"])
+                intents_repo.record_outcome(uow.conn, row["idempotency_key"], "succeeded" if outcome.ok else "failed",
+                                            outcome.code, outcome.reference, wall())
+                continue
+            covered = set(intents_repo.covers(row))
+            answers.append((Charge(account, inv, [o for o in account.open_invoices if o.id in covered], now,
+                                   row["idempotency_key"], row["amount"], row["payment_method"],
+                                   row["gateway_customer"]), outcome))
+        record_answers(uow, tenant, gateway, answers, now, charger)
         return charger
 
     finish_charges(lambda: UnitOfWork(engine), code, gateway, now, in_transaction(engine, work))
