@@ -358,7 +358,7 @@ def billing_run(pg: Postgres, workers: int, n: int, timeout: float, folder: str)
     stripe.http.shutdown()
     seconds = time.monotonic() - started
     rows = check_billing(url, n, renewal_day, smtp, stripe, crashes=kills + exits + restarted)
-    rows.insert(8, ("", "notices left to a later pass (claimed by a killed worker, or failed)", leftover, "any", True))
+    rows.insert(9, ("", "notices left to a later pass (claimed by a killed worker, or failed)", leftover, "any", True))
     section = (f"{workers} workers, N={n:,} ({seconds:.0f} s, {kills} kill -9, {exits} exits, "
                f"PG restart {'yes' if restarted else 'no'}, SMTP down 3 s {'yes' if smtp_outage else 'no'}, "
                f"gateway {dict(stripe.faults)})")
@@ -380,6 +380,9 @@ def check_billing(url: str, n: int, renewal_day: date, smtp: SmtpSink, stripe: F
         unpaid = conn.execute(select(func.count()).select_from(inv).where(
             inv.c.issued_on >= renewal_day, inv.c.status != "paid")).scalar_one()
         outbox = conn.execute(select(ob.c.tenant_id, ob.c.id, ob.c.status)).all()
+        pi = tables.payment_intents
+        in_flight = conn.execute(select(func.count()).select_from(pi).where(pi.c.status.in_(("pending", "unknown")))
+                                 ).scalar_one()
     engine.dispose()
     charged = Counter(pi["customer"] for pi in stripe.charges.values())
     recorded = {key for _, key in paid}
@@ -400,6 +403,7 @@ def check_billing(url: str, n: int, renewal_day: date, smtp: SmtpSink, stripe: F
         ("", "gateway charges not recorded as paid", sum(1 for key in stripe.charges if key not in recorded), "0",
          all(key in recorded for key in stripe.charges)),
         ("", "payments recorded on another customer", wrong_customer, "0", wrong_customer == 0),
+        ("", "charges left in flight (payment intents pending or unknown)", in_flight, "0", in_flight == 0),
         ("", "notices queued (a notice and a receipt each, and the sign-up's receipt)", len(ids), "2N+1",
          len(ids) == 2 * n + 1),
         ("", "notices not delivered", sum(1 for mid in ids if mid not in received), "0",

@@ -240,7 +240,8 @@ def run_due(
     tenant: Annotated[str, typer.Option(help="Bill only this tenant (mail, webhooks and the purge are shared).")] = "",
 ) -> None:
     """One pass of due work, exactly what `kakin worker` does each time: billing (renewals, trial ends, month
-    closes, retries), webhook deliveries, e-mail, and forgetting idempotency records older than 24 hours."""
+    closes, retries), charges left in flight (KAKIN_INTENT_GRACE seconds old, 300 by default), webhook deliveries,
+    e-mail, and forgetting idempotency records older than 24 hours."""
     from kakin.adapters.db.migrate import make_engine
     from kakin.adapters.gateway_config import gateway_from_env
     from kakin.adapters.mail import SmtpMailer
@@ -260,7 +261,8 @@ def run_due(
         out.print(f"{key}: {n} actions" if key not in _OUTBOX_COUNTS else f"{key}: {n}")
 
 
-_OUTBOX_COUNTS = ("plan changes completed", "domain checks", "webhook deliveries", "mails sent", "idempotency records purged")
+_OUTBOX_COUNTS = ("charges settled", "plan changes completed", "domain checks", "webhook deliveries", "mails sent",
+                  "idempotency records purged")
 
 
 @app.command()

@@ -13,7 +13,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator, ChargeOutcome
 from kakin.domain.errors import SeatsOutOfRange
-from kakin.services import billing
+from kakin.services import billing, payments
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -130,6 +130,8 @@ def test_a_crash_in_the_middle_of_a_billing_run_leaves_every_invoice_exactly_onc
     with pytest.raises(RuntimeError, match="worker killed"):
         billing.run_due(lambda: UnitOfWork(engine), "nipoplus", CrashingGateway(gateway, 4), at(2022, 6, 3, 1), batch_size=3)
     billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), batch_size=3)
+    # the batch that died had finalized its invoices before charging: the worker's next pass settles their intents
+    payments.settle_intents(engine, gateway, at(2022, 6, 3, 1), grace=timedelta(0))
     with UnitOfWork(engine) as uow:
         rows = uow.invoices_for(open_tenant(uow, "nipoplus").row)
     june = [r for r in rows if r["issued_on"].isoformat() == "2022-06-03"]
@@ -139,17 +141,6 @@ def test_a_crash_in_the_middle_of_a_billing_run_leaves_every_invoice_exactly_onc
     assert len(keys) == len(set(keys)) == 14  # 7 sign-ups + 7 renewals, each charged once
     billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1))
     assert len(gateway.charged) == 14  # running again bills nothing twice
-
-
-def test_a_gateway_over_the_network_gets_small_batches(engine: Engine) -> None:
-    class RemoteGateway(CardSimulator):
-        accounts_per_batch = 3  # StripeGateway says 10: its charges take a few hundred ms each
-
-    gateway = RemoteGateway()
-    setup_nipoplus(engine, gateway, customers=7)
-    batches: list[int] = []
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), on_batch=batches.append)
-    assert max(batches) == 3 and sum(batches) == 14  # 7 notices a week before and 7 renewals, never more than 3 at once
 
 
 def test_due_work_runs_in_batches_and_resumes_where_it_stopped(engine: Engine) -> None:

@@ -54,7 +54,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
@@ -72,7 +72,7 @@ except ImportError as missing:  # pragma: no cover - depends on the machine
     pytest.skip(reason, allow_module_level=True)
 
 from kakin.adapters.db import tables
-from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.stripe_gateway import StripeGateway
 from kakin.domain import errors
 from kakin.domain.errors import KakinError
@@ -559,6 +559,31 @@ def test_a_lost_response_is_retried_with_the_same_key_and_charges_once(
     [pi] = intents_of(stripe_api, customer)  # one PaymentIntent, one charge
     assert pi.id == attempt["reference"] and pi.status == "succeeded"
     assert len(stripe_api.v1.charges.list(params={"customer": customer, "limit": 100}).data) == 1  # type: ignore[arg-type]
+
+
+def test_a_sign_up_whose_answer_stripe_lost_and_that_is_not_sent_again_is_refunded_by_the_worker(
+        engine: Engine, proxy: LossyProxy, api_key: str, stripe_api: stripe.StripeClient) -> None:
+    # The SDK gives up after one lost answer (no retries): the command is 503 with no invoice, the intent unknown.
+    # The worker's pass asks Stripe again with the same key (its idempotency replays the PaymentIntent made) and
+    # refunds it: one PaymentIntent at Stripe, refunded, and no charge left without an invoice.
+    lossy = StripeGateway(api_key, api_base=proxy.url, max_network_retries=0, timeout=1.5)
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", at(2022, 5, 1))
+        billing.create_customer(uow, tenant, lossy, "c0", "顧客0", at(2022, 5, 1), payment_method="pm_card_visa")
+    proxy.lose("drop")
+    with pytest.raises(errors.PaymentGatewayUnavailable):
+        in_transaction(engine, lambda uow: billing.subscribe(uow, open_tenant(uow, "nipoplus"), lossy, "c0",
+                                                             at(2022, 5, 3, 10), "gold", seats=10))
+    assert proxy.lost == 1 and invoices(engine) == [] and attempts(engine) == []
+    steady = StripeGateway(api_key, api_base=proxy.url, max_network_retries=2, timeout=10)
+    assert payments.settle_intents(engine, steady, at(2022, 5, 3, 10), grace=timedelta(0))["refunded"] == 1
+    with engine.connect() as conn:
+        intent = conn.execute(select(tables.payment_intents)).mappings().one()
+        gateway_customer = conn.execute(select(tables.customers.c.gateway_customer)).scalar_one()
+    [pi] = intents_of(stripe_api, gateway_customer)  # one PaymentIntent, the lost one
+    assert (intent["status"], intent["reference"], intent["invoice_id"]) == ("refunded", pi.id, None)
+    refunds = stripe_api.v1.refunds.list(params={"limit": 100}).data  # localstripe lists every test's refunds
+    assert [r.amount for r in refunds if r.payment_intent == pi.id] == [1800]  # 180 × 10, given back once
 
 
 def test_when_stripe_cannot_be_reached_the_command_writes_nothing(engine: Engine, gateway: StripeGateway,

@@ -19,7 +19,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -30,7 +30,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator, ChargeOutcome
-from kakin.services import billing
+from kakin.services import billing, payments
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -126,7 +126,7 @@ def check_billed_exactly_once(engine: Engine, n: int) -> None:
     assert len(keys) == len(set(keys)) == total, "a payment idempotency key was used twice"
     assert all(k == 1 for _, k in attempts_per_invoice) and len(attempts_per_invoice) == total
     assert {due.astimezone(JST) for _, due in customers} == {datetime(2026, 6, 26, tzinfo=JST)}  # July 3's notice
-    assert worker_audits == n  # one audit record per renewal, none from rolled-back batches
+    assert worker_audits == 2 * n  # per renewal: the renewal, then its payment; none from rolled-back batches
 
 
 # ------------------------------------------------------------------ processes
@@ -202,7 +202,9 @@ RUN_DUE = [sys.executable, "-m", "kakin.cli", "run-due", "--until", UNTIL]
 
 
 def run_due_cli(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(RUN_DUE, capture_output=True, text=True, timeout=120, env=env_for(url))
+    # charges a killed run left in flight are settled at once (a worker waits KAKIN_INTENT_GRACE, 5 minutes)
+    return subprocess.run(RUN_DUE, capture_output=True, text=True, timeout=120,
+                          env={**env_for(url), "KAKIN_INTENT_GRACE": "0"})
 
 
 def actions(result: subprocess.CompletedProcess[str]) -> int:
@@ -291,7 +293,7 @@ class KilledAfterCharging:
 
     def __init__(self, inner: Gateway, n: int) -> None:
         self.inner, self.left = inner, n
-        self.minimum_charge, self.accounts_per_batch = inner.minimum_charge, inner.accounts_per_batch
+        self.minimum_charge = inner.minimum_charge
 
     def is_known(self, payment_method: str) -> bool:
         return self.inner.is_known(payment_method)
@@ -307,9 +309,10 @@ class KilledAfterCharging:
 def test_a_charge_made_by_a_killed_batch_is_never_credited_to_another_customer(engine: Engine) -> None:
     """What the gateway charged must match what the database says was paid, card by card.
 
-    A killed batch has already charged cards when it dies; its invoice numbers
-    are rolled back and handed out again. The payment idempotency key is made
-    of the invoice number, so a key the gateway has already seen can come back
+    A killed batch has already charged cards when it dies, after committing its
+    invoices and their payment intents; the worker's next pass settles those at
+    the gateway with the same keys. A key names the customer and what is billed,
+    never an invoice number alone, so a key the gateway has seen never comes back
     for a different customer's invoice.
     """
     gateway = Gateway()
@@ -319,7 +322,7 @@ def test_a_charge_made_by_a_killed_batch_is_never_credited_to_another_customer(e
             billing.create_customer(uow, tenant, gateway, f"c{i}", f"顧客{i}", SIGNUP, payment_method=f"pm_cust_{i}")
             billing.subscribe(uow, tenant, gateway, f"c{i}", SIGNUP, "gold", seats=10)
     until = datetime.fromisoformat(UNTIL)
-    with pytest.raises(Killed):  # batch 1 (c0-c2) commits; batch 2 dies after charging c3's card
+    with pytest.raises(Killed):  # batch 1 (c0-c2) is done; batch 2 (c3-c5) is finalized, then dies charging c3's card
         billing.run_due(lambda: UnitOfWork(engine), "nipoplus", KilledAfterCharging(gateway, 4), until, batch_size=3)
     # Before the worker is restarted, the service goes on: a customer signs up and is billed.
     later = datetime(2026, 6, 3, 0, 30, tzinfo=JST)
@@ -328,6 +331,7 @@ def test_a_charge_made_by_a_killed_batch_is_never_credited_to_another_customer(e
         billing.create_customer(uow, tenant, gateway, "new", "新規", later, payment_method="pm_cust_new")
         billing.subscribe(uow, tenant, gateway, "new", later, "gold", seats=10)
     billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, until, batch_size=3)
+    payments.settle_intents(engine, gateway, until, grace=timedelta(0))  # the charges the killed batch left in flight
 
     inv, pa, c = tables.invoices, tables.payment_attempts, tables.customers
     with engine.connect() as conn:

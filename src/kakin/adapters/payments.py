@@ -27,9 +27,6 @@ class GatewayUnavailable(Exception):
 
 class PaymentGateway(Protocol):
     minimum_charge: int  # the smallest amount the gateway charges, in yen; smaller invoices wait for the next charge
-    # Accounts per due-work transaction. Charges are made inside it, so a gateway over the network keeps it small:
-    # the batch's rows (and SQLite's write lock) are held only while a few charges are made.
-    accounts_per_batch: int
 
     def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
         """Charge off-session. The same idempotency key never charges twice. Raises :class:`GatewayUnavailable`
@@ -85,7 +82,6 @@ class CardSimulator:
     """
 
     minimum_charge = 50  # as Stripe's for JPY
-    accounts_per_batch = 1000  # in process: no network to wait for
     FAULTS = ("timeout", "lost_answer")
 
     def __init__(self, fault: str | None = None) -> None:

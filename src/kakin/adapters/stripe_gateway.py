@@ -8,8 +8,11 @@ as they are.
 Charges are PaymentIntents confirmed off-session with kakin's idempotency key
 as Stripe's Idempotency-Key. A network error or timeout is retried by the SDK
 (``max_network_retries``) with that same key, so Stripe charges at most once;
-if every try fails the SDK's error propagates and the caller's transaction
-rolls back, to be run again later with the same key.
+if every try fails the charge's intent stays ``unknown`` and the worker asks
+again later by sending the same request with the same key (Stripe keeps keys
+for 24 hours and answers with what it did the first time;
+``services.payments.settle_intents``). Charges are made with no database
+transaction open, so a slow answer holds no lock.
 
 The test suite runs this against localstripe, which lacks a few things Stripe
 does; the adapter copes in ways that are also right for Stripe (each is marked
@@ -35,7 +38,6 @@ class StripeGateway:
     """Stripe behind kakin's PaymentGateway Protocol (see :mod:`kakin.adapters.payments`)."""
 
     minimum_charge = 50  # Stripe charges at least 50 JPY; a smaller amount is refused with amount_too_small
-    accounts_per_batch = 10  # a charge takes a few hundred ms: a batch holds its locks for a few seconds at most
 
     def __init__(self, api_key: str, api_base: str | None = None, webhook_secret: str | None = None, *,
                  max_network_retries: int = 3, timeout: float = 30.0, api_version: str | None = None) -> None:

@@ -290,6 +290,14 @@ def payment_succeeded(lc: Lifecycle, account: Account, inv: OpenInvoice, now: da
     return result
 
 
+def payment_changes_only_the_invoice(account: Account, inv: OpenInvoice) -> bool:
+    """Whether :func:`payment_succeeded` would change nothing but the invoice (and announce it): no sign-up awaits
+    3-D Secure on it and the plan is not past due or suspended. A run records such payments without saving the
+    account again."""
+    sub = account.plan_subscription
+    return inv.expires_at is None and (sub is None or sub.status not in (Status.PAST_DUE, Status.SUSPENDED))
+
+
 def payment_incomplete(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime) -> Result:
     """A sign-up's first charge awaits 3-D Secure: the subscription is ``incomplete`` (no service, not retried) until
     the customer completes it, and expires 23 hours later (Stripe's rule). Source: issue 9 item 6."""

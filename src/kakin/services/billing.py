@@ -12,11 +12,12 @@ import logging
 import random
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from kakin.adapters.db.store import UnitOfWork, in_transaction
-from kakin.adapters.payments import GatewayUnavailable, PaymentGateway
+from kakin.adapters.payments import ChargeOutcome, PaymentGateway
 from kakin.domain import errors, messaging, plan_changes, schedule
 from kakin.domain import seats as seat_rules
 from kakin.domain.account import Account, OpenInvoice, Status
@@ -25,6 +26,7 @@ from kakin.domain.invoice import CreditNoteDraft
 from kakin.domain.lifecycle import Result
 
 from . import mail
+from .charging import Charge, Charger, charge_deferred
 from .tenancy import Tenant
 
 BANK_TRANSFER = "bank_transfer"
@@ -48,7 +50,8 @@ def snapshot(account: Account) -> dict[str, Any]:
 
 def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Sequence[tuple[Account, Result]],
            now: datetime, actor: str, action: str | None = None, before: dict[int, dict[str, Any]] | None = None,
-           purchase: bool = False) -> None:
+           purchase: bool = False, *, charger: Charger | None = None,
+           answered: Sequence[tuple[Charge, ChargeOutcome]] = ()) -> None:
     """Persist results for a batch of accounts: invoices, charges, dunning, account state, audit.
 
     Each new invoice is charged first, then numbered (gapless per tenant; the
@@ -67,6 +70,8 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
     issue 9 item 6).
     """
     lc = tenant.lifecycle
+    if charger is None:
+        charger = Charger(uow, tenant.row.id, gateway, "outside" if uow.charges_outside else "inline")
     events: dict[int, list[dict[str, Any]]] = {}
     attempts: list[dict[str, Any]] = []
     numbered: dict[str, str] = {}  # placeholder → invoice number
@@ -77,7 +82,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
         new = [(a, d, r.at or now) for a, r in todo for d in r.invoices]
         on_session = purchase and round_no == 0  # the command's own invoices, not what their payments led to
         counts = uow.invoice_counts([a.id for a, d, _ in new if a.id is not None and not d.billing_key])
-        refused = uow.refused_attempt_counts([a.id for a, _, _ in new if a.id is not None]) if on_session else {}
+        refused = charger.purchases_not_made([a.id for a, _, _ in new if a.id is not None]) if on_session else {}
         fresh: list[tuple[Account, Any, OpenInvoice, datetime]] = []
         charges: list[tuple[Account, OpenInvoice, datetime]] = []
         for k, (account, draft, at) in enumerate(new):
@@ -100,10 +105,52 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             charges.extend((account, inv, result.at or now) for inv in result.retries)
         followups: list[tuple[Account, Result]] = []
         outcomes: list[tuple[OpenInvoice, dict[str, Any]]] = []
-        for account, inv, at in charges:
-            key = f"{inv.charge_key or f'{tenant.code}:{inv.number}'}:{inv.attempts + 1}"
-            code: str | None
-            waiting = False  # the gateway asks the customer for 3-D Secure
+
+        def answer(c: Charge, outcome: ChargeOutcome, outcomes: list[tuple[OpenInvoice, dict[str, Any]]] = outcomes,
+                   followups: list[tuple[Account, Result]] = followups) -> None:
+            """What the gateway answered for a charge: the payment log, then the invoice paid or dunned."""
+            account, inv, at = c.account, c.inv, c.at
+            ok, code, waiting = outcome.ok, outcome.code, outcome.requires_action
+            if c.purchase and not ok and not (waiting and _signup(account)):
+                _refuse_purchase(uow, account, at, c.amount, c.key, outcome)
+            for paid in (inv, *c.carried):  # one attempt row per invoice the payment covers, each with its amount
+                outcomes.append((paid, {"at": at, "customer_id": account.id, "payment_method": c.payment_method,
+                                        "amount": paid.total,
+                                        "outcome": "succeeded" if ok else "requires_action" if waiting else "failed",
+                                        "code": code, "idempotency_key": c.key, "reference": outcome.reference}))
+            for paid in c.carried:
+                if ok:
+                    done = schedule.payment_succeeded(lc, account, paid, at)
+                    done.at = at
+                    followups.append((account, done))
+                else:
+                    paid.deferred = True  # still waiting for a charge to join
+            settled(account, inv, at, ok, code, bool(c.purchase) and waiting)
+
+        def settled(account: Account, inv: OpenInvoice, at: datetime, ok: bool, code: str | None, incomplete: bool,
+                    followups: list[tuple[Account, Result]] = followups) -> None:
+            if ok:
+                follow = schedule.payment_succeeded(lc, account, inv, at)
+            else:
+                if inv not in account.open_invoices:
+                    account.open_invoices.append(inv)
+                if incomplete:
+                    follow = schedule.payment_incomplete(lc, account, inv, at)
+                else:
+                    follow = schedule.payment_failed(lc, account, inv, at, code)
+            follow.at = at
+            followups.append((account, follow))
+
+        if round_no == 0:
+            for c, outcome in answered:  # charges made after an earlier transaction, answered now
+                answer(c, outcome)
+        # an invoice whose earlier charge has no recorded outcome yet is not charged again meanwhile
+        busy = charger.in_flight([inv.id for _, inv, _ in charges if inv.id])
+        keys = [f"{inv.charge_key or f'{tenant.code}:{inv.number}'}:{inv.attempts + 1}" for _, inv, _ in charges]
+        charger.look_up(keys, {a.id for a, _, _ in charges if a.id is not None})
+        for (account, inv, at), key in zip(charges, keys, strict=True):
+            if inv.id in busy:
+                continue
             if account.collection == BANK_TRANSFER:
                 if inv.id == 0:  # a new invoice: payable by bank transfer until its due date, then it is overdue
                     inv.due_on = (at.astimezone(lc.zone).date() + timedelta(days=tenant.catalog.bank_transfer_due_days))
@@ -111,45 +158,33 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
                     if inv not in account.open_invoices:
                         account.open_invoices.append(inv)
                     continue
-                ok, code = False, "overdue"  # the due date passed without the transfer: the same dunning as cards
-            elif not account.payment_method:
-                ok, code = False, "payment_method_required"
-            else:
-                # invoices too small for the gateway wait, open, and are charged together with the next one
-                carried = [o for o in account.open_invoices if o.deferred and o.status == "open" and o is not inv]
-                amount = inv.total + sum(o.total for o in carried)
-                if amount < gateway.minimum_charge:
-                    schedule.defer_small_balance(lc, inv, at)
-                    if inv not in account.open_invoices:
-                        account.open_invoices.append(inv)
-                    _note(events, account, at, "invoice.deferred", {"number": inv.number, "total": inv.total,
-                                                                    "minimum_charge": gateway.minimum_charge})
-                    continue
-                outcome = _charge(gateway, account, amount, key)
-                ok, code, waiting = outcome.ok, outcome.code, outcome.requires_action
-                if on_session and inv.id == 0 and not ok and not (waiting and _signup(account)):
-                    _refuse_purchase(uow, account, at, amount, key, outcome)
-                for paid in (inv, *carried):  # one attempt row per invoice the payment covers, each with its amount
-                    outcomes.append((paid, {"at": at, "customer_id": account.id, "payment_method": account.payment_method,
-                                            "amount": paid.total,
-                                            "outcome": "succeeded" if ok else "requires_action" if waiting else "failed",
-                                            "code": code, "idempotency_key": key, "reference": outcome.reference}))
-                if ok:
-                    for paid in carried:
-                        done = schedule.payment_succeeded(lc, account, paid, at)
-                        done.at = at
-                        followups.append((account, done))
-            if ok:
-                follow = schedule.payment_succeeded(lc, account, inv, at)
-            else:
+                settled(account, inv, at, False, "overdue", False)  # the due date passed: the same dunning as cards
+                continue
+            if not account.payment_method:
+                settled(account, inv, at, False, "payment_method_required", False)
+                continue
+            # invoices too small for the gateway wait, open, and are charged together with the next one
+            carried = [o for o in account.open_invoices if o.deferred and o.status == "open" and o is not inv]
+            amount = inv.total + sum(o.total for o in carried)
+            if amount < gateway.minimum_charge:
+                schedule.defer_small_balance(lc, inv, at)
                 if inv not in account.open_invoices:
                     account.open_invoices.append(inv)
-                if on_session and inv.id == 0 and waiting:
-                    follow = schedule.payment_incomplete(lc, account, inv, at)
-                else:
-                    follow = schedule.payment_failed(lc, account, inv, at, code)
-            follow.at = at
-            followups.append((account, follow))
+                _note(events, account, at, "invoice.deferred", {"number": inv.number, "total": inv.total,
+                                                                "minimum_charge": gateway.minimum_charge})
+                continue
+            c = Charge(account, inv, carried, at, key, amount, account.payment_method, account.gateway_customer,
+                       purchase=action if on_session and inv.id == 0 else None)
+            told = charger.outcome(c)
+            if told is None:  # charged after this transaction: the invoice stays open, its outcome comes later
+                if inv not in account.open_invoices:
+                    account.open_invoices.append(inv)
+                inv.next_retry_at = None  # not due again while the charge is in flight
+                for o in carried:  # nor written off: the charge in flight pays them too
+                    o.deferred = False
+                continue
+            answer(c, told)
+        charger.stop_for_charges()  # charges to make with no lock held: the transaction rolls back and runs again
         # The tenant's invoice counter is locked from here to the commit (the store's lock order: tenant last), never
         # while a card is charged: the numbers of a rolled-back transaction are handed out again, gapless.
         first = uow.reserve_invoice_numbers(tenant.row, len(fresh))
@@ -165,6 +200,7 @@ def settle(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, work: Seque
             for note in result.credit_notes:
                 _credit_note(uow, tenant, account, note, result.at or now, events)
         attempts.extend({"invoice_id": inv.id, **row} for inv, row in outcomes)
+        charger.written()  # intents of this round's charges, now that their invoices have ids
         todo = [(a, r) for a, r in followups if r.invoices or r.retries or r.events or r.credit_notes]
     else:
         raise RuntimeError("payment follow-ups did not settle")
@@ -209,17 +245,6 @@ def _credit_note(uow: UnitOfWork, tenant: Tenant, account: Account, note: Credit
                                  taxes=note.taxes, lines=note.lines)
     _note(events, account, at, "credit_note.issued", {"number": number, "total": note.total, "tax": note.tax_amount,
                                                       "settlement": "credit"})
-
-
-def _charge(gateway: PaymentGateway, account: Account, amount: int, key: str) -> Any:
-    """Charge the account's card; a gateway that does not answer refuses the whole transaction, which is run again
-    later with the same key (the gateway answers a repeated key with what it did: never two charges)."""
-    try:
-        return gateway.charge(account.payment_method or "", amount, key, customer=account.gateway_customer)
-    except GatewayUnavailable as exc:
-        raise errors.PaymentGatewayUnavailable(
-            "the payment gateway did not answer; nothing was changed: try again (the charge is retried with the same "
-            "key, so the card is never charged twice)", param="payment_method") from exc
 
 
 def _signup(account: Account) -> bool:
@@ -384,26 +409,26 @@ _set_pm = _command("customer.set_payment_method", _attach_and_set, with_gateway=
 def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: PaymentGateway, until: datetime, *,
             batch_size: int = 1000, on_batch: Callable[[int], None] | None = None, max_batches: int | None = None,
             test_clock_id: int | None = None) -> int:
-    """Do everything due by ``until``: one action per due account per batch, a transaction per batch.
+    """Do everything due by ``until``: one action per due account per batch; returns the number of actions.
 
-    Returns the number of actions performed. A crash loses at most the
-    uncommitted batch, which the next run redoes: nothing is billed twice. A
-    gateway that does not answer stops the run at that batch (rolled back, left
-    for the next run, whose charges carry the same keys).
-    Batches are no larger than the gateway's ``accounts_per_batch``.
+    A batch is one short transaction: it claims its due accounts (``SKIP LOCKED`` on PostgreSQL), finalizes their
+    invoices (numbered, written) and records a payment intent per charge. The charges are made after its commit,
+    with no lock held, and their outcomes recorded in a second short transaction (:func:`record_answers`). A
+    crash loses at most the uncommitted batch, which the next run redoes; a crash between a charge and its record
+    leaves the intent ``pending`` for the worker to settle with the same key (never charged twice).
     """
     from .tenancy import open_tenant
 
-    batch_size = min(batch_size, gateway.accounts_per_batch)
     done = 0
     batches = 0
 
-    def batch(uow: UnitOfWork) -> int:
+    def batch(uow: UnitOfWork) -> tuple[int, Charger]:
         """One batch: the number of actions, 0 when nothing is due (or only a stale due time was stored)."""
         tenant = open_tenant(uow, tenant_code, until)
+        charger = Charger(uow, tenant.row.id, gateway, "defer")
         ids = uow.due_account_ids(tenant.row, until, batch_size, lock=True, test_clock_id=test_clock_id)
         if not ids:
-            return 0
+            return 0, charger
         accounts = uow.load_accounts(ids)
         work = []
         for account in accounts:
@@ -411,18 +436,14 @@ def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: Pay
             if result is not None:
                 work.append((account, result))
         if not work:  # a stale next_due_at: store the recomputed one and stop
-            settle(uow, tenant, gateway, [(a, Result()) for a in accounts], until, "worker")
-            return 0
-        settle(uow, tenant, gateway, work, until, "worker")
-        return len(work)
+            settle(uow, tenant, gateway, [(a, Result()) for a in accounts], until, "worker", charger=charger)
+            return 0, charger
+        settle(uow, tenant, gateway, work, until, "worker", charger=charger)
+        return len(work), charger
 
     while max_batches is None or batches < max_batches:
-        try:
-            n = in_transaction(engine_uow, batch)  # a deadlock redoes the batch
-        except errors.PaymentGatewayUnavailable as exc:  # the batch rolled back; the next run redoes it, same keys
-            log.warning("tenant %s: the payment gateway did not answer (%s); the batch is left for the next run",
-                        tenant_code, exc.__cause__)
-            break
+        n, charger = in_transaction(engine_uow, batch)  # a deadlock redoes the batch
+        finish_charges(engine_uow, tenant_code, gateway, until, charger)
         if not n:
             break
         done += n
@@ -430,3 +451,91 @@ def run_due(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: Pay
         if on_batch is not None:
             on_batch(n)
     return done
+
+
+def finish_charges(engine_uow: Callable[[], UnitOfWork], tenant_code: str, gateway: PaymentGateway, now: datetime,
+                   charger: Charger) -> None:
+    """Make the charges a committed transaction deferred, with no transaction open, then record their outcomes in
+    a short one (which may defer more: a payment that reactivates a plan bills it), until none is left."""
+    from .tenancy import open_tenant
+
+    while charger.deferred:
+        answers = charge_deferred(gateway, charger.deferred)
+        earlier, runs = charger.uow, 0
+
+        def record(uow: UnitOfWork, earlier: UnitOfWork = earlier,
+                   answers: list[tuple[Charge, ChargeOutcome | None]] = answers) -> Charger:
+            nonlocal runs
+            runs += 1
+            if runs == 1:  # the accounts as the batch saved them; a rerun after a deadlock reloads them all
+                uow.adopt(earlier)
+            tenant = open_tenant(uow, tenant_code)
+            after = Charger(uow, tenant.row.id, gateway, "defer")
+            record_answers(uow, tenant, gateway, answers, now, after)
+            return after
+
+        charger = in_transaction(engine_uow, record)
+
+
+def record_answers(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway,
+                   answers: Sequence[tuple[Charge, ChargeOutcome | None]], now: datetime, charger: Charger) -> None:
+    """Record what the gateway answered for charges made after an earlier transaction: the intents' outcomes, the
+    payment log, paid invoices or dunning. Locks the customers first (the store's lock order); an account saved by
+    another transaction since (a command while the card was charged) is reloaded, never overwritten. No answer
+    (``None``) leaves the intent ``unknown`` and its invoice open, for the worker to settle.
+
+    A payment that changes nothing but its invoices (:func:`~kakin.domain.schedule.payment_changes_only_the_invoice`:
+    a renewal paid) is written as that alone: the invoices paid, the payment log, the ``payment.succeeded`` event
+    and its receipt, an audit record; the account is not saved again.
+    Anything else (a failure and its dunning, a plan reactivated) is settled like the run's own work.
+    """
+    charger.record(answers)
+    accounts = {c.account.id: c.account for c, _ in answers}
+    changed = uow.changed_accounts([i for i in accounts if i is not None])
+    for fresh in uow.load_accounts(sorted(changed)):
+        accounts[fresh.id] = fresh
+    paid: list[tuple[Charge, ChargeOutcome]] = []
+    answered: list[tuple[Charge, ChargeOutcome]] = []
+    for c, outcome in answers:
+        account = accounts[c.account.id]
+        inv = next((o for o in account.open_invoices if o.id == c.inv.id), None)
+        if outcome is None or inv is None:  # unanswered; or no longer open (a new card paid it meanwhile)
+            if inv is None and outcome is not None and outcome.ok:
+                log.warning("charge %s succeeded for invoice %s, which is no longer open", c.key, c.inv.number)
+            continue
+        if account is not c.account:  # reloaded: the same invoices, as stored now
+            covered = {o.id for o in c.carried}
+            c = replace(c, account=account, inv=inv, carried=[o for o in account.open_invoices if o.id in covered])
+        simple = outcome.ok and all(schedule.payment_changes_only_the_invoice(account, o) for o in (inv, *c.carried))
+        (paid if simple else answered).append((c, outcome))
+    if paid:
+        _record_paid(uow, tenant, paid, now)
+    if answered:
+        involved = list({id(c.account): c.account for c, _ in answered}.values())
+        settle(uow, tenant, gateway, [(a, Result()) for a in involved], now, "worker", charger=charger,
+               answered=answered)
+
+
+def _record_paid(uow: UnitOfWork, tenant: Tenant, paid: Sequence[tuple[Charge, ChargeOutcome]], now: datetime) -> None:
+    """Payments that change nothing but their invoices: the invoices paid, one attempt row per invoice, an audit
+    record per account listing the events, the events (webhooks, the receipt)."""
+    rows: list[dict[str, Any]] = []
+    invoices: list[OpenInvoice] = []
+    noted: list[tuple[Account, dict[str, Any]]] = []
+    for c, outcome in paid:
+        for inv in (c.inv, *c.carried):
+            done = schedule.payment_succeeded(tenant.lifecycle, c.account, inv, c.at)
+            invoices.append(inv)
+            rows.append({"invoice_id": inv.id, "at": c.at, "customer_id": c.account.id,
+                         "payment_method": c.payment_method, "amount": inv.total, "outcome": "succeeded",
+                         "code": outcome.code, "idempotency_key": c.key, "reference": outcome.reference})
+            noted.extend((c.account, {"event": name, "at": c.at, **details}) for name, details in done.events)
+    uow.add_payment_attempts(rows)
+    uow.save_invoice_states(invoices, now)
+    by_account: dict[int, tuple[Account, list[dict[str, Any]]]] = {}
+    for account, event in noted:
+        by_account.setdefault(id(account), (account, []))[1].append(event)
+    uow.audit([_audit(tenant, a, events[0]["at"], "worker", events[0]["event"], None, {**snapshot(a), "events": events})
+               for a, events in by_account.values()])
+    publish(uow, tenant, noted, now)
+    mail.enqueue(uow, tenant, noted, now)

@@ -4,7 +4,8 @@ In order: billing for every tenant (renewals, trial ends, month closes,
 month-start plan changes, payment retries), one batch at a time, the tenants
 taking turns (round-robin: one batch of each tenant with due work, then the
 next round), so a tenant with a million due accounts delays one with ten by
-at most one batch per tenant (issue 10, item 4); plan changes the worker
+at most one batch per tenant (issue 10, item 4); charges left in flight
+(:func:`~kakin.services.payments.settle_intents`, issue 10 item 3); plan changes the worker
 completes (LINE WORKS lite → paid, ``services/upgrades.py``); the DNS look-ups
 of pending domains (``services/domains.py``); webhook
 deliveries; e-mail; forgetting idempotency records older than
@@ -24,9 +25,10 @@ from sqlalchemy import Engine
 
 from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.gateway_config import intent_grace_from_env
 from kakin.adapters.payments import PaymentGateway
 
-from . import billing, domains, mail, upgrades, webhooks
+from . import billing, domains, mail, payments, upgrades, webhooks
 
 IDEMPOTENCY_RETENTION = timedelta(hours=24)  # a retried request replays its first response for this long
 OUTBOX_BATCH = 100  # mails or webhook attempts per batch
@@ -43,11 +45,14 @@ def _quiet(_: dict[str, Any]) -> None:
 
 def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post: webhooks.Poster, now: datetime, *,
              tenant: str = "", batch_size: int = 1000, stop: Callable[[], bool] = _never, log: Log = _quiet,
-             timer: Callable[[], float] = time.monotonic, dns: domains.Resolver | None = None) -> dict[str, int]:
-    """Do everything due by ``now``; returns counts: actions per tenant code, ``plan changes completed``, ``domain
-    checks``, ``webhook deliveries`` (attempts), ``mails sent``, ``idempotency records purged``. ``dns`` answers the
-    domains' TXT look-ups (None: ``KAKIN_DNS_NAMESERVER`` or the system's resolver).
+             timer: Callable[[], float] = time.monotonic, dns: domains.Resolver | None = None,
+             intent_grace: timedelta | None = None) -> dict[str, int]:
+    """Do everything due by ``now``; returns counts: actions per tenant code, ``charges settled`` (intents left in
+    flight ``intent_grace`` before ``now``, settled at the gateway), ``plan changes completed``, ``domain checks``,
+    ``webhook deliveries`` (attempts), ``mails sent``, ``idempotency records purged``. ``dns`` answers the domains'
+    TXT look-ups (None: ``KAKIN_DNS_NAMESERVER`` or the system's resolver).
 
+    ``intent_grace``: by default ``KAKIN_INTENT_GRACE`` (seconds) or :data:`~kakin.services.payments.INTENT_GRACE`.
     ``tenant`` limits the billing to one tenant's code (the outboxes and the
     purge are shared by all tenants). ``log`` receives one dict per batch
     (``work``, what was done, ``seconds``); ``stop`` is asked before each batch.
@@ -65,6 +70,18 @@ def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post:
         done[code] += n
         waiting.append(code)
         log({"work": "billing", "tenant": code, "actions": n, "seconds": round(timer() - started, 3)})
+    done["charges settled"] = 0
+    grace = intent_grace if intent_grace is not None else intent_grace_from_env()
+    if grace is None:
+        grace = payments.INTENT_GRACE
+    while not stop():  # batches of payments.INTENT_BATCH until none is left in flight
+        started = timer()
+        settled = payments.settle_intents(engine, gateway, now, grace=grace)
+        if any(settled.values()):
+            done["charges settled"] += settled["settled"] + settled["refunded"]
+            log({"work": "charges", **settled, "seconds": round(timer() - started, 3)})
+        if sum(settled.values()) < payments.INTENT_BATCH:
+            break
     done["plan changes completed"] = done["domain checks"] = 0
     if not stop():
         done["plan changes completed"] = upgrades.run_due(engine, gateway, now)

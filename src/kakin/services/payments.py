@@ -1,21 +1,136 @@
-"""Payments after the fact: reconciliation with the gateway (支払い情報を復元, 3-D Secure, webhooks) and the payment log.
+"""Payments after the fact: charges left in flight (the worker's step), reconciliation with the gateway
+(支払い情報を復元, 3-D Secure, webhooks) and the payment log.
 
-Charging itself happens in :func:`kakin.services.billing.settle`.
+Charging itself happens in :func:`kakin.services.billing.settle` (see :mod:`kakin.services.charging`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
-from kakin.adapters.db.store import UnitOfWork
-from kakin.adapters.payments import PaymentGateway
+from sqlalchemy import Engine
+
+from kakin.adapters.db import intents_repo
+from kakin.adapters.db.store import UnitOfWork, in_transaction
+from kakin.adapters.payments import ChargeOutcome, PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.lifecycle import Result
 
-from .billing import load, settle, snapshot
+from .billing import finish_charges, load, record_answers, settle, snapshot
+from .charging import Charge, Charger, Wall, ask, wall_clock
 from .operators import ActingOperator, acting_in
-from .tenancy import Tenant
+from .tenancy import Tenant, open_tenant
+
+log = logging.getLogger("kakin.payments")
+# How long a charge may be in flight before the worker settles it: longer than a command takes from recording its
+# intent to committing (the gateway's own retries included), as long as the outbox's lease.
+INTENT_GRACE = timedelta(minutes=5)
+INTENT_BATCH = 100
+
+
+def settle_intents(engine: Engine, gateway: PaymentGateway, now: datetime, *, grace: timedelta = INTENT_GRACE,
+                   limit: int = INTENT_BATCH, wall: Wall = wall_clock) -> dict[str, int]:
+    """The worker's step for charges left in flight: intents still ``pending`` or ``unknown`` ``grace`` before
+    ``now`` (or the real time, if later) (a crash between the charge and its record, an answer lost) are asked of the gateway again with the
+    same idempotency key (Stripe answers a repeated key with what it did the first time; a charge never made is
+    made then), and the answer is recorded as the run would have: the invoice paid or dunned. A purchase charged
+    without an invoice (its command was refused 503 and not sent again, or stopped) is refunded. Returns counts of
+    intents: ``settled``, ``refunded`` (instead), ``unanswered`` (left for the next pass). Each intent is claimed first by a
+    conditional update, so two workers never settle the same one; no transaction is open while the gateway is
+    called. Source: issue 10 item 3.
+    """
+    counts = {"settled": 0, "refunded": 0, "unanswered": 0}
+    with UnitOfWork(engine, readonly=True) as uow:
+        # intents carry the real time they were last touched; a pass on a later clock (run-due --until) counts from it
+        rows = intents_repo.to_settle(uow.conn, max(now, wall()) - grace, limit)
+        codes = {t.id: t.code for t in uow.tenants()}
+    answered: dict[str, list[tuple[dict[str, Any], ChargeOutcome]]] = {}
+    for row in rows:
+        key = row["idempotency_key"]
+        with UnitOfWork(engine) as uow:
+            if not intents_repo.claim(uow.conn, key, wall(), seen=row, statuses=(row["status"],)):
+                continue  # another worker took it
+        try:
+            if row["status"] in intents_repo.IN_FLIGHT:
+                outcome = ask(gateway, row)  # the same key and parameters: the first answer
+                if outcome is None:
+                    with UnitOfWork(engine) as uow:
+                        intents_repo.record_outcome(uow.conn, key, "unknown", None, None, wall())
+                    counts["unanswered"] += 1
+                    continue
+                if row["invoice_id"] is not None:  # recorded below, with the others of its tenant
+                    answered.setdefault(codes[row["tenant_id"]], []).append((row, outcome))
+                    continue
+                with UnitOfWork(engine) as uow:
+                    intents_repo.record_outcome(uow.conn, key, "succeeded" if outcome.ok else "failed", outcome.code,
+                                                outcome.reference, wall())
+                if not (outcome.ok and row["purchase"]):
+                    counts["settled"] += 1
+                    continue
+                row = {**row, "status": "succeeded", "reference": outcome.reference}
+            if row["purchase"]:
+                counts["refunded"] += _give_back(engine, gateway, row, wall)
+        except Exception:  # one intent the gateway or the database refuses does not stop the pass: next pass
+            log.exception("payment intent %s could not be settled; it is tried again on a later pass", key)
+    for code, items in answered.items():  # one short transaction per tenant records the answers on the invoices
+        try:
+            _record(engine, gateway, code, items, now, wall)
+            counts["settled"] += len(items)
+        except Exception:
+            log.exception("%d payment intents of tenant %s could not be recorded; they are tried again on a later "
+                          "pass", len(items), code)
+    return counts
+
+
+def _record(engine: Engine, gateway: PaymentGateway, code: str, items: list[tuple[dict[str, Any], ChargeOutcome]],
+            now: datetime, wall: Wall) -> None:
+    """Record settled intents' answers on their invoices as the due-work run would have (paid, or dunning), under
+    their customers' locks; what that leads to (a plan reactivated and billed) is charged like the run's own."""
+
+    def work(uow: UnitOfWork) -> Charger:
+        tenant = open_tenant(uow, code)
+        charger = Charger(uow, tenant.row.id, gateway, "defer", wall)
+        ids = sorted({row["customer_id"] for row, _ in items})
+        uow.changed_accounts(ids)  # locks them (the store's lock order) before they are read
+        accounts = {a.id: a for a in uow.load_accounts(ids)}
+        answers = []
+        for row, outcome in items:
+            account = accounts[row["customer_id"]]
+            inv = next((o for o in account.open_invoices if o.id == row["invoice_id"]), None)
+            if inv is None:  # no longer open: the answer is recorded, the invoice left as it is
+                log.warning("charge %s answered for invoice %s, which is no longer open", row["idempotency_key"],
+                            row["invoice_id"])
+                intents_repo.record_outcome(uow.conn, row["idempotency_key"], "succeeded" if outcome.ok else "failed",
+                                            outcome.code, outcome.reference, wall())
+                continue
+            covered = set(intents_repo.covers(row))
+            answers.append((Charge(account, inv, [o for o in account.open_invoices if o.id in covered], now,
+                                   row["idempotency_key"], row["amount"], row["payment_method"],
+                                   row["gateway_customer"]), outcome))
+        record_answers(uow, tenant, gateway, answers, now, charger)
+        return charger
+
+    finish_charges(lambda: UnitOfWork(engine), code, gateway, now, in_transaction(engine, work))
+
+
+def _give_back(engine: Engine, gateway: PaymentGateway, row: dict[str, Any], wall: Wall) -> int:
+    """Refund a purchase charged without an invoice; 1 when refunded. Marked ``refunding`` first under the
+    customer's lock, so a command naming its invoice with this charge either did so already (nothing to refund)
+    or finds it given back (and is refused: try again, with a new key)."""
+    key = row["idempotency_key"]
+    with UnitOfWork(engine) as uow:
+        uow.lock_customer(row["customer_id"])
+        if not intents_repo.give_back(uow.conn, key, "refunding", wall(), was=("succeeded", "refunding")):
+            return 0
+    refund = gateway.refund(row["reference"], row["amount"], f"{key}:refund")
+    if not refund.ok:
+        log.warning("purchase charge %s could not be refunded (%s); tried again on a later pass", key, refund.code)
+        return 0
+    with UnitOfWork(engine) as uow:
+        intents_repo.give_back(uow.conn, key, "refunded", wall(), was=("refunding",))
+    return 1
 
 
 def restore_payment(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key: str, now: datetime,

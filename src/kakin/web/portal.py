@@ -133,7 +133,8 @@ class _Context:
     def header(self) -> dict[str, Any]:
         return {"vendor": self.tenant.row.name, "customer": self.session.customer_name,
                 "member": self.session.member_name, "role": self.session.member_role,
-                "catalog": self.tenant.catalog.code}
+                "catalog": self.tenant.catalog.code,
+                "domains": bool(self.tenant.catalog.domains.provided_suffix or self.tenant.catalog.domains.mx_records)}
 
 
 async def _with_session(request: Request, build: Callable[[_Context], Response]) -> Response:

@@ -15,7 +15,12 @@ locks in this one order, so two of them never wait on each other in a circle:
 2. the tenant row last, for its invoice and credit-note counters
    (:meth:`UnitOfWork.reserve_invoice_numbers`, :meth:`UnitOfWork.add_credit_note`),
    held only from the numbering to the commit;
-3. outbox rows (webhook events, mail), which nothing else waits on.
+3. outbox rows (webhook events, mail), which nothing else waits on;
+4. payment intents (``intents_repo``): written by a batch after its customer
+   rows, or in short transactions of their own that hold no other lock (a
+   command's charge, the worker settling one). No card is ever charged while
+   a transaction is open: a batch charges after its commit, a command stops
+   with :class:`ChargesNeeded` (``services.charging``).
 
 A lock wait is bounded: ``SET LOCAL lock_timeout`` (:data:`LOCK_TIMEOUT_MS`)
 on PostgreSQL, the busy timeout on SQLite. :func:`in_transaction` runs a
@@ -92,20 +97,44 @@ def is_lock_timeout(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
+class ChargesNeeded(Exception):
+    """Raised by work run in :func:`in_transaction` that must charge at the gateway before it can go on: the
+    transaction rolls back (no lock is held any more), ``perform(begin)`` makes the charges, recording each before
+    and after in short transactions of its own, and the work runs again, finding the outcomes recorded."""
+
+    def __init__(self, perform: Callable[[Callable[[], UnitOfWork]], None]) -> None:
+        super().__init__("charges to make outside the transaction")
+        self.perform = perform
+
+
+CHARGE_ROUNDS = 20  # how many times one unit of work may stop to charge before it is a bug
+
+
 def in_transaction(engine: Engine | Callable[[], UnitOfWork], work: Callable[[UnitOfWork], T], *,
                    attempts: int = RETRIES, pause: Callable[[float], None] = time.sleep) -> T:
     """Run ``work`` in a unit of work (of ``engine``, or made by a factory) and commit; after a deadlock or a serialization failure run it again in a new
     one, up to ``attempts`` times, waiting 10 ms, 20 ms, 40 ms, … with jitter (0.5–1.5 ×) between runs.
+
+    Charges leave the transaction: the unit of work is marked ``charges_outside``, and work that needs a charge
+    raises :class:`ChargesNeeded`, whose charges are made with no transaction open before ``work`` runs again.
 
     Raises :class:`~kakin.domain.errors.DatabaseBusy` when a lock wait timed out or every run failed that way;
     whatever ``work`` raises otherwise (a :class:`~kakin.domain.errors.KakinError` refusal) passes through. ``work``
     may run more than once: what it does outside the database must be idempotent (gateway charges carry keys).
     """
     begin = engine if callable(engine) else lambda: UnitOfWork(engine)
-    for attempt in range(attempts):
+    attempt = rounds = 0
+    while attempt < attempts:
         try:
             with begin() as uow:
+                uow.charges_outside = True
                 return work(uow)
+        except ChargesNeeded as need:
+            rounds += 1
+            if rounds > CHARGE_ROUNDS:
+                raise RuntimeError("a unit of work kept asking for charges") from need
+            need.perform(begin)
+            continue
         except Exception as exc:
             if is_lock_timeout(exc):
                 raise errors.DatabaseBusy(
@@ -115,6 +144,7 @@ def in_transaction(engine: Engine | Callable[[], UnitOfWork], work: Callable[[Un
                 raise
             log.info("transaction retried after %s (attempt %d of %d)", _sqlstate(exc), attempt + 1, attempts)
             pause(0.01 * 2 ** attempt * random.uniform(0.5, 1.5))
+            attempt += 1
     raise errors.DatabaseBusy("other work on the same records kept conflicting with this request; nothing was changed: "
                               "try again in a moment")
 
@@ -174,6 +204,10 @@ class UnitOfWork:
         # transaction writes for that actor name the member (not those of due work done on the way)
         self.acting_member: tuple[str, str] | None = None
         self._after_rollback: list[Callable[[], None]] = []
+        self._versions: dict[int, int] = {}  # customer id → the version loaded or saved (customers.version)
+        self._written: dict[int, tuple[Any, ...]] = {}  # invoice id → its payment state as this transaction wrote it
+        # set by in_transaction: a charge is made after this transaction, not in it (services.charging)
+        self.charges_outside = False
 
     def __enter__(self) -> UnitOfWork:
         self.conn = self.engine.connect()
@@ -223,6 +257,20 @@ class UnitOfWork:
             self.commit()
             raise
         savepoint.commit()
+
+    def adopt(self, earlier: UnitOfWork) -> UnitOfWork:
+        """Take over what an earlier, committed unit of work knew of the accounts it saved (their rows as saved,
+        their versions), so this one can save the same account objects again; returns self."""
+        self._loaded, self._pending_ids, self._versions = earlier._loaded, earlier._pending_ids, earlier._versions
+        return self
+
+    def changed_accounts(self, customer_ids: Sequence[int]) -> set[int]:
+        """Lock these customers (PostgreSQL; in the store's lock order) and return those saved by another
+        transaction since this unit of work (or the one it adopted) loaded or saved them."""
+        q = select(customers.c.id, customers.c.version).where(in_ids(self.conn, customers.c.id, set(customer_ids)))
+        if self.conn.dialect.name == "postgresql":
+            q = q.order_by(customers.c.id).with_for_update()
+        return {int(i) for i, v in self.conn.execute(q) if self._versions.get(int(i)) != v}
 
     def keep_if_rolled_back(self, write: Callable[[], None]) -> None:
         """Run ``write`` in a transaction of its own if this unit of work rolls back (a refused command's payment
@@ -318,6 +366,7 @@ class UnitOfWork:
         next_due_at: dict[int, datetime | None] = {}
         for r in self._customer_rows(id_list):
             next_due_at[r["id"]] = r["next_due_at"]
+            self._versions[r["id"]] = r["version"]
             accounts[r["id"]] = Account(key=r["key"], name=r["name"], payment_method=r["payment_method"],
                                         members=r["members"], credit=r["credit"], basic_id=r["basic_id"], id=r["id"],
                                         gateway_customer=r["gateway_customer"], collection=r["collection"],
@@ -374,7 +423,7 @@ class UnitOfWork:
         return [accounts[i] for i in id_list if i in accounts]
 
     _CUSTOMER_COLUMNS = ("id", "key", "name", "payment_method", "members", "credit", "basic_id", "gateway_customer",
-                         "collection", "next_due_at", "deleted_on", "sign_in_group", "verified_domain")
+                         "collection", "next_due_at", "deleted_on", "sign_in_group", "verified_domain", "version")
 
     def _customer_rows(self, ids: list[int]) -> Iterable[dict[str, Any]]:
         if self.conn.dialect.name != "sqlite":
@@ -434,7 +483,7 @@ class UnitOfWork:
 
     def _remember(self, a: Account, next_due_at: datetime | None) -> None:
         assert a.id is not None
-        self._loaded[("customer", a.id)] = self._customer_values(a, next_due_at)
+        self._loaded[("customer", a.id)] = {**self._customer_values(a, next_due_at), "version": self._versions.get(a.id, 0)}
         for sub in a.subscriptions:
             if sub.id is not None:
                 self._loaded[("subscription", sub.id)] = self._subscription_values(sub)
@@ -456,7 +505,12 @@ class UnitOfWork:
         accounts = list(accounts)
         if not accounts:
             return
-        self._update_changed(customers, "customer", [(a.id, self._customer_values(a, next_due.get(a.id)))
+        versions = self._versions
+        for a in accounts:  # every save bumps the version: a run that charged meanwhile sees the account changed
+            if a.id is not None:
+                versions[a.id] = versions.get(a.id, 0) + 1
+        self._update_changed(customers, "customer", [(a.id, {**self._customer_values(a, next_due.get(a.id)),
+                                                             "version": versions[a.id]})
                                                       for a in accounts if a.id is not None])
         updates, phases, superseded = [], [], []
         for a in accounts:
@@ -501,18 +555,22 @@ class UnitOfWork:
         for a in accounts:
             assert a.id is not None
             self._pending_ids[a.id] = {p.id for p in a.pending_items if p.id is not None}
-        inv_updates = [{"_id": inv.id, "status": inv.status, "attempts": inv.attempts,
-                        "first_failed_at": inv.first_failed_at, "next_retry_at": inv.next_retry_at,
-                        "paid_at": now if inv.status == "paid" else None, "deferred": inv.deferred,
-                        "expires_at": inv.expires_at}
-                       for a in accounts for inv in a.open_invoices if inv.id]
-        if inv_updates:
-            self.conn.execute(update(invoices).where(invoices.c.id == bindparam("_id")).values(
-                status=bindparam("status"), attempts=bindparam("attempts"), first_failed_at=bindparam("first_failed_at"),
-                next_retry_at=bindparam("next_retry_at"), paid_at=bindparam("paid_at"), deferred=bindparam("deferred"),
-                expires_at=bindparam("expires_at")), inv_updates)
+        self.save_invoice_states([inv for a in accounts for inv in a.open_invoices if inv.id], now)
         for a in accounts:
             a.open_invoices = [inv for inv in a.open_invoices if inv.status == "open"]
+
+    _INVOICE_STATE = ("status", "attempts", "first_failed_at", "next_retry_at", "paid_at", "deferred", "expires_at")
+
+    def save_invoice_states(self, open_invoices: Iterable[OpenInvoice], now: datetime) -> None:
+        """Write the payment and dunning state of invoices (paid now when their status says so); one written
+        by this transaction and unchanged since is left alone."""
+        rows = []
+        for inv in open_invoices:
+            state = (inv.status, inv.attempts, inv.first_failed_at, inv.next_retry_at,
+                     now if inv.status == "paid" else None, inv.deferred, inv.expires_at)
+            if self._written.get(inv.id) != state:
+                rows.append((inv.id, dict(zip(self._INVOICE_STATE, state, strict=True))))
+        update_many(self.conn, invoices, self._INVOICE_STATE, rows)
 
     # ----------------------------------------------------------- invoices
     def add_invoices(self, tenant: TenantRow, first_seq: int, drafts: Sequence[tuple[Account, InvoiceDraft, OpenInvoice]],
@@ -542,6 +600,8 @@ class UnitOfWork:
         by_seq = dict(self.conn.execute(select(invoices.c.seq, invoices.c.id).where(
             invoices.c.tenant_id == tenant.id, invoices.c.seq.between(first_seq, first_seq + len(rows) - 1))).all())
         ids = [by_seq[r["seq"]] for r in rows]
+        for inv_id, r in zip(ids, rows, strict=True):  # as written: saving the same state again is skipped
+            self._written[inv_id] = tuple(r[c] for c in self._INVOICE_STATE)
         line_rows = []
         for inv_id, (_, draft, _) in zip(ids, drafts, strict=True):
             for pos, ln in enumerate(draft.lines):

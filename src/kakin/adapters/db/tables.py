@@ -142,6 +142,8 @@ customers = Table(
     Column("verification_requested_at", UtcDateTime()),  # the customer applied for it: name and premium ID fixed
     Column("primary_domain_changed_at", UtcDateTime()),  # the primary domain cannot change again for 24 hours
     Column("created_at", UtcDateTime(), nullable=False),
+    # bumped by every save of the account: a run that charged with no lock held sees whether it changed meanwhile
+    Column("version", Integer, nullable=False, server_default=text("0")),
     UniqueConstraint("tenant_id", "key", name="uq_customers_tenant_key"),
     UniqueConstraint("tenant_id", "basic_id", name="uq_customers_tenant_basic_id"),
     UniqueConstraint("tenant_id", "verified_domain", name="uq_customers_tenant_verified_domain"),
@@ -321,6 +323,30 @@ payment_attempts = Table(
     Column("reference", String(120)),  # the gateway's payment id, to reconcile later (3-D Secure)
 )
 Index("ix_payment_attempts_customer", payment_attempts.c.customer_id, payment_attempts.c.id)
+
+payment_intents = Table(
+    # A charge kakin means to make, written before the gateway is called and settled after (issue 10 item 3).
+    "payment_intents", metadata,
+    Column("id", Id, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("invoice_id", ForeignKey("invoices.id")),  # none until a purchase's invoice is committed
+    Column("covers", Text),  # JSON list of other open invoices (small balances) the same payment pays
+    Column("purchase", String(60)),  # the command, for a purchase charged before its invoice exists
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_method", String(200), nullable=False),
+    Column("gateway_customer", String(120)),
+    Column("idempotency_key", String(120), nullable=False, unique=True),
+    Column("status", String(12), nullable=False),  # pending | succeeded | failed | unknown | refunding | refunded
+    Column("code", String(60)),
+    Column("reference", String(120)),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),  # calls made to the gateway
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+Index("ix_payment_intents_status", payment_intents.c.status, payment_intents.c.updated_at)
+Index("ix_payment_intents_invoice", payment_intents.c.invoice_id, payment_intents.c.customer_id)
 
 audit_log = Table(
     "audit_log", metadata,

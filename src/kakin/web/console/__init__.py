@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from kakin.adapters.db import service_store
-from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors
 from kakin.services import operators
@@ -180,20 +180,22 @@ async def signed_in(request: Request, build: Callable[[Desk], Response]) -> Resp
     state = request.app.state
 
     def work() -> Response:
-        locale = i18n.DEFAULT
-        head = None
-        try:
-            with UnitOfWork(state.engine) as uow:
-                op = operators.current(uow, request.cookies.get(COOKIE), state.clock())
-                if op is None:
-                    if request.method == "GET":
-                        return RedirectResponse("/console/login", status_code=303)
-                    return refusal(request, 401, "session_ended", "sign in again", locale)
-                desk = Desk(uow, op, state.clock, state.gateway)
-                locale, head = desk.locale, desk.head()
-                return build(desk)
+        seen: dict[str, Any] = {"locale": i18n.DEFAULT, "head": None}
+
+        def attempt(uow: UnitOfWork) -> Response:
+            op = operators.current(uow, request.cookies.get(COOKIE), state.clock())
+            if op is None:
+                if request.method == "GET":
+                    return RedirectResponse("/console/login", status_code=303)
+                return refusal(request, 401, "session_ended", "sign in again", seen["locale"])
+            desk = Desk(uow, op, state.clock, state.gateway)
+            seen["locale"], seen["head"] = desk.locale, desk.head()
+            return build(desk)
+
+        try:  # a deadlock runs it again; a charge (retry now) is made with no transaction open
+            return in_transaction(state.engine, attempt)
         except errors.KakinError as exc:
-            return refusal(request, _status(exc), exc.code, exc.message, locale, head,
+            return refusal(request, _status(exc), exc.code, exc.message, seen["locale"], seen["head"],
                            back=local_path(request.headers.get("referer"), None))
 
     return await run_in_threadpool(work)
