@@ -9,15 +9,13 @@ conftest.py's (skipped without ``/usr/bin/chromium``, except in CI).
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from app_server import AppServer
 
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
@@ -43,7 +41,6 @@ class Server:
     """kakin on a free port, a NipoPlus tenant with acme (GOLD, 10 seats, paid at sign-up) and other (5 seats)."""
 
     def __init__(self, folder: Path) -> None:
-        import uvicorn
 
         self.engine = make_engine(f"sqlite:///{folder}/kakin.db")
         migrate(self.engine)
@@ -57,26 +54,15 @@ class Server:
                 access.add_super_admin(uow, tenant.row, account.id, f"admin@{cid}.example", "山田 花子", START)
                 billing.subscribe(uow, tenant, gateway, cid, START, "gold", seats=seats)
             self.other_invoice = uow.invoices_for(tenant.row, account.id)[0]["number"]
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.engine, gateway, clock=self.clock), host="127.0.0.1",
-                                                    port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "kakin did not start"
-            time.sleep(0.05)
+        self.http = AppServer(create_app(self.engine, gateway, clock=self.clock))
+        self.base = self.http.base
 
     def link(self, customer: str = "acme", locale: str = "ja") -> str:
         return portal_link(self.engine, "nipoplus", customer, self.clock(), self.base, locale=locale,
                            return_url=f"{self.base}/healthz")[0]
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.http.stop()
         self.engine.dispose()
 
 

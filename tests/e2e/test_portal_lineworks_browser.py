@@ -6,15 +6,13 @@ of test_portal_browser.py); a screenshot per step under ``var/artifacts/portal-b
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from app_server import AppServer
 from test_portal_browser import ARTIFACTS, Clock
 
 from kakin.adapters.db.migrate import make_engine, migrate
@@ -34,7 +32,6 @@ class Works:
     trial, 5 users, no card; 山田 (super admin) and 佐藤 (admin). DNS answers from the loopback server."""
 
     def __init__(self, folder: Path, nameserver: str) -> None:
-        import uvicorn
 
         self.engine = make_engine(f"sqlite:///{folder}/kakin.db")
         migrate(self.engine)
@@ -53,18 +50,9 @@ class Works:
             boss = members.members_of(uow, owner, "sakura", self.clock)[0]["id"]
             self.admin = members.add_member(uow, owner.acting_for(boss), "sakura", "sato@sakura.example", "佐藤 次郎",
                                             "admin", self.clock)["id"]
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
         app = create_app(self.engine, self.gateway, clock=self.clock, dns=TxtResolver(nameserver, timeout=1.0))
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "kakin did not start"
-            time.sleep(0.05)
+        self.http = AppServer(app)
+        self.base = self.http.base
 
     def link(self, member: str | None = None) -> str:
         return portal_link(self.engine, "lineworks", "sakura", self.clock(), self.base, member=member,
@@ -81,8 +69,7 @@ class Works:
                                  dns=TxtResolver(self.nameserver, timeout=1.0))
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.http.stop()
         self.engine.dispose()
 
 

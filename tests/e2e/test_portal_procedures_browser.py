@@ -10,15 +10,13 @@ downloaded one; see test_portal_browser.py). Each step saves a screenshot under
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from app_server import AppServer
 from sqlalchemy import select
 from test_portal_browser import ARTIFACTS, shot
 
@@ -40,7 +38,6 @@ class Server:
     card, 150 messages sent this month)."""
 
     def __init__(self, folder: Path) -> None:
-        import uvicorn
 
         self.engine = make_engine(f"sqlite:///{folder}/kakin.db")
         migrate(self.engine)
@@ -57,25 +54,14 @@ class Server:
             assert account.id is not None
             access.add_super_admin(uow, oa.row, account.id, "koho@city.yokohama.lg.jp", "港 太郎", START)
             usage.consume(uow, oa, "yokohama", "messages", 150, START)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.engine, self.gateway, clock=lambda: self.now),
-                                                    host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "kakin did not start"
-            time.sleep(0.05)
+        self.http = AppServer(create_app(self.engine, self.gateway, clock=lambda: self.now))
+        self.base = self.http.base
 
     def link(self, tenant: str, customer: str) -> str:
         return portal_link(self.engine, tenant, customer, self.now, self.base, return_url=f"{self.base}/healthz")[0]
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.http.stop()
         self.engine.dispose()
 
 
