@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from fractions import Fraction
+from functools import cached_property
 
 from .money import Priced, Rounding, TaxedAmount, tax_for_rate
 
@@ -102,17 +103,17 @@ class InvoiceDraft:
     credit_applied: int = 0  # credit balance applied after tax (充当)
     billing_key: str | None = None  # what a scheduled invoice bills, e.g. "plan:2026-06-03": billed at most once
 
-    @property
+    @cached_property
     def gross(self) -> int:
         """The invoice's own sales, tax included."""
         return sum(t.gross for t in self.taxes)
 
-    @property
+    @cached_property
     def tax_amount(self) -> int:
         """The consumption tax of the invoice's own sales, every rate."""
         return sum(t.tax for t in self.taxes)
 
-    @property
+    @cached_property
     def total(self) -> int:
         """What the customer is asked to pay: the sales with tax, less the credit applied."""
         return self.gross - self.credit_applied

@@ -531,7 +531,7 @@ def _record_paid(uow: UnitOfWork, tenant: Tenant, paid: Sequence[tuple[Charge, C
                          "code": outcome.code, "idempotency_key": c.key, "reference": outcome.reference})
             noted.extend((c.account, {"event": name, "at": c.at, **details}) for name, details in done.events)
     uow.add_payment_attempts(rows)
-    uow.save_invoice_states(invoices, now)
+    uow.mark_invoices_paid([inv.id for inv in invoices if inv.id], now)
     by_account: dict[int, tuple[Account, list[dict[str, Any]]]] = {}
     for account, event in noted:
         by_account.setdefault(id(account), (account, []))[1].append(event)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Boolean, Connection, Date, Table, func, insert, select
@@ -76,7 +77,9 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     columns = tuple(rows[0])
     sql, converters = _plan(table, columns)
-    conn.exec_driver_sql(sql, _tuples([[row[c] for c in columns] for row in rows], converters))
+    values = itemgetter(*columns)
+    conn.exec_driver_sql(sql, _tuples([list(values(row)) for row in rows] if len(columns) > 1
+                                      else [[values(row)] for row in rows], converters))
 
 
 def _tuples(rows: list[list[Any]], converters: tuple[Callable[[Any], Any], ...]) -> list[tuple[Any, ...]]:

@@ -54,7 +54,7 @@ from kakin.domain.documents import Issuer, frozen_parties, recipient_of
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
 from kakin.domain.money import TaxedAmount, format_rate
 
-from .bulk import in_ids, insert_many, update_many
+from .bulk import in_ids, insert_many, sqlite_instant, update_many
 from .codecs import pending_from_json as _pending_from_json
 from .codecs import pending_to_json as _pending_to_json
 from .tables import (
@@ -571,6 +571,25 @@ class UnitOfWork:
             if self._written.get(inv.id) != state:
                 rows.append((inv.id, dict(zip(self._INVOICE_STATE, state, strict=True))))
         update_many(self.conn, invoices, self._INVOICE_STATE, rows)
+
+    def mark_invoices_paid(self, invoice_ids: Sequence[int], now: datetime) -> None:
+        """Write invoices as :func:`~kakin.domain.schedule.payment_succeeded` leaves them (paid at ``now``, no
+        retry, not deferred, no expiry): only those columns, so their dunning counts stay as stored."""
+        if not invoice_ids:
+            return
+        if self.conn.dialect.name == "sqlite":
+            when = sqlite_instant(now)
+            self.conn.exec_driver_sql(
+                "UPDATE invoices SET status = 'paid', paid_at = ?, next_retry_at = NULL, deferred = 0, "
+                "expires_at = NULL WHERE id = ?", [(when, i) for i in invoice_ids])
+        else:
+            self.conn.execute(update(invoices).where(invoices.c.id == bindparam("_id")).values(
+                status="paid", paid_at=now, next_retry_at=None, deferred=False, expires_at=None),
+                [{"_id": i} for i in invoice_ids])
+        for i in invoice_ids:  # as written, when this transaction wrote the invoice
+            known = self._written.get(i)
+            if known is not None:
+                self._written[i] = ("paid", known[1], known[2], None, now, False, None)
 
     # ----------------------------------------------------------- invoices
     def add_invoices(self, tenant: TenantRow, first_seq: int, drafts: Sequence[tuple[Account, InvoiceDraft, OpenInvoice]],
