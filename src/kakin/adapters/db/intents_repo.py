@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 
-from .bulk import _plan, _tuples, in_ids, sqlite_instant
+from .bulk import _plan, _tuples, driver_level, in_ids, sqlite_instant
 from .tables import payment_intents
 
 IN_FLIGHT = ("pending", "unknown")  # the gateway may have charged; nobody knows the outcome yet
@@ -59,8 +59,9 @@ def add(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         "gateway_customer": r.get("gateway_customer"), "idempotency_key": r["idempotency_key"], "status": r["status"],
         "code": r.get("code"), "reference": r.get("reference"), "attempts": r.get("attempts", 0),
         "created_at": r["at"], "updated_at": r["at"]} for r in rows]
-    if conn.dialect.name == "sqlite":
-        sql, converters = _plan(payment_intents, tuple(values[0]))
+    dialect = driver_level(conn)
+    if dialect is not None:
+        sql, converters = _plan(payment_intents, tuple(values[0]), dialect)
         sql = sql + " ON CONFLICT (idempotency_key) DO NOTHING"
         conn.exec_driver_sql(sql, _tuples([list(v.values()) for v in values], converters))
     else:
@@ -83,11 +84,13 @@ def record_outcomes(conn: Connection, rows: Sequence[tuple[str, str, str | None,
     """Many outcomes at once, one executemany: (key, status, code, reference) each, as :func:`record_outcome`."""
     if not rows:
         return
-    if conn.dialect.name == "sqlite":
-        when = sqlite_instant(at)
-        conn.exec_driver_sql(
-            "UPDATE payment_intents SET status = ?, code = ?, reference = ?, updated_at = ?, attempts = attempts + 1 "
-            "WHERE idempotency_key = ?", [(status, code, reference, when, key) for key, status, code, reference in rows])
+    dialect = driver_level(conn)
+    if dialect is not None:
+        when: Any = sqlite_instant(at) if dialect == "sqlite" else at
+        sql = ("UPDATE payment_intents SET status = ?, code = ?, reference = ?, updated_at = ?, attempts = attempts + 1 "
+               "WHERE idempotency_key = ?")
+        conn.exec_driver_sql(sql if dialect == "sqlite" else sql.replace("?", "%s"),
+                             [(status, code, reference, when, key) for key, status, code, reference in rows])
         return
     c = payment_intents.c
     conn.execute(update(payment_intents).where(c.idempotency_key == bindparam("_key")).values(

@@ -54,7 +54,7 @@ from kakin.domain.documents import Issuer, frozen_parties, recipient_of
 from kakin.domain.invoice import InvoiceDraft, Line, LineKind
 from kakin.domain.money import TaxedAmount, format_rate
 
-from .bulk import in_ids, insert_many, sqlite_instant, update_many
+from .bulk import driver_level, in_ids, insert_many, sqlite_instant, update_many
 from .codecs import pending_from_json as _pending_from_json
 from .codecs import pending_to_json as _pending_to_json
 from .tables import (
@@ -427,7 +427,7 @@ class UnitOfWork:
 
     def _customer_rows(self, ids: list[int]) -> Iterable[dict[str, Any]]:
         if self.conn.dialect.name != "sqlite":
-            return self.conn.execute(select(customers).where(customers.c.id.in_(ids))).mappings()
+            return self.conn.execute(select(customers).where(in_ids(self.conn, customers.c.id, ids))).mappings()
         names = ", ".join(f'"{c}"' for c in self._CUSTOMER_COLUMNS)
         rows = self.conn.exec_driver_sql(
             f"SELECT {names} FROM customers WHERE id IN ({', '.join('?' for _ in ids)})", tuple(ids)).all()
@@ -450,7 +450,7 @@ class UnitOfWork:
         """The live subscriptions of these customers (on SQLite read through the driver: the hot path of a run)."""
         if self.conn.dialect.name != "sqlite":
             return self.conn.execute(select(subscriptions).where(
-                subscriptions.c.customer_id.in_(customer_ids), subscriptions.c.ended.is_(False)).order_by(
+                in_ids(self.conn, subscriptions.c.customer_id, customer_ids), subscriptions.c.ended.is_(False)).order_by(
                 subscriptions.c.id)).mappings()
         marks = ", ".join("?" for _ in customer_ids)
         names = ", ".join(f'"{c}"' for c in self._SUB_COLUMNS)
@@ -577,11 +577,13 @@ class UnitOfWork:
         retry, not deferred, no expiry): only those columns, so their dunning counts stay as stored."""
         if not invoice_ids:
             return
-        if self.conn.dialect.name == "sqlite":
-            when = sqlite_instant(now)
-            self.conn.exec_driver_sql(
-                "UPDATE invoices SET status = 'paid', paid_at = ?, next_retry_at = NULL, deferred = 0, "
-                "expires_at = NULL WHERE id = ?", [(when, i) for i in invoice_ids])
+        dialect = driver_level(self.conn)
+        if dialect is not None:
+            when: Any = sqlite_instant(now) if dialect == "sqlite" else now
+            sql = ("UPDATE invoices SET status = 'paid', paid_at = ?, next_retry_at = NULL, deferred = false, "
+                   "expires_at = NULL WHERE id = ?")
+            self.conn.exec_driver_sql(sql if dialect == "sqlite" else sql.replace("?", "%s"),
+                                      [(when, i) for i in invoice_ids])
         else:
             self.conn.execute(update(invoices).where(invoices.c.id == bindparam("_id")).values(
                 status="paid", paid_at=now, next_retry_at=None, deferred=False, expires_at=None),
