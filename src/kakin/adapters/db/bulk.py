@@ -42,8 +42,14 @@ def sqlite_instant(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("naive datetime given for a UTC column")
+    return value
+
+
 def _instant(value: datetime | None) -> str | None:
-    return None if value is None else sqlite_instant(value)
+    return None if value is None else sqlite_instant(_aware(value))
 
 
 def _day(value: date | None) -> str | None:
@@ -57,11 +63,6 @@ def _flag(value: bool | None) -> int | None:
 def _same(value: Any) -> Any:
     return value
 
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("naive datetime given for a UTC column")
-    return value
 
 
 def _quoted(column: str) -> str:

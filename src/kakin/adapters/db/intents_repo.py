@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 
-from .bulk import _plan, _tuples, driver_level, in_ids, sqlite_instant
+from .bulk import COPY_FROM, _plan, _tuples, driver_level, in_ids, insert_many, sqlite_instant
 from .tables import payment_intents
 
 IN_FLIGHT = ("pending", "unknown")  # the gateway may have charged; nobody knows the outcome yet
@@ -60,6 +61,13 @@ def add(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         "code": r.get("code"), "reference": r.get("reference"), "attempts": r.get("attempts", 0),
         "created_at": r["at"], "updated_at": r["at"]} for r in rows]
     dialect = driver_level(conn)
+    if dialect == "postgresql" and len(values) >= COPY_FROM:  # a due-work batch: one COPY, as no key exists yet
+        try:
+            with conn.begin_nested():
+                insert_many(conn, payment_intents, values)
+            return
+        except psycopg.errors.UniqueViolation:
+            pass  # some key was recorded meanwhile: row by row below, leaving those as they are
     if dialect is not None:
         sql, converters = _plan(payment_intents, tuple(values[0]), dialect)
         sql = sql + " ON CONFLICT (idempotency_key) DO NOTHING"
