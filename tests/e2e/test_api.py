@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
+from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.api.app import create_app
@@ -177,6 +178,27 @@ def test_only_the_super_admin_changes_the_plan_and_admins_manage_members(engine:
     assert seats.status_code == 200  # admins may change seats
     roles = [m["role"] for m in api.call("GET", "/v1/customers/acme/members").json()["data"]]
     assert roles == ["super_admin", "admin", "member"]
+
+
+def test_only_the_super_admin_changes_the_billing_profile_and_a_refusal_changes_nothing(
+        engine: Engine, client: TestClient) -> None:
+    api = Api(client, tenant_key(engine, "nipoplus", "nipoplus"))
+    api.customer("acme", "株式会社アクメ")
+    admin = api.as_admin("POST", "/v1/customers/acme/members", "acme",
+                         {"email": "a@acme.example", "name": "A", "role": "admin"}).json()["id"]
+    profile = {"addressee": "株式会社アクメ 経理部", "postal_code": "1050011", "address": "東京都港区芝公園"}
+    r = api.call("POST", "/v1/customers/acme/billing_profile", profile, member=admin)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "super_admin_required"
+    viewer = tenant_key(engine, "nipoplus", "nipoplus", role="viewer")
+    r = api.call("POST", "/v1/customers/acme/billing_profile", profile, key=viewer, member=api.super_admin["acme"])
+    assert r.status_code == 403 and r.json()["error"]["code"] == "role_forbidden"
+    r = api.call("POST", "/v1/customers/acme/billing_profile", profile, key=tenant_key(engine, "other", "nipoplus"))
+    assert r.status_code == 404  # another tenant's customer does not exist for this key
+    with engine.connect() as conn:
+        stored = conn.execute(select(tables.customers.c.addressee).where(tables.customers.c.key == "acme")).scalar_one()
+    assert stored is None  # nothing changed by the refusals
+    r = api.as_admin("POST", "/v1/customers/acme/billing_profile", "acme", profile)
+    assert r.status_code == 200 and r.json()["postal_code"] == "105-0011"
 
 
 def test_another_tenants_key_sees_nothing_and_a_viewer_cannot_write(engine: Engine, client: TestClient) -> None:

@@ -116,8 +116,8 @@ def test_a_later_billing_profile_or_vendor_change_leaves_earlier_documents_as_th
     note = api.call("POST", f"/v1/invoices/{first['number']}/credit_notes", {"amount": 180, "reason": "値引き"}).json()
     note_before = api.call("GET", f"/v1/credit_notes/{note['number']}/document").json()
     assert before["document"]["recipient"]["name"] == "株式会社アクメ"
-    assert api.call("POST", "/v1/customers/acme/billing_profile",
-                    {"addressee": "株式会社アクメ 経理部", "postal_code": "1050011", "address": "東京都港区芝公園"}).status_code == 200
+    assert api.as_admin("POST", "/v1/customers/acme/billing_profile", "acme",
+                        {"addressee": "株式会社アクメ 経理部", "postal_code": "1050011", "address": "東京都港区芝公園"}).status_code == 200
     for change in ("billing profile", "vendor"):
         for path, doc in before.items():
             assert api.call("GET", f"/v1/invoices/{first['number']}/{path}").json() == doc, (change, path)
@@ -166,7 +166,8 @@ ACTING = [("post", "/v1/customers/{customer_id}/subscription"), ("post", "/v1/cu
           ("delete", "/v1/customers/{customer_id}"), ("post", "/v1/customers/{customer_id}/eligibility_applications"),
           ("post", "/v1/customers/{customer_id}/domains/{domain}/primary"), ("delete", "/v1/customers/{customer_id}/domains/{domain}"),
           ("delete", "/v1/customers/{customer_id}/members/{member_id}"),
-          ("post", "/v1/customers/{customer_id}/account_name"), ("post", "/v1/customers/{customer_id}/verification_request")]
+          ("post", "/v1/customers/{customer_id}/account_name"), ("post", "/v1/customers/{customer_id}/verification_request"),
+          ("post", "/v1/customers/{customer_id}/billing_profile")]
 
 
 def test_every_operation_that_needs_an_acting_member_declares_the_header(client: TestClient) -> None:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kakin.services import documents, operations, payments
 
 from .app import Auth, read, read_value, tenant_of, write
+from .routes_customers import ActingMember
 from .schemas import INTEGRAL, NO_NUL, Email
 
 router = APIRouter(prefix="/v1", tags=["documents"])
@@ -24,10 +25,12 @@ class BillingProfileIn(BaseModel):
 
 
 @router.post("/customers/{customer_id}/billing_profile", summary="Addressee (宛名), postal code, address, billing e-mail")
-def set_billing_profile(request: Request, op: Auth, customer_id: str, body: BillingProfileIn) -> Response:
-    return write(request, op, body, lambda uow: documents.set_billing_profile(
-        uow, op.tenant, customer_id, addressee=body.addressee, postal_code=body.postal_code, address=body.address,
-        email=body.email, now=request.app.state.clock(), actor=op.actor))
+def set_billing_profile(request: Request, op: Auth, customer_id: str, body: BillingProfileIn,
+                        member: ActingMember = None) -> Response:
+    """With ``Kakin-Acting-Member``, that member must be the customer's super admin (403 super_admin_required)."""
+    return write(request, op, body, lambda uow: documents.change_billing_profile(
+        uow, op.acting_for(member), customer_id, request.app.state.clock, addressee=body.addressee,
+        postal_code=body.postal_code, address=body.address, email=body.email))
 
 
 def _pdf(doc: dict[str, Any]) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,10 @@ from kakin.domain import errors
 from kakin.domain.calendar import local_date
 from kakin.domain.documents import format_postal_code, parties_of, qualified_invoice, receipt
 
+from .access import Operator
 from .tenancy import Tenant, customer_row
+
+Clock = Callable[[], datetime]
 
 
 def set_billing_profile(uow: UnitOfWork, tenant: TenantRow, key: str, *, addressee: str | None, postal_code: str | None,
@@ -27,6 +31,19 @@ def set_billing_profile(uow: UnitOfWork, tenant: TenantRow, key: str, *, address
     uow.audit([{"tenant_id": tenant.id, "customer_id": row["id"], "at": now, "actor": actor,
                 "action": "customer.billing_profile", "before": before, "after": values}])
     return values
+
+
+def change_billing_profile(uow: UnitOfWork, principal: Operator, key: str, clock: Clock, *, addressee: str | None,
+                           postal_code: str | None, address: str | None, email: str | None) -> dict[str, Any]:
+    """:func:`set_billing_profile` for ``principal``: the acting member must be the customer's super admin (RULES
+    ``set_billing_profile``), a portal principal its own customer's. Raises what
+    :func:`~kakin.services.authorization.authorize` raises; returns the profile as stored."""
+    from . import authorization  # authorization imports the billing services, which print documents
+
+    row = authorization.customer_for(uow, principal, key, clock)
+    authorization.authorize(uow, principal, row, "set_billing_profile")
+    return set_billing_profile(uow, principal.tenant, key, addressee=addressee, postal_code=postal_code,
+                               address=address, email=email, now=row["now"], actor=principal.actor)
 
 
 def _invoice(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
