@@ -13,11 +13,10 @@ whose total adds to the balance. A finalized invoice never changes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from fractions import Fraction
-from functools import cached_property
 
 from .money import Priced, Rounding, TaxedAmount, tax_for_rate
 
@@ -103,20 +102,16 @@ class InvoiceDraft:
     credit_applied: int = 0  # credit balance applied after tax (充当)
     billing_key: str | None = None  # what a scheduled invoice bills, e.g. "plan:2026-06-03": billed at most once
 
-    @cached_property
-    def gross(self) -> int:
-        """The invoice's own sales, tax included."""
-        return sum(t.gross for t in self.taxes)
+    # computed once from the fields above (a draft is read many times while it is written and announced)
+    gross: int = field(init=False, repr=False, compare=False)  # the invoice's own sales, tax included
+    tax_amount: int = field(init=False, repr=False, compare=False)  # the consumption tax of its sales, every rate
+    total: int = field(init=False, repr=False, compare=False)  # what the customer is asked to pay: gross − credit
 
-    @cached_property
-    def tax_amount(self) -> int:
-        """The consumption tax of the invoice's own sales, every rate."""
-        return sum(t.tax for t in self.taxes)
-
-    @cached_property
-    def total(self) -> int:
-        """What the customer is asked to pay: the sales with tax, less the credit applied."""
-        return self.gross - self.credit_applied
+    def __post_init__(self) -> None:
+        gross = sum(t.gross for t in self.taxes)
+        object.__setattr__(self, "gross", gross)
+        object.__setattr__(self, "tax_amount", sum(t.tax for t in self.taxes))
+        object.__setattr__(self, "total", gross - self.credit_applied)
 
 
 def generate_invoice(

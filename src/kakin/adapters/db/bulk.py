@@ -153,5 +153,7 @@ def update_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: 
                      [{"_id": row_id, **{c: values[c] for c in columns}} for row_id, values in rows])
         return
     sql, converters = _update_plan(table, columns, dialect)
-    conn.exec_driver_sql(sql, _tuples([[*(values[c] for c in columns), row_id] for row_id, values in rows],
-                                      (*converters, _same)))
+    pick = itemgetter(*columns)
+    picked = ([[*pick(values), row_id] for row_id, values in rows] if len(columns) > 1
+              else [[pick(values), row_id] for row_id, values in rows])
+    conn.exec_driver_sql(sql, _tuples(picked, (*converters, _same)))
