@@ -106,7 +106,7 @@ def authenticate(uow: UnitOfWork, key: str | None) -> Operator:
     row = service_store.api_key_by_prefix(uow.conn, prefix)
     if row is None or row["revoked_at"] is not None or not hmac.compare_digest(row["secret_hash"], _hash(key)):
         raise errors.Unauthenticated("the API key is not valid (unknown or revoked)", param="Authorization")
-    return Operator(service_store.tenant_by_id(uow.conn, row["tenant_id"]), row["role"], row["name"])
+    return Operator(uow.tenant_by_id(row["tenant_id"]), row["role"], row["name"])
 
 
 def add_super_admin(uow: UnitOfWork, tenant: TenantRow, customer_id: int, email: str, name: str, now: datetime) -> str:

@@ -247,6 +247,6 @@ def sign_out(uow: UnitOfWork, op: ConsoleOperator, now: datetime, everywhere: bo
 
 
 def _operator(uow: UnitOfWork, row: dict[str, Any]) -> ConsoleOperator:
-    return ConsoleOperator(tenant=service_store.tenant_by_id(uow.conn, row["tenant_id"]), role=row["role"],
+    return ConsoleOperator(tenant=uow.tenant_by_id(row["tenant_id"]), role=row["role"],
                            email=row["email"], operator_id=row["operator_id"], session_id=row["id"],
                            locale=row["locale"])

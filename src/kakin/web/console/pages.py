@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
 
-from kakin.adapters.db import domain_store, service_store
+from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.services import console_reads, documents, domains, eligibility, operations, operators, payments, price_page, webhooks
@@ -143,7 +143,7 @@ async def customer(request: Request) -> Response:
             payments=list(reversed(payments.payment_log(uow, tenant, key))),
             members=service_store.members_of(uow.conn, row["id"]),
             domains=[{"domain": d["domain"], "status": domains.status(d, now)}
-                     for d in domain_store.domains_of(uow.conn, row["id"])],
+                     for d in uow.domains.of_customer(row["id"])],
             applications=[eligibility.operator_view(a, today) for a in
                           service_store.applications(uow.conn, tenant.row.id, customer_id=row["id"])]
             if desk.can["review"] else [eligibility.applicant_view(a) for a in

@@ -1,0 +1,28 @@
+"""The repositories of a unit of work, each bound to its connection: ``uow.domains``, ``uow.members``, …
+
+Services speak to these and to the account store's own methods (``store.UnitOfWork``), never to the connection,
+SQLAlchemy or the tables (``tests/unit/test_layers.py``). A repository holds nothing but the connection, so a
+property makes one each time it is read.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from .domain_store import DomainRepository, PlanChangeJobRepository
+
+
+class Repositories:
+    """Mixed into :class:`~kakin.adapters.db.store.UnitOfWork`: its repositories, on its connection."""
+
+    conn: Connection
+
+    @property
+    def domains(self) -> DomainRepository:
+        """Customers' domains (``domain_store``)."""
+        return DomainRepository(self.conn)
+
+    @property
+    def plan_change_jobs(self) -> PlanChangeJobRepository:
+        """Plan changes the worker completes (``domain_store``)."""
+        return PlanChangeJobRepository(self.conn)
