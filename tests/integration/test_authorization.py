@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, select
 from test_portal import Portal
 
-from kakin.adapters.db import service_store, tables
+from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain import errors

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db import Engine, service_store
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors

@@ -27,7 +27,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.services import access, authorization, entitlements, portal, upcoming, upgrades

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from .domain_store import DomainRepository, PlanChangeJobRepository
+from .operator_store import ConsoleReadRepository, OperatorRepository
 
 
 class Repositories:
@@ -26,3 +27,13 @@ class Repositories:
     def plan_change_jobs(self) -> PlanChangeJobRepository:
         """Plan changes the worker completes (``domain_store``)."""
         return PlanChangeJobRepository(self.conn)
+
+    @property
+    def operators(self) -> OperatorRepository:
+        """Operators of the console and their sessions (``operator_store``)."""
+        return OperatorRepository(self.conn)
+
+    @property
+    def console_reads(self) -> ConsoleReadRepository:
+        """What the console reads beyond the API's queries (``operator_store``)."""
+        return ConsoleReadRepository(self.conn)
