@@ -120,7 +120,7 @@ def create_operator(uow: UnitOfWork, tenant: TenantRow, email: str, role: str, n
     if uow.operators.by_email(email) is not None:
         raise errors.OperatorExists(f"an operator {email} already exists; choose another e-mail", param="email")
     uow.operators.add({"tenant_id": tenant.id, "email": email, "role": role, "created_at": now,
-                                           "password_hash": _hasher.hash(password)})
+                       "password_hash": _hasher.hash(password)})
     uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": "operator", "action": "operator.created",
                 "before": None, "after": {"email": email, "role": role}}])
     return password
@@ -137,7 +137,7 @@ def set_password(uow: UnitOfWork, tenant: TenantRow, email: str, now: datetime, 
     if row is None or row["tenant_id"] != tenant.id:
         raise errors.NotFound(f"tenant {tenant.code} has no operator {email!r}", param="email")
     uow.operators.update(row["id"], {"password_hash": _hasher.hash(password), "failed_attempts": 0,
-                                                         "locked_until": None})
+                                     "locked_until": None})
     uow.operators.end_sessions(now, operator_id=row["id"])
     uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": "operator",
                 "action": "operator.password_set", "before": None, "after": {"email": row["email"]}}])

@@ -67,8 +67,8 @@ def change_plan(uow: UnitOfWork, principal: Operator, gateway: PaymentGateway, k
         return account, row, tenant, None
     upcoming.preview_change_plan(uow, tenant, key, row["now"], plan, contract=contract, seats=seats)  # refusals now
     uow.plan_change_jobs.add({"tenant_id": tenant.row.id, "customer_id": row["id"], "plan": plan,
-                                    "contract": contract, "seats": seats, "actor": principal.actor,
-                                    "member": principal.member, "requested_at": row["now"]})
+                              "contract": contract, "seats": seats, "actor": principal.actor,
+                              "member": principal.member, "requested_at": row["now"]})
     uow.audit([{"tenant_id": tenant.row.id, "customer_id": row["id"], "at": row["now"], "actor": principal.actor,
                 "action": "subscription.upgrade_requested", "before": {"plan": account.plan_subscription.plan
                                                                        if account.plan_subscription else None},

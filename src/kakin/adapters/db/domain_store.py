@@ -55,7 +55,7 @@ class DomainRepository:
         try:
             with self.conn.begin_nested():
                 self.conn.execute(update(DV).where(DV.c.id == row_id).values(verified_domain=name, verified_at=now,
-                                                                              next_check_at=None))
+                                                                             next_check_at=None))
                 if primary:
                     self.conn.execute(update(customers).where(customers.c.id == customer_id).values(verified_domain=name))
         except IntegrityError:
@@ -64,7 +64,7 @@ class DomainRepository:
 
     def set_primary(self, customer_id: int, name: str, now: datetime) -> None:
         self.conn.execute(update(customers).where(customers.c.id == customer_id).values(verified_domain=name,
-                                                                                         primary_domain_changed_at=now))
+                                                                                        primary_domain_changed_at=now))
 
     def remove(self, row: dict[str, Any], now: datetime) -> None:
         """Delete a domain: a provided one stays as a deleted row (never issued again), another goes."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
+from .catalog_repo import CatalogVersionRepository
 from .domain_store import DomainRepository, PlanChangeJobRepository
 from .operator_store import ConsoleReadRepository, OperatorRepository
 
@@ -37,3 +38,8 @@ class Repositories:
     def console_reads(self) -> ConsoleReadRepository:
         """What the console reads beyond the API's queries (``operator_store``)."""
         return ConsoleReadRepository(self.conn)
+
+    @property
+    def catalog_versions(self) -> CatalogVersionRepository:
+        """A tenant's catalog versions as stored (``catalog_repo``)."""
+        return CatalogVersionRepository(self.conn)
