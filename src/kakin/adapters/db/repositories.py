@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from .catalog_repo import CatalogVersionRepository
 from .domain_store import DomainRepository, PlanChangeJobRepository
 from .operator_store import ConsoleReadRepository, OperatorRepository
+from .portal_store import PortalSessionRepository
 
 
 class Repositories:
@@ -43,3 +44,8 @@ class Repositories:
     def catalog_versions(self) -> CatalogVersionRepository:
         """A tenant's catalog versions as stored (``catalog_repo``)."""
         return CatalogVersionRepository(self.conn)
+
+    @property
+    def portal_sessions(self) -> PortalSessionRepository:
+        """The customer portal's links and sessions (``portal_store``)."""
+        return PortalSessionRepository(self.conn)
