@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from .catalog_repo import CatalogVersionRepository
 from .domain_store import DomainRepository, PlanChangeJobRepository
+from .invoices_repo import InvoiceRecordRepository
 from .operator_store import ConsoleReadRepository, OperatorRepository
 from .portal_store import PortalSessionRepository
 
@@ -49,3 +50,8 @@ class Repositories:
     def portal_sessions(self) -> PortalSessionRepository:
         """The customer portal's links and sessions (``portal_store``)."""
         return PortalSessionRepository(self.conn)
+
+    @property
+    def invoice_records(self) -> InvoiceRecordRepository:
+        """Finalized invoices and credit notes as operators' commands read them (``invoices_repo``)."""
+        return InvoiceRecordRepository(self.conn)
