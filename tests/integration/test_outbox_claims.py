@@ -28,7 +28,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, insert, select
 
-from kakin.adapters.db import outboxes, service_store, tables
+from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.mail import SmtpMailer
 from kakin.adapters.payments import CardSimulator
@@ -336,7 +336,7 @@ def test_a_deliverer_that_has_used_half_its_lease_hands_the_rest_back_unsent(eng
         sent.append(row["id"])
         return {"status": "sent", "sent_at": NOW, "next_attempt_at": None}
 
-    outcomes = work_outbox(engine, "mail", NOW, outboxes.claimed_mail, attempt, limit=10, chunk=10,
+    outcomes = work_outbox(engine, "mail", NOW, lambda uow, ids: uow.outboxes.claimed_mail(ids), attempt, limit=10, chunk=10,
                            lease=timedelta(minutes=5), max_attempts=20, timer=lambda: next(ticks))
     assert sent == ids[:1] and [o["recorded"] for o in outcomes] == [True]
     with engine.connect() as conn:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from kakin.adapters.db import Engine, outboxes, service_store
+from kakin.adapters.db import Engine, service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 
@@ -141,5 +141,5 @@ def deliver_due(engine: Engine, now: datetime, post: Poster, limit: int = 100, c
         return {"status": "failed" if done else "pending", "last_status_code": status, "last_error": error or f"HTTP {status}",
                 "next_attempt_at": None if done else now + backoff(d["attempts"])}
 
-    return len(work_outbox(engine, "webhook", now, outboxes.claimed_deliveries, attempt, limit=limit, chunk=chunk,
+    return len(work_outbox(engine, "webhook", now, lambda uow, ids: uow.outboxes.claimed_deliveries(ids), attempt, limit=limit, chunk=chunk,
                            lease=lease, max_attempts=MAX_ATTEMPTS))

@@ -13,6 +13,7 @@ from .catalog_repo import CatalogVersionRepository
 from .domain_store import DomainRepository, PlanChangeJobRepository
 from .invoices_repo import InvoiceRecordRepository
 from .operator_store import ConsoleReadRepository, OperatorRepository
+from .outboxes import OutboxRepository
 from .portal_store import PortalSessionRepository
 
 
@@ -55,3 +56,8 @@ class Repositories:
     def invoice_records(self) -> InvoiceRecordRepository:
         """Finalized invoices and credit notes as operators' commands read them (``invoices_repo``)."""
         return InvoiceRecordRepository(self.conn)
+
+    @property
+    def outboxes(self) -> OutboxRepository:
+        """The mail and webhook outboxes (``outboxes``)."""
+        return OutboxRepository(self.conn)
