@@ -15,6 +15,7 @@ from .invoices_repo import InvoiceRecordRepository
 from .operator_store import ConsoleReadRepository, OperatorRepository
 from .outboxes import OutboxRepository
 from .portal_store import PortalSessionRepository
+from .usage_repo import UsageRepository
 
 
 class Repositories:
@@ -61,3 +62,8 @@ class Repositories:
     def outboxes(self) -> OutboxRepository:
         """The mail and webhook outboxes (``outboxes``)."""
         return OutboxRepository(self.conn)
+
+    @property
+    def usage(self) -> UsageRepository:
+        """Usage counters and events (``usage_repo``)."""
+        return UsageRepository(self.conn)
