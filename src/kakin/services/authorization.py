@@ -14,7 +14,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.account import Account
@@ -79,7 +78,7 @@ def customer_for(uow: UnitOfWork, principal: Operator, key: str, clock: Clock) -
     if row["test_clock_id"]:
         if not uow.readonly:
             uow.lock_customer(row["id"])
-        test_clock = service_store.test_clock_by_id(uow.conn, row["test_clock_id"])
+        test_clock = uow.test_clocks.by_id(row["test_clock_id"])
         row["test_clock_public_id"], row["now"] = test_clock["public_id"], test_clock["frozen_time"]
     return row
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from kakin.adapters.db import Engine, service_store
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
@@ -220,10 +220,10 @@ def change_primary(uow: UnitOfWork, principal: Operator, key: str, domain: str, 
 
 
 def _publish(uow: UnitOfWork, tenant: Tenant, customer: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
-    endpoints = [e for e in service_store.webhook_endpoints_of(uow.conn, tenant.row.id) if e["enabled"]]
+    endpoints = [e for e in uow.webhooks.endpoints_of(tenant.row.id) if e["enabled"]]
     event = {"id": "evt_" + secrets.token_hex(12), "type": kind, "customer": customer["key"], "data": data,
              "created": instant_text(customer["now"], tenant.lifecycle.zone)}
-    service_store.record_webhook_events(uow.conn, tenant.row.id, [event], customer["now"], endpoints)
+    uow.webhooks.record_events(tenant.row.id, [event], customer["now"], endpoints)
 
 
 def delete_domain(uow: UnitOfWork, principal: Operator, key: str, domain: str, clock: Clock) -> dict[str, Any]:

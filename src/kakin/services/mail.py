@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader
 
-from kakin.adapters.db import Engine, service_store
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.pdf import TEMPLATES
 from kakin.domain.account import Account
@@ -59,7 +59,7 @@ def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
         wanted.append((account, kind, name, event))
     if not wanted:
         return 0
-    addresses = service_store.notice_addresses(uow.conn, [a.id for a, _, _, _ in wanted if a.id is not None])
+    addresses = uow.customer_records.notice_addresses([a.id for a, _, _, _ in wanted if a.id is not None])
     cat = tenant.catalog
     rows = []
     for account, kind, name, event in wanted:

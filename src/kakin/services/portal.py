@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 
@@ -67,7 +66,7 @@ def create_link(uow: UnitOfWork, tenant: TenantRow, customer_key: str, member_id
     customer = uow.customer_row(tenant, customer_key)
     if customer is None:
         raise errors.NotFound(f"no customer {customer_key!r}", param="customer")
-    member = service_store.member(uow.conn, tenant.id, customer["id"], member_id)
+    member = uow.members.get(tenant.id, customer["id"], member_id)
     if member is None:
         raise errors.NotFound(f"customer {customer_key!r} has no member {member_id!r}", param="member")
     token = secrets.token_urlsafe(32)

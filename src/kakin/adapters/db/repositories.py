@@ -15,6 +15,16 @@ from .invoices_repo import InvoiceRecordRepository
 from .operator_store import ConsoleReadRepository, OperatorRepository
 from .outboxes import OutboxRepository
 from .portal_store import PortalSessionRepository
+from .service_store import (
+    ApiKeyRepository,
+    ApplicationRepository,
+    CustomerRecordRepository,
+    IdempotencyRepository,
+    ListingRepository,
+    MemberRepository,
+    TestClockRepository,
+    WebhookRepository,
+)
 from .usage_repo import UsageRepository
 
 
@@ -67,3 +77,43 @@ class Repositories:
     def usage(self) -> UsageRepository:
         """Usage counters and events (``usage_repo``)."""
         return UsageRepository(self.conn)
+
+    @property
+    def api_keys(self) -> ApiKeyRepository:
+        """The tenants' API keys (``service_store``)."""
+        return ApiKeyRepository(self.conn)
+
+    @property
+    def members(self) -> MemberRepository:
+        """Customers' members (``service_store``)."""
+        return MemberRepository(self.conn)
+
+    @property
+    def idempotency(self) -> IdempotencyRepository:
+        """Responses recorded by ``Idempotency-Key`` (``service_store``)."""
+        return IdempotencyRepository(self.conn)
+
+    @property
+    def applications(self) -> ApplicationRepository:
+        """Eligibility applications (``service_store``)."""
+        return ApplicationRepository(self.conn)
+
+    @property
+    def webhooks(self) -> WebhookRepository:
+        """Webhook endpoints, events and deliveries (``service_store``)."""
+        return WebhookRepository(self.conn)
+
+    @property
+    def test_clocks(self) -> TestClockRepository:
+        """Test clocks (``service_store``)."""
+        return TestClockRepository(self.conn)
+
+    @property
+    def customer_records(self) -> CustomerRecordRepository:
+        """What services write on customers beyond the account store; where notices go (``service_store``)."""
+        return CustomerRecordRepository(self.conn)
+
+    @property
+    def listing(self) -> ListingRepository:
+        """Pages of a tenant's rows for cursor pagination (``service_store``)."""
+        return ListingRepository(self.conn)
