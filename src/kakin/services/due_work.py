@@ -21,8 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
-
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.gateway_config import intent_grace_from_env
 from kakin.adapters.payments import PaymentGateway

@@ -14,6 +14,7 @@ from .domain_store import DomainRepository, PlanChangeJobRepository
 from .invoices_repo import InvoiceRecordRepository
 from .operator_store import ConsoleReadRepository, OperatorRepository
 from .outboxes import OutboxRepository
+from .payment_intents import PaymentIntentRepository
 from .portal_store import PortalSessionRepository
 from .service_store import (
     ApiKeyRepository,
@@ -117,3 +118,8 @@ class Repositories:
     def listing(self) -> ListingRepository:
         """Pages of a tenant's rows for cursor pagination (``service_store``)."""
         return ListingRepository(self.conn)
+
+    @property
+    def intents(self) -> PaymentIntentRepository:
+        """Payment intents (``intents_repo``, through ``payment_intents``)."""
+        return PaymentIntentRepository(self.conn)
