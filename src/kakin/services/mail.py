@@ -128,7 +128,7 @@ def deliver_mail(engine: Engine, now: datetime, mailer: Mailer, limit: int = 100
                     "next_attempt_at": None if done else now + backoff(row["attempts"])}
         return {"status": "sent", "sent_at": now, "last_error": None, "next_attempt_at": None}
 
-    outcomes = work_outbox(engine, "mail", now, lambda uow, ids: uow.outboxes.claimed_mail(ids), attempt, limit=limit, chunk=chunk, lease=lease,
-                           max_attempts=MAX_ATTEMPTS)
+    outcomes = work_outbox(engine, "mail", now, lambda uow, ids: uow.outboxes.claimed_mail(ids), attempt, limit=limit,
+                           chunk=chunk, lease=lease, max_attempts=MAX_ATTEMPTS)
     sent = sum(1 for o in outcomes if o["status"] == "sent")
     return {"sent": sent, "failed": len(outcomes) - sent}

@@ -141,5 +141,5 @@ def deliver_due(engine: Engine, now: datetime, post: Poster, limit: int = 100, c
         return {"status": "failed" if done else "pending", "last_status_code": status, "last_error": error or f"HTTP {status}",
                 "next_attempt_at": None if done else now + backoff(d["attempts"])}
 
-    return len(work_outbox(engine, "webhook", now, lambda uow, ids: uow.outboxes.claimed_deliveries(ids), attempt, limit=limit, chunk=chunk,
-                           lease=lease, max_attempts=MAX_ATTEMPTS))
+    return len(work_outbox(engine, "webhook", now, lambda uow, ids: uow.outboxes.claimed_deliveries(ids), attempt,
+                           limit=limit, chunk=chunk, lease=lease, max_attempts=MAX_ATTEMPTS))

@@ -42,8 +42,8 @@ class DomainRepository:
 
     def add(self, tenant_id: int, customer_id: int, name: str, token: str, now: datetime, *,
             provided: bool = False) -> None:
-        self.conn.execute(insert(DV).values(tenant_id=tenant_id, customer_id=customer_id, domain=name, token=token, created_at=now,
-                                            provided=provided, next_check_at=now))
+        self.conn.execute(insert(DV).values(tenant_id=tenant_id, customer_id=customer_id, domain=name, token=token,
+                                            created_at=now, provided=provided, next_check_at=now))
 
     def restart(self, row_id: int, now: datetime) -> None:
         """A pending domain added again: its 24 hours of checks start over."""

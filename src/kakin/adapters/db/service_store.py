@@ -38,13 +38,14 @@ class ApiKeyRepository:
         self.conn = conn
 
     def add(self, tenant_id: int, prefix: str, secret_hash: str, role: str, name: str, now: datetime) -> None:
-        self.conn.execute(insert(api_keys).values(tenant_id=tenant_id, prefix=prefix, secret_hash=secret_hash, role=role, name=name,
-                                                  created_at=now))
+        self.conn.execute(insert(api_keys).values(tenant_id=tenant_id, prefix=prefix, secret_hash=secret_hash, role=role,
+                                                  name=name, created_at=now))
 
     def of_tenant(self, tenant_id: int) -> list[dict[str, Any]]:
         """The tenant's keys without their hashes, oldest first."""
         cols = [api_keys.c.prefix, api_keys.c.role, api_keys.c.name, api_keys.c.created_at, api_keys.c.revoked_at]
-        return [dict(r) for r in self.conn.execute(select(*cols).where(api_keys.c.tenant_id == tenant_id).order_by(api_keys.c.id)).mappings()]
+        return [dict(r) for r in self.conn.execute(select(*cols).where(api_keys.c.tenant_id == tenant_id).order_by(
+            api_keys.c.id)).mappings()]
 
     def revoke(self, tenant_id: int, prefix: str, now: datetime) -> bool:
         """Mark one of the tenant's keys revoked; False when the tenant has no such key or it was revoked before."""
@@ -69,7 +70,8 @@ class MemberRepository:
                                                  name=name, role=role, created_at=now))
 
     def of_customer(self, customer_id: int) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute(select(members).where(members.c.customer_id == customer_id).order_by(members.c.id)).mappings()]
+        return [dict(r) for r in self.conn.execute(select(members).where(members.c.customer_id == customer_id).order_by(
+            members.c.id)).mappings()]
 
     def get(self, tenant_id: int, customer_id: int, public_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(select(members).where(members.c.tenant_id == tenant_id, members.c.customer_id == customer_id,
@@ -101,8 +103,8 @@ class IdempotencyRepository:
 
     def save(self, tenant_id: int, key: str, request_hash: str, status: int, body: str,
              now: datetime) -> None:
-        self.conn.execute(insert(idempotency_keys).values(tenant_id=tenant_id, key=key, request_hash=request_hash, status_code=status,
-                                                          response_body=body, created_at=now))
+        self.conn.execute(insert(idempotency_keys).values(tenant_id=tenant_id, key=key, request_hash=request_hash,
+                                                          status_code=status, response_body=body, created_at=now))
 
     def purge(self, before: datetime) -> int:
         """Forget the responses recorded before ``before``; returns how many."""
@@ -121,7 +123,8 @@ class ApplicationRepository:
     def get(self, tenant_id: int, public_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(select(eligibility_applications, customers.c.key.label("customer")).join(
             customers, customers.c.id == eligibility_applications.c.customer_id).where(
-            eligibility_applications.c.tenant_id == tenant_id, eligibility_applications.c.public_id == public_id)).mappings().first()
+            eligibility_applications.c.tenant_id == tenant_id,
+            eligibility_applications.c.public_id == public_id)).mappings().first()
         return dict(row) if row else None
 
     def find(self, tenant_id: int, *, customer_id: int | None = None, status: str | None = None,
@@ -259,7 +262,8 @@ class CustomerRecordRepository:
         """The key (the id the API shows) of each of these customers."""
         if not ids:
             return {}
-        return {int(i): k for i, k in self.conn.execute(select(customers.c.id, customers.c.key).where(customers.c.id.in_(ids))).all()}
+        return {int(i): k for i, k in self.conn.execute(select(customers.c.id, customers.c.key).where(
+            customers.c.id.in_(ids))).all()}
 
 
 _PAGED = {"customers": customers, "audit_log": audit_log}

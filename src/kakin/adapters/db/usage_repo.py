@@ -1,7 +1,8 @@
 """Queries of usage: plans in effect for a batch, monthly counters, granted quota, recorded events.
 
-``uow.usage`` (:class:`UsageRepository`); ``services.usage`` decides, these read and write. The hot path of ``kakin usage import`` goes straight to the SQLite driver where
-SQLAlchemy's per-value processing would cost more than the statement (see ``bulk``).
+``uow.usage`` (:class:`UsageRepository`); ``services.usage`` decides, these read and write. The hot path of
+``kakin usage import`` goes straight to the SQLite driver where SQLAlchemy's per-value processing would cost more
+than the statement (see ``bulk``).
 """
 
 from __future__ import annotations
