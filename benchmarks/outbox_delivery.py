@@ -126,8 +126,7 @@ def refill(url: str, kind: str, n: int, round_: int) -> None:
             uow.conn.execute(delete(tables.webhook_deliveries))
             uow.conn.execute(delete(tables.webhook_events))
             events = [{"id": f"evt_r{round_}_{i}", "type": "invoice.finalized"} for i in range(n)]
-            uow.webhooks.record_events(tenant.id, events, NOW,
-                                       uow.webhooks.endpoints_of(tenant.id))
+            uow.webhooks.record_events(tenant.id, events, NOW, uow.webhooks.endpoints_of(tenant.id))
     engine.dispose()
 
 
