@@ -42,6 +42,7 @@ class DomainRepository:
 
     def add(self, tenant_id: int, customer_id: int, name: str, token: str, now: datetime, *,
             provided: bool = False) -> None:
+        """A domain added to the customer, pending, its token to publish and its first check due ``now``."""
         self.conn.execute(insert(DV).values(tenant_id=tenant_id, customer_id=customer_id, domain=name, token=token,
                                             created_at=now, provided=provided, next_check_at=now))
 
@@ -63,6 +64,7 @@ class DomainRepository:
         return True
 
     def set_primary(self, customer_id: int, name: str, now: datetime) -> None:
+        """Make ``name`` the customer's primary domain; the change's instant starts its lock."""
         self.conn.execute(update(customers).where(customers.c.id == customer_id).values(verified_domain=name,
                                                                                         primary_domain_changed_at=now))
 
@@ -82,6 +84,7 @@ class DomainRepository:
         return [dict(r) for r in self.conn.execute(query).mappings()]
 
     def check_again_at(self, row_id: int, at: datetime) -> None:
+        """Look the pending domain up again at ``at``."""
         self.conn.execute(update(DV).where(DV.c.id == row_id).values(next_check_at=at))
 
 
@@ -93,6 +96,7 @@ class PlanChangeJobRepository:
         self.conn = conn
 
     def add(self, row: dict[str, Any]) -> int:
+        """Queue a plan change for the worker (``pending``); its row id."""
         return int(self.conn.execute(insert(plan_change_jobs).values(**row, status="pending").returning(plan_change_jobs.c.id))
                    .scalar_one())
 
@@ -112,5 +116,6 @@ class PlanChangeJobRepository:
         return [dict(r) for r in self.conn.execute(query).mappings()]
 
     def finish(self, job_id: int, status: str, now: datetime, error_code: str | None = None) -> None:
+        """Mark a pending job ``completed`` or ``failed`` (with the refusal's code); one finished already is left alone."""
         self.conn.execute(update(plan_change_jobs).where(plan_change_jobs.c.id == job_id, plan_change_jobs.c.status == "pending")
                           .values(status=status, finished_at=now, error_code=error_code))

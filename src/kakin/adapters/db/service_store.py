@@ -38,6 +38,7 @@ class ApiKeyRepository:
         self.conn = conn
 
     def add(self, tenant_id: int, prefix: str, secret_hash: str, role: str, name: str, now: datetime) -> None:
+        """Store a new key of the tenant: its public prefix and the hash of its secret."""
         self.conn.execute(insert(api_keys).values(tenant_id=tenant_id, prefix=prefix, secret_hash=secret_hash, role=role,
                                                   name=name, created_at=now))
 
@@ -54,6 +55,7 @@ class ApiKeyRepository:
         return bool(done.rowcount)
 
     def by_prefix(self, prefix: str) -> dict[str, Any] | None:
+        """The key with this prefix, any tenant, revoked or not; None if there is none."""
         row = self.conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).mappings().first()
         return dict(row) if row else None
 
@@ -66,14 +68,17 @@ class MemberRepository:
 
     def add(self, tenant_id: int, customer_id: int, public_id: str, email: str, name: str, role: str,
             now: datetime) -> None:
+        """Store a new member of the customer."""
         self.conn.execute(insert(members).values(tenant_id=tenant_id, customer_id=customer_id, public_id=public_id, email=email,
                                                  name=name, role=role, created_at=now))
 
     def of_customer(self, customer_id: int) -> list[dict[str, Any]]:
+        """The customer's members, oldest first."""
         return [dict(r) for r in self.conn.execute(select(members).where(members.c.customer_id == customer_id).order_by(
             members.c.id)).mappings()]
 
     def get(self, tenant_id: int, customer_id: int, public_id: str) -> dict[str, Any] | None:
+        """The tenant's customer's member with this public id; None if there is none."""
         row = self.conn.execute(select(members).where(members.c.tenant_id == tenant_id, members.c.customer_id == customer_id,
                                                       members.c.public_id == public_id)).mappings().first()
         return dict(row) if row else None
@@ -86,6 +91,7 @@ class MemberRepository:
         self.conn.execute(delete(members).where(members.c.id == member_row_id))
 
     def count_admins(self, customer_id: int) -> int:
+        """How many admins (not counting the super admin) the customer has."""
         return int(self.conn.execute(select(func.count()).select_from(members).where(
             members.c.customer_id == customer_id, members.c.role == "admin")).scalar_one())
 
@@ -97,12 +103,14 @@ class IdempotencyRepository:
         self.conn = conn
 
     def get(self, tenant_id: int, key: str) -> dict[str, Any] | None:
+        """The response recorded for the tenant's key; None if there is none."""
         row = self.conn.execute(select(idempotency_keys).where(idempotency_keys.c.tenant_id == tenant_id,
                                                                idempotency_keys.c.key == key)).mappings().first()
         return dict(row) if row else None
 
     def save(self, tenant_id: int, key: str, request_hash: str, status: int, body: str,
              now: datetime) -> None:
+        """Record a request's hash and its response (status, body) under the tenant's key."""
         self.conn.execute(insert(idempotency_keys).values(tenant_id=tenant_id, key=key, request_hash=request_hash,
                                                           status_code=status, response_body=body, created_at=now))
 
@@ -118,9 +126,11 @@ class ApplicationRepository:
         self.conn = conn
 
     def add(self, row: dict[str, Any]) -> None:
+        """Store a new application (a row of ``eligibility_applications``)."""
         self.conn.execute(insert(eligibility_applications).values(**row))
 
     def get(self, tenant_id: int, public_id: str) -> dict[str, Any] | None:
+        """The tenant's application with this public id, with its customer's key; None if there is none."""
         row = self.conn.execute(select(eligibility_applications, customers.c.key.label("customer")).join(
             customers, customers.c.id == eligibility_applications.c.customer_id).where(
             eligibility_applications.c.tenant_id == tenant_id,
@@ -129,6 +139,8 @@ class ApplicationRepository:
 
     def find(self, tenant_id: int, *, customer_id: int | None = None, status: str | None = None,
              code: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's applications, oldest first, with their customer's key; narrowed to a customer, a status or a
+        code when given."""
         q = select(eligibility_applications, customers.c.key.label("customer")).join(
             customers, customers.c.id == eligibility_applications.c.customer_id).where(
             eligibility_applications.c.tenant_id == tenant_id)
@@ -141,6 +153,7 @@ class ApplicationRepository:
         return [dict(r) for r in self.conn.execute(q.order_by(eligibility_applications.c.id)).mappings()]
 
     def decide(self, application_id: int, status: str, reasons: str, now: datetime, by: str) -> None:
+        """Record the decision on an application: its status, the reasons (JSON), when and by whom."""
         self.conn.execute(update(eligibility_applications).where(eligibility_applications.c.id == application_id).values(
             status=status, reasons=reasons, decided_at=now, decided_by=by))
 
@@ -154,10 +167,12 @@ class WebhookRepository:
 
     def add_endpoint(self, tenant_id: int, public_id: str, url: str, secret: str, events: list[str],
                      now: datetime) -> None:
+        """Store a new, enabled endpoint of the tenant receiving ``events`` (``["*"]``: all)."""
         self.conn.execute(insert(webhook_endpoints).values(tenant_id=tenant_id, public_id=public_id, url=url, secret=secret,
                                                            events=json.dumps(events), enabled=True, created_at=now))
 
     def endpoints_of(self, tenant_id: int) -> list[dict[str, Any]]:
+        """The tenant's endpoints, oldest first, their ``events`` decoded."""
         rows = self.conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.tenant_id == tenant_id).order_by(
             webhook_endpoints.c.id)).mappings()
         return [{**dict(r), "events": json.loads(r["events"])} for r in rows]
@@ -178,6 +193,7 @@ class WebhookRepository:
                 self.conn.execute(insert(webhook_deliveries), rows)
 
     def deliveries_of(self, tenant_id: int, endpoint_public_id: str) -> list[dict[str, Any]]:
+        """The deliveries to one of the tenant's endpoints, oldest first, with their event's public id and type."""
         q = (select(webhook_deliveries, webhook_events.c.public_id.label("event"), webhook_events.c.type)
              .join(webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id)
              .join(webhook_endpoints, webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id)
@@ -207,21 +223,26 @@ class TestClockRepository:
         self.conn = conn
 
     def add(self, tenant_id: int, public_id: str, name: str, frozen: datetime, now: datetime) -> None:
+        """Store a new test clock of the tenant, frozen at ``frozen``."""
         self.conn.execute(insert(test_clocks).values(tenant_id=tenant_id, public_id=public_id, name=name, frozen_time=frozen,
                                                      created_at=now))
 
     def get(self, tenant_id: int, public_id: str) -> dict[str, Any] | None:
+        """The tenant's test clock with this public id; None if there is none."""
         row = self.conn.execute(select(test_clocks).where(test_clocks.c.tenant_id == tenant_id,
                                                           test_clocks.c.public_id == public_id)).mappings().first()
         return dict(row) if row else None
 
     def by_id(self, clock_id: int) -> dict[str, Any]:
+        """The test clock with this row id (it must exist)."""
         return dict(self.conn.execute(select(test_clocks).where(test_clocks.c.id == clock_id)).mappings().one())
 
     def set_time(self, clock_id: int, frozen: datetime) -> None:
+        """Move the clock to ``frozen``."""
         self.conn.execute(update(test_clocks).where(test_clocks.c.id == clock_id).values(frozen_time=frozen))
 
     def attach(self, customer_id: int, clock_id: int) -> None:
+        """Put the customer on the clock."""
         self.conn.execute(update(customers).where(customers.c.id == customer_id).values(test_clock_id=clock_id))
 
 
@@ -233,6 +254,7 @@ class CustomerRecordRepository:
         self.conn = conn
 
     def set_verified(self, customer_id: int, now: datetime) -> None:
+        """Mark the customer's account verified (認証済アカウント) at ``now``, unless it is already."""
         self.conn.execute(update(customers).where(customers.c.id == customer_id, customers.c.verified_at.is_(None)).values(
             verified_at=now))
 
