@@ -31,7 +31,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from sqlalchemy import delete, func, insert, select
 
-from kakin.adapters.db import service_store, tables
+from kakin.adapters.db import tables
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
@@ -126,8 +126,7 @@ def refill(url: str, kind: str, n: int, round_: int) -> None:
             uow.conn.execute(delete(tables.webhook_deliveries))
             uow.conn.execute(delete(tables.webhook_events))
             events = [{"id": f"evt_r{round_}_{i}", "type": "invoice.finalized"} for i in range(n)]
-            service_store.record_webhook_events(uow.conn, tenant.id, events, NOW,
-                                                service_store.webhook_endpoints_of(uow.conn, tenant.id))
+            uow.webhooks.record_events(tenant.id, events, NOW, uow.webhooks.endpoints_of(tenant.id))
     engine.dispose()
 
 

@@ -95,7 +95,6 @@ def portal_link(engine: Engine, tenant_code: str, customer: str, now: datetime, 
                 locale: str = "ja", return_url: str | None = None) -> tuple[str, datetime]:
     """A fresh one-time portal link (valid ``portal.LINK_MINUTES``) for ``member`` of ``customer``, by default its
     super admin; returns (url, expires_at). Raises NotFound for an unknown tenant, customer or member."""
-    from kakin.adapters.db import service_store
     from kakin.domain import errors
     from kakin.services import portal
 
@@ -108,7 +107,7 @@ def portal_link(engine: Engine, tenant_code: str, customer: str, now: datetime, 
             row = uow.customer_row(tenant, customer)
             if row is None:
                 raise errors.NotFound(f"no customer {customer!r}", param="customer")
-            member = next((m["public_id"] for m in service_store.members_of(uow.conn, row["id"])
+            member = next((m["public_id"] for m in uow.members.of_customer(row["id"])
                            if m["role"] == "super_admin"), None)
             if member is None:
                 raise errors.NotFound(f"customer {customer!r} has no super admin; name a member", param="member")

@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from kakin.adapters.catalog_files import resolve_catalog
-from kakin.adapters.db import service_store
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
@@ -230,7 +229,7 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
             raise ScenarioError(scenario.file, "issuer", exc.message) from None
         if test_clock:
             made = clocks.create_clock(u, tenant.row, f"{code} scenario", start, start)
-            clock_id = service_store.test_clock(u.conn, tenant.row.id, made["id"])["id"]  # type: ignore[index]
+            clock_id = u.test_clocks.get(tenant.row.id, made["id"])["id"]  # type: ignore[index]
         for i, c in enumerate(scenario.customers):
             try:
                 billing.create_customer(u, tenant, gateway, c["id"], c["name"], start, payment_method=c.get("payment_method"),
@@ -246,7 +245,7 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
         billing.run_due(uow, code, gateway, at, test_clock_id=clock_id)
         if clock_id is not None:
             with uow() as u:
-                service_store.set_test_clock_time(u.conn, clock_id, at)
+                u.test_clocks.set_time(clock_id, at)
         record: dict[str, Any] = {"at": at.isoformat(), "action": step["action"]}
         try:
             with uow() as u:

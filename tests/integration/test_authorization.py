@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, select
 from test_portal import Portal
 
-from kakin.adapters.db import service_store, tables
+from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain import errors
@@ -28,7 +28,7 @@ def _seats(site: Portal, cid: str) -> int:
 def _principal(site: Portal, cid: str, member: str) -> access.Operator:
     with UnitOfWork(site.engine, readonly=True) as uow:
         tenant_id = uow.conn.execute(select(tables.tenants.c.id).where(tables.tenants.c.code == "nipoplus")).scalar_one()
-        return access.portal_principal(service_store.tenant_by_id(uow.conn, tenant_id), cid, member)
+        return access.portal_principal(uow.tenant_by_id(tenant_id), cid, member)
 
 
 def test_a_portal_member_reaches_only_its_own_customer_and_the_answer_is_not_found(site: Portal) -> None:

@@ -28,7 +28,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, insert, select
 
-from kakin.adapters.db import outboxes, service_store, tables
+from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.mail import SmtpMailer
 from kakin.adapters.payments import CardSimulator
@@ -62,9 +62,9 @@ def seed_deliveries(engine: Engine, url: str, n: int) -> list[str]:
     with UnitOfWork(engine) as uow:
         tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", NOW)
         webhooks.create_endpoint(uow, CommandLine(tenant.row), url, ["*"], NOW)
-        endpoints = service_store.webhook_endpoints_of(uow.conn, tenant.row.id)
+        endpoints = uow.webhooks.endpoints_of(tenant.row.id)
         events = [{"id": f"evt_{i:05d}", "type": "invoice.finalized", "customer": "acme"} for i in range(n)]
-        service_store.record_webhook_events(uow.conn, tenant.row.id, events, NOW, endpoints)
+        uow.webhooks.record_events(tenant.row.id, events, NOW, endpoints)
     return [e["id"] for e in events]
 
 
@@ -275,8 +275,8 @@ def test_mail_and_webhooks_are_sent_with_no_database_connection_held(engine: Eng
         endpoint_tenant = uow.tenant("nipoplus")
         assert endpoint_tenant is not None
         webhooks.create_endpoint(uow, CommandLine(endpoint_tenant), "http://127.0.0.1:9/unused", ["*"], NOW)
-        service_store.record_webhook_events(uow.conn, endpoint_tenant.id, [{"id": "evt_1", "type": "invoice.finalized"}],
-                                            NOW, service_store.webhook_endpoints_of(uow.conn, endpoint_tenant.id))
+        uow.webhooks.record_events(endpoint_tenant.id, [{"id": "evt_1", "type": "invoice.finalized"}],
+                                   NOW, uow.webhooks.endpoints_of(endpoint_tenant.id))
     watching = Watching(engine)
     assert mail.deliver_mail(engine, NOW, watching) == {"sent": 3, "failed": 0}
     assert webhooks.deliver_due(engine, NOW, watching) == 1
@@ -336,7 +336,7 @@ def test_a_deliverer_that_has_used_half_its_lease_hands_the_rest_back_unsent(eng
         sent.append(row["id"])
         return {"status": "sent", "sent_at": NOW, "next_attempt_at": None}
 
-    outcomes = work_outbox(engine, "mail", NOW, outboxes.claimed_mail, attempt, limit=10, chunk=10,
+    outcomes = work_outbox(engine, "mail", NOW, lambda uow, ids: uow.outboxes.claimed_mail(ids), attempt, limit=10, chunk=10,
                            lease=timedelta(minutes=5), max_attempts=20, timer=lambda: next(ticks))
     assert sent == ids[:1] and [o["recorded"] for o in outcomes] == [True]
     with engine.connect() as conn:

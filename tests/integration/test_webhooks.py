@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.adapters.webhooks_http import http_post
@@ -104,8 +103,8 @@ def test_a_failing_receiver_is_retried_with_backoff_and_the_log_keeps_each_outco
     receiver.status = 204
     assert webhooks.deliver_due(engine, now + timedelta(seconds=90), http_post) == 1
     with UnitOfWork(engine) as uow:
-        endpoint = service_store.webhook_endpoints_of(uow.conn, open_tenant(uow, "nipoplus").row.id)[0]
-        log = service_store.deliveries_of(uow.conn, endpoint["tenant_id"], endpoint["public_id"])
+        endpoint = uow.webhooks.endpoints_of(open_tenant(uow, "nipoplus").row.id)[0]
+        log = uow.webhooks.deliveries_of(endpoint["tenant_id"], endpoint["public_id"])
     assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [("delivered", 3, 204)]
     assert len(receiver.requests) == 3
     bodies = {b for _, b in receiver.requests}
@@ -116,8 +115,8 @@ def test_an_unreachable_receiver_does_not_stop_delivery(engine: Engine) -> None:
     _, now = subscribe_with_endpoint(engine, "http://127.0.0.1:9/nothing-listens", ["invoice.finalized"])
     assert webhooks.deliver_due(engine, now, http_post) == 1
     with UnitOfWork(engine) as uow:
-        endpoint = service_store.webhook_endpoints_of(uow.conn, open_tenant(uow, "nipoplus").row.id)[0]
-        (log,) = service_store.deliveries_of(uow.conn, endpoint["tenant_id"], endpoint["public_id"])
+        endpoint = uow.webhooks.endpoints_of(open_tenant(uow, "nipoplus").row.id)[0]
+        (log,) = uow.webhooks.deliveries_of(endpoint["tenant_id"], endpoint["public_id"])
     assert log["status"] == "pending" and log["attempts"] == 1 and "ConnectError" in log["last_error"]
 
 

@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, select
 from test_workers import SIGNUP, UNTIL, renewals_done, seed
 
-from kakin.adapters.db import service_store, tables
+from kakin.adapters.db import tables
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
@@ -99,7 +99,7 @@ def test_run_due_does_what_a_worker_pass_does_mail_and_the_idempotency_purge_inc
             assert account.id is not None
             access.add_super_admin(uow, tenant.row, account.id, f"boss@{key}.example", "社長", SIGNUP)
             billing.subscribe(uow, tenant, gateway, key, SIGNUP, "gold", seats=10)  # queues a receipt
-        service_store.save_idempotency_record(uow.conn, tenant.row.id, "old", "h", 200, "{}", SIGNUP)
+        uow.idempotency.save(tenant.row.id, "old", "h", 200, "{}", SIGNUP)
     port = free_port()
     inbox = Inbox()
     smtp = Controller(inbox, hostname="127.0.0.1", port=port)

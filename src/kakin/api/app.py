@@ -22,7 +22,6 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 import kakin
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.dns import TxtResolver
 from kakin.adapters.payments import CardSimulator, PaymentGateway
@@ -152,7 +151,7 @@ def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[
                 return replay
         content = json.dumps(fn(uow), ensure_ascii=False, default=json_default(op))
         if key is not None:
-            service_store.save_idempotency_record(uow.conn, op.tenant.id, key, digest, status, content, utc_now())
+            uow.idempotency.save(op.tenant.id, key, digest, status, content, utc_now())
         return Response(content, status_code=status, media_type="application/json")
 
     try:  # a deadlock runs the whole request again; a lock wait that runs out is 503 database_busy
@@ -183,7 +182,7 @@ def json_default(op: Operator) -> Callable[[Any], Any]:
 
 
 def _replay(uow: UnitOfWork, op: Operator, key: str, digest: str) -> Response | None:
-    record = service_store.idempotency_record(uow.conn, op.tenant.id, key)
+    record = uow.idempotency.get(op.tenant.id, key)
     if record is None:
         return None
     if record["request_hash"] != digest:

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
@@ -94,8 +93,8 @@ def audit_log(request: Request, op: Auth, limit: Limit = 50, cursor: Cursor = No
     after = decode_cursor(cursor)
 
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        rows = service_store.page(uow.conn, tables.audit_log, op.tenant.id, after, limit)
-        keys = service_store.customer_keys(uow.conn, {r["customer_id"] for r in rows if r["customer_id"] is not None})
+        rows = uow.listing.page("audit_log", op.tenant.id, after, limit)
+        keys = uow.customer_records.keys({r["customer_id"] for r in rows if r["customer_id"] is not None})
         return paged(rows, limit, lambda r: {
             "at": r["at"], "actor": r["actor"], "member": r["member"], "customer": keys.get(r["customer_id"]),
             "action": r["action"], "before": json.loads(r["before"]) if r["before"] else None,
@@ -156,7 +155,7 @@ def create_test_clock(request: Request, op: Auth, body: TestClockIn) -> Response
 @router.get("/test_clocks/{clock_id}", tags=["test clocks"], summary="A test clock")
 def get_test_clock(request: Request, op: Auth, clock_id: str) -> dict[str, Any]:
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        clock = service_store.test_clock(uow.conn, op.tenant.id, clock_id)
+        clock = uow.test_clocks.get(op.tenant.id, clock_id)
         if clock is None:
             raise errors.NotFound(f"no test clock {clock_id!r}", param="clock_id")
         return {"id": clock["public_id"], "name": clock["name"], "frozen_time": clock["frozen_time"]}

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from kakin.adapters.db import service_store, tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.services import access, authorization, billing, domains, members, upcoming, upgrades
@@ -50,7 +49,7 @@ def create_customer(request: Request, op: Auth, body: CustomerIn) -> Response:
         now = request.app.state.clock()
         clock_id = None
         if body.test_clock:
-            clock = service_store.test_clock(uow.conn, op.tenant.id, body.test_clock)
+            clock = uow.test_clocks.get(op.tenant.id, body.test_clock)
             if clock is None:
                 raise errors.NotFound(f"no test clock {body.test_clock!r}", param="test_clock")
             clock_id, now = clock["id"], clock["frozen_time"]
@@ -72,7 +71,7 @@ def list_customers(request: Request, op: Auth, limit: Limit = 20, cursor: Cursor
     after = decode_cursor(cursor)
 
     def work(uow: UnitOfWork) -> dict[str, Any]:
-        rows = service_store.page(uow.conn, tables.customers, op.tenant.id, after, limit)
+        rows = uow.listing.page("customers", op.tenant.id, after, limit)
         accounts = {a.id: a for a in uow.load_accounts([r["id"] for r in rows[:limit]], summary=True)}
         catalog = tenant_of(uow, op).catalog
         return paged(rows, limit, lambda r: view(accounts[r["id"]], r, catalog))

@@ -6,7 +6,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.services import eligibility
 
@@ -32,7 +31,7 @@ def apply(request: Request, op: Auth, customer_id: str, body: EligibilityApplica
 def applications_of(request: Request, op: Auth, customer_id: str) -> dict[str, Any]:
     def work(uow: UnitOfWork) -> dict[str, Any]:
         row = _customer(request, uow, op, customer_id)
-        found = service_store.applications(uow.conn, op.tenant.id, customer_id=row["id"])
+        found = uow.applications.find(op.tenant.id, customer_id=row["id"])
         return {"data": [eligibility.applicant_view(a) for a in found], "next_cursor": None}
 
     return read(request, op, work)

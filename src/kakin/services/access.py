@@ -13,7 +13,6 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 from kakin.domain.members import MemberRole
@@ -76,7 +75,7 @@ def create_api_key(uow: UnitOfWork, tenant: TenantRow, role: str, name: str, now
         raise errors.InvalidValue(f"role must be one of: {', '.join(OPERATOR_ROLES)}", param="role")
     prefix = "kk_" + secrets.token_hex(6)
     key = f"{prefix}_{secrets.token_urlsafe(24)}"
-    service_store.add_api_key(uow.conn, tenant.id, prefix, _hash(key), role, name, now)
+    uow.api_keys.add(tenant.id, prefix, _hash(key), role, name, now)
     uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": "operator", "action": "api_key.created",
                 "before": None, "after": {"prefix": prefix, "role": role}}])
     return key
@@ -84,15 +83,15 @@ def create_api_key(uow: UnitOfWork, tenant: TenantRow, role: str, name: str, now
 
 def list_api_keys(uow: UnitOfWork, tenant: TenantRow) -> list[dict[str, object]]:
     """The tenant's keys: prefix, role, name, when created and revoked. Neither keys nor hashes are shown."""
-    return service_store.api_keys_of(uow.conn, tenant.id)
+    return uow.api_keys.of_tenant(tenant.id)
 
 
 def revoke_api_key(uow: UnitOfWork, tenant: TenantRow, prefix: str, now: datetime, actor: str) -> dict[str, object]:
     """Revoke one of the tenant's keys for good. Revoking a revoked key changes nothing and is not an error."""
-    found = next((k for k in service_store.api_keys_of(uow.conn, tenant.id) if k["prefix"] == prefix), None)
+    found = next((k for k in uow.api_keys.of_tenant(tenant.id) if k["prefix"] == prefix), None)
     if found is None:
         raise errors.NotFound(f"this tenant has no API key {prefix!r}; list the keys to find its prefix", param="prefix")
-    if service_store.revoke_api_key(uow.conn, tenant.id, prefix, now):
+    if uow.api_keys.revoke(tenant.id, prefix, now):
         uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": actor, "action": "api_key.revoked",
                     "before": {"prefix": prefix, "revoked": False}, "after": {"prefix": prefix, "revoked": True}}])
         found["revoked_at"] = now
@@ -103,15 +102,15 @@ def authenticate(uow: UnitOfWork, key: str | None) -> Operator:
     if not key or not key.startswith("kk_") or key.count("_") < 2:
         raise errors.Unauthenticated("send a valid API key: Authorization: Bearer kk_…", param="Authorization")
     prefix = "_".join(key.split("_", 2)[:2])  # kk_<hex>; the secret part may itself contain "_"
-    row = service_store.api_key_by_prefix(uow.conn, prefix)
+    row = uow.api_keys.by_prefix(prefix)
     if row is None or row["revoked_at"] is not None or not hmac.compare_digest(row["secret_hash"], _hash(key)):
         raise errors.Unauthenticated("the API key is not valid (unknown or revoked)", param="Authorization")
-    return Operator(service_store.tenant_by_id(uow.conn, row["tenant_id"]), row["role"], row["name"])
+    return Operator(uow.tenant_by_id(row["tenant_id"]), row["role"], row["name"])
 
 
 def add_super_admin(uow: UnitOfWork, tenant: TenantRow, customer_id: int, email: str, name: str, now: datetime) -> str:
     public_id = "mem_" + secrets.token_hex(8)
-    service_store.add_member(uow.conn, tenant.id, customer_id, public_id, email, name, MemberRole.SUPER_ADMIN.value, now)
+    uow.members.add(tenant.id, customer_id, public_id, email, name, MemberRole.SUPER_ADMIN.value, now)
     return public_id
 
 
@@ -119,7 +118,7 @@ def acting_role(uow: UnitOfWork, tenant: TenantRow, customer_id: int, member_id:
     """The role of the member a request acts for; None when it names none."""
     if not member_id:
         return None
-    row = service_store.member(uow.conn, tenant.id, customer_id, member_id)
+    row = uow.members.get(tenant.id, customer_id, member_id)
     if row is None:
         raise errors.NotFound(f"no member {member_id!r} in this customer", param="Kakin-Acting-Member")
     return MemberRole(row["role"])

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db import domain_store, service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.account import Account
@@ -79,7 +78,7 @@ def customer_for(uow: UnitOfWork, principal: Operator, key: str, clock: Clock) -
     if row["test_clock_id"]:
         if not uow.readonly:
             uow.lock_customer(row["id"])
-        test_clock = service_store.test_clock_by_id(uow.conn, row["test_clock_id"])
+        test_clock = uow.test_clocks.by_id(row["test_clock_id"])
         row["test_clock_public_id"], row["now"] = test_clock["public_id"], test_clock["frozen_time"]
     return row
 
@@ -95,7 +94,7 @@ def authorize(uow: UnitOfWork, principal: Operator, customer: dict[str, Any], ac
     rule, what = RULES[action]
     rule(acting_role(uow, principal.tenant, customer["id"], principal.member), what)
     if action in BLOCKED_WHILE_UPGRADING:
-        job = domain_store.job_of(uow.conn, customer["id"])
+        job = uow.plan_change_jobs.latest_of(customer["id"])
         if job is not None and job["status"] == "pending":
             raise errors.UpgradeInProgress(
                 f"the change to {job['plan']!r} is in progress; try again when it is complete", param="plan")

@@ -15,7 +15,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kakin.adapters.catalog_files import catalog_path, parse_catalog_text, read_catalog_text
-from kakin.adapters.db import catalog_repo
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
@@ -45,11 +44,11 @@ def _parsed(sha: str, number: int, source: str, text: str | None) -> Catalog:
 def history_of(uow: UnitOfWork, row: TenantRow) -> CatalogHistory:
     """Every published version of the tenant. A tenant made before versions were stored gets version 1 from its
     catalog file now (stored, unless the unit of work only reads)."""
-    heads = catalog_repo.version_heads(uow.conn, row.id)
+    heads = uow.catalog_versions.heads(row.id)
     if not heads:
         return _first_version(uow, row)
     missing = [h["number"] for h in heads if (h["sha256"], h["number"], h["source"]) not in _PARSED]
-    texts = catalog_repo.version_contents(uow.conn, row.id, missing)
+    texts = uow.catalog_versions.contents(row.id, missing)
     return CatalogHistory([
         CatalogVersion(h["number"], _parsed(h["sha256"], h["number"], h["source"], texts.get(h["number"])),
                        h["effective_at"], Existing(h["existing"])) for h in heads])
@@ -61,7 +60,7 @@ def _first_version(uow: UnitOfWork, row: TenantRow) -> CatalogHistory:
     sha = sha256_of(text)
     catalog = _parsed(sha, 1, row.catalog, text)
     if not uow.readonly:
-        catalog_repo.add_version(uow.conn, row.id, content=text, sha256=sha, source=row.catalog, published_by="migration",
+        uow.catalog_versions.add(row.id, content=text, sha256=sha, source=row.catalog, published_by="migration",
                                  published_at=row.created_at or _FIRST_EFFECTIVE, effective_at=_FIRST_EFFECTIVE,
                                  existing=Existing.NEXT_PERIOD.value, plan_moves={})
     return CatalogHistory([CatalogVersion(1, catalog, _FIRST_EFFECTIVE, Existing.NEXT_PERIOD)])
@@ -71,7 +70,7 @@ def publish_first(uow: UnitOfWork, row: TenantRow, text: str, source: str, actor
     """Version 1 of a new tenant, in effect from ``now`` (the tenant's creation); its parsed catalog."""
     sha = sha256_of(text)
     catalog = _parsed(sha, 1, source, text)
-    catalog_repo.add_version(uow.conn, row.id, content=text, sha256=sha, source=source, published_by=actor,
+    uow.catalog_versions.add(row.id, content=text, sha256=sha, source=source, published_by=actor,
                              published_at=now, effective_at=now, existing=Existing.NEXT_PERIOD.value, plan_moves={})
     return catalog
 
@@ -104,7 +103,7 @@ def publish(uow: UnitOfWork, row: TenantRow, text: str, source: str, *, effectiv
         if old_value != new_value:
             raise errors.CatalogError(source, key, f"is {new_value!r} but version {history.latest.number} has "
                                       f"{old_value!r}: it cannot change between versions of one tenant's catalog")
-    counts = catalog_repo.plan_subscribers(uow.conn, row.id)
+    counts = uow.catalog_versions.plan_subscribers(row.id)
     per_plan: dict[str, int] = {}
     for (plan, _), n in counts.items():
         per_plan[plan] = per_plan.get(plan, 0) + n
@@ -128,7 +127,7 @@ def publish(uow: UnitOfWork, row: TenantRow, text: str, source: str, *, effectiv
            "subscribers": {plan: n for plan, n in sorted(per_plan.items())}, "plan_moves": dict(new.plan_moves)}
     if dry_run:
         return out
-    number = catalog_repo.add_version(uow.conn, row.id, content=text, sha256=sha, source=source, published_by=actor,
+    number = uow.catalog_versions.add(row.id, content=text, sha256=sha, source=source, published_by=actor,
                                       published_at=now, effective_at=effective_at, existing=policy.value,
                                       plan_moves=dict(new.plan_moves))
     uow.audit([{"tenant_id": row.id, "customer_id": None, "at": now, "actor": actor, "action": "catalog.published",
@@ -147,7 +146,7 @@ def versions_view(uow: UnitOfWork, row: TenantRow, now: datetime) -> list[dict[s
     return [{"version": h["number"], "sha256": h["sha256"], "source": h["source"], "published_by": h["published_by"],
              "published_at": instant_text(h["published_at"], zone), "effective_at": instant_text(h["effective_at"], zone),
              "existing": h["existing"], "plan_moves": h["plan_moves"], "in_force": h["number"] == current}
-            for h in catalog_repo.version_heads(uow.conn, row.id)]
+            for h in uow.catalog_versions.heads(row.id)]
 
 
 def version_catalog(uow: UnitOfWork, row: TenantRow, number: int) -> Catalog:

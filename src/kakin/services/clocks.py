@@ -10,7 +10,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db import Engine, service_store
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors
@@ -20,13 +20,13 @@ from .billing import run_due
 
 def create_clock(uow: UnitOfWork, tenant: TenantRow, name: str, frozen_time: datetime, now: datetime) -> dict[str, Any]:
     public_id = "clock_" + secrets.token_hex(8)
-    service_store.add_test_clock(uow.conn, tenant.id, public_id, name, frozen_time, now)
+    uow.test_clocks.add(tenant.id, public_id, name, frozen_time, now)
     return {"id": public_id, "name": name, "frozen_time": frozen_time}
 
 
 def advance_clock(engine: Engine, tenant: TenantRow, public_id: str, to: datetime, gateway: PaymentGateway) -> dict[str, Any]:
     with UnitOfWork(engine) as uow:
-        clock = service_store.test_clock(uow.conn, tenant.id, public_id)
+        clock = uow.test_clocks.get(tenant.id, public_id)
         if clock is None:
             raise errors.NotFound(f"no test clock {public_id!r}", param="clock")
         if to < clock["frozen_time"]:
@@ -35,6 +35,6 @@ def advance_clock(engine: Engine, tenant: TenantRow, public_id: str, to: datetim
         # The clock moves first: a command on one of its customers while the due work runs then happens at the new
         # time and catches up itself, never at the old time on an account the run already moved past it. A run cut
         # short is finished by advancing to the same time again (or by the customers' next commands).
-        service_store.set_test_clock_time(uow.conn, clock["id"], to)
+        uow.test_clocks.set_time(clock["id"], to)
     actions = run_due(lambda: UnitOfWork(engine), tenant.code, gateway, to, test_clock_id=clock["id"])
     return {"id": public_id, "name": clock["name"], "frozen_time": to, "actions": actions}

@@ -6,7 +6,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db import operator_store
 from kakin.adapters.db.store import UnitOfWork
 
 from .operators import ActingOperator, acting_in
@@ -21,7 +20,7 @@ def past_due(uow: UnitOfWork, tenant: Tenant, op: ActingOperator, now: datetime)
     ``DUNNING_LIMIT``: number, customer (key, name, collection), total (yen), attempts, next retry (an instant, None
     when dunning waits for a new card), the last decline code. ``op`` needs ``read``. Dunning rules: SPEC 3.2."""
     acting_in(op, tenant.row, "read")
-    return operator_store.past_due_invoices(uow.conn, tenant.row.id, tenant.lifecycle.today(now), DUNNING_LIMIT)
+    return uow.console_reads.past_due_invoices(tenant.row.id, tenant.lifecycle.today(now), DUNNING_LIMIT)
 
 
 def timeline(uow: UnitOfWork, tenant: Tenant, op: ActingOperator, customer_id: int) -> list[dict[str, Any]]:
@@ -29,7 +28,7 @@ def timeline(uow: UnitOfWork, tenant: Tenant, op: ActingOperator, customer_id: i
     it caused (names only). ``customer_id`` is the stored row's id. ``op`` needs ``read``."""
     acting_in(op, tenant.row, "read")
     out = []
-    for r in operator_store.customer_timeline(uow.conn, customer_id, TIMELINE_LIMIT):
+    for r in uow.console_reads.customer_timeline(customer_id, TIMELINE_LIMIT):
         after = json.loads(r["after"]) if r["after"] else None
         events = [e.get("event") for e in after.get("events", [])] if isinstance(after, dict) else []
         out.append({"at": r["at"], "actor": r["actor"], "member": r["member"], "action": r["action"], "events": events})

@@ -3,7 +3,7 @@
 The rule, the same for both outboxes (ARCHITECTURE.md, "Transactions and
 workers"; issue 10 item 2):
 
-1. claim a few due rows in one short transaction (``adapters.db.outboxes.claim``:
+1. claim a few due rows in one short transaction (``uow.outboxes.claim``:
    ``sending``, this worker's token, a lease);
 2. send each with no database transaction open and no connection held;
 3. record each outcome in its own short transaction, only if the claim is still
@@ -24,18 +24,18 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from kakin.adapters.db import Connection, Engine, outboxes
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import UnitOfWork
 
 Attempt = Callable[[dict[str, Any]], dict[str, Any]]
-Loader = Callable[[Connection, Sequence[int]], list[dict[str, Any]]]
+Loader = Callable[[UnitOfWork, Sequence[int]], list[dict[str, Any]]]
 
 
 def work_outbox(engine: Engine, kind: str, now: datetime, load: Loader, attempt: Attempt, *, limit: int, chunk: int,
                 lease: timedelta, max_attempts: int, timer: Callable[[], float] = time.monotonic) -> list[dict[str, Any]]:
     """Claim, send and record up to ``limit`` due rows of the ``kind`` outbox (``mail`` or ``webhook``).
 
-    ``load`` reads the claimed rows; ``attempt(row)`` sends one (it is called
+    ``load(uow, ids)`` reads the claimed rows; ``attempt(row)`` sends one (it is called
     with no transaction open) and returns the column values to record, among
     them ``status``. Rows are claimed ``chunk`` at a time with a lease of
     ``lease`` from ``now``; ``timer`` measures seconds spent (a monotonic
@@ -46,18 +46,18 @@ def work_outbox(engine: Engine, kind: str, now: datetime, load: Loader, attempt:
     outcomes: list[dict[str, Any]] = []
     while len(outcomes) < limit:
         with UnitOfWork(engine) as uow:
-            ids = outboxes.claim(uow.conn, kind, token, now, lease, min(chunk, limit - len(outcomes)), max_attempts)
-            rows = load(uow.conn, ids) if ids else []
+            ids = uow.outboxes.claim(kind, token, now, lease, min(chunk, limit - len(outcomes)), max_attempts)
+            rows = load(uow, ids) if ids else []
         if not rows:
             break
         started = timer()
         for i, row in enumerate(rows):
             if timer() - started > lease.total_seconds() / 2:  # running out of lease: leave the rest to the next claim
                 with UnitOfWork(engine) as uow:
-                    outboxes.release(uow.conn, kind, [r["id"] for r in rows[i:]], token, now)
+                    uow.outboxes.release(kind, [r["id"] for r in rows[i:]], token, now)
                 return outcomes
             values = attempt(row)
             with UnitOfWork(engine) as uow:
-                recorded = outboxes.record(uow.conn, kind, row["id"], token, **values)
+                recorded = uow.outboxes.record(kind, row["id"], token, **values)
             outcomes.append({**values, "id": row["id"], "recorded": recorded})
     return outcomes

@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import local_date
@@ -26,7 +25,7 @@ def set_billing_profile(uow: UnitOfWork, tenant: TenantRow, key: str, *, address
     row = customer_row(uow, tenant, key)
     values = {"addressee": addressee, "postal_code": format_postal_code(postal_code) if postal_code else None,
               "address": address, "billing_email": email}
-    service_store.set_billing_profile(uow.conn, row["id"], values)
+    uow.customer_records.set_billing_profile(row["id"], values)
     before = {k: row[k] for k in values}
     uow.audit([{"tenant_id": tenant.id, "customer_id": row["id"], "at": now, "actor": actor,
                 "action": "customer.billing_profile", "before": before, "after": values}])

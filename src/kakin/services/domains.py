@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from kakin.adapters.db import Engine, domain_store, service_store
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
@@ -117,34 +117,34 @@ def add_domain(uow: UnitOfWork, principal: Operator, key: str, domain: str | Non
         if suffix and (name == suffix or name.endswith("." + suffix)):
             raise errors.InvalidValue(f"{name} is under the vendor's {suffix}: add your own domain, or use the "
                                       "provided domain", param="domain")
-    if domain_store.retired(uow.conn, tenant.row.id, name):
+    if uow.domains.retired(tenant.row.id, name):
         raise errors.DomainTaken(f"{name} was deleted and is never issued again; add your own domain", param="domain")
-    owner = domain_store.owner_in_use(uow.conn, tenant.row.id, name)
+    owner = uow.domains.owner_in_use(tenant.row.id, name)
     if owner is not None and owner != key:
         raise errors.DomainTaken(f"{name} is in use by another customer", param="domain")
-    found = domain_store.domain(uow.conn, customer["id"], name)
+    found = uow.domains.get(customer["id"], name)
     if found is None:
-        domain_store.add(uow.conn, tenant.row.id, customer["id"], name, secrets.token_urlsafe(24), now, provided=provided)
+        uow.domains.add(tenant.row.id, customer["id"], name, secrets.token_urlsafe(24), now, provided=provided)
         _audit(uow, tenant.row, customer, principal.actor, "domain.added", None, {"domain": name, "provided": provided})
-        found = domain_store.domain(uow.conn, customer["id"], name)
+        found = uow.domains.get(customer["id"], name)
         assert found is not None
         if provided:
             found = _use(uow, tenant, customer, found, principal.actor)
     elif status(found, now) == "expired":
-        domain_store.restart(uow.conn, found["id"], now)
+        uow.domains.restart(found["id"], now)
         found = {**found, "created_at": now}
     return _view(found, _primary(uow, customer), tenant, now)
 
 
 def _primary(uow: UnitOfWork, customer: dict[str, Any]) -> str | None:
-    row = uow.customer_row(service_store.tenant_by_id(uow.conn, customer["tenant_id"]), customer["key"])
+    row = uow.customer_row(uow.tenant_by_id(customer["tenant_id"]), customer["key"])
     return None if row is None else row["verified_domain"]
 
 
 def _use(uow: UnitOfWork, tenant: Tenant, customer: dict[str, Any], row: dict[str, Any], actor: str) -> dict[str, Any]:
     """Put a domain in use (the primary one if the customer has none); DomainTaken if another customer got it first."""
     primary = _primary(uow, customer)
-    if not domain_store.set_in_use(uow.conn, row["id"], customer["id"], row["domain"], customer["now"], primary=primary is None):
+    if not uow.domains.set_in_use(row["id"], customer["id"], row["domain"], customer["now"], primary=primary is None):
         raise errors.DomainTaken(f"{row['domain']} is in use by another customer", param="domain")
     after = {"domain": row["domain"], "primary": primary or row["domain"]}
     _audit(uow, tenant.row, customer, actor, "domain.verified", {"domain": row["domain"], "primary": primary}, after)
@@ -156,9 +156,9 @@ def domains_of(uow: UnitOfWork, principal: Operator, key: str, clock: Clock) -> 
     "provided_domain" (the vendor's domain it may add, or None), "primary_locked_until" (or None)}``."""
     customer = authorization.customer_for(uow, principal, key, clock)
     tenant, now = open_tenant(uow, principal.tenant.code), customer["now"]
-    rows = domain_store.domains_of(uow.conn, customer["id"])
+    rows = uow.domains.of_customer(customer["id"])
     offer = provided_domain(tenant, customer)
-    if offer is not None and (any(r["domain"] == offer for r in rows) or domain_store.retired(uow.conn, tenant.row.id, offer)):
+    if offer is not None and (any(r["domain"] == offer for r in rows) or uow.domains.retired(tenant.row.id, offer)):
         offer = None
     changed = customer["primary_domain_changed_at"]
     locked = changed + PRIMARY_LOCK if changed is not None and now < changed + PRIMARY_LOCK else None
@@ -184,7 +184,7 @@ def verify_domain(uow: UnitOfWork, principal: Operator, key: str, domain: str, r
 
 
 def _own(uow: UnitOfWork, customer: dict[str, Any], key: str, name: str) -> dict[str, Any]:
-    found = domain_store.domain(uow.conn, customer["id"], name)
+    found = uow.domains.get(customer["id"], name)
     if found is None or found["deleted_at"] is not None:
         raise errors.NotFound(f"customer {key!r} has not added {name}; add it first", param="domain")
     return found
@@ -209,7 +209,7 @@ def change_primary(uow: UnitOfWork, principal: Operator, key: str, domain: str, 
         until = instant_text(changed + PRIMARY_LOCK, tenant.lifecycle.zone)
         raise errors.PrimaryDomainLocked(f"the primary domain changed less than 24 hours ago; it can change again from "
                                          f"{until}", param="domain")
-    domain_store.set_primary(uow.conn, customer["id"], name, now)
+    uow.domains.set_primary(customer["id"], name, now)
     ended = portal.revoke_customer_sessions(uow, customer["id"], now)
     _audit(uow, tenant.row, customer, principal.actor, "customer.primary_domain.changed", {"primary_domain": previous},
            {"primary_domain": name})
@@ -220,10 +220,10 @@ def change_primary(uow: UnitOfWork, principal: Operator, key: str, domain: str, 
 
 
 def _publish(uow: UnitOfWork, tenant: Tenant, customer: dict[str, Any], kind: str, data: dict[str, Any]) -> None:
-    endpoints = [e for e in service_store.webhook_endpoints_of(uow.conn, tenant.row.id) if e["enabled"]]
+    endpoints = [e for e in uow.webhooks.endpoints_of(tenant.row.id) if e["enabled"]]
     event = {"id": "evt_" + secrets.token_hex(12), "type": kind, "customer": customer["key"], "data": data,
              "created": instant_text(customer["now"], tenant.lifecycle.zone)}
-    service_store.record_webhook_events(uow.conn, tenant.row.id, [event], customer["now"], endpoints)
+    uow.webhooks.record_events(tenant.row.id, [event], customer["now"], endpoints)
 
 
 def delete_domain(uow: UnitOfWork, principal: Operator, key: str, domain: str, clock: Clock) -> dict[str, Any]:
@@ -234,7 +234,7 @@ def delete_domain(uow: UnitOfWork, principal: Operator, key: str, domain: str, c
     found = _own(uow, customer, key, name)
     if name == customer["verified_domain"]:
         raise errors.DomainIsPrimary(f"{name} is the primary domain: make another domain primary first", param="domain")
-    domain_store.remove(uow.conn, found, customer["now"])
+    uow.domains.remove(found, customer["now"])
     _audit(uow, tenant.row, customer, principal.actor, "domain.deleted", {"domain": name, "provided": found["provided"]}, None)
     return {"domain": name, "deleted": True}
 
@@ -245,7 +245,7 @@ def recheck_pending(engine: Engine, resolver: Resolver | None, now: datetime, li
     each one seen is put in use (actor ``worker``), the others are looked up again in :data:`RECHECK_EVERY`. Returns
     how many were looked up. ``resolver`` None: ``KAKIN_DNS_NAMESERVER`` or the system's."""
     with UnitOfWork(engine, readonly=True) as uow:
-        due = domain_store.pending_checks(uow.conn, now, now - CHECK_FOR, limit)
+        due = uow.domains.pending_checks(now, now - CHECK_FOR, limit)
     if not due:
         return 0
     if resolver is None:
@@ -267,17 +267,17 @@ def _record_checks(engine: Engine, due: Sequence[dict[str, Any]], seen: Sequence
     ids = {r["id"] for r in seen}
     for row in due:
         with UnitOfWork(engine) as uow:
-            current = domain_store.domain(uow.conn, row["customer_id"], row["domain"])
+            current = uow.domains.get(row["customer_id"], row["domain"])
             if current is None or current["verified_domain"] is not None or current["deleted_at"] is not None:
                 continue  # deleted or verified meanwhile
             if row["id"] not in ids:
-                domain_store.check_again_at(uow.conn, row["id"], now + RECHECK_EVERY)
+                uow.domains.check_again_at(row["id"], now + RECHECK_EVERY)
                 continue
-            tenant_row = service_store.tenant_by_id(uow.conn, row["tenant_id"])
+            tenant_row = uow.tenant_by_id(row["tenant_id"])
             customer = customer_row(uow, tenant_row, row["customer_key"])
             customer["now"] = now
             try:
-                with uow.conn.begin_nested():
+                with uow.savepoint():
                     _use(uow, open_tenant(uow, tenant_row.code), customer, current, "worker")
             except errors.DomainTaken:  # another customer uses it now: stop looking
-                domain_store.check_again_at(uow.conn, row["id"], row["created_at"] + CHECK_FOR)
+                uow.domains.check_again_at(row["id"], row["created_at"] + CHECK_FOR)

@@ -21,9 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
-
-from kakin.adapters.db import service_store
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.gateway_config import intent_grace_from_env
 from kakin.adapters.payments import PaymentGateway
@@ -111,7 +109,7 @@ def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post:
     if stop():
         return done
     with UnitOfWork(engine) as uow:
-        done["idempotency records purged"] = service_store.purge_idempotency_records(uow.conn, now - IDEMPOTENCY_RETENTION)
+        done["idempotency records purged"] = uow.idempotency.purge(now - IDEMPOTENCY_RETENTION)
     if done["idempotency records purged"]:
         log({"work": "idempotency purge", "purged": done["idempotency records purged"]})
     return done

@@ -17,7 +17,6 @@ from typing import Any
 
 import jpholiday
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.adapters.reference_data import local_governments
@@ -82,12 +81,12 @@ def apply(uow: UnitOfWork, principal: Operator, key: str, plan_code: str, code: 
     if plan.eligibility is None:
         raise errors.InvalidValue(f"plan {plan.code!r} needs no application; subscribe to it", param="plan")
     customer = customer_row(uow, tenant.row, key, live=True)
-    mine = service_store.applications(uow.conn, tenant.row.id, customer_id=customer["id"])
+    mine = uow.applications.find(tenant.row.id, customer_id=customer["id"])
     if any(a["status"] == "pending" for a in mine):
         raise errors.ApplicationPending("an application is already waiting for review; wait for its result", param="plan")
     if any(a["status"] == "approved" and a["plan"] == plan.code for a in mine):
         raise errors.AlreadyGranted(f"plan {plan.code!r} was already granted", param="plan")
-    others = [a for a in service_store.applications(uow.conn, tenant.row.id, code=code)
+    others = [a for a in uow.applications.find(tenant.row.id, code=code)
               if a["customer_id"] != customer["id"] and a["status"] in ("pending", "approved")]
     checks = automatic_checks(local_governments(), Applicant(
         account_name=customer["name"], code=code, email=applicant_email, via_agency=via_agency,
@@ -99,7 +98,7 @@ def apply(uow: UnitOfWork, principal: Operator, key: str, plan_code: str, code: 
            "reasons": json.dumps([{"check": c, "reason": r} for c, r in checks.failures], ensure_ascii=False),
            "review_due": review_due(today, _holiday) if checks.passed else None, "submitted_at": now,
            "decided_at": None if checks.passed else now, "decided_by": None if checks.passed else "automatic checks"}
-    service_store.add_application(uow.conn, row)
+    uow.applications.add(row)
     uow.audit([{"tenant_id": tenant.row.id, "customer_id": customer["id"], "at": now, "actor": actor,
                 "action": "eligibility.applied", "before": None,
                 "after": {"application": row["public_id"], "plan": plan.code, "code": code, "status": row["status"]}}])
@@ -115,7 +114,7 @@ def review_queue(uow: UnitOfWork, tenant: Tenant, op: ActingOperator, now: datet
     ``op`` needs the ``review`` permission (RoleForbidden)."""
     acting_in(op, tenant.row, "review")
     today = tenant.lifecycle.today(now)
-    return [operator_view(a, today) for a in service_store.applications(uow.conn, tenant.row.id, status=status)]
+    return [operator_view(a, today) for a in uow.applications.find(tenant.row.id, status=status)]
 
 
 def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingOperator, public_id: str, approve: bool,
@@ -126,7 +125,7 @@ def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingO
     deleted customer), InvalidValue (a refusal without a reason, ``param`` reason). Audit-logged under ``op``."""
     acting_in(op, tenant.row, "review")
     reviewer = op.actor
-    found = service_store.application(uow.conn, tenant.row.id, public_id)
+    found = uow.applications.get(tenant.row.id, public_id)
     if found is None:
         raise errors.NotFound(f"no application {public_id!r}", param="application_id")
     if found["status"] != "pending":
@@ -141,8 +140,8 @@ def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingO
         raise errors.InvalidValue("give the reason for a refusal (operators see it; the applicant never does)",
                                   param="reason")
     reasons = json.loads(found["reasons"]) + ([] if approve else [{"check": "review", "reason": reason}])
-    service_store.decide_application(uow.conn, found["id"], "approved" if approve else "refused",
-                                     json.dumps(reasons, ensure_ascii=False), now, reviewer)
+    uow.applications.decide(found["id"], "approved" if approve else "refused",
+                            json.dumps(reasons, ensure_ascii=False), now, reviewer)
     plan = tenant.catalog.plan(found["plan"])
     effective = None
     if approve:
@@ -162,7 +161,7 @@ def decide(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingO
                "effective_on": effective if effective and effective != today.isoformat() else None}
     mail.queue(uow, tenant, customer["id"], "eligibility.approved" if approve else "eligibility.refused",
                found["applicant_email"], context, public_id, now)
-    decided = service_store.application(uow.conn, tenant.row.id, public_id)
+    decided = uow.applications.get(tenant.row.id, public_id)
     assert decided is not None
     return operator_view(decided, today)
 
@@ -174,7 +173,7 @@ def verify_account(uow: UnitOfWork, tenant: Tenant, op: ActingOperator, key: str
     reviewer = op.actor
     customer = customer_row(uow, tenant.row, key)
     if customer["verified_at"] is None:
-        service_store.set_account_verified(uow.conn, customer["id"], now)
+        uow.customer_records.set_verified(customer["id"], now)
         uow.audit([{"tenant_id": tenant.row.id, "customer_id": customer["id"], "at": now, "actor": reviewer,
                     "action": "customer.verified", "before": {"verified": False}, "after": {"verified": True}}])
     return {"customer": key, "verified": True, "verified_at": customer["verified_at"] or now}
@@ -193,7 +192,7 @@ def rename_account(uow: UnitOfWork, principal: Operator, key: str, name: str, cl
         raise errors.InvalidValue("write the account name (1–300 characters)", param="name")
     official_account.require_unlocked(uow, principal.tenant, customer, "account name", "name")
     if name != customer["name"]:
-        service_store.set_customer_name(uow.conn, customer["id"], name)
+        uow.customer_records.set_name(customer["id"], name)
         uow.audit([{"tenant_id": principal.tenant.id, "customer_id": customer["id"], "at": at["now"],
                     "actor": principal.actor, "action": "customer.renamed", "before": {"name": customer["name"]},
                     "after": {"name": name}}])
@@ -208,7 +207,7 @@ def request_verification(uow: UnitOfWork, principal: Operator, key: str, clock: 
     authorization.authorize(uow, principal, at, "request_verification")
     customer = customer_row(uow, principal.tenant, key, live=True)
     if customer["verification_requested_at"] is None and customer["verified_at"] is None:
-        service_store.request_verification(uow.conn, customer["id"], at["now"])
+        uow.customer_records.request_verification(customer["id"], at["now"])
         uow.audit([{"tenant_id": principal.tenant.id, "customer_id": customer["id"], "at": at["now"],
                     "actor": principal.actor, "action": "customer.verification_requested",
                     "before": {"verification": "unverified"}, "after": {"verification": "requested"}}])

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from jinja2 import Environment, FileSystemLoader
 
-from kakin.adapters.db import Engine, outboxes, service_store
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.pdf import TEMPLATES
 from kakin.domain.account import Account
@@ -59,7 +59,7 @@ def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
         wanted.append((account, kind, name, event))
     if not wanted:
         return 0
-    addresses = service_store.notice_addresses(uow.conn, [a.id for a, _, _, _ in wanted if a.id is not None])
+    addresses = uow.customer_records.notice_addresses([a.id for a, _, _, _ in wanted if a.id is not None])
     cat = tenant.catalog
     rows = []
     for account, kind, name, event in wanted:
@@ -77,7 +77,7 @@ def enqueue(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
                "body": _env.get_template(f"{kind}.txt").render(**context), "status": "pending", "attempts": 0,
                "next_attempt_at": now, "created_at": now}
         rows.append(row)
-    outboxes.queue_mail(uow.conn, rows)  # a notice already queued (a redone run) is skipped: once is enough
+    uow.outboxes.queue_mail(rows)  # a notice already queued (a redone run) is skipped: once is enough
     return len(rows)
 
 
@@ -88,7 +88,7 @@ def queue(uow: UnitOfWork, tenant: Tenant, customer_id: int, kind: str, to: str,
            "to_address": to, "subject": SUBJECTS[kind].format(vendor=tenant.catalog.name),
            "body": _env.get_template(f"{kind}.txt").render(vendor=tenant.catalog.name, **context), "status": "pending",
            "attempts": 0, "next_attempt_at": now, "created_at": now}
-    outboxes.queue_mail(uow.conn, [row])
+    uow.outboxes.queue_mail([row])
 
 
 def backoff(attempts: int) -> timedelta:
@@ -128,7 +128,7 @@ def deliver_mail(engine: Engine, now: datetime, mailer: Mailer, limit: int = 100
                     "next_attempt_at": None if done else now + backoff(row["attempts"])}
         return {"status": "sent", "sent_at": now, "last_error": None, "next_attempt_at": None}
 
-    outcomes = work_outbox(engine, "mail", now, outboxes.claimed_mail, attempt, limit=limit, chunk=chunk, lease=lease,
-                           max_attempts=MAX_ATTEMPTS)
+    outcomes = work_outbox(engine, "mail", now, lambda uow, ids: uow.outboxes.claimed_mail(ids), attempt, limit=limit,
+                           chunk=chunk, lease=lease, max_attempts=MAX_ATTEMPTS)
     sent = sum(1 for o in outcomes if o["status"] == "sent")
     return {"sent": sent, "failed": len(outcomes) - sent}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.members import check_new_role
@@ -26,7 +25,7 @@ def members_of(uow: UnitOfWork, principal: Operator, key: str, clock: Clock) -> 
     Raises NotFound when ``principal`` may not see the customer."""
     row = authorization.customer_for(uow, principal, key, clock)
     return [{"id": m["public_id"], "email": m["email"], "name": m["name"], "role": m["role"]}
-            for m in service_store.members_of(uow.conn, row["id"])]
+            for m in uow.members.of_customer(row["id"])]
 
 
 def add_member(uow: UnitOfWork, principal: Operator, key: str, email: str, name: str, role: str,
@@ -38,11 +37,11 @@ def add_member(uow: UnitOfWork, principal: Operator, key: str, email: str, name:
     authorization.authorize(uow, principal, row, "add_member")
     tenant = principal.tenant
     limit = open_tenant(uow, tenant.code).catalog.admin_limit
-    new_role = check_new_role(role, service_store.count_admins(uow.conn, row["id"]), limit)
-    if any(m["email"].lower() == email.lower() for m in service_store.members_of(uow.conn, row["id"])):
+    new_role = check_new_role(role, uow.members.count_admins(row["id"]), limit)
+    if any(m["email"].lower() == email.lower() for m in uow.members.of_customer(row["id"])):
         raise errors.MemberExists(f"{email} is already a member of this customer", param="email")
     public_id = "mem_" + secrets.token_hex(8)
-    service_store.add_member(uow.conn, tenant.id, row["id"], public_id, email, name, new_role.value, row["now"])
+    uow.members.add(tenant.id, row["id"], public_id, email, name, new_role.value, row["now"])
     added: dict[str, Any] = {"id": public_id, "email": email, "name": name, "role": new_role.value}
     uow.audit([{"tenant_id": tenant.id, "customer_id": row["id"], "at": row["now"], "actor": principal.actor,
                 "action": "member.added", "before": None, "after": added}])
@@ -55,13 +54,13 @@ def remove_member(uow: UnitOfWork, principal: Operator, key: str, member_id: str
     SuperAdminExists (the super admin cannot be removed)."""
     row = authorization.customer_for(uow, principal, key, clock)
     authorization.authorize(uow, principal, row, "remove_member")
-    found = service_store.member(uow.conn, principal.tenant.id, row["id"], member_id)
+    found = uow.members.get(principal.tenant.id, row["id"], member_id)
     if found is None:
         raise errors.NotFound(f"customer {key!r} has no member {member_id!r}", param="member_id")
     if found["role"] == "super_admin":
         raise errors.SuperAdminExists("the super admin, the member who opened the account, cannot be removed",
                                       param="member_id")
-    service_store.remove_member(uow.conn, found["id"])
+    uow.members.remove(found["id"])
     before = {"id": member_id, "email": found["email"], "name": found["name"], "role": found["role"]}
     uow.audit([{"tenant_id": principal.tenant.id, "customer_id": row["id"], "at": row["now"], "actor": principal.actor,
                 "action": "member.removed", "before": before, "after": None}])

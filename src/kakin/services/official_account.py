@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain.account import Account
@@ -28,7 +27,7 @@ ADDON = "premium_id"
 def account_state(uow: UnitOfWork, tenant: TenantRow, customer: dict[str, Any]) -> dict[str, Any]:
     """The account's verification (``"unverified"``, ``"requested"`` or ``"verified"``), whether it applied for an
     eligibility-gated plan, and whether its name and premium ID are ``locked``. ``customer`` is its stored row."""
-    applied = bool(service_store.applications(uow.conn, tenant.id, customer_id=customer["id"]))
+    applied = bool(uow.applications.find(tenant.id, customer_id=customer["id"]))
     verification = ("verified" if customer["verified_at"] is not None
                     else "requested" if customer["verification_requested_at"] is not None else "unverified")
     return {"name": customer["name"], "verification": verification, "applied": applied,

@@ -6,7 +6,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db import invoices_repo
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors, schedule
@@ -38,7 +37,7 @@ def set_collection(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op:
 
 
 def _invoice_row(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
-    row = invoices_repo.invoice_by_number(uow.conn, tenant.row.id, number)
+    row = uow.invoice_records.invoice_by_number(tenant.row.id, number)
     if row is None:
         raise errors.NotFound(f"no invoice {number!r}", param="number")
     return row
@@ -78,7 +77,7 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
     if not reason or not reason.strip():
         raise errors.InvalidValue("give the reason for the credit note", param="reason")
     row = _invoice_row(uow, tenant, number)
-    credited_basis = invoices_repo.credited(uow.conn, row["id"])
+    credited_basis = uow.invoice_records.credited(row["id"])
     left = row["subtotal"] - credited_basis
     if amount > left:
         raise errors.CreditExceedsInvoice(f"at most {left} yen of invoice {number} can still be credited",
@@ -96,9 +95,9 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
             if inv.id == row["id"]:
                 inv.total -= taxed.gross
     elif refund:
-        reference = invoices_repo.paid_reference(uow.conn, row["id"])
+        reference = uow.invoice_records.paid_reference(row["id"])
         if reference is not None:
-            seq_hint = invoices_repo.next_credit_note_seq(uow.conn, tenant.row.id)
+            seq_hint = uow.invoice_records.next_credit_note_seq(tenant.row.id)
             outcome = gateway.refund(reference, taxed.gross, f"{tenant.code}:refund:{number}:{seq_hint}")
             if not outcome.ok:
                 raise errors.RefundFailed(f"the payment gateway refused the refund ({outcome.code})", param="number")
@@ -116,7 +115,7 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
 
 def credit_note_document(uow: UnitOfWork, tenant: Tenant, number: str) -> dict[str, Any]:
     """The content of a credit note (適格返還請求書) that references its invoice."""
-    note = invoices_repo.credit_note(uow.conn, tenant.row.id, number)
+    note = uow.invoice_records.credit_note(tenant.row.id, number)
     if note is None:
         raise errors.NotFound(f"no credit note {number!r}", param="number")
     issuer, recipient = parties_of(note)

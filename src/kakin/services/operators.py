@@ -22,7 +22,6 @@ from typing import Any, Protocol
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from kakin.adapters.db import operator_store, service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 
@@ -118,10 +117,10 @@ def create_operator(uow: UnitOfWork, tenant: TenantRow, email: str, role: str, n
         password = secrets.token_urlsafe(15)
     if len(password) < MIN_PASSWORD:
         raise errors.InvalidValue(f"a password has at least {MIN_PASSWORD} characters", param="password")
-    if operator_store.operator_by_email(uow.conn, email) is not None:
+    if uow.operators.by_email(email) is not None:
         raise errors.OperatorExists(f"an operator {email} already exists; choose another e-mail", param="email")
-    operator_store.add_operator(uow.conn, {"tenant_id": tenant.id, "email": email, "role": role, "created_at": now,
-                                           "password_hash": _hasher.hash(password)})
+    uow.operators.add({"tenant_id": tenant.id, "email": email, "role": role, "created_at": now,
+                       "password_hash": _hasher.hash(password)})
     uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": "operator", "action": "operator.created",
                 "before": None, "after": {"email": email, "role": role}}])
     return password
@@ -134,12 +133,12 @@ def set_password(uow: UnitOfWork, tenant: TenantRow, email: str, now: datetime, 
         password = secrets.token_urlsafe(15)
     if len(password) < MIN_PASSWORD:
         raise errors.InvalidValue(f"a password has at least {MIN_PASSWORD} characters", param="password")
-    row = operator_store.operator_by_email(uow.conn, email.strip().lower())
+    row = uow.operators.by_email(email.strip().lower())
     if row is None or row["tenant_id"] != tenant.id:
         raise errors.NotFound(f"tenant {tenant.code} has no operator {email!r}", param="email")
-    operator_store.update_operator(uow.conn, row["id"], {"password_hash": _hasher.hash(password), "failed_attempts": 0,
-                                                         "locked_until": None})
-    operator_store.end_sessions(uow.conn, now, operator_id=row["id"])
+    uow.operators.update(row["id"], {"password_hash": _hasher.hash(password), "failed_attempts": 0,
+                                     "locked_until": None})
+    uow.operators.end_sessions(now, operator_id=row["id"])
     uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": "operator",
                 "action": "operator.password_set", "before": None, "after": {"email": row["email"]}}])
     return password
@@ -147,19 +146,19 @@ def set_password(uow: UnitOfWork, tenant: TenantRow, email: str, now: datetime, 
 
 def list_operators(uow: UnitOfWork, tenant: TenantRow) -> list[dict[str, Any]]:
     """The tenant's operators: email, role, failed_attempts, locked_until, disabled_at, created_at, last_sign_in_at."""
-    return [{k: v for k, v in r.items() if k != "id"} for r in operator_store.operators_of(uow.conn, tenant.id)]
+    return [{k: v for k, v in r.items() if k != "id"} for r in uow.operators.of_tenant(tenant.id)]
 
 
 def disable_operator(uow: UnitOfWork, tenant: TenantRow, email: str, now: datetime, actor: str = "operator") -> bool:
     """Disable an operator for good: it cannot sign in and its sessions end now. Returns False when it already was.
     Raises NotFound when the tenant has no such operator."""
-    row = operator_store.operator_by_email(uow.conn, email.strip().lower())
+    row = uow.operators.by_email(email.strip().lower())
     if row is None or row["tenant_id"] != tenant.id:
         raise errors.NotFound(f"tenant {tenant.code} has no operator {email!r}", param="email")
     if row["disabled_at"] is not None:
         return False
-    operator_store.update_operator(uow.conn, row["id"], {"disabled_at": now})
-    operator_store.end_sessions(uow.conn, now, operator_id=row["id"])
+    uow.operators.update(row["id"], {"disabled_at": now})
+    uow.operators.end_sessions(now, operator_id=row["id"])
     uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": actor, "action": "operator.disabled",
                 "before": {"email": row["email"], "disabled": False}, "after": {"email": row["email"], "disabled": True}}])
     return True
@@ -181,7 +180,7 @@ def sign_in(uow: UnitOfWork, email: str, password: str, now: datetime, locale: s
     """Check an e-mail and password and open a session. A refusal is a result, not an exception: the failed
     attempt it counts must be committed. The ``MAX_FAILURES``-th wrong password in a row locks the operator for
     ``LOCKOUT`` (audit-logged); a success resets the count."""
-    row = operator_store.operator_by_email(uow.conn, email.strip().lower())
+    row = uow.operators.by_email(email.strip().lower())
     if row is None or row["disabled_at"] is not None:
         try:
             _hasher.verify(_DUMMY, password)  # the same work as for a known operator
@@ -198,21 +197,21 @@ def sign_in(uow: UnitOfWork, email: str, password: str, now: datetime, locale: s
         failures = row["failed_attempts"] + 1
         if failures >= MAX_FAILURES:
             until = now + LOCKOUT
-            operator_store.update_operator(uow.conn, row["id"], {"failed_attempts": 0, "locked_until": until})
+            uow.operators.update(row["id"], {"failed_attempts": 0, "locked_until": until})
             uow.audit([{"tenant_id": row["tenant_id"], "customer_id": None, "at": now, "actor": "console",
                         "action": "operator.locked", "before": {"email": row["email"]},
                         "after": {"email": row["email"], "locked_until": until.isoformat()}}])
             return SignIn(refused="operator_locked", locked_until=until)
-        operator_store.update_operator(uow.conn, row["id"], {"failed_attempts": failures})
+        uow.operators.update(row["id"], {"failed_attempts": failures})
         return SignIn(refused="sign_in_failed")
     values: dict[str, Any] = {"failed_attempts": 0, "locked_until": None, "last_sign_in_at": now}
     if _hasher.check_needs_rehash(row["password_hash"]):
         values["password_hash"] = _hasher.hash(password)
-    operator_store.update_operator(uow.conn, row["id"], values)
+    uow.operators.update(row["id"], values)
     token = secrets.token_urlsafe(32)
     locale = locale if locale in LOCALES else LOCALES[0]
-    operator_store.add_session(uow.conn, row["id"], _sha(token), locale, now)
-    found = operator_store.session(uow.conn, _sha(token))
+    uow.operators.add_session(row["id"], _sha(token), locale, now)
+    found = uow.operators.session(_sha(token))
     assert found is not None
     return SignIn(token=token, operator=_operator(uow, found))
 
@@ -222,13 +221,13 @@ def current(uow: UnitOfWork, token: str | None, now: datetime) -> ConsoleOperato
     operator was disabled, or it was idle more than ``IDLE_MINUTES`` (then it is ended for good)."""
     if not token:
         return None
-    row = operator_store.session(uow.conn, _sha(token))
+    row = uow.operators.session(_sha(token))
     if row is None or row["ended_at"] is not None:
         return None
     if row["disabled_at"] is not None or now - row["last_seen_at"] > timedelta(minutes=IDLE_MINUTES):
-        operator_store.end_sessions(uow.conn, now, session_id=row["id"])
+        uow.operators.end_sessions(now, session_id=row["id"])
         return None
-    operator_store.touch(uow.conn, row["id"], now)
+    uow.operators.touch(row["id"], now)
     return _operator(uow, row)
 
 
@@ -236,17 +235,17 @@ def set_locale(uow: UnitOfWork, op: ConsoleOperator, locale: str, now: datetime)
     """Switch the session's language; an unknown locale raises InvalidValue."""
     if locale not in LOCALES:
         raise errors.InvalidValue(f"locale must be one of: {', '.join(LOCALES)}", param="locale")
-    operator_store.touch(uow.conn, op.session_id, now, locale=locale)
+    uow.operators.touch(op.session_id, now, locale=locale)
 
 
 def sign_out(uow: UnitOfWork, op: ConsoleOperator, now: datetime, everywhere: bool = False) -> int:
     """End this session, or with ``everywhere`` every open session of the operator; returns how many ended."""
     if everywhere:
-        return operator_store.end_sessions(uow.conn, now, operator_id=op.operator_id)
-    return operator_store.end_sessions(uow.conn, now, session_id=op.session_id)
+        return uow.operators.end_sessions(now, operator_id=op.operator_id)
+    return uow.operators.end_sessions(now, session_id=op.session_id)
 
 
 def _operator(uow: UnitOfWork, row: dict[str, Any]) -> ConsoleOperator:
-    return ConsoleOperator(tenant=service_store.tenant_by_id(uow.conn, row["tenant_id"]), role=row["role"],
+    return ConsoleOperator(tenant=uow.tenant_by_id(row["tenant_id"]), role=row["role"],
                            email=row["email"], operator_id=row["operator_id"], session_id=row["id"],
                            locale=row["locale"])

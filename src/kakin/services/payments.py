@@ -10,9 +10,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
-
-from kakin.adapters.db import intents_repo
+from kakin.adapters.db import Engine
+from kakin.adapters.db.payment_intents import PaymentIntentRepository
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import ChargeOutcome, PaymentGateway
 from kakin.domain import errors, schedule
@@ -44,28 +43,28 @@ def settle_intents(engine: Engine, gateway: PaymentGateway, now: datetime, *, gr
     counts = {"settled": 0, "refunded": 0, "unanswered": 0}
     with UnitOfWork(engine, readonly=True) as uow:
         # intents carry the real time they were last touched; a pass on a later clock (run-due --until) counts from it
-        rows = intents_repo.to_settle(uow.conn, max(now, wall()) - grace, limit)
+        rows = uow.intents.to_settle(max(now, wall()) - grace, limit)
         codes = {t.id: t.code for t in uow.tenants()}
     answered: dict[str, list[tuple[dict[str, Any], ChargeOutcome]]] = {}
     for row in rows:
         key = row["idempotency_key"]
         with UnitOfWork(engine) as uow:
-            if not intents_repo.claim(uow.conn, key, wall(), seen=row, statuses=(row["status"],)):
+            if not uow.intents.claim(key, wall(), seen=row, statuses=(row["status"],)):
                 continue  # another worker took it
         try:
-            if row["status"] in intents_repo.IN_FLIGHT:
+            if row["status"] in PaymentIntentRepository.IN_FLIGHT:
                 outcome = ask(gateway, row)  # the same key and parameters: the first answer
                 if outcome is None:
                     with UnitOfWork(engine) as uow:
-                        intents_repo.record_outcome(uow.conn, key, "unknown", None, None, wall())
+                        uow.intents.record_outcome(key, "unknown", None, None, wall())
                     counts["unanswered"] += 1
                     continue
                 if row["invoice_id"] is not None:  # recorded below, with the others of its tenant
                     answered.setdefault(codes[row["tenant_id"]], []).append((row, outcome))
                     continue
                 with UnitOfWork(engine) as uow:
-                    intents_repo.record_outcome(uow.conn, key, "succeeded" if outcome.ok else "failed", outcome.code,
-                                                outcome.reference, wall())
+                    uow.intents.record_outcome(key, "succeeded" if outcome.ok else "failed", outcome.code,
+                                               outcome.reference, wall())
                 if not (outcome.ok and row["purchase"]):
                     counts["settled"] += 1
                     continue
@@ -102,10 +101,10 @@ def _record(engine: Engine, gateway: PaymentGateway, code: str, items: list[tupl
             if inv is None:  # no longer open: the answer is recorded, the invoice left as it is
                 log.warning("charge %s answered for invoice %s, which is no longer open", row["idempotency_key"],
                             row["invoice_id"])
-                intents_repo.record_outcome(uow.conn, row["idempotency_key"], "succeeded" if outcome.ok else "failed",
-                                            outcome.code, outcome.reference, wall())
+                uow.intents.record_outcome(row["idempotency_key"], "succeeded" if outcome.ok else "failed",
+                                           outcome.code, outcome.reference, wall())
                 continue
-            covered = set(intents_repo.covers(row))
+            covered = set(PaymentIntentRepository.covers(row))
             answers.append((Charge(account, inv, [o for o in account.open_invoices if o.id in covered], now,
                                    row["idempotency_key"], row["amount"], row["payment_method"],
                                    row["gateway_customer"]), outcome))
@@ -122,14 +121,14 @@ def _give_back(engine: Engine, gateway: PaymentGateway, row: dict[str, Any], wal
     key = row["idempotency_key"]
     with UnitOfWork(engine) as uow:
         uow.lock_customer(row["customer_id"])
-        if not intents_repo.give_back(uow.conn, key, "refunding", wall(), was=("succeeded", "refunding")):
+        if not uow.intents.give_back(key, "refunding", wall(), was=("succeeded", "refunding")):
             return 0
     refund = gateway.refund(row["reference"], row["amount"], f"{key}:refund")
     if not refund.ok:
         log.warning("purchase charge %s could not be refunded (%s); tried again on a later pass", key, refund.code)
         return 0
     with UnitOfWork(engine) as uow:
-        intents_repo.give_back(uow.conn, key, "refunded", wall(), was=("refunding",))
+        uow.intents.give_back(key, "refunded", wall(), was=("refunding",))
     return 1
 
 

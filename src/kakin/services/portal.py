@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from kakin.adapters.db import portal_store, service_store
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
 
@@ -67,12 +66,12 @@ def create_link(uow: UnitOfWork, tenant: TenantRow, customer_key: str, member_id
     customer = uow.customer_row(tenant, customer_key)
     if customer is None:
         raise errors.NotFound(f"no customer {customer_key!r}", param="customer")
-    member = service_store.member(uow.conn, tenant.id, customer["id"], member_id)
+    member = uow.members.get(tenant.id, customer["id"], member_id)
     if member is None:
         raise errors.NotFound(f"customer {customer_key!r} has no member {member_id!r}", param="member")
     token = secrets.token_urlsafe(32)
     expires_at = now + timedelta(minutes=LINK_MINUTES)
-    portal_store.add_link(uow.conn, {
+    uow.portal_sessions.add_link({
         "tenant_id": tenant.id, "customer_id": customer["id"], "member_id": member["id"], "link_hash": _hash(token),
         "link_expires_at": expires_at, "locale": locale, "return_url": return_url, "created_at": now})
     return token, expires_at
@@ -82,7 +81,7 @@ def open_link(uow: UnitOfWork, token: str, now: datetime) -> tuple[str, PortalSe
     """Open the session a link token stands for: returns (session token for the cookie, session), or None when the
     link is unknown, expired, already used or revoked (the caller refuses without saying which)."""
     session_token = secrets.token_urlsafe(32)
-    row = portal_store.open_link(uow.conn, _hash(token), _hash(session_token), now)
+    row = uow.portal_sessions.open_link(_hash(token), _hash(session_token), now)
     return None if row is None else (session_token, _session(row))
 
 
@@ -91,13 +90,13 @@ def current(uow: UnitOfWork, session_token: str | None, now: datetime) -> Portal
     more than ``IDLE_MINUTES`` (then it is ended for good)."""
     if not session_token:
         return None
-    row = portal_store.session(uow.conn, _hash(session_token))
+    row = uow.portal_sessions.session(_hash(session_token))
     if row is None or row["ended_at"] is not None:
         return None
     if now - row["last_seen_at"] > timedelta(minutes=IDLE_MINUTES):
-        portal_store.end(uow.conn, now, session_id=row["id"])
+        uow.portal_sessions.end(now, session_id=row["id"])
         return None
-    portal_store.touch(uow.conn, row["id"], now)
+    uow.portal_sessions.touch(row["id"], now)
     return _session(row)
 
 
@@ -105,18 +104,18 @@ def set_locale(uow: UnitOfWork, session: PortalSession, locale: str, now: dateti
     """Switch the session's language; an unknown locale raises InvalidValue."""
     if locale not in LOCALES:
         raise errors.InvalidValue(f"locale must be one of: {', '.join(LOCALES)}", param="locale")
-    portal_store.touch(uow.conn, session.id, now, locale=locale)
+    uow.portal_sessions.touch(session.id, now, locale=locale)
 
 
 def sign_out(uow: UnitOfWork, session: PortalSession, now: datetime) -> None:
     """End the session; its cookie opens nothing afterwards."""
-    portal_store.end(uow.conn, now, session_id=session.id)
+    uow.portal_sessions.end(now, session_id=session.id)
 
 
 def revoke_customer_sessions(uow: UnitOfWork, customer_id: int, now: datetime) -> int:
     """End every session and unused link of customer ``customer_id`` (the row id; its primary domain changed, say) at
     ``now`` (an aware instant); returns how many ended."""
-    return portal_store.end(uow.conn, now, customer_id=customer_id)
+    return uow.portal_sessions.end(now, customer_id=customer_id)
 
 
 def _session(row: dict[str, object]) -> PortalSession:

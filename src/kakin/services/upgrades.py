@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db import Engine, domain_store, service_store
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors
@@ -34,7 +34,7 @@ from .tenancy import Tenant, open_tenant
 def pending(uow: UnitOfWork, customer_id: int) -> dict[str, Any] | None:
     """The customer's latest plan-change job as ``{"id", "status", "plan", "contract", "requested_at",
     "finished_at", "error_code"}`` while it is pending or after it failed (until the next request), else None."""
-    job = domain_store.job_of(uow.conn, customer_id)
+    job = uow.plan_change_jobs.latest_of(customer_id)
     if job is None or job["status"] == "completed":
         return None
     return {"id": f"upg_{job['id']}", "status": job["status"], "plan": job["plan"], "contract": job["contract"],
@@ -66,9 +66,9 @@ def change_plan(uow: UnitOfWork, principal: Operator, gateway: PaymentGateway, k
                                       actor=principal.actor)
         return account, row, tenant, None
     upcoming.preview_change_plan(uow, tenant, key, row["now"], plan, contract=contract, seats=seats)  # refusals now
-    domain_store.add_job(uow.conn, {"tenant_id": tenant.row.id, "customer_id": row["id"], "plan": plan,
-                                    "contract": contract, "seats": seats, "actor": principal.actor,
-                                    "member": principal.member, "requested_at": row["now"]})
+    uow.plan_change_jobs.add({"tenant_id": tenant.row.id, "customer_id": row["id"], "plan": plan,
+                              "contract": contract, "seats": seats, "actor": principal.actor,
+                              "member": principal.member, "requested_at": row["now"]})
     uow.audit([{"tenant_id": tenant.row.id, "customer_id": row["id"], "at": row["now"], "actor": principal.actor,
                 "action": "subscription.upgrade_requested", "before": {"plan": account.plan_subscription.plan
                                                                        if account.plan_subscription else None},
@@ -86,7 +86,7 @@ def run_due(engine: Engine, gateway: PaymentGateway, now: datetime, limit: int =
                 return done
         except _Refused as refused:  # the change was rolled back; the job ends failed with the refusal's code
             with UnitOfWork(engine) as uow:
-                domain_store.finish_job(uow.conn, refused.job["id"], "failed", refused.at, refused.code)
+                uow.plan_change_jobs.finish(refused.job["id"], "failed", refused.at, refused.code)
         done += 1
     return done
 
@@ -100,11 +100,11 @@ class _Refused(Exception):
 
 
 def _complete_one(uow: UnitOfWork, gateway: PaymentGateway, now: datetime) -> Any:
-    jobs = domain_store.due_jobs(uow.conn, 1)
+    jobs = uow.plan_change_jobs.due(1)
     if not jobs:
         return None
     job = jobs[0]
-    tenant_row = service_store.tenant_by_id(uow.conn, job["tenant_id"])
+    tenant_row = uow.tenant_by_id(job["tenant_id"])
     tenant = open_tenant(uow, tenant_row.code)
     worker = Operator(tenant_row, "owner", "worker")
     row = authorization.customer_for(uow, worker, job["customer_key"], lambda: now)
@@ -114,7 +114,7 @@ def _complete_one(uow: UnitOfWork, gateway: PaymentGateway, now: datetime) -> An
                             contract=job["contract"], seats=job["seats"], actor=job["actor"])
     except errors.KakinError as error:  # raised on: the transaction is rolled back
         raise _Refused(error.code, job, row["now"]) from error
-    domain_store.finish_job(uow.conn, job["id"], "completed", row["now"])
+    uow.plan_change_jobs.finish(job["id"], "completed", row["now"])
     if row["sign_in_group"]:
         portal.revoke_customer_sessions(uow, row["id"], row["now"])  # IDs became id@domain: everyone signs in again
     return job

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import IO, Any
 
-from kakin.adapters.db import usage_repo
 from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.db.usage_repo import DuplicateEvent
 from kakin.domain import errors
 from kakin.domain.calendar import local_date, month_start
 from kakin.domain.catalog import UsagePrice
@@ -52,7 +52,7 @@ _Row = tuple[int, str, int, datetime, date, str, tuple[str, UsagePrice] | None]
 def _plans(uow: UnitOfWork, tenant: Tenant, keys: set[str], today: date) -> dict[str, Plan]:
     """Each customer's plan in effect today and the first month still open for usage."""
     out = {}
-    for key, cid, plan, pending, period_start, status, version in usage_repo.live_plans(uow.conn, tenant.row.id, list(keys)):
+    for key, cid, plan, pending, period_start, status, version in uow.usage.live_plans(tenant.row.id, list(keys)):
         if status == "canceled":
             continue
         current = plan_in_effect(plan, pending.plan if pending else None, pending.effective_on if pending else None, today)
@@ -84,13 +84,13 @@ def consume(uow: UnitOfWork, tenant: Tenant, key: str, metric: str, count: int, 
     if transaction_id is not None and _known(uow, tenant, [txn]):
         used = _used(uow, p.customer_id, metric, month)
         return {"granted": False, "duplicate": True, "count": count, "used": used, **_left(usage.included, used)}
-    usage_repo.count(uow.conn, {(p.customer_id, metric, month): 0})
+    uow.usage.count({(p.customer_id, metric, month): 0})
     try:
-        with usage_repo.atomically(uow.conn):  # the grant and its event stand or fall together
+        with uow.usage.atomically():  # the grant and its event stand or fall together
             if not _grant(uow, p.customer_id, metric, month, count, monthly_cap(usage)):
                 raise refuse(p.plan, usage, metric, _used(uow, p.customer_id, metric, month), count)
-            usage_repo.add_events(uow.conn, tenant.row.id, [(p.customer_id, metric, count, now, month, txn)], now)
-    except usage_repo.DuplicateEvent:  # the same transaction_id was granted concurrently: count it once
+            uow.usage.add_events(tenant.row.id, [(p.customer_id, metric, count, now, month, txn)], now)
+    except DuplicateEvent:  # the same transaction_id was granted concurrently: count it once
         used = _used(uow, p.customer_id, metric, month)
         return {"granted": False, "duplicate": True, "count": count, "used": used, **_left(usage.included, used)}
     used = _used(uow, p.customer_id, metric, month)
@@ -100,9 +100,9 @@ def consume(uow: UnitOfWork, tenant: Tenant, key: str, metric: str, count: int, 
 def _grant(uow: UnitOfWork, customer_id: int, metric: str, month: date, count: int, cap: int | None) -> bool:
     """Add ``count`` to an existing monthly counter in one conditional UPDATE; False (nothing added) past ``cap``.
 
-    One statement decides and counts (``usage_repo.add_to_counter``), so parallel grants never pass the cap.
+    One statement decides and counts (``uow.usage.add_to_counter``), so parallel grants never pass the cap.
     """
-    return usage_repo.add_to_counter(uow.conn, customer_id, metric, month, count, cap)
+    return uow.usage.add_to_counter(customer_id, metric, month, count, cap)
 
 
 def _grant_capped(uow: UnitOfWork, rows: list[_Row]) -> dict[str, errors.KakinError]:
@@ -118,7 +118,7 @@ def _grant_capped(uow: UnitOfWork, rows: list[_Row]) -> dict[str, errors.KakinEr
     if not groups:
         return {}
     keys = sorted(groups)  # one lock order for every writer (PostgreSQL)
-    usage_repo.count(uow.conn, dict.fromkeys(keys, 0))
+    uow.usage.count(dict.fromkeys(keys, 0))
     refused: dict[str, errors.KakinError] = {}
     for key in keys:
         group = groups[key]
@@ -140,12 +140,12 @@ def _left(included: int | None, used: int) -> dict[str, int | None]:
 
 
 def _used(uow: UnitOfWork, customer_id: int, metric: str, month: date) -> int:
-    return usage_repo.used(uow.conn, customer_id, metric, month)
+    return uow.usage.used(customer_id, metric, month)
 
 
 def _known(uow: UnitOfWork, tenant: Tenant, transaction_ids: list[str]) -> set[str]:
     """The ids among ``transaction_ids`` the tenant has already recorded."""
-    return usage_repo.known_transactions(uow.conn, tenant.row.id, transaction_ids)
+    return uow.usage.known_transactions(tenant.row.id, transaction_ids)
 
 
 def record_events(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
@@ -191,13 +191,13 @@ def _record(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     refused: dict[str, errors.KakinError] = {}
     for _ in range(5):
         try:
-            with usage_repo.atomically(uow.conn):  # grants under a hard limit and the events stand or fall together
+            with uow.usage.atomically():  # grants under a hard limit and the events stand or fall together
                 refused = _grant_capped(uow, rows)
                 kept = [r for r in rows if r[5] not in refused] if refused else rows
                 if kept:
-                    usage_repo.add_events(uow.conn, tenant.row.id, kept, now)
+                    uow.usage.add_events(tenant.row.id, kept, now)
             break
-        except usage_repo.DuplicateEvent:  # another request recorded some of these ids meanwhile: they are duplicates now
+        except DuplicateEvent:  # another request recorded some of these ids meanwhile: they are duplicates now
             raced = _known(uow, tenant, [r[5] for r in rows])
             rows = [r for r in rows if r[5] not in raced]
             for result in results:
@@ -215,7 +215,7 @@ def _record(uow: UnitOfWork, tenant: Tenant, events: list[dict[str, Any]],
     for customer_id, metric, quantity, _at, month, _txn, capped in rows:
         if capped is None:  # events under a hard limit were counted by their grant
             totals[(customer_id, metric, month)] += quantity
-    usage_repo.count(uow.conn, totals)
+    uow.usage.count(totals)
     return results, failures
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from kakin.adapters.db import Engine, outboxes, service_store
+from kakin.adapters.db import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 
@@ -64,7 +64,7 @@ def create_endpoint(uow: UnitOfWork, op: ActingOperator, url: str, events: list[
         raise errors.InvalidValue("url must be an http(s) URL", param="url")
     public_id = "we_" + secrets.token_hex(8)
     secret = "whsec_" + secrets.token_urlsafe(24)
-    service_store.add_webhook_endpoint(uow.conn, tenant.id, public_id, url, secret, events or ["*"], now)
+    uow.webhooks.add_endpoint(tenant.id, public_id, url, secret, events or ["*"], now)
     uow.audit([{"tenant_id": tenant.id, "customer_id": None, "at": now, "actor": op.actor,
                 "action": "webhook_endpoint.created", "before": None,
                 "after": {"id": public_id, "url": url, "events": events or ["*"]}}])
@@ -75,7 +75,7 @@ def endpoints(uow: UnitOfWork, op: ActingOperator) -> list[dict[str, Any]]:
     """``op``'s tenant's endpoints (id, url, events, enabled), never their secrets; ``op`` needs ``read``."""
     op.require("read")
     return [{"id": e["public_id"], "url": e["url"], "events": e["events"], "enabled": e["enabled"]}
-            for e in service_store.webhook_endpoints_of(uow.conn, op.tenant.id)]
+            for e in uow.webhooks.endpoints_of(op.tenant.id)]
 
 
 def deliveries(uow: UnitOfWork, op: ActingOperator, endpoint_id: str) -> list[dict[str, Any]]:
@@ -85,7 +85,7 @@ def deliveries(uow: UnitOfWork, op: ActingOperator, endpoint_id: str) -> list[di
     return [{"id": delivery_id(d["id"]), "event": d["event"], "type": d["type"], "status": d["status"],
              "attempts": d["attempts"], "last_status_code": d["last_status_code"], "last_error": d["last_error"],
              "next_attempt_at": d["next_attempt_at"], "delivered_at": d["delivered_at"]}
-            for d in service_store.deliveries_of(uow.conn, op.tenant.id, endpoint_id)]
+            for d in uow.webhooks.deliveries_of(op.tenant.id, endpoint_id)]
 
 
 def resend(uow: UnitOfWork, op: ActingOperator, delivery: str, now: datetime) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def resend(uow: UnitOfWork, op: ActingOperator, delivery: str, now: datetime) ->
     Audit-logged under ``op``."""
     op.require("manage")
     number = delivery.removeprefix("whd_")
-    row = service_store.resend_delivery(uow.conn, op.tenant.id, int(number), now) if re.fullmatch(r"[0-9]{1,18}", number) else None
+    row = uow.webhooks.resend(op.tenant.id, int(number), now) if re.fullmatch(r"[0-9]{1,18}", number) else None
     if row is None:
         raise errors.NotFound(f"no webhook delivery {delivery!r}", param="delivery")
     if row["status"] in ("delivered", "failed"):
@@ -141,5 +141,5 @@ def deliver_due(engine: Engine, now: datetime, post: Poster, limit: int = 100, c
         return {"status": "failed" if done else "pending", "last_status_code": status, "last_error": error or f"HTTP {status}",
                 "next_attempt_at": None if done else now + backoff(d["attempts"])}
 
-    return len(work_outbox(engine, "webhook", now, outboxes.claimed_deliveries, attempt, limit=limit, chunk=chunk,
-                           lease=lease, max_attempts=MAX_ATTEMPTS))
+    return len(work_outbox(engine, "webhook", now, lambda uow, ids: uow.outboxes.claimed_deliveries(ids), attempt,
+                           limit=limit, chunk=chunk, lease=lease, max_attempts=MAX_ATTEMPTS))

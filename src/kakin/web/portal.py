@@ -27,7 +27,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.services import access, authorization, entitlements, portal, upcoming, upgrades
@@ -124,7 +123,7 @@ class _Context:
         self.uow = uow
         self.gateway, self.dns = gateway, dns  # for commands: the payment gateway, the DNS TXT resolver
         self.session = session
-        self.tenant: Tenant = open_tenant(uow, service_store.tenant_by_id(uow.conn, session.tenant_id).code)
+        self.tenant: Tenant = open_tenant(uow, uow.tenant_by_id(session.tenant_id).code)
         self.principal = access.portal_principal(self.tenant.row, session.customer_key, session.member_id)
         self.clock = clock
         self.row = authorization.customer_for(uow, self.principal, session.customer_key, clock)

@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kakin.adapters.db import service_store
 from kakin.api.errors import status_of
 from kakin.domain import errors
 from kakin.services import authorization, eligibility, official_account, upcoming
@@ -92,7 +91,7 @@ def _account_page(request: Request, ctx: _Context, form: Form) -> Response:
     check = (official_account.premium_id_check(ctx.uow, ctx.tenant, typed_id)
              if typed_id and "premium_id" not in form.values and premium is None else None)
     prefecture = form.get("prefecture", query.get("prefecture", ""))
-    applications = service_store.applications(ctx.uow.conn, ctx.tenant.row.id, customer_id=ctx.row["id"])
+    applications = ctx.uow.applications.find(ctx.tenant.row.id, customer_id=ctx.row["id"])
     latest = max(applications, key=lambda a: (a["submitted_at"], a["id"]), default=None)
     return _render(request, ctx.session.locale, "portal/line_oa_account.html", page="oa_account", head=ctx.header(),
                    form=form, flash=flash_of(request), customer=customer, state=state, premium=premium,

@@ -1,9 +1,11 @@
 """Persistence: SQLAlchemy Core tables, the account store and the repositories, Alembic migrations.
 
 Services reach the database only through this package: the unit of work (``store.UnitOfWork``), the account
-store's methods on it, and the repository modules (``service_store``, ``outboxes``, ``usage_repo``,
-``invoices_repo``, ``reports_repo``), plain functions that take the unit of work's connection. ``Engine`` is the handle services
-hold to open units of work on; ``Connection`` is what the repository functions take.
+store's methods on it, and its repositories, classes bound to its connection and reached as properties
+(``uow.domains``, ``uow.members``, ``uow.outboxes``, ``uow.usage``, …: ``repositories.Repositories``). Still plain
+functions of a connection, while the services that call them are reworked: ``reports_repo`` and ``intents_repo``
+(which ``uow.intents`` wraps). ``Engine`` is the handle services hold to open units of work on; ``Connection`` is
+what a repository is made with.
 """
 
 from sqlalchemy import Connection, Engine

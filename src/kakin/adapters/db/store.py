@@ -45,7 +45,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, NestedTransaction, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from kakin.domain import errors
@@ -57,6 +57,7 @@ from kakin.domain.money import TaxedAmount, format_rate
 from .bulk import driver_level, in_ids, insert_many, sqlite_instant, update_many
 from .codecs import pending_from_json as _pending_from_json
 from .codecs import pending_to_json as _pending_to_json
+from .repositories import Repositories
 from .tables import (
     audit_log,
     credit_notes,
@@ -191,8 +192,9 @@ def _taxes_json(taxes: tuple[TaxedAmount, ...]) -> str:
     return json.dumps([{"rate": format_rate(t.rate), "net": t.net, "tax": t.tax, "gross": t.gross} for t in taxes])
 
 
-class UnitOfWork:
-    """One transaction over the store. Use as a context manager; commits on success."""
+class UnitOfWork(Repositories):
+    """One transaction over the store. Use as a context manager; commits on success. Its repositories
+    (``uow.domains``, ``uow.members``, …) are properties bound to its connection (``repositories.Repositories``)."""
 
     def __init__(self, engine: Engine, readonly: bool = False) -> None:
         self.engine = engine
@@ -272,6 +274,11 @@ class UnitOfWork:
             q = q.order_by(customers.c.id).with_for_update()
         return {int(i) for i, v in self.conn.execute(q) if self._versions.get(int(i)) != v}
 
+    def savepoint(self) -> NestedTransaction:
+        """A block whose writes are undone alone when it raises (a SAVEPOINT; the exception passes on):
+        ``with uow.savepoint(): …``."""
+        return self.conn.begin_nested()
+
     def keep_if_rolled_back(self, write: Callable[[], None]) -> None:
         """Run ``write`` in a transaction of its own if this unit of work rolls back (a refused command's payment
         attempt stays in the payment log). Nothing runs if it commits: the caller writes it then as well."""
@@ -299,6 +306,10 @@ class UnitOfWork:
         row = self.tenant(tenant.code)
         assert row is not None
         return row
+
+    def tenant_by_id(self, tenant_id: int) -> TenantRow:
+        """The tenant with this row id (it must exist)."""
+        return TenantRow.of(self.conn.execute(select(tenants).where(tenants.c.id == tenant_id)).mappings().one())
 
     def tenants(self) -> list[TenantRow]:
         rows = self.conn.execute(select(tenants).order_by(tenants.c.id)).mappings()

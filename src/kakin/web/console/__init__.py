@@ -27,7 +27,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from kakin.adapters.db import service_store
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors
@@ -144,7 +143,7 @@ class Desk:
         if customer_key is not None:
             row = self.uow.customer_row(self.tenant.row, customer_key)
             if row is not None and row["test_clock_id"]:
-                return service_store.test_clock_by_id(self.uow.conn, row["test_clock_id"])["frozen_time"]  # type: ignore[no-any-return]
+                return self.uow.test_clocks.by_id(row["test_clock_id"])["frozen_time"]  # type: ignore[no-any-return]
         return self.clock()
 
     def head(self) -> dict[str, Any]:

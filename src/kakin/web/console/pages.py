@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
 
-from kakin.adapters.db import domain_store, service_store
 from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.services import console_reads, documents, domains, eligibility, operations, operators, payments, price_page, webhooks
@@ -131,7 +130,7 @@ async def customer(request: Request) -> Response:
         if row is None:
             raise errors.NotFound(f"no customer {key!r}", param="customer")
         if row["test_clock_id"]:
-            row["test_clock_public_id"] = service_store.test_clock_by_id(uow.conn, row["test_clock_id"])["public_id"]
+            row["test_clock_public_id"] = uow.test_clocks.by_id(row["test_clock_id"])["public_id"]
         account = uow.load_accounts([row["id"]], summary=True)[0]
         now = desk.now_of(key)
         today = tenant.lifecycle.today(now)
@@ -141,13 +140,13 @@ async def customer(request: Request) -> Response:
             invoices=[invoice_json(r) for r in reversed(uow.invoices_for(tenant.row, row["id"]))],
             credit_notes=[n for n in reversed(uow.credit_notes_for(tenant.row)) if n["customer"] == key],
             payments=list(reversed(payments.payment_log(uow, tenant, key))),
-            members=service_store.members_of(uow.conn, row["id"]),
+            members=uow.members.of_customer(row["id"]),
             domains=[{"domain": d["domain"], "status": domains.status(d, now)}
-                     for d in domain_store.domains_of(uow.conn, row["id"])],
+                     for d in uow.domains.of_customer(row["id"])],
             applications=[eligibility.operator_view(a, today) for a in
-                          service_store.applications(uow.conn, tenant.row.id, customer_id=row["id"])]
+                          uow.applications.find(tenant.row.id, customer_id=row["id"])]
             if desk.can["review"] else [eligibility.applicant_view(a) for a in
-                                        service_store.applications(uow.conn, tenant.row.id, customer_id=row["id"])])
+                                        uow.applications.find(tenant.row.id, customer_id=row["id"])])
 
     return await signed_in(request, build)
 
