@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select
 
-from kakin.adapters.db import intents_repo, tables
+from kakin.adapters.db import tables
 from kakin.adapters.db.bulk import COPY_FROM, in_ids, insert_many
+from kakin.adapters.db.intents_repo import PaymentIntentRepository
 from kakin.adapters.db.store import UnitOfWork
 from kakin.services.tenancy import create_tenant
 
@@ -60,13 +61,13 @@ def _intent(tenant_id: int, customer_id: int, key: str, amount: int) -> dict[str
 def test_a_batch_of_intents_leaves_a_key_recorded_meanwhile_as_it_is_and_writes_the_others(engine: Engine) -> None:
     tenant_id, customer_id = _tenant_and_customer(engine)
     with engine.begin() as conn:
-        intents_repo.add(conn, [_intent(tenant_id, customer_id, "k7", 999)])
-        intents_repo.record_outcome(conn, "k7", "succeeded", None, "ch_1", NOW)
+        PaymentIntentRepository(conn).add([_intent(tenant_id, customer_id, "k7", 999)])
+        PaymentIntentRepository(conn).record_outcome("k7", "succeeded", None, "ch_1", NOW)
     batch = [_intent(tenant_id, customer_id, f"k{i}", 1800) for i in range(COPY_FROM + 10)]  # k7 among them
     with engine.begin() as conn:
-        intents_repo.add(conn, batch)
+        PaymentIntentRepository(conn).add(batch)
     with engine.connect() as conn:
-        stored = intents_repo.by_keys(conn, [f"k{i}" for i in range(COPY_FROM + 10)])
+        stored = PaymentIntentRepository(conn).by_keys([f"k{i}" for i in range(COPY_FROM + 10)])
     assert len(stored) == COPY_FROM + 10
     assert (stored["k7"]["amount"], stored["k7"]["status"], stored["k7"]["reference"]) == (999, "succeeded", "ch_1")
     assert {r["amount"] for k, r in stored.items() if k != "k7"} == {1800}

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select
 
-from kakin.adapters.db import intents_repo, tables
 from kakin.adapters.db import store as store_module
+from kakin.adapters.db import tables
+from kakin.adapters.db.intents_repo import PaymentIntentRepository
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import CardSimulator, ChargeOutcome
@@ -218,14 +219,14 @@ def test_two_workers_racing_on_the_same_pending_intent_settle_it_once_on_postgre
         conn.execute(tables.payment_intents.update().values(
             updated_at=datetime.now(JST) - timedelta(minutes=10)))
     both_read = threading.Barrier(2)
-    real_to_settle = intents_repo.to_settle
+    real_to_settle = PaymentIntentRepository.to_settle
 
     def to_settle(*args: Any, **kwargs: Any) -> Any:
         rows = real_to_settle(*args, **kwargs)
         both_read.wait(timeout=30)  # each worker has found the same intent in flight; now both try to claim it
         return rows
 
-    monkeypatch.setattr(intents_repo, "to_settle", to_settle)
+    monkeypatch.setattr(PaymentIntentRepository, "to_settle", to_settle)
     counting = CountingGateway(gateway)
     results: list[dict[str, int]] = []
     workers = [threading.Thread(target=lambda: results.append(payments.settle_intents(engine, counting, JUNE_3)))

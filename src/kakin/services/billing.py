@@ -274,9 +274,8 @@ PUBLIC_EVENT_PREFIXES = ("subscription.", "invoice.", "payment.", "addon.", "cus
 
 def publish(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict[str, Any]]], now: datetime) -> None:
     """Queue webhook events for the tenant's endpoints (delivered by the worker)."""
-    from kakin.adapters.db import service_store
 
-    endpoints = [e for e in service_store.webhook_endpoints_of(uow.conn, tenant.row.id) if e["enabled"]]
+    endpoints = [e for e in uow.webhooks.endpoints_of(tenant.row.id) if e["enabled"]]
     if not noted or not endpoints:
         return
     events = []
@@ -287,7 +286,7 @@ def publish(uow: UnitOfWork, tenant: Tenant, noted: Sequence[tuple[Account, dict
             events.append({"id": "evt_" + secrets.token_hex(12), "type": name,
                            "created": instant_text(event["at"], tenant.lifecycle.zone),
                            "customer": account.key, "data": data})
-    service_store.record_webhook_events(uow.conn, tenant.row.id, events, now, endpoints)
+    uow.webhooks.record_events(tenant.row.id, events, now, endpoints)
 
 
 def _note(events: dict[int, list[dict[str, Any]]], account: Account, at: datetime, name: str, details: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kakin.adapters.db import intents_repo
+from kakin.adapters.db.intents_repo import PaymentIntentRepository as IntentRepo
 from kakin.adapters.db.store import ChargesNeeded, UnitOfWork
 from kakin.adapters.payments import ChargeOutcome, GatewayUnavailable, PaymentGateway
 from kakin.domain import errors
@@ -120,14 +120,14 @@ class Charger:
     def in_flight(self, invoice_ids: Iterable[int]) -> set[int]:
         """Invoices with a charge whose outcome is not recorded yet."""
         ids = list(invoice_ids)
-        return intents_repo.in_flight(self.uow.conn, ids) if ids else set()
+        return self.uow.intents.in_flight(ids) if ids else set()
 
     def purchases_not_made(self, customer_ids: list[int]) -> dict[int, int]:
         """How many purchases each customer tried that did not happen: declined (in the payment log without an
         invoice) or charged and refunded (their intents given back). A purchase tried again after one is a new
         payment at the gateway (a new key)."""
         counts = self.uow.refused_attempt_counts(customer_ids)
-        for customer_id, n in intents_repo.given_back_counts(self.uow.conn, customer_ids).items():
+        for customer_id, n in self.uow.intents.given_back_counts(customer_ids).items():
             counts[customer_id] = counts.get(customer_id, 0) + n
         return counts
 
@@ -136,9 +136,9 @@ class Charger:
         intents that name no invoice yet (a command's charge whose command never committed): any other intent
         of a key it bills belongs to an invoice already written, which the batch would not bill again."""
         if self.mode == "defer":
-            self.known.update(intents_repo.unlinked(self.uow.conn, customer_ids))
+            self.known.update(self.uow.intents.unlinked(customer_ids))
         elif keys:
-            self.known.update(intents_repo.by_keys(self.uow.conn, [k for k in keys if k not in self.known]))
+            self.known.update(self.uow.intents.by_keys([k for k in keys if k not in self.known]))
 
     def outcome(self, c: Charge) -> ChargeOutcome | None:
         """The charge's outcome, or None when it is made later (``outside``, ``defer``)."""
@@ -147,7 +147,7 @@ class Charger:
             if row["invoice_id"] is None:
                 self._links.append(c)
             return outcome_of(row)
-        if row is not None and row["status"] in intents_repo.REFUNDED:  # given back: this purchase must start afresh
+        if row is not None and row["status"] in IntentRepo.REFUNDED:  # given back: this purchase must start afresh
             raise errors.PaymentGatewayUnavailable(UNANSWERED, param="payment_method")
         if self.mode == "inline":
             outcome = call(self.gateway, c)
@@ -156,7 +156,7 @@ class Charger:
             if row is None:
                 self._new.append((c, status_of(outcome), outcome))
             else:
-                intents_repo.record_outcome(self.uow.conn, c.key, status_of(outcome), outcome.code, outcome.reference,
+                self.uow.intents.record_outcome(c.key, status_of(outcome), outcome.code, outcome.reference,
                                             self.wall())
                 if row["invoice_id"] is None:
                     self._links.append(c)
@@ -173,7 +173,7 @@ class Charger:
 
     def record(self, answers: Sequence[tuple[Charge, ChargeOutcome | None]]) -> None:
         """Record the gateway's answers on their intents (``unknown`` where none came)."""
-        intents_repo.record_outcomes(self.uow.conn, [
+        self.uow.intents.record_outcomes([
             (c.key, status_of(outcome), outcome.code if outcome else None, outcome.reference if outcome else None)
             for c, outcome in answers], self.wall())
 
@@ -188,13 +188,13 @@ class Charger:
         recorded ones (a purchase given back meanwhile refuses the command: try again)."""
         if self._new:
             at = self.wall()
-            intents_repo.add(self.uow.conn, [intent_row(self.tenant_id, c, status, at, outcome)
+            self.uow.intents.add([intent_row(self.tenant_id, c, status, at, outcome)
                                               for c, status, outcome in self._new])
             for c, status, _ in self._new:
                 self.known[c.key] = {"status": status, "invoice_id": c.inv.id or None}
             self._new = []
         for c in self._links:
-            if c.inv.id and not intents_repo.link(self.uow.conn, c.key, c.inv.id):
+            if c.inv.id and not self.uow.intents.link(c.key, c.inv.id):
                 raise errors.PaymentGatewayUnavailable(UNANSWERED, param="payment_method")
             if c.key in self.known:
                 self.known[c.key]["invoice_id"] = c.inv.id or None
@@ -208,16 +208,16 @@ def perform(gateway: PaymentGateway, tenant_id: int, needed: Sequence[Charge], w
     answer leaves the intent ``unknown`` and refuses the command (503 ``payment_gateway_unavailable``)."""
     for c in needed:
         with begin() as uow:
-            c.row = intents_repo.by_keys(uow.conn, [c.key]).get(c.key)
+            c.row = uow.intents.by_keys([c.key]).get(c.key)
             if c.row is None:
-                intents_repo.add(uow.conn, [intent_row(tenant_id, c, "pending", wall())])
-            elif c.row["status"] not in intents_repo.IN_FLIGHT:
+                uow.intents.add([intent_row(tenant_id, c, "pending", wall())])
+            elif c.row["status"] not in IntentRepo.IN_FLIGHT:
                 continue  # answered meanwhile (another request, the worker): the rerun reads it
             else:
-                intents_repo.claim(uow.conn, c.key, wall())  # the worker leaves it alone for its grace period
+                uow.intents.claim(c.key, wall())  # the worker leaves it alone for its grace period
         outcome = call(gateway, c)
         with begin() as uow:
-            intents_repo.record_outcome(uow.conn, c.key, status_of(outcome), outcome.code if outcome else None,
+            uow.intents.record_outcome(c.key, status_of(outcome), outcome.code if outcome else None,
                                         outcome.reference if outcome else None, wall())
         if outcome is None:
             raise errors.PaymentGatewayUnavailable(UNANSWERED, param="payment_method")

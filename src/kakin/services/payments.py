@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kakin.adapters.db import Engine
-from kakin.adapters.db.payment_intents import PaymentIntentRepository
+from kakin.adapters.db.intents_repo import PaymentIntentRepository
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import ChargeOutcome, PaymentGateway
 from kakin.domain import errors, schedule

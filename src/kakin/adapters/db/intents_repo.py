@@ -1,6 +1,6 @@
 """Payment intents (``payment_intents``): the charges kakin means to make, recorded before the gateway is called.
 
-Plain functions taking the unit of work's connection, like ``service_store`` and ``outboxes``. A row is written
+One repository on the unit of work's connection (``uow.intents``), like the others in this package. A row is written
 ``pending`` with the charge's idempotency key before the gateway is called; its outcome (``succeeded``, ``failed``,
 or ``unknown`` when the gateway did not answer) is recorded in a short transaction after the call. The worker
 settles rows left ``pending`` or ``unknown`` (``services.charging.settle_intents``); a purchase charged without
@@ -25,145 +25,143 @@ IN_FLIGHT = ("pending", "unknown")  # the gateway may have charged; nobody knows
 REFUNDED = ("refunding", "refunded")  # a purchase charged without its invoice, given back
 
 
-def by_keys(conn: Connection, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The intents with these idempotency keys, by key (keys without one are absent)."""
-    wanted = sorted(set(keys))
-    out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(wanted), 500):
-        for r in conn.execute(select(payment_intents).where(
-                payment_intents.c.idempotency_key.in_(wanted[start:start + 500]))).mappings():
-            out[r["idempotency_key"]] = dict(r)
-    return out
+class PaymentIntentRepository:
+    """The charges kakin means to make (``payment_intents``), on one connection: ``uow.intents``."""
 
+    IN_FLIGHT = IN_FLIGHT
+    REFUNDED = REFUNDED
 
-def unlinked(conn: Connection, customer_ids: Iterable[int]) -> dict[str, dict[str, Any]]:
-    """These customers' intents that name no invoice, by key (few: purchases refused or given back, and charges
-    whose command has not committed)."""
-    ids = set(customer_ids)
-    if not ids:
-        return {}
-    return {r["idempotency_key"]: dict(r) for r in conn.execute(select(payment_intents).where(
-        payment_intents.c.invoice_id.is_(None), in_ids(conn, payment_intents.c.customer_id, ids))).mappings()}
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
 
+    def by_keys(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The intents with these idempotency keys, by key (keys without one are absent)."""
+        wanted = sorted(set(keys))
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 500):
+            for r in self.conn.execute(select(payment_intents).where(
+                    payment_intents.c.idempotency_key.in_(wanted[start:start + 500]))).mappings():
+                out[r["idempotency_key"]] = dict(r)
+        return out
 
-def add(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Write new intents: tenant_id, customer_id, invoice_id, covers (a list of invoice ids or None), purchase,
-    amount (yen), payment_method, gateway_customer, idempotency_key, status, at (the wall clock); code and
-    reference when the outcome is known already. A key recorded meanwhile by another transaction (two commands
-    catching up on the same renewal) is left as it is: the same key is the same charge."""
-    if not rows:
-        return
-    values = [{
-        "tenant_id": r["tenant_id"], "customer_id": r["customer_id"], "invoice_id": r.get("invoice_id"),
-        "covers": json.dumps(r["covers"]) if r.get("covers") else None, "purchase": r.get("purchase"),
-        "amount": r["amount"], "currency": "JPY", "payment_method": r["payment_method"],
-        "gateway_customer": r.get("gateway_customer"), "idempotency_key": r["idempotency_key"], "status": r["status"],
-        "code": r.get("code"), "reference": r.get("reference"), "attempts": r.get("attempts", 0),
-        "created_at": r["at"], "updated_at": r["at"]} for r in rows]
-    dialect = driver_level(conn)
-    if dialect == "postgresql" and len(values) >= COPY_FROM:  # a due-work batch: one COPY, as no key exists yet
-        try:
-            with conn.begin_nested():
-                insert_many(conn, payment_intents, values)
+    def unlinked(self, customer_ids: Iterable[int]) -> dict[str, dict[str, Any]]:
+        """These customers' intents that name no invoice, by key (few: purchases refused or given back, and charges
+        whose command has not committed)."""
+        ids = set(customer_ids)
+        if not ids:
+            return {}
+        return {r["idempotency_key"]: dict(r) for r in self.conn.execute(select(payment_intents).where(
+            payment_intents.c.invoice_id.is_(None), in_ids(self.conn, payment_intents.c.customer_id, ids))).mappings()}
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Write new intents: tenant_id, customer_id, invoice_id, covers (a list of invoice ids or None), purchase,
+        amount (yen), payment_method, gateway_customer, idempotency_key, status, at (the wall clock); code and
+        reference when the outcome is known already. A key recorded meanwhile by another transaction (two commands
+        catching up on the same renewal) is left as it is: the same key is the same charge."""
+        if not rows:
             return
-        except psycopg.errors.UniqueViolation:
-            pass  # some key was recorded meanwhile: row by row below, leaving those as they are
-    if dialect is not None:
-        sql, converters = _plan(payment_intents, tuple(values[0]), dialect)
-        sql = sql + " ON CONFLICT (idempotency_key) DO NOTHING"
-        conn.exec_driver_sql(sql, _tuples([list(v.values()) for v in values], converters))
-    else:
-        conn.execute(postgresql.insert(payment_intents).on_conflict_do_nothing(index_elements=["idempotency_key"]),
-                     values)
+        values = [{
+            "tenant_id": r["tenant_id"], "customer_id": r["customer_id"], "invoice_id": r.get("invoice_id"),
+            "covers": json.dumps(r["covers"]) if r.get("covers") else None, "purchase": r.get("purchase"),
+            "amount": r["amount"], "currency": "JPY", "payment_method": r["payment_method"],
+            "gateway_customer": r.get("gateway_customer"), "idempotency_key": r["idempotency_key"], "status": r["status"],
+            "code": r.get("code"), "reference": r.get("reference"), "attempts": r.get("attempts", 0),
+            "created_at": r["at"], "updated_at": r["at"]} for r in rows]
+        dialect = driver_level(self.conn)
+        if dialect == "postgresql" and len(values) >= COPY_FROM:  # a due-work batch: one COPY, as no key exists yet
+            try:
+                with self.conn.begin_nested():
+                    insert_many(self.conn, payment_intents, values)
+                return
+            except psycopg.errors.UniqueViolation:
+                pass  # some key was recorded meanwhile: row by row below, leaving those as they are
+        if dialect is not None:
+            sql, converters = _plan(payment_intents, tuple(values[0]), dialect)
+            sql = sql + " ON CONFLICT (idempotency_key) DO NOTHING"
+            self.conn.exec_driver_sql(sql, _tuples([list(v.values()) for v in values], converters))
+        else:
+            self.conn.execute(postgresql.insert(payment_intents).on_conflict_do_nothing(
+                index_elements=["idempotency_key"]), values)
 
+    @staticmethod
+    def covers(row: dict[str, Any]) -> list[int]:
+        """The other invoices (small balances carried along) the intent's payment pays."""
+        return [int(i) for i in json.loads(row["covers"])] if row.get("covers") else []
 
-def covers(row: dict[str, Any]) -> list[int]:
-    """The other invoices (small balances carried along) the intent's payment pays."""
-    return [int(i) for i in json.loads(row["covers"])] if row.get("covers") else []
+    def record_outcome(self, key: str, status: str, code: str | None, reference: str | None, at: datetime) -> None:
+        """The gateway's answer for the intent with this key (``unknown``: it did not answer); one more call counted."""
+        self.conn.execute(update(payment_intents).where(payment_intents.c.idempotency_key == key).values(
+            status=status, code=code, reference=reference, updated_at=at, attempts=payment_intents.c.attempts + 1))
 
+    def record_outcomes(self, rows: Sequence[tuple[str, str, str | None, str | None]], at: datetime) -> None:
+        """Many outcomes at once, one executemany: (key, status, code, reference) each, as :func:`record_outcome`."""
+        if not rows:
+            return
+        dialect = driver_level(self.conn)
+        if dialect is not None:
+            when: Any = sqlite_instant(at) if dialect == "sqlite" else at
+            sql = ("UPDATE payment_intents SET status = ?, code = ?, reference = ?, updated_at = ?, attempts = attempts + 1 "
+                   "WHERE idempotency_key = ?")
+            self.conn.exec_driver_sql(sql if dialect == "sqlite" else sql.replace("?", "%s"),
+                                      [(status, code, reference, when, key) for key, status, code, reference in rows])
+            return
+        c = payment_intents.c
+        self.conn.execute(update(payment_intents).where(c.idempotency_key == bindparam("_key")).values(
+            status=bindparam("_status"), code=bindparam("_code"), reference=bindparam("_reference"), updated_at=at,
+            attempts=c.attempts + 1), [{"_key": key, "_status": status, "_code": code, "_reference": reference}
+                                       for key, status, code, reference in rows])
 
-def record_outcome(conn: Connection, key: str, status: str, code: str | None, reference: str | None, at: datetime) -> None:
-    """The gateway's answer for the intent with this key (``unknown``: it did not answer); one more call counted."""
-    conn.execute(update(payment_intents).where(payment_intents.c.idempotency_key == key).values(
-        status=status, code=code, reference=reference, updated_at=at, attempts=payment_intents.c.attempts + 1))
+    def claim(self, key: str, at: datetime, seen: dict[str, Any] | None = None,
+              statuses: Sequence[str] = IN_FLIGHT) -> bool:
+        """Take the intent for a call to the gateway: true when its status is one of ``statuses`` and, given the row
+        as it was ``seen``, nobody touched it since. One conditional UPDATE, so of two workers racing for it one wins
+        (on PostgreSQL the loser's UPDATE waits for the winner's, then finds the row changed)."""
+        q = update(payment_intents).where(payment_intents.c.idempotency_key == key,
+                                          payment_intents.c.status.in_(list(statuses)))
+        if seen is not None:
+            q = q.where(payment_intents.c.status == seen["status"], payment_intents.c.updated_at == seen["updated_at"])
+        return self.conn.execute(q.values(updated_at=at)).rowcount == 1
 
+    def give_back(self, key: str, status: str, at: datetime, *, was: Sequence[str]) -> bool:
+        """Move a purchase's intent that names no invoice from one of the statuses ``was`` to ``status`` (``refunding``,
+        ``refunded``); false when it names an invoice now or was in none of them."""
+        return self.conn.execute(update(payment_intents).where(
+            payment_intents.c.idempotency_key == key, payment_intents.c.status.in_(list(was)),
+            payment_intents.c.invoice_id.is_(None)).values(status=status, updated_at=at)).rowcount == 1
 
-def record_outcomes(conn: Connection, rows: Sequence[tuple[str, str, str | None, str | None]], at: datetime) -> None:
-    """Many outcomes at once, one executemany: (key, status, code, reference) each, as :func:`record_outcome`."""
-    if not rows:
-        return
-    dialect = driver_level(conn)
-    if dialect is not None:
-        when: Any = sqlite_instant(at) if dialect == "sqlite" else at
-        sql = ("UPDATE payment_intents SET status = ?, code = ?, reference = ?, updated_at = ?, attempts = attempts + 1 "
-               "WHERE idempotency_key = ?")
-        conn.exec_driver_sql(sql if dialect == "sqlite" else sql.replace("?", "%s"),
-                             [(status, code, reference, when, key) for key, status, code, reference in rows])
-        return
-    c = payment_intents.c
-    conn.execute(update(payment_intents).where(c.idempotency_key == bindparam("_key")).values(
-        status=bindparam("_status"), code=bindparam("_code"), reference=bindparam("_reference"), updated_at=at,
-        attempts=c.attempts + 1), [{"_key": key, "_status": status, "_code": code, "_reference": reference}
-                                   for key, status, code, reference in rows])
+    def link(self, key: str, invoice_id: int) -> bool:
+        """Name the invoice a purchase's charge paid, in the transaction that writes the invoice; false when the
+        intent was given back (refunding) meanwhile."""
+        return self.conn.execute(update(payment_intents).where(
+            payment_intents.c.idempotency_key == key, payment_intents.c.status.in_(("succeeded", "failed")),
+            payment_intents.c.invoice_id.is_(None)).values(invoice_id=invoice_id)).rowcount == 1
 
+    def in_flight(self, invoice_ids: Iterable[int]) -> set[int]:
+        """Which of these invoices have a charge whose outcome is not recorded yet (never charge them again meanwhile)."""
+        ids = sorted(set(invoice_ids))
+        if not ids:
+            return set()
+        return {int(i) for i in self.conn.execute(select(payment_intents.c.invoice_id).where(
+            payment_intents.c.invoice_id.in_(ids), payment_intents.c.status.in_(IN_FLIGHT))).scalars()}
 
-def claim(conn: Connection, key: str, at: datetime, seen: dict[str, Any] | None = None,
-          statuses: Sequence[str] = IN_FLIGHT) -> bool:
-    """Take the intent for a call to the gateway: true when its status is one of ``statuses`` and, given the row
-    as it was ``seen``, nobody touched it since. One conditional UPDATE, so of two workers racing for it one wins
-    (on PostgreSQL the loser's UPDATE waits for the winner's, then finds the row changed)."""
-    q = update(payment_intents).where(payment_intents.c.idempotency_key == key,
-                                      payment_intents.c.status.in_(list(statuses)))
-    if seen is not None:
-        q = q.where(payment_intents.c.status == seen["status"], payment_intents.c.updated_at == seen["updated_at"])
-    return conn.execute(q.values(updated_at=at)).rowcount == 1
+    def to_settle(self, older_than: datetime, limit: int) -> list[dict[str, Any]]:
+        """Intents the worker settles, oldest first: left ``pending`` or ``unknown``, a purchase charged without an
+        invoice, or a refund begun, each untouched since ``older_than``."""
+        c = payment_intents.c
+        q = select(payment_intents).where(c.updated_at <= older_than, (c.status.in_(IN_FLIGHT + ("refunding",))) | (
+            (c.status == "succeeded") & c.purchase.is_not(None) & c.invoice_id.is_(None)))
+        return [dict(r) for r in self.conn.execute(q.order_by(c.updated_at, c.id).limit(limit)).mappings()]
 
+    def given_back_counts(self, customer_ids: list[int]) -> dict[int, int]:
+        """How many purchases each customer was charged for and refunded (their keys are not used again)."""
+        if not customer_ids:
+            return {}
+        rows = self.conn.execute(select(payment_intents.c.customer_id, func.count()).where(
+            payment_intents.c.customer_id.in_(customer_ids), payment_intents.c.status.in_(REFUNDED)).group_by(
+            payment_intents.c.customer_id)).all()
+        return {int(c): int(n) for c, n in rows}
 
-def give_back(conn: Connection, key: str, status: str, at: datetime, *, was: Sequence[str]) -> bool:
-    """Move a purchase's intent that names no invoice from one of the statuses ``was`` to ``status`` (``refunding``,
-    ``refunded``); false when it names an invoice now or was in none of them."""
-    return conn.execute(update(payment_intents).where(
-        payment_intents.c.idempotency_key == key, payment_intents.c.status.in_(list(was)),
-        payment_intents.c.invoice_id.is_(None)).values(status=status, updated_at=at)).rowcount == 1
-
-
-def link(conn: Connection, key: str, invoice_id: int) -> bool:
-    """Name the invoice a purchase's charge paid, in the transaction that writes the invoice; false when the
-    intent was given back (refunding) meanwhile."""
-    return conn.execute(update(payment_intents).where(
-        payment_intents.c.idempotency_key == key, payment_intents.c.status.in_(("succeeded", "failed")),
-        payment_intents.c.invoice_id.is_(None)).values(invoice_id=invoice_id)).rowcount == 1
-
-
-def in_flight(conn: Connection, invoice_ids: Iterable[int]) -> set[int]:
-    """Which of these invoices have a charge whose outcome is not recorded yet (never charge them again meanwhile)."""
-    ids = sorted(set(invoice_ids))
-    if not ids:
-        return set()
-    return {int(i) for i in conn.execute(select(payment_intents.c.invoice_id).where(
-        payment_intents.c.invoice_id.in_(ids), payment_intents.c.status.in_(IN_FLIGHT))).scalars()}
-
-
-def to_settle(conn: Connection, older_than: datetime, limit: int) -> list[dict[str, Any]]:
-    """Intents the worker settles, oldest first: left ``pending`` or ``unknown``, a purchase charged without an
-    invoice, or a refund begun, each untouched since ``older_than``."""
-    c = payment_intents.c
-    q = select(payment_intents).where(c.updated_at <= older_than, (c.status.in_(IN_FLIGHT + ("refunding",))) | (
-        (c.status == "succeeded") & c.purchase.is_not(None) & c.invoice_id.is_(None)))
-    return [dict(r) for r in conn.execute(q.order_by(c.updated_at, c.id).limit(limit)).mappings()]
-
-
-def given_back_counts(conn: Connection, customer_ids: list[int]) -> dict[int, int]:
-    """How many purchases each customer was charged for and refunded (their keys are not used again)."""
-    if not customer_ids:
-        return {}
-    rows = conn.execute(select(payment_intents.c.customer_id, func.count()).where(
-        payment_intents.c.customer_id.in_(customer_ids), payment_intents.c.status.in_(REFUNDED)).group_by(
-        payment_intents.c.customer_id)).all()
-    return {int(c): int(n) for c, n in rows}
-
-
-def of_customer(conn: Connection, customer_id: int) -> list[dict[str, Any]]:
-    """The customer's intents, oldest first."""
-    return [dict(r) for r in conn.execute(select(payment_intents).where(
-        payment_intents.c.customer_id == customer_id).order_by(payment_intents.c.id)).mappings()]
+    def of_customer(self, customer_id: int) -> list[dict[str, Any]]:
+        """The customer's intents, oldest first."""
+        return [dict(r) for r in self.conn.execute(select(payment_intents).where(
+            payment_intents.c.customer_id == customer_id).order_by(payment_intents.c.id)).mappings()]

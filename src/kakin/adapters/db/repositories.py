@@ -11,10 +11,10 @@ from sqlalchemy import Connection
 
 from .catalog_repo import CatalogVersionRepository
 from .domain_store import DomainRepository, PlanChangeJobRepository
+from .intents_repo import PaymentIntentRepository
 from .invoices_repo import InvoiceRecordRepository
 from .operator_store import ConsoleReadRepository, OperatorRepository
 from .outboxes import OutboxRepository
-from .payment_intents import PaymentIntentRepository
 from .portal_store import PortalSessionRepository
 from .service_store import (
     ApiKeyRepository,
@@ -121,5 +121,5 @@ class Repositories:
 
     @property
     def intents(self) -> PaymentIntentRepository:
-        """Payment intents (``intents_repo``, through ``payment_intents``)."""
+        """Payment intents (``intents_repo``)."""
         return PaymentIntentRepository(self.conn)

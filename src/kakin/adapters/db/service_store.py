@@ -306,15 +306,3 @@ class ListingRepository:
             q = q.where(table.c.id > after)
         return [dict(r) for r in self.conn.execute(q.order_by(table.c.id).limit(limit + 1)).mappings()]
 
-
-# services/billing.py, reworked elsewhere right now, still calls these two as functions of a connection; they go
-# once it speaks to uow.webhooks.
-def webhook_endpoints_of(conn: Connection, tenant_id: int) -> list[dict[str, Any]]:
-    """:meth:`WebhookRepository.endpoints_of` on ``conn``."""
-    return WebhookRepository(conn).endpoints_of(tenant_id)
-
-
-def record_webhook_events(conn: Connection, tenant_id: int, events: list[dict[str, Any]], now: datetime,
-                          endpoints: list[dict[str, Any]]) -> None:
-    """:meth:`WebhookRepository.record_events` on ``conn``."""
-    WebhookRepository(conn).record_events(tenant_id, events, now, endpoints)
