@@ -50,7 +50,10 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _instant(value: datetime | None) -> str | None:
-    return None if value is None else sqlite_instant(_aware(value))
+    if value is None:
+        return None
+    _aware(value)
+    return sqlite_instant(value)
 
 
 def _day(value: date | None) -> str | None:
