@@ -262,7 +262,7 @@ def run_due(
 
 
 _OUTBOX_COUNTS = ("charges settled", "plan changes completed", "domain checks", "webhook deliveries", "mails sent",
-                  "idempotency records purged")
+                  "dashboard sums saved", "idempotency records purged")
 
 
 @app.command()

@@ -3,13 +3,14 @@ revenue invoiced and messages per month, open and overdue amounts.
 
 Each figure is a query of ``adapters/db/reports_repo`` plus the catalog's prices. The monthly series sum
 append-only rows (invoices, credit notes, usage events) incrementally (``services.series``): exact on every call,
-without reading a million invoices each time. Yen are integers, exclusive of tax; the recurring revenue is an exact
+without reading a million invoices each time, nor at a process's first call once the worker has saved the sums
+(:func:`save_sums`). Yen are integers, exclusive of tax; the recurring revenue is an exact
 ``Fraction`` until its one rounding (:func:`mrr_of`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
@@ -175,6 +176,32 @@ def _by_month(months: list[date], *signed: tuple[int, list[tuple[date, int]]]) -
     return [(m.strftime("%Y-%m"), totals[m]) for m in months]
 
 
+def _series_of(uow: UnitOfWork, tid: int) -> list[tuple[str, tuple[Any, ...], series.Fetch, str]]:
+    """The dashboard's monthly series of tenant ``tid``: (table, key, fetch, saved name) of the invoices' sales, the
+    credit notes' amounts and the messages counted (:func:`dashboard`, :func:`save_sums`)."""
+    conn = uow.conn
+    return [("invoices", (tid,), lambda a, u: reports_repo.invoice_sums(conn, tid, a, u), "invoices"),
+            ("credit_notes", (tid,), lambda a, u: reports_repo.credit_note_sums(conn, tid, a, u), "credit_notes"),
+            ("usage_events", (tid, METRIC), lambda a, u: reports_repo.usage_sums(conn, tid, METRIC, a, u),
+             f"usage_events:{METRIC}")]
+
+
+def save_sums(unit_of_work: Callable[[bool], UnitOfWork], tenant_ids: Iterable[int]) -> int:
+    """Save each tenant's dashboard series as settled so far (``services.series``), for the worker's pass: each is
+    brought up to date in a read-only unit of work (``unit_of_work(True)``), then saved in a short writing one
+    (``unit_of_work(False)``) where it reaches further than what is saved. The first dashboard of a process then
+    reads the saved sums and the rows above their mark. Returns how many series were saved."""
+    saved = 0
+    for tid in tenant_ids:
+        with unit_of_work(True) as uow:
+            kept = _series_of(uow, tid)
+            for table, key, fetch, name in kept:
+                series.sums(uow, table, key, fetch, saved=(tid, name))
+        with unit_of_work(False) as uow:
+            saved += sum(series.save(uow, table, key, (tid, name)) for table, key, _, name in kept)
+    return saved
+
+
 def dashboard(uow: UnitOfWork, tenant_row: TenantRow | Tenant, today: date) -> Dashboard:
     """The dashboard of ``tenant_row`` (a ``TenantRow``, or an opened ``Tenant``) on ``today``, its local date.
 
@@ -192,10 +219,8 @@ def dashboard(uow: UnitOfWork, tenant_row: TenantRow | Tenant, today: date) -> D
     paid = sorted(code for code, plan in catalog.plans.items() if not plan.is_free)
     churned = reports_repo.customers_whose_plan_ended(uow.conn, row.id, this, following, paid, LIVE)
     conn, tid = uow.conn, row.id
-    sales = series.sums(uow, "invoices", (tid,), lambda a, u: reports_repo.invoice_sums(conn, tid, a, u))
-    credited = series.sums(uow, "credit_notes", (tid,), lambda a, u: reports_repo.credit_note_sums(conn, tid, a, u))
-    used = series.sums(uow, "usage_events", (tid, METRIC),
-                       lambda a, u: reports_repo.usage_sums(conn, tid, METRIC, a, u))
+    sales, credited, used = (series.sums(uow, table, key, fetch, saved=(tid, name))
+                             for table, key, fetch, name in _series_of(uow, tid))
     invoiced = _by_month(months, (1, list(sales.items())), (-1, list(credited.items())),
                          (-1, reports_repo.void_invoice_sums(conn, tid, months[0], following)))
     messages = _by_month(months, (1, list(used.items())))

@@ -8,7 +8,7 @@ at most one batch per tenant (issue 10, item 4); charges left in flight
 (:func:`~kakin.services.payments.settle_intents`, issue 10 item 3); plan changes the worker
 completes (LINE WORKS lite → paid, ``services/upgrades.py``); the DNS look-ups
 of pending domains (``services/domains.py``); webhook
-deliveries; e-mail; forgetting idempotency records older than
+deliveries; e-mail; saving the dashboard's monthly sums (``analytics.save_sums``); forgetting idempotency records older than
 :data:`IDEMPOTENCY_RETENTION` (README, "Idempotency"). Between batches the
 pass asks ``stop()`` and returns early when it says so, so a worker told to
 stop finishes the batch in hand and nothing more.
@@ -26,7 +26,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.gateway_config import intent_grace_from_env
 from kakin.adapters.payments import PaymentGateway
 
-from . import billing, domains, mail, payments, upgrades, webhooks
+from . import analytics, billing, domains, mail, payments, upgrades, webhooks
 
 IDEMPOTENCY_RETENTION = timedelta(hours=24)  # a retried request replays its first response for this long
 OUTBOX_BATCH = 100  # mails or webhook attempts per batch
@@ -47,7 +47,7 @@ def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post:
              intent_grace: timedelta | None = None) -> dict[str, int]:
     """Do everything due by ``now``; returns counts: actions per tenant code, ``charges settled`` (intents left in
     flight ``intent_grace`` before ``now``, settled at the gateway), ``plan changes completed``, ``domain checks``,
-    ``webhook deliveries`` (attempts), ``mails sent``, ``idempotency records purged``. ``dns`` answers the domains'
+    ``webhook deliveries`` (attempts), ``mails sent``, ``dashboard sums saved`` (series), ``idempotency records purged``. ``dns`` answers the domains'
     TXT look-ups (None: ``KAKIN_DNS_NAMESERVER`` or the system's resolver).
 
     ``intent_grace``: by default ``KAKIN_INTENT_GRACE`` (seconds) or :data:`~kakin.services.payments.INTENT_GRACE`.
@@ -108,6 +108,10 @@ def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post:
             break
     if stop():
         return done
+    with UnitOfWork(engine, readonly=True) as uow:
+        tenant_ids = [t.id for t in uow.tenants() if not tenant or t.code == tenant]
+    done["dashboard sums saved"] = analytics.save_sums(lambda readonly: UnitOfWork(engine, readonly=readonly),
+                                                      tenant_ids)
     with UnitOfWork(engine) as uow:
         done["idempotency records purged"] = uow.idempotency.purge(now - IDEMPOTENCY_RETENTION)
     if done["idempotency records purged"]:

@@ -12,6 +12,11 @@ least :data:`GRACE_SECONDS` after it, saw transaction ids up to X (its snapshot'
 X has ended (the current snapshot's xmin ≥ X): whoever took an id ≤ H had started writing by then, so it has
 committed or rolled back. Until then the rows above the settled mark are read again on every call. If a table's
 highest id falls below the mark (the database was recreated) the sums start over.
+
+Saved sums (migration 0027): the worker saves each tenant's settled sums and mark (:func:`save`, from
+``analytics.save_sums``), and a call given ``saved`` takes them over whenever their mark is above its own: a
+process's first dashboard reads the saved sums (a row per day) and the rows above their mark, not the whole table.
+What is saved was settled by the rules above, so the figures stay exact; the mark only decides how much is read.
 """
 
 from __future__ import annotations
@@ -54,14 +59,27 @@ def _add(into: dict[date, int], rows: list[tuple[date, int]]) -> None:
         into[day] = into.get(day, 0) + amount
 
 
+def _take_saved(uow: UnitOfWork, series: _Series, saved: tuple[int, str]) -> None:
+    """Take over the sums saved under ``saved`` = (tenant id, series name) when they reach further than ours."""
+    if reports_repo.saved_mark(uow.conn, *saved) <= series.settled:
+        return
+    mark, rows = reports_repo.saved_sums(uow.conn, *saved)
+    if mark > series.settled:
+        series.settled, series.sums = mark, dict(rows)
+        series.seen = [seen for seen in series.seen if seen[1] > mark]
+
+
 def sums(uow: UnitOfWork, table: str, key: tuple[Any, ...], fetch: Fetch,
-         clock: Callable[[], float] = time.monotonic) -> dict[date, int]:
+         clock: Callable[[], float] = time.monotonic, saved: tuple[int, str] | None = None) -> dict[date, int]:
     """The sums per day (or month) over every row ``fetch`` reads, as of this call: the settled sums kept for
     (``uow``'s engine, ``table``, ``key``) plus the rows above them, read now. ``table`` names the table whose
     highest id is checked (``invoices``, ``credit_notes``, ``usage_events``); ``fetch(after, until)`` is one of
-    ``reports_repo``'s ``*_sums`` for the tenant."""
+    ``reports_repo``'s ``*_sums`` for the tenant. ``saved`` = (tenant id, series name): the sums the worker saved
+    under that name are taken over when their mark is above the kept one (a primary-key read per call)."""
     series = _series(uow, (table, *key))
     with series.lock:
+        if saved is not None:
+            _take_saved(uow, series, saved)
         if series.settled and reports_repo.highest_id(uow.conn, table) < series.settled:
             series.settled, series.sums, series.seen = 0, {}, []  # the table was emptied or recreated
         highest, tail = fetch(series.settled, None)
@@ -82,3 +100,15 @@ def sums(uow: UnitOfWork, table: str, key: tuple[Any, ...], fetch: Fetch,
             series.settled = mark
             series.seen = [seen for seen in series.seen if seen[1] > mark]
         return result
+
+
+def save(uow: UnitOfWork, table: str, key: tuple[Any, ...], saved: tuple[int, str]) -> bool:
+    """Save the sums kept for (``uow``'s engine, ``table``, ``key``) — those settled by earlier :func:`sums` calls —
+    under ``saved`` = (tenant id, series name), unless what is saved already reaches as far; ``uow`` writes.
+    Returns whether they were saved."""
+    series = _series(uow, (table, *key))
+    with series.lock:
+        settled, kept = series.settled, dict(series.sums)
+    if not settled:
+        return False
+    return reports_repo.save_sums(uow.conn, saved[0], saved[1], settled, kept)

@@ -12,9 +12,23 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, exists, func, literal, literal_column, or_, select, text, union
+from sqlalchemy import table as text_table
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ColumnElement, Select
 
-from .tables import credit_notes, customers, domain_verifications, invoices, members, subscriptions, usage_events
+from .tables import (
+    TRIGRAM_TABLES,
+    credit_notes,
+    customers,
+    dashboard_marks,
+    dashboard_sums,
+    domain_verifications,
+    invoices,
+    members,
+    subscriptions,
+    usage_events,
+)
 
 PLAN = "plan"  # the product of a customer's main subscription (domain.account.PLAN)
 
@@ -192,6 +206,30 @@ def _contains(conn: Connection, column: Any, text: str) -> ColumnElement[bool]:
     return column.ilike(pattern, escape="\\")  # type: ignore[no-any-return]
 
 
+TRIGRAM = 3  # the shortest text the trigram indexes can find: shorter ones are matched by scanning
+
+
+def _contains_any(conn: Connection, columns: Sequence[Any], text: str) -> ColumnElement[bool]:
+    """One of ``columns`` (of one table: ``customers``' name and addressee, or ``members``' email) contains ``text``,
+    as :func:`_contains` says, found through a trigram index (migration 0027).
+
+    PostgreSQL: the ILIKE itself, which the planner answers from the GIN ``gin_trgm_ops`` indexes. SQLite: for a
+    text of :data:`TRIGRAM` characters or more, the row ids the FTS5 trigram table matches with the text as a phrase
+    (a substring, any case; its case folding covers more than Latin letters, so it finds a superset), then the LIKE
+    on those rows only, which keeps the result exactly LIKE's (``%`` and ``_`` literal, Latin letters any case).
+    A text of 1 or 2 characters has no trigram: it is the plain LIKE, which scans the column's index."""
+    like = or_(*(_contains(conn, column, text) for column in columns))
+    if conn.dialect.name != "sqlite" or len(text) < TRIGRAM:
+        return like
+    table = columns[0].table
+    fts = next(name for name, (content, _) in TRIGRAM_TABLES.items() if content == table.name)
+    names = " ".join(column.name for column in columns)
+    phrase = "{" + names + '} : "' + text.replace('"', '""') + '"'
+    found: Select[Any] = select(literal_column("rowid")).select_from(text_table(fts)).where(
+        literal_column(fts).op("MATCH")(phrase))
+    return and_(table.c.id.in_(found), like)
+
+
 def search_customers(conn: Connection, tenant_id: int, *, text: str | None, plan: str | None, status: str | None,
                      deleted: bool | None, limit: int, after: int | None) -> list[dict[str, Any]]:
     """The tenant's customers in row-id order after ``after``, at most ``limit``, each with its current main
@@ -216,11 +254,11 @@ def search_customers(conn: Connection, tenant_id: int, *, text: str | None, plan
     if text:
         mine = customers.c.tenant_id == tenant_id
         candidates = union(
-            select(customers.c.id).where(mine, _contains(conn, customers.c.name, text)),
+            select(customers.c.id).where(mine, _contains_any(conn, [customers.c.name], text)),
             select(customers.c.id).where(mine, customers.c.key == text),
             select(customers.c.id).where(mine, customers.c.verified_domain == text),
             select(members.c.customer_id).where(members.c.tenant_id == tenant_id,
-                                                _contains(conn, members.c.email, text)),
+                                                _contains_any(conn, [members.c.email], text)),
             select(members.c.customer_id).where(members.c.tenant_id == tenant_id, members.c.public_id == text),
             select(domain_verifications.c.customer_id).where(domain_verifications.c.tenant_id == tenant_id,
                                                              domain_verifications.c.domain == text))
@@ -262,8 +300,8 @@ def search_documents(conn: Connection, tenant_id: int, *, kind: str | None, issu
     found: list[dict[str, Any]] = []
     chosen: Any = None
     if counterparty is not None:  # the customers first: a few are looked up by id, many are checked on the way
-        matching = union(select(customers.c.id).where(customers.c.tenant_id == tenant_id, or_(
-            _contains(conn, customers.c.name, counterparty), _contains(conn, customers.c.addressee, counterparty))),
+        matching = union(select(customers.c.id).where(customers.c.tenant_id == tenant_id, _contains_any(
+            conn, [customers.c.name, customers.c.addressee], counterparty)),
             select(customers.c.id).where(customers.c.tenant_id == tenant_id, customers.c.key == counterparty))
         ids = list(conn.execute(matching.limit(FEW_CUSTOMERS + 1)).scalars())
         if not ids:
@@ -317,3 +355,42 @@ def stream_documents(conn: Connection, tenant_id: int, *, batch: int = 1000, **c
             return
         last = rows[-1]
         after = (last["issued_on"], last["rank"], last["row_id"])
+
+
+# ------------------------------------------------------------------ the dashboard's saved sums (services.series)
+def saved_mark(conn: Connection, tenant_id: int, series: str) -> int:
+    """The highest row id that the sums saved for (``tenant_id``, ``series``) cover; 0 when none are saved."""
+    mark = conn.execute(select(dashboard_marks.c.settled).where(
+        dashboard_marks.c.tenant_id == tenant_id, dashboard_marks.c.series == series)).scalar()
+    return int(mark or 0)
+
+
+def saved_sums(conn: Connection, tenant_id: int, series: str) -> tuple[int, list[tuple[date, int]]]:
+    """The mark and the sums per day saved for (``tenant_id``, ``series``), read together by one statement (so a
+    save committed meanwhile is seen whole or not at all): (0, []) when none are saved."""
+    rows = conn.execute(select(dashboard_marks.c.settled, dashboard_sums.c.day, dashboard_sums.c.amount).outerjoin(
+        dashboard_sums, and_(dashboard_sums.c.tenant_id == dashboard_marks.c.tenant_id,
+                             dashboard_sums.c.series == dashboard_marks.c.series)).where(
+        dashboard_marks.c.tenant_id == tenant_id, dashboard_marks.c.series == series)).all()
+    if not rows:
+        return 0, []
+    return int(rows[0][0]), [(r[1], int(r[2])) for r in rows if r[1] is not None]
+
+
+def save_sums(conn: Connection, tenant_id: int, series: str, settled: int, sums: dict[date, int]) -> bool:
+    """Replace the sums saved for (``tenant_id``, ``series``) by ``sums`` (per day, every row with an id up to
+    ``settled``), unless what is saved already reaches ``settled``; returns whether they were replaced. The mark's
+    row is updated first, so two workers saving at once take turns and the lower mark never overwrites the higher."""
+    dialect = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(dialect(dashboard_marks).values(tenant_id=tenant_id, series=series, settled=0).on_conflict_do_nothing())
+    raised = conn.execute(dashboard_marks.update().where(
+        dashboard_marks.c.tenant_id == tenant_id, dashboard_marks.c.series == series,
+        dashboard_marks.c.settled < settled).values(settled=settled)).rowcount
+    if not raised:
+        return False
+    conn.execute(dashboard_sums.delete().where(dashboard_sums.c.tenant_id == tenant_id,
+                                               dashboard_sums.c.series == series))
+    if sums:
+        conn.execute(dashboard_sums.insert(), [{"tenant_id": tenant_id, "series": series, "day": day, "amount": amount}
+                                               for day, amount in sorted(sums.items())])
+    return True

@@ -683,11 +683,14 @@ class UnitOfWork(Repositories):
         found = self.conn.execute(base.order_by(invoices.c.seq.desc())).scalars().first()
         return None if found is None else int(found)
 
-    def credit_notes_for(self, tenant: TenantRow) -> list[dict[str, Any]]:
-        """Every credit note of the tenant in number order, with its customer's key and its invoice's number."""
+    def credit_notes_for(self, tenant: TenantRow, customer_id: int | None = None) -> list[dict[str, Any]]:
+        """Every credit note of the tenant (or of its customer with row id ``customer_id``, read by that index) in
+        number order, with its customer's key and its invoice's number."""
         q = select(credit_notes, customers.c.key.label("customer"), invoices.c.number.label("invoice_number")).join(
             customers, customers.c.id == credit_notes.c.customer_id).join(
             invoices, invoices.c.id == credit_notes.c.invoice_id).where(credit_notes.c.tenant_id == tenant.id)
+        if customer_id is not None:
+            q = q.where(credit_notes.c.customer_id == customer_id)
         return [dict(r) for r in self.conn.execute(q.order_by(credit_notes.c.seq)).mappings()]
 
     def document_parties(self, tenant: TenantRow, customer_ids: set[int]) -> dict[int, dict[str, str | None]]:

@@ -361,6 +361,7 @@ audit_log = Table(
     Column("after", Text),
 )
 Index("ix_audit_log_tenant", audit_log.c.tenant_id, audit_log.c.id)
+Index("ix_audit_log_customer", audit_log.c.customer_id, audit_log.c.id)  # the console's customer timeline, newest first
 
 api_keys = Table(
     "api_keys", metadata,
@@ -589,3 +590,42 @@ console_sessions = Table(
     Column("ended_at", UtcDateTime()),  # signed out, revoked everywhere, idle too long, or the operator disabled
     Index("ix_console_sessions_operator_id", "operator_id"),
 )
+
+# the dashboard's monthly series (services.series): per tenant and series, the sums per day of the rows with an id up
+# to ``settled``, saved by the worker so that a process's first dashboard reads only the rows above the mark
+dashboard_marks = Table(
+    "dashboard_marks", metadata,
+    Column("tenant_id", ForeignKey("tenants.id"), primary_key=True),
+    Column("series", String(80), primary_key=True),  # "invoices", "credit_notes", "usage_events:<metric>"
+    Column("settled", BigInteger, nullable=False),  # the highest row id summed in dashboard_sums
+)
+
+dashboard_sums = Table(
+    "dashboard_sums", metadata,
+    Column("tenant_id", ForeignKey("tenants.id"), primary_key=True),
+    Column("series", String(80), primary_key=True),
+    Column("day", Date, primary_key=True),  # an issue date (usage: the first day of the month)
+    Column("amount", BigInteger, nullable=False),
+)
+
+# Objects migration 0027 creates on one database only, which these tables do not declare: the trigram indexes of
+# the console's substring searches. PostgreSQL: GIN indexes (gin_trgm_ops) on these columns. SQLite: FTS5 tables
+# (tokenizer trigram, external content: index only) over these columns, kept by triggers <table>_insert / _delete /
+# _update (a migration that rebuilds customers or members with batch_alter_table must create the triggers again).
+TRIGRAM_INDEXES = {"ix_customers_name_trgm": ("customers", "name"),
+                   "ix_customers_addressee_trgm": ("customers", "addressee"),
+                   "ix_members_email_trgm": ("members", "email")}
+TRIGRAM_TABLES = {"customers_text": ("customers", ("name", "addressee")), "members_text": ("members", ("email",))}
+FTS5_SHADOWS = ("data", "idx", "docsize", "config")  # the tables SQLite keeps for each FTS5 table
+
+
+def dialect_only(dialect: str) -> dict[str, set[str]]:
+    """The names of the objects of migration 0027 on ``dialect`` ("sqlite", "postgresql"), by kind (``table``,
+    ``index``, ``trigger``), shadow tables of FTS5 included."""
+    if dialect == "postgresql":
+        return {"table": set(), "index": set(TRIGRAM_INDEXES), "trigger": set()}
+    if dialect == "sqlite":
+        return {"table": {name + suffix for name in TRIGRAM_TABLES for suffix in ("", *(f"_{s}" for s in FTS5_SHADOWS))},
+                "index": set(), "trigger": {f"{name}_{what}" for name in TRIGRAM_TABLES
+                                             for what in ("insert", "delete", "update")}}
+    return {"table": set(), "index": set(), "trigger": set()}

@@ -138,7 +138,7 @@ async def customer(request: Request) -> Response:
             request, desk, "console/customer.html", "customers", c=customer_json(account, row, tenant.catalog), row=row,
             plans=_plan_names(desk), timeline=console_reads.timeline(uow, tenant, desk.op, row["id"]),
             invoices=[invoice_json(r) for r in reversed(uow.invoices_for(tenant.row, row["id"]))],
-            credit_notes=[n for n in reversed(uow.credit_notes_for(tenant.row)) if n["customer"] == key],
+            credit_notes=list(reversed(uow.credit_notes_for(tenant.row, row["id"]))),
             payments=list(reversed(payments.payment_log(uow, tenant, key))),
             members=uow.members.of_customer(row["id"]),
             domains=[{"domain": d["domain"], "status": domains.status(d, now)}
