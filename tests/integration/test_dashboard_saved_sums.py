@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from kakin.adapters.db import reports_repo
 from kakin.adapters.db.migrate import make_engine
+from kakin.adapters.db.reports_repo import ReportRepository
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.services import analytics, billing, due_work, operations, series
@@ -67,18 +68,18 @@ def test_a_new_processs_first_dashboard_reads_the_saved_sums_and_only_the_invoic
                                      MAY_3 + timedelta(days=1))
     assert save(engine) >= 2  # the invoices' and the credit notes' series (no usage in NipoPlus)
     with UnitOfWork(engine, readonly=True) as uow:
-        mark = reports_repo.saved_mark(uow.conn, open_tenant(uow, "t").row.id, "invoices")
+        mark = uow.reports.saved_mark(open_tenant(uow, "t").row.id, "invoices")
     assert mark >= 2  # both invoices are in the saved sums
     subscribe(engine, gateway, "c", 20)  # after the save: only in the rows above the mark
 
     read_after: list[int] = []
-    invoice_sums = reports_repo.invoice_sums
+    invoice_sums = ReportRepository.invoice_sums
 
-    def recording(conn: Any, tenant_id: int, after_id: int, until_id: int | None = None) -> reports_repo.Sums:
+    def recording(self: ReportRepository, tenant_id: int, after_id: int, until_id: int | None = None) -> reports_repo.Sums:
         read_after.append(after_id)
-        return invoice_sums(conn, tenant_id, after_id, until_id)
+        return invoice_sums(self, tenant_id, after_id, until_id)
 
-    monkeypatch.setattr(reports_repo, "invoice_sums", recording)
+    monkeypatch.setattr(ReportRepository, "invoice_sums", recording)
     fresh = make_engine(database_url)  # another process: nothing kept in memory yet
     try:
         # a: 1,800 − floor(1,800 × 10 ÷ 110) = 1,637; b: 900 − floor(900 × 10 ÷ 110) = 819; the credit note:
@@ -108,10 +109,10 @@ def test_a_save_never_replaces_sums_that_reach_further(engine: Engine) -> None:
         tid = create_tenant(uow, "t", "t", "nipoplus", MAY_3).row.id
     may_3, may_4 = date(2026, 5, 3), date(2026, 5, 4)
     with UnitOfWork(engine) as uow:
-        assert reports_repo.save_sums(uow.conn, tid, "invoices", 5, {may_3: 100, may_4: 50})
+        assert uow.reports.save_sums(tid, "invoices", 5, {may_3: 100, may_4: 50})
     with UnitOfWork(engine) as uow:
-        assert not reports_repo.save_sums(uow.conn, tid, "invoices", 3, {may_3: 70})  # a slower worker's older sums
-        assert not reports_repo.save_sums(uow.conn, tid, "invoices", 5, {may_3: 100, may_4: 50})
+        assert not uow.reports.save_sums(tid, "invoices", 3, {may_3: 70})  # a slower worker's older sums
+        assert not uow.reports.save_sums(tid, "invoices", 5, {may_3: 100, may_4: 50})
     with UnitOfWork(engine, readonly=True) as uow:
-        assert reports_repo.saved_sums(uow.conn, tid, "invoices") == (5, [(may_3, 100), (may_4, 50)])
-        assert reports_repo.saved_sums(uow.conn, tid, "credit_notes") == (0, [])
+        assert uow.reports.saved_sums(tid, "invoices") == (5, [(may_3, 100), (may_4, 50)])
+        assert uow.reports.saved_sums(tid, "credit_notes") == (0, [])

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, insert
 
-from kakin.adapters.db import reports_repo, tables
+from kakin.adapters.db import tables
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
@@ -80,7 +80,7 @@ def test_on_postgresql_an_invoice_committed_after_a_higher_id_was_read_is_still_
 
     def sums() -> dict[date, int]:
         with UnitOfWork(engine, readonly=True) as uow:
-            return series.sums(uow, "invoices", ("test", tid), lambda a, u: reports_repo.invoice_sums(uow.conn, tid, a, u),
+            return series.sums(uow, "invoices", ("test", tid), lambda a, u: uow.reports.invoice_sums(tid, a, u),
                                clock=lambda: now[0])
 
     slow = engine.connect()

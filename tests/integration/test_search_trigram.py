@@ -15,6 +15,7 @@ from sqlalchemy import Engine, event, or_, select, text, union
 
 from kakin.adapters.db import reports_repo, tables
 from kakin.adapters.db.migrate import make_engine, migrate
+from kakin.adapters.db.reports_repo import ReportRepository
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.services import access, billing, documents, members
@@ -87,7 +88,7 @@ def plans(engine: Engine, statements: list[tuple[str, Any]], text_: str) -> str:
             for setting in ("enable_seqscan", "enable_indexscan", "enable_indexonlyscan"):
                 conn.exec_driver_sql(f"SET {setting} = off")
             for column in (tables.customers.c.name, tables.customers.c.addressee, tables.members.c.email):
-                q = select(column.table.c.id).where(reports_repo._contains(conn, column, text_))
+                q = select(column.table.c.id).where(ReportRepository(conn)._contains(column, text_))
                 found += [r[0] for r in conn.execute(text("EXPLAIN " + str(q.compile(
                     conn, compile_kwargs={"literal_binds": True}))))]
         else:
@@ -121,10 +122,10 @@ def scanned(engine: Engine, text_: str, columns: list[Any]) -> list[str]:
         ids = [select(tables.customers.c.id).where(tables.customers.c.tenant_id == tid, tables.customers.c.key == text_)]
         if by_name:
             ids.append(select(tables.customers.c.id).where(tables.customers.c.tenant_id == tid, or_(
-                *(reports_repo._contains(conn, c, text_) for c in by_name))))
+                *(ReportRepository(conn)._contains(c, text_) for c in by_name))))
         if tables.members.c.email in columns:
             ids.append(select(tables.members.c.customer_id).where(
-                tables.members.c.tenant_id == tid, reports_repo._contains(conn, tables.members.c.email, text_)))
+                tables.members.c.tenant_id == tid, ReportRepository(conn)._contains(tables.members.c.email, text_)))
         keys = conn.execute(select(tables.customers.c.key).where(tables.customers.c.id.in_(union(*ids)))).scalars()
         return sorted(keys)
 

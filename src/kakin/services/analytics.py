@@ -18,7 +18,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kakin.adapters.catalog_files import resolve_catalog
-from kakin.adapters.db import reports_repo
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain.account import Status
 from kakin.domain.calendar import add_months, month_start, start_of_day
@@ -127,8 +126,8 @@ def _recurring(uow: UnitOfWork, row: TenantRow, catalog: Catalog) -> tuple[int, 
     by_plan: dict[str, int] = {}
     member_plans = sorted(code for code, plan in catalog.plans.items() if _priced_by_members(plan))
     users = {(g["plan"], g["contract"]): g
-             for g in reports_repo.recurring_member_groups(uow.conn, row.id, RECURRING, member_plans)}
-    for g in reports_repo.recurring_plan_groups(uow.conn, row.id, RECURRING):
+             for g in uow.reports.recurring_member_groups(row.id, RECURRING, member_plans)}
+    for g in uow.reports.recurring_plan_groups(row.id, RECURRING):
         by_plan[g["plan"]] = by_plan.get(g["plan"], 0) + int(g["customers"])
         plan = catalog.plans.get(g["plan"])
         u = users.get((g["plan"], g["contract"]), {})
@@ -139,9 +138,9 @@ def _recurring(uow: UnitOfWork, row: TenantRow, catalog: Catalog) -> tuple[int, 
     # add-ons at their own price, then those under a plan that overrides it moved to that price (LINE OA's premium
     # ID: free under the local-government plan)
     overriding = sorted({plan for addon in catalog.addons.values() for plan in addon.plan_overrides})
-    for g in reports_repo.recurring_addon_groups(uow.conn, row.id, RECURRING, sorted(catalog.addons)):
+    for g in uow.reports.recurring_addon_groups(row.id, RECURRING, sorted(catalog.addons)):
         exact.append(_addon_price(catalog, g["product"], g["contract"], None, int(g["count"])))
-    for g in reports_repo.recurring_addon_groups_under(uow.conn, row.id, RECURRING, overriding):
+    for g in uow.reports.recurring_addon_groups_under(row.id, RECURRING, overriding):
         n = int(g["count"])
         exact.append(_addon_price(catalog, g["product"], g["contract"], g["main_plan"], n)
                      - _addon_price(catalog, g["product"], g["contract"], None, n))
@@ -179,10 +178,10 @@ def _by_month(months: list[date], *signed: tuple[int, list[tuple[date, int]]]) -
 def _series_of(uow: UnitOfWork, tid: int) -> list[tuple[str, tuple[Any, ...], series.Fetch, str]]:
     """The dashboard's monthly series of tenant ``tid``: (table, key, fetch, saved name) of the invoices' sales, the
     credit notes' amounts and the messages counted (:func:`dashboard`, :func:`save_sums`)."""
-    conn = uow.conn
-    return [("invoices", (tid,), lambda a, u: reports_repo.invoice_sums(conn, tid, a, u), "invoices"),
-            ("credit_notes", (tid,), lambda a, u: reports_repo.credit_note_sums(conn, tid, a, u), "credit_notes"),
-            ("usage_events", (tid, METRIC), lambda a, u: reports_repo.usage_sums(conn, tid, METRIC, a, u),
+    reports = uow.reports
+    return [("invoices", (tid,), lambda a, u: reports.invoice_sums(tid, a, u), "invoices"),
+            ("credit_notes", (tid,), lambda a, u: reports.credit_note_sums(tid, a, u), "credit_notes"),
+            ("usage_events", (tid, METRIC), lambda a, u: reports.usage_sums(tid, METRIC, a, u),
              f"usage_events:{METRIC}")]
 
 
@@ -215,16 +214,16 @@ def dashboard(uow: UnitOfWork, tenant_row: TenantRow | Tenant, today: date) -> D
     zone = ZoneInfo(row.timezone)
     this, months = month_start(today), _months(today)
     following = add_months(this, 1)
-    created = reports_repo.customers_created(uow.conn, row.id, start_of_day(this, zone), start_of_day(following, zone))
+    created = uow.reports.customers_created(row.id, start_of_day(this, zone), start_of_day(following, zone))
     paid = sorted(code for code, plan in catalog.plans.items() if not plan.is_free)
-    churned = reports_repo.customers_whose_plan_ended(uow.conn, row.id, this, following, paid, LIVE)
-    conn, tid = uow.conn, row.id
+    churned = uow.reports.customers_whose_plan_ended(row.id, this, following, paid, LIVE)
+    reports, tid = uow.reports, row.id
     sales, credited, used = (series.sums(uow, table, key, fetch, saved=(tid, name))
                              for table, key, fetch, name in _series_of(uow, tid))
     invoiced = _by_month(months, (1, list(sales.items())), (-1, list(credited.items())),
-                         (-1, reports_repo.void_invoice_sums(conn, tid, months[0], following)))
+                         (-1, reports.void_invoice_sums(tid, months[0], following)))
     messages = _by_month(months, (1, list(used.items())))
-    open_amount, overdue = reports_repo.open_amounts(uow.conn, row.id, today)
+    open_amount, overdue = uow.reports.open_amounts(row.id, today)
     return Dashboard(today=today, mrr=mrr, arr=12 * mrr, active_by_plan=by_plan, new_this_month=created,
                      churned_this_month=churned, invoiced_by_month=invoiced, messages_by_month=messages,
                      open_amount=open_amount, overdue_amount=overdue)

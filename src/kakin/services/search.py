@@ -81,8 +81,7 @@ def search_customers(uow: UnitOfWork, tenant_row: TenantRow | Tenant, text: str 
         catalog.plan(plan)  # UnknownPlan, naming the plans there are
     if status is not None and status not in STATUSES:
         raise errors.InvalidValue(f"status must be one of: {', '.join(STATUSES)}", param="status")
-    found = reports_repo.search_customers(
-        uow.conn, row.id, text=text, plan=plan,
+    found = uow.reports.search_customers(row.id, text=text, plan=plan,
         status=None if status == DELETED else status, deleted=True if status == DELETED else None,
         limit=limit, after=after)
     return [{"id": r["key"], "name": r["name"], "email": r["email"], "plan": r["plan"], "status": r["status"],
@@ -119,7 +118,7 @@ def _cursor(row: dict[str, Any]) -> str:
 
 
 def _conditions(query: DocumentQuery) -> dict[str, Any]:
-    """The query's conditions checked, as ``reports_repo.search_documents`` takes them (without limit and after)."""
+    """The query's conditions checked, as ``uow.reports.search_documents`` takes them (without limit and after)."""
     for param in ("issued_from", "issued_to"):
         value = getattr(query, param)
         if value is not None and (isinstance(value, datetime) or not isinstance(value, date)):
@@ -169,7 +168,7 @@ def search_documents(uow: UnitOfWork, tenant_row: TenantRow | Tenant, query: Doc
             after = None
         if after is None:
             raise errors.InvalidCursor("after is not a cursor this search returned", param="after")
-    rows = reports_repo.search_documents(uow.conn, _row(tenant_row).id, limit=query.limit, after=after, **conditions)
+    rows = uow.reports.search_documents(_row(tenant_row).id, limit=query.limit, after=after, **conditions)
     return [{**_document(r), "cursor": _cursor(r)} for r in rows]
 
 
@@ -198,7 +197,7 @@ def documents_csv(uow: UnitOfWork, tenant_row: TenantRow | Tenant, query: Docume
         buffer.seek(0)
         buffer.truncate()
         n = 0
-        for r in reports_repo.stream_documents(uow.conn, tenant_id, batch=CSV_BATCH, **conditions):
+        for r in uow.reports.stream_documents(tenant_id, batch=CSV_BATCH, **conditions):
             d = _document(r)
             writer.writerow([_cell(d[c].isoformat() if c == "issued_on" else d[c]) for c in CSV_COLUMNS])
             n += 1

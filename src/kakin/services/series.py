@@ -61,9 +61,9 @@ def _add(into: dict[date, int], rows: list[tuple[date, int]]) -> None:
 
 def _take_saved(uow: UnitOfWork, series: _Series, saved: tuple[int, str]) -> None:
     """Take over the sums saved under ``saved`` = (tenant id, series name) when they reach further than ours."""
-    if reports_repo.saved_mark(uow.conn, *saved) <= series.settled:
+    if uow.reports.saved_mark(*saved) <= series.settled:
         return
-    mark, rows = reports_repo.saved_sums(uow.conn, *saved)
+    mark, rows = uow.reports.saved_sums(*saved)
     if mark > series.settled:
         series.settled, series.sums = mark, dict(rows)
         series.seen = [seen for seen in series.seen if seen[1] > mark]
@@ -80,14 +80,14 @@ def sums(uow: UnitOfWork, table: str, key: tuple[Any, ...], fetch: Fetch,
     with series.lock:
         if saved is not None:
             _take_saved(uow, series, saved)
-        if series.settled and reports_repo.highest_id(uow.conn, table) < series.settled:
+        if series.settled and uow.reports.highest_id(table) < series.settled:
             series.settled, series.sums, series.seen = 0, {}, []  # the table was emptied or recreated
         highest, tail = fetch(series.settled, None)
-        if reports_repo.commit_ordered_ids(uow.conn):
+        if uow.reports.commit_ordered_ids():
             _add(series.sums, tail)
             series.settled = highest
             return dict(series.sums)
-        now, (xmin, xmax) = clock(), reports_repo.snapshot(uow.conn)
+        now, (xmin, xmax) = clock(), uow.reports.snapshot()
         series.seen = [*series.seen[-50:], (now, highest, xmax)]
         result = dict(series.sums)
         _add(result, tail)
@@ -111,4 +111,4 @@ def save(uow: UnitOfWork, table: str, key: tuple[Any, ...], saved: tuple[int, st
         settled, kept = series.settled, dict(series.sums)
     if not settled:
         return False
-    return reports_repo.save_sums(uow.conn, saved[0], saved[1], settled, kept)
+    return uow.reports.save_sums(saved[0], saved[1], settled, kept)

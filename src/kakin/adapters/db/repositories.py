@@ -16,6 +16,7 @@ from .invoices_repo import InvoiceRecordRepository
 from .operator_store import ConsoleReadRepository, OperatorRepository
 from .outboxes import OutboxRepository
 from .portal_store import PortalSessionRepository
+from .reports_repo import ReportRepository
 from .service_store import (
     ApiKeyRepository,
     ApplicationRepository,
@@ -123,3 +124,8 @@ class Repositories:
     def intents(self) -> PaymentIntentRepository:
         """Payment intents (``intents_repo``)."""
         return PaymentIntentRepository(self.conn)
+
+    @property
+    def reports(self) -> ReportRepository:
+        """The console's reads: dashboard figures, searches, documents (``reports_repo``)."""
+        return ReportRepository(self.conn)
