@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from kakin.adapters.db import tables
-from kakin.adapters.db.bulk import COPY_FROM, in_ids, insert_many
+from kakin.adapters.db.bulk import COPY_FROM, in_ids, insert_many, update_many
 from kakin.adapters.db.intents_repo import PaymentIntentRepository
 from kakin.adapters.db.store import UnitOfWork
 from kakin.services.tenancy import create_tenant
@@ -84,3 +84,41 @@ def test_a_batch_of_ids_selects_exactly_those_rows(engine: Engine) -> None:
         found = conn.execute(select(tables.customers.c.id).where(in_ids(conn, tables.customers.c.id, wanted)).order_by(
             tables.customers.c.id)).scalars().all()
     assert found == wanted
+
+
+@pytest.mark.parametrize("rows", [3, COPY_FROM + 10])
+def test_bulk_updates_set_exactly_the_rows_and_columns_given(engine: Engine, rows: int) -> None:
+    tenant_id, _ = _tenant_and_customer(engine)
+    with engine.begin() as conn:
+        insert_many(conn, tables.customers, [{"tenant_id": tenant_id, "key": f"u{i}", "name": AWKWARD, "created_at": NOW}
+                                             for i in range(rows + 5)])
+        ids = list(conn.execute(select(tables.customers.c.id).where(tables.customers.c.key.like("u%")).order_by(
+            tables.customers.c.id)).scalars())
+        changed = {i: {"next_due_at": None if n % 4 == 0 else NOW + timedelta(days=n), "version": n,
+                       "deleted_on": (NOW + timedelta(days=n)).date() if n % 2 else None, "name": f"変更 {n}\t\\"}
+                   for n, i in enumerate(ids[:rows])}
+        update_many(conn, tables.customers, ("next_due_at", "version", "deleted_on", "name"), list(changed.items()))
+    with engine.connect() as conn:
+        back = {r["id"]: r for r in conn.execute(select(tables.customers).where(
+            tables.customers.c.id.in_(ids))).mappings()}
+    for i, values in changed.items():
+        assert {k: back[i][k] for k in values} == values, i
+    for i in ids[rows:]:  # the rows not named are as they were
+        assert (back[i]["name"], back[i]["version"], back[i]["next_due_at"]) == (AWKWARD, 0, None)
+
+
+def test_many_outcomes_are_recorded_each_on_its_own_intent(engine: Engine) -> None:
+    tenant_id, customer_id = _tenant_and_customer(engine)
+    keys = [f"o{i}" for i in range(COPY_FROM + 10)]
+    with engine.begin() as conn:
+        PaymentIntentRepository(conn).add([_intent(tenant_id, customer_id, k, 1800) for k in keys])
+        PaymentIntentRepository(conn).record_outcomes(
+            [(k, "failed" if i % 3 == 0 else "succeeded", "card_declined" if i % 3 == 0 else None,
+              None if i % 3 == 0 else f"ch_{i}") for i, k in enumerate(keys[:-1])], NOW)  # the last one not answered
+    with engine.connect() as conn:
+        stored = PaymentIntentRepository(conn).by_keys(keys)
+    for i, k in enumerate(keys[:-1]):
+        row = stored[k]
+        want = ("failed", "card_declined", None) if i % 3 == 0 else ("succeeded", None, f"ch_{i}")
+        assert (row["status"], row["code"], row["reference"], row["attempts"]) == (*want, 1), k
+    assert (stored[keys[-1]]["status"], stored[keys[-1]]["attempts"]) == ("pending", 0)

@@ -145,7 +145,8 @@ def _update_plan(table: Table, columns: tuple[str, ...], dialect: str = "sqlite"
 
 
 def update_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
-    """Set these columns of rows by id (each row's values keyed by column)."""
+    """Set these columns of rows by id (each row's values keyed by column); on PostgreSQL :data:`COPY_FROM` rows or more
+    are one statement over arrays (``unnest``)."""
     if not rows:
         return
     dialect = driver_level(conn)
@@ -155,8 +156,30 @@ def update_many(conn: Connection, table: Table, columns: tuple[str, ...], rows: 
         conn.execute(update(table).where(table.c.id == bindparam("_id")).values({c: bindparam(c) for c in columns}),
                      [{"_id": row_id, **{c: values[c] for c in columns}} for row_id, values in rows])
         return
-    sql, converters = _update_plan(table, columns, dialect)
     pick = itemgetter(*columns)
     picked = ([[*pick(values), row_id] for row_id, values in rows] if len(columns) > 1
               else [[pick(values), row_id] for row_id, values in rows])
+    if dialect == "postgresql" and len(rows) >= COPY_FROM:
+        sql, converters = _unnest_update_plan(conn, table, columns)
+        tuples = _tuples(picked, (*converters, _same))
+        conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*tuples, strict=True)))
+        return
+    sql, converters = _update_plan(table, columns, dialect)
     conn.exec_driver_sql(sql, _tuples(picked, (*converters, _same)))
+
+
+def _unnest_update_plan(conn: Connection, table: Table, columns: tuple[str, ...]) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
+    """PostgreSQL: one UPDATE of many rows by id, each column's values one typed array (``unnest``)."""
+    key = (table.name, columns)
+    if key not in _UNNEST_PLANS:
+        _, converters = _plan(table, columns, "postgresql")
+        types = [table.c[c].type.compile(dialect=conn.dialect) for c in columns] + ["BIGINT"]
+        arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+        names = ", ".join(_quoted(c) for c in (*columns, "id"))
+        assignments = ", ".join(f"{_quoted(c)} = v.{_quoted(c)}" for c in columns)
+        sql = f"UPDATE {table.name} SET {assignments} FROM unnest({arrays}) AS v({names}) WHERE {table.name}.id = v.id"
+        _UNNEST_PLANS[key] = (sql, converters)
+    return _UNNEST_PLANS[key]
+
+
+_UNNEST_PLANS: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[Callable[[Any], Any], ...]]] = {}

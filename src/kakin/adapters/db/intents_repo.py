@@ -98,12 +98,19 @@ class PaymentIntentRepository:
         if not rows:
             return
         dialect = driver_level(self.conn)
-        if dialect is not None:
-            when: Any = sqlite_instant(at) if dialect == "sqlite" else at
-            sql = ("UPDATE payment_intents SET status = ?, code = ?, reference = ?, updated_at = ?, attempts = attempts + 1 "
-                   "WHERE idempotency_key = ?")
-            self.conn.exec_driver_sql(sql if dialect == "sqlite" else sql.replace("?", "%s"),
-                                      [(status, code, reference, when, key) for key, status, code, reference in rows])
+        if dialect == "sqlite":
+            self.conn.exec_driver_sql(
+                "UPDATE payment_intents SET status = ?, code = ?, reference = ?, updated_at = ?, attempts = attempts + 1 "
+                "WHERE idempotency_key = ?",
+                [(status, code, reference, sqlite_instant(at), key) for key, status, code, reference in rows])
+            return
+        if dialect == "postgresql":  # one statement over arrays
+            keys, statuses, codes, references = (list(column) for column in zip(*rows, strict=True))
+            self.conn.exec_driver_sql(
+                "UPDATE payment_intents SET status = v.status, code = v.code, reference = v.reference, updated_at = %s, "
+                "attempts = payment_intents.attempts + 1 FROM unnest(%s::TEXT[], %s::TEXT[], %s::TEXT[], %s::TEXT[]) "
+                "AS v(key, status, code, reference) WHERE payment_intents.idempotency_key = v.key",
+                (at, keys, statuses, codes, references))
             return
         c = payment_intents.c
         self.conn.execute(update(payment_intents).where(c.idempotency_key == bindparam("_key")).values(

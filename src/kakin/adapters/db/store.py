@@ -589,12 +589,11 @@ class UnitOfWork(Repositories):
         if not invoice_ids:
             return
         dialect = driver_level(self.conn)
-        if dialect is not None:
-            when: Any = sqlite_instant(now) if dialect == "sqlite" else now
-            sql = ("UPDATE invoices SET status = 'paid', paid_at = ?, next_retry_at = NULL, deferred = false, "
-                   "expires_at = NULL WHERE id = ?")
-            self.conn.exec_driver_sql(sql if dialect == "sqlite" else sql.replace("?", "%s"),
-                                      [(when, i) for i in invoice_ids])
+        paid = "UPDATE invoices SET status = 'paid', paid_at = ?, next_retry_at = NULL, deferred = false, expires_at = NULL"
+        if dialect == "sqlite":
+            self.conn.exec_driver_sql(paid + " WHERE id = ?", [(sqlite_instant(now), i) for i in invoice_ids])
+        elif dialect == "postgresql":  # one statement: the ids as one array
+            self.conn.exec_driver_sql(paid.replace("?", "%s") + " WHERE id = ANY(%s::BIGINT[])", (now, list(invoice_ids)))
         else:
             self.conn.execute(update(invoices).where(invoices.c.id == bindparam("_id")).values(
                 status="paid", paid_at=now, next_retry_at=None, deferred=False, expires_at=None),
