@@ -1,7 +1,7 @@
 """Queries of the operator console's figures and searches (``services.analytics``, ``services.search``): SQL only.
 
-One repository on the unit of work's connection (``uow.reports``), like the others in this package. Every query names the tenant, so
-another tenant's rows never appear. Grouping by month is done by the caller from per-day or per-month rows, so the
+One repository on the unit of work's connection (``uow.reports``), like the others in this package. Every query
+names the tenant, so another tenant's rows never appear. Grouping by month is done by the caller from per-day or per-month rows, so the
 SQL is the same on SQLite and PostgreSQL. The indexes these queries use are in ``tables.py`` (migration 0022).
 """
 
