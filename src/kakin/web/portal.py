@@ -35,6 +35,7 @@ from kakin.services.presenters import customer_json, invoice_json
 from kakin.services.tenancy import Tenant, open_tenant
 
 from . import i18n
+from .plumbing import EveryPath, https, render_page
 
 HERE = Path(__file__).parent
 COOKIE = "kakin_portal"
@@ -52,13 +53,6 @@ def environment(locale: str) -> Environment:
     env.filters["number"] = lambda value: i18n.number(value, locale)
     env.filters["moment"] = lambda value: i18n.moment(value, locale)
     return env
-
-
-class _EveryPath:
-    """asgi-csrf's ``always_protect``: every portal path is checked, with or without cookies."""
-
-    def __contains__(self, path: object) -> bool:
-        return True
 
 
 def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None, *, gateway: Any = None,
@@ -95,21 +89,12 @@ def create_portal(engine: Engine, clock: Clock, trust_proxy: bool | None = None,
     app.state.dns = dns
     app.state.trust_proxy = os.environ.get("KAKIN_TRUST_PROXY") == "1" if trust_proxy is None else trust_proxy
     secret = os.environ.get("KAKIN_PORTAL_SECRET")  # set it to keep CSRF cookies valid across restarts
-    return asgi_csrf(app, signing_secret=secret, always_protect=_EveryPath(), cookie_path="/portal")
+    return asgi_csrf(app, signing_secret=secret, always_protect=EveryPath(), cookie_path="/portal")
 
 
 # ------------------------------------------------------------------ plumbing
-def _https(request: Request) -> bool:
-    if request.url.scheme == "https":
-        return True
-    return bool(request.app.state.trust_proxy) and request.headers.get("x-forwarded-proto", "").lower() == "https"
-
-
 def _render(request: Request, locale: str, template: str, status: int = 200, **values: Any) -> HTMLResponse:
-    token = request.scope.get("csrftoken")
-    html = environment(locale).get_template(template).render(
-        locale=locale, csrftoken=token() if token else "", path=request.url.path, **values)
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    return render_page(environment(locale), request, locale, template, status, **values)
 
 
 def _refusal(request: Request, status: int, message: str, locale: str = i18n.DEFAULT) -> HTMLResponse:
@@ -165,7 +150,7 @@ async def open_link(request: Request) -> Response:
         if opened is None:
             return _refusal(request, 401, "link_invalid")
         response = RedirectResponse("/portal/", status_code=303)
-        response.set_cookie(COOKIE, opened[0], httponly=True, samesite="lax", secure=_https(request), path="/portal")
+        response.set_cookie(COOKIE, opened[0], httponly=True, samesite="lax", secure=https(request), path="/portal")
         return response
 
     return await run_in_threadpool(work)
@@ -178,7 +163,7 @@ async def sign_out(request: Request) -> Response:
     def build(ctx: _Context) -> Response:
         portal.sign_out(ctx.uow, ctx.session, ctx.now)
         response = RedirectResponse(ctx.session.return_url, status_code=303)
-        response.delete_cookie(COOKIE, path="/portal", httponly=True, samesite="lax", secure=_https(request))
+        response.delete_cookie(COOKIE, path="/portal", httponly=True, samesite="lax", secure=https(request))
         return response
 
     return await _with_session(request, build)

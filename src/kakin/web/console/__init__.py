@@ -37,6 +37,7 @@ from kakin.services.tenancy import Tenant, open_tenant
 
 from .. import i18n
 from ..catalogs import error_message, translations
+from ..plumbing import EveryPath, render_page
 
 WEB = Path(__file__).resolve().parent.parent
 COOKIE = "kakin_console"
@@ -54,13 +55,6 @@ def environment(locale: str) -> Environment:
     env.filters["number"] = lambda value: i18n.number(value, locale)
     env.filters["instant"] = lambda value, zone: "" if value is None else value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
     return env
-
-
-class _EveryPath:
-    """asgi-csrf's ``always_protect``: every console path is checked, with or without cookies."""
-
-    def __contains__(self, path: object) -> bool:
-        return True
 
 
 def create_console(engine: Engine, clock: Clock, gateway: PaymentGateway, trust_proxy: bool | None = None) -> Any:
@@ -102,24 +96,14 @@ def create_console(engine: Engine, clock: Clock, gateway: PaymentGateway, trust_
     app.state.gateway = gateway
     app.state.trust_proxy = os.environ.get("KAKIN_TRUST_PROXY") == "1" if trust_proxy is None else trust_proxy
     secret = os.environ.get("KAKIN_CONSOLE_SECRET")  # set it to keep CSRF cookies valid across restarts
-    return asgi_csrf(app, signing_secret=secret, always_protect=_EveryPath(), cookie_path="/console",
+    return asgi_csrf(app, signing_secret=secret, always_protect=EveryPath(), cookie_path="/console",
                      cookie_samesite="Strict")
 
 
 # ------------------------------------------------------------------ plumbing shared by pages and actions
-def https(request: Request) -> bool:
-    """Whether the browser reached kakin over HTTPS (directly, or through a trusted proxy)."""
-    if request.url.scheme == "https":
-        return True
-    return bool(request.app.state.trust_proxy) and request.headers.get("x-forwarded-proto", "").lower() == "https"
-
-
 def render(request: Request, locale: str, template: str, status: int = 200, **values: Any) -> HTMLResponse:
     """Render a console template with the CSRF token, the path and ``values``; never cached."""
-    token = request.scope.get("csrftoken")
-    html = environment(locale).get_template(template).render(
-        locale=locale, csrftoken=token() if token else "", path=request.url.path, **values)
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    return render_page(environment(locale), request, locale, template, status, **values)
 
 
 class Desk:

@@ -13,7 +13,8 @@ from starlette.responses import RedirectResponse, Response
 from kakin.domain import errors
 from kakin.services import eligibility, operations, operators, payments, tenancy, webhooks
 
-from . import COOKIE, Desk, https, local_path, render, signed_in
+from ..plumbing import https
+from . import COOKIE, Desk, local_path, render, signed_in
 
 
 def _text(form: FormData, name: str, limit: int = 500) -> str:

@@ -20,7 +20,8 @@ from kakin.services.tenancy import tenant_view
 
 from .. import i18n
 from ..catalogs import error_message, translations
-from . import COOKIE, Desk, https, render, signed_in
+from ..plumbing import https
+from . import COOKIE, Desk, render, signed_in
 
 PAGE = 50  # customers and documents per page
 
