@@ -28,7 +28,8 @@ def in_ids(conn: Connection, column: Any, ids: Iterable[int]) -> Any:
     """``column IN ids`` for a batch of row ids.
 
     On SQLite the ids go as one JSON array through ``json_each``: SQLAlchemy expands a long IN list value by value
-    on every execution (about a millisecond per thousand ids), one bound string costs nothing. Elsewhere a plain IN.
+    on every execution (about a millisecond per thousand ids), one bound string costs nothing. On PostgreSQL one
+    array parameter (``= ANY``). Elsewhere a plain IN.
     """
     values = [int(i) for i in ids]
     if conn.dialect.name == "postgresql":
@@ -174,7 +175,7 @@ def _unnest_update_plan(conn: Connection, table: Table, columns: tuple[str, ...]
     if key not in _UNNEST_PLANS:
         _, converters = _plan(table, columns, "postgresql")
         types = [table.c[c].type.compile(dialect=conn.dialect) for c in columns] + ["BIGINT"]
-        arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+        arrays = ", ".join(f"%b::{kind}[]" for kind in types)  # binary arrays: 4-19x cheaper to adapt than text
         names = ", ".join(_quoted(c) for c in (*columns, "id"))
         assignments = ", ".join(f"{_quoted(c)} = v.{_quoted(c)}" for c in columns)
         sql = f"UPDATE {table.name} SET {assignments} FROM unnest({arrays}) AS v({names}) WHERE {table.name}.id = v.id"

@@ -108,7 +108,7 @@ class PaymentIntentRepository:
             keys, statuses, codes, references = (list(column) for column in zip(*rows, strict=True))
             self.conn.exec_driver_sql(
                 "UPDATE payment_intents SET status = v.status, code = v.code, reference = v.reference, updated_at = %s, "
-                "attempts = payment_intents.attempts + 1 FROM unnest(%s::TEXT[], %s::TEXT[], %s::TEXT[], %s::TEXT[]) "
+                "attempts = payment_intents.attempts + 1 FROM unnest(%b::TEXT[], %b::TEXT[], %b::TEXT[], %b::TEXT[]) "
                 "AS v(key, status, code, reference) WHERE payment_intents.idempotency_key = v.key",
                 (at, keys, statuses, codes, references))
             return

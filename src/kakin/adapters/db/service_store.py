@@ -274,9 +274,9 @@ class CustomerRecordRepository:
         """Where each customer's notices go: its billing e-mail, else its super admin's address (customers with
         neither are left out)."""
         out = {int(c): e for c, e in self.conn.execute(select(customers.c.id, customers.c.billing_email).where(
-            in_ids(self.conn, customers.c.id, customer_ids), customers.c.billing_email.is_not(None)))}
+            in_ids(self.conn, customers.c.id, customer_ids), customers.c.billing_email.is_not(None))).all()}
         for c, e in self.conn.execute(select(members.c.customer_id, members.c.email).where(
-                in_ids(self.conn, members.c.customer_id, customer_ids), members.c.role == "super_admin")):
+                in_ids(self.conn, members.c.customer_id, customer_ids), members.c.role == "super_admin")).all():
             out.setdefault(int(c), e)
         return out
 

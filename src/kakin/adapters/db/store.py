@@ -272,7 +272,7 @@ class UnitOfWork(Repositories):
         q = select(customers.c.id, customers.c.version).where(in_ids(self.conn, customers.c.id, set(customer_ids)))
         if self.conn.dialect.name == "postgresql":
             q = q.order_by(customers.c.id).with_for_update()
-        return {int(i) for i, v in self.conn.execute(q) if self._versions.get(int(i)) != v}
+        return {int(i) for i, v in self.conn.execute(q).all() if self._versions.get(int(i)) != v}
 
     def savepoint(self) -> NestedTransaction:
         """A block whose writes are undone alone when it raises (a SAVEPOINT; the exception passes on):
@@ -363,7 +363,7 @@ class UnitOfWork(Repositories):
         q = q.order_by(customers.c.next_due_at, customers.c.id).limit(limit)
         if lock and self.conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True, of=customers)
-        return [r.id for r in self.conn.execute(q)]
+        return [int(i) for i in self.conn.execute(q).scalars().all()]
 
     def load_accounts(self, ids: Sequence[int], summary: bool = False) -> list[Account]:
         """Load whole aggregates for these customers, one query per table.
@@ -405,14 +405,14 @@ class UnitOfWork(Repositories):
                 select(subscription_phases).join(subscriptions, subscriptions.c.id == subscription_phases.c.subscription_id)
                 .where(in_ids(self.conn, subscription_phases.c.subscription_id, subs),
                        subscription_phases.c.start >= func.coalesce(in_effect_at_start, subscriptions.c.period_start))
-                .order_by(subscription_phases.c.subscription_id, subscription_phases.c.start, subscription_phases.c.id)).mappings()
+                .order_by(subscription_phases.c.subscription_id, subscription_phases.c.start, subscription_phases.c.id)).mappings().all()
             for r in phase_rows:
                 subs[r["subscription_id"]].phases.append(
                     Phase(r["start"], r["plan"], r["contract"], r["seats"], r["members"], r["billable"], r["catalog_version"]))
             for sub in subs.values():
                 sub.phases = phases_from(sub.phases, sub.period_start)
         for r in self.conn.execute(select(pending_items).where(in_ids(self.conn, pending_items.c.customer_id, id_list)).order_by(
-                pending_items.c.id)).mappings():
+                pending_items.c.id)).mappings().all():
             accounts[r["customer_id"]].pending_items.append(PendingItem(Line(
                 LineKind(r["kind"]), r["description"], r["quantity"], r["amount"], r["period_start"], r["period_end"],
                 r["formula"], parse_rate(r["tax_rate"]), r["catalog_version"]), id=r["id"]))
@@ -420,10 +420,10 @@ class UnitOfWork(Repositories):
         earliest = min((sub.period_start.replace(day=1) for sub in subs.values()), default=None)
         if earliest is not None:
             for r in self.conn.execute(select(usage_counters).where(
-                    in_ids(self.conn, usage_counters.c.customer_id, id_list), usage_counters.c.month >= earliest)).mappings():
+                    in_ids(self.conn, usage_counters.c.customer_id, id_list), usage_counters.c.month >= earliest)).mappings().all():
                 accounts[r["customer_id"]].usage[(r["metric"], r["month"])] = r["quantity"]
         for r in self.conn.execute(select(invoices).where(
-                in_ids(self.conn, invoices.c.customer_id, id_list), invoices.c.status == "open").order_by(invoices.c.seq)).mappings():
+                in_ids(self.conn, invoices.c.customer_id, id_list), invoices.c.status == "open").order_by(invoices.c.seq)).mappings().all():
             accounts[r["customer_id"]].open_invoices.append(OpenInvoice(
                 r["id"], r["number"], r["total"] - r["credited"], r["attempts"], r["first_failed_at"], r["next_retry_at"],
                 r["status"], due_on=r["due_on"], deferred=r["deferred"], expires_at=r["expires_at"]))
@@ -438,7 +438,7 @@ class UnitOfWork(Repositories):
 
     def _customer_rows(self, ids: list[int]) -> Iterable[dict[str, Any]]:
         if self.conn.dialect.name != "sqlite":
-            return self.conn.execute(select(customers).where(in_ids(self.conn, customers.c.id, ids))).mappings()
+            return self.conn.execute(select(customers).where(in_ids(self.conn, customers.c.id, ids))).mappings().all()
         names = ", ".join(f'"{c}"' for c in self._CUSTOMER_COLUMNS)
         rows = self.conn.exec_driver_sql(
             f"SELECT {names} FROM customers WHERE id IN ({', '.join('?' for _ in ids)})", tuple(ids)).all()
@@ -462,7 +462,7 @@ class UnitOfWork(Repositories):
         if self.conn.dialect.name != "sqlite":
             return self.conn.execute(select(subscriptions).where(
                 in_ids(self.conn, subscriptions.c.customer_id, customer_ids), subscriptions.c.ended.is_(False)).order_by(
-                subscriptions.c.id)).mappings()
+                subscriptions.c.id)).mappings().all()
         marks = ", ".join("?" for _ in customer_ids)
         names = ", ".join(f'"{c}"' for c in self._SUB_COLUMNS)
         rows = self.conn.exec_driver_sql(
@@ -697,7 +697,7 @@ class UnitOfWork(Repositories):
         the invoices and credit notes written now."""
         issuer = Issuer(tenant.name, tenant.registration_number, tenant.address or "")
         found = self.conn.execute(select(customers.c.id, customers.c.name, customers.c.addressee, customers.c.postal_code,
-                                         customers.c.address).where(in_ids(self.conn, customers.c.id, customer_ids)))
+                                         customers.c.address).where(in_ids(self.conn, customers.c.id, customer_ids))).all()
         return {int(r.id): frozen_parties(issuer, recipient_of(r.name, r.addressee, r.postal_code, r.address))
                 for r in found}
 
