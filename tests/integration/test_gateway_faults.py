@@ -22,8 +22,10 @@ from kakin.adapters.db.intents_repo import PaymentIntentRepository
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import CardSimulator, ChargeOutcome
-from kakin.domain import errors
-from kakin.services import billing, due_work, payments
+from kakin.domain import errors, schedule
+from kakin.services import billing, due_work, operations, payments
+from kakin.services.charging import Charger
+from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -312,3 +314,60 @@ def test_another_customer_is_invoiced_while_a_renewal_is_being_charged_on_postgr
             tables.customers.c.key == "beta").order_by(tables.invoices.c.seq)).scalars().all()
     assert beta == [3, 4]
     engine.dispose()
+
+
+class PaidMeanwhile(CardSimulator):
+    """While the renewal's card is being charged (no lock held), the vendor records a bank transfer for the same
+    invoice: the card charge succeeds for an invoice that is paid already."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine, self.armed = engine, False
+
+    def charge(self, payment_method: str, amount: int, idempotency_key: str, customer: str | None = None) -> ChargeOutcome:
+        if self.armed:
+            self.armed = False
+            with UnitOfWork(self.engine) as uow:
+                tenant = open_tenant(uow, "nipoplus")
+                operations.mark_paid(uow, tenant, self, CommandLine(tenant.row), "NIPOPLUS-00000002", JUNE_3,
+                                     reference="振込 6/3")
+        return super().charge(payment_method, amount, idempotency_key, customer)
+
+
+def test_a_card_charge_that_succeeds_for_an_invoice_paid_meanwhile_by_bank_transfer_is_refunded_once(
+        engine: Engine) -> None:
+    gateway = PaidMeanwhile(engine)
+    renewal_due(engine, gateway)
+    gateway.armed = True
+    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)
+    assert invoices(engine) == [(1, "NIPOPLUS-00000001", 1800, "paid"), (2, "NIPOPLUS-00000002", 1800, "paid")]
+    # the invoice was paid once, by the transfer; the card's 1,800 yen is to be given back
+    assert attempts(engine) == [("succeeded", "nipoplus:c1:n1:1800:1"), ("succeeded", "manual:NIPOPLUS-00000002")]
+    assert intents(engine)[-1] == (RENEWAL_KEY, "refunding", 2)
+    assert [key for *_, key in gateway.charged] == ["nipoplus:c1:n1:1800:1", RENEWAL_KEY]
+    assert gateway.refunded == []
+    assert next_pass(engine, gateway)["charges settled"] == 1
+    assert [amount for _, amount in gateway.refunded] == [1800]
+    assert intents(engine)[-1] == (RENEWAL_KEY, "refunded", 2)
+    assert next_pass(engine, gateway)["charges settled"] == 0 and len(gateway.refunded) == 1  # refunded once
+    assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "paid")  # the invoice itself never changes
+
+
+def test_a_charge_settled_by_a_worker_while_the_run_was_still_charging_is_not_refunded(engine: Engine) -> None:
+    """The run's own answer arrives after a worker settled the same intent (same key, same answer): the invoice was
+    paid by this charge, so nothing is given back."""
+    gateway = CardSimulator()
+    renewal_due(engine, gateway)
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "nipoplus")
+        charger = Charger(uow, tenant.row.id, gateway, "defer")
+        ids = uow.due_account_ids(tenant.row, JUNE_3, 10)
+        account = uow.load_accounts(ids)[0]
+        billing.settle(uow, tenant, gateway, [(account, schedule.run_next(tenant.lifecycle, account, JUNE_3))], JUNE_3,
+                       "worker", charger=charger)
+    assert intents(engine)[-1] == (RENEWAL_KEY, "pending", 2)
+    assert next_pass(engine, gateway)["charges settled"] == 1  # a worker settles it first: paid by this charge
+    billing.finish_charges(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3, charger)  # the run's late answer
+    assert intents(engine)[-1] == (RENEWAL_KEY, "succeeded", 2)
+    assert attempts(engine) == [("succeeded", "nipoplus:c1:n1:1800:1"), ("succeeded", RENEWAL_KEY)]
+    assert next_pass(engine, gateway)["charges settled"] == 0 and gateway.refunded == []

@@ -481,14 +481,17 @@ def record_answers(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway,
     """Record what the gateway answered for charges made after an earlier transaction: the intents' outcomes, the
     payment log, paid invoices or dunning. Locks the customers first (the store's lock order); an account saved by
     another transaction since (a command while the card was charged) is reloaded, never overwritten. No answer
-    (``None``) leaves the intent ``unknown`` and its invoice open, for the worker to settle.
+    (``None``) leaves the intent ``unknown`` and its invoice open, for the worker to settle. An answer whose intent a
+    worker settled meanwhile (a batch charged for longer than the worker's grace period) is not recorded twice. A
+    charge that succeeded for an invoice closed meanwhile is refunded (:func:`refund_closed_invoice_charge`).
 
     A payment that changes nothing but its invoices (:func:`~kakin.domain.schedule.payment_changes_only_the_invoice`:
     a renewal paid) is written as that alone: the invoices paid, the payment log, the ``payment.succeeded`` event
     and its receipt, an audit record; the account is not saved again.
     Anything else (a failure and its dunning, a plan reactivated) is settled like the run's own work.
     """
-    charger.record(answers)
+    recorded = charger.record(answers)
+    answers = [(c, outcome) for c, outcome in answers if c.key in recorded]  # settled meanwhile: recorded already
     accounts = {c.account.id: c.account for c, _ in answers}
     changed = uow.changed_accounts([i for i in accounts if i is not None])
     for fresh in uow.load_accounts(sorted(changed)):
@@ -498,9 +501,9 @@ def record_answers(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway,
     for c, outcome in answers:
         account = accounts[c.account.id]
         inv = next((o for o in account.open_invoices if o.id == c.inv.id), None)
-        if outcome is None or inv is None:  # unanswered; or no longer open (a new card paid it meanwhile)
+        if outcome is None or inv is None:  # unanswered; or no longer open (closed otherwise while it was charged)
             if inv is None and outcome is not None and outcome.ok:
-                log.warning("charge %s succeeded for invoice %s, which is no longer open", c.key, c.inv.number)
+                refund_closed_invoice_charge(uow, c.account.id or 0, c.key, c.inv.number, charger.wall())
             continue
         if account is not c.account:  # reloaded: the same invoices, as stored now
             covered = {o.id for o in c.carried}
@@ -513,6 +516,18 @@ def record_answers(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway,
         involved = list({id(c.account): c.account for c, _ in answered}.values())
         settle(uow, tenant, gateway, [(a, Result()) for a in involved], now, "worker", charger=charger,
                answered=answered)
+
+
+def refund_closed_invoice_charge(uow: UnitOfWork, customer_id: int, key: str, number: str, at: datetime) -> None:
+    """A charge that succeeded for an invoice no longer open: closed otherwise while the card was being charged (paid by
+    bank transfer, voided, written off). The customer must not pay twice: the intent is marked ``refunding`` and the
+    worker's next pass refunds it at the gateway (:func:`kakin.services.payments.settle_intents`). Nothing is done when
+    this very charge's answer was already recorded on the invoice (a worker settled it while the run was still
+    charging): then it is what paid the invoice. Call under the customer's lock, after the outcome is recorded."""
+    if uow.intents.paid_by_charge(customer_id, key):
+        return
+    if uow.intents.give_back(key, "refunding", at, was=("succeeded",), unlinked=False):
+        log.warning("charge %s succeeded for invoice %s, which was closed meanwhile: it is refunded", key, number)
 
 
 def _record_paid(uow: UnitOfWork, tenant: Tenant, paid: Sequence[tuple[Charge, ChargeOutcome]], now: datetime) -> None:

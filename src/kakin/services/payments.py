@@ -17,7 +17,7 @@ from kakin.adapters.payments import ChargeOutcome, PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.lifecycle import Result
 
-from .billing import finish_charges, load, record_answers, settle, snapshot
+from .billing import finish_charges, load, record_answers, refund_closed_invoice_charge, settle, snapshot
 from .charging import Charge, Charger, Wall, ask, wall_clock
 from .operators import ActingOperator, acting_in
 from .tenancy import Tenant, open_tenant
@@ -35,7 +35,8 @@ def settle_intents(engine: Engine, gateway: PaymentGateway, now: datetime, *, gr
     ``now`` (or the real time, if later) (a crash between the charge and its record, an answer lost) are asked of the gateway again with the
     same idempotency key (Stripe answers a repeated key with what it did the first time; a charge never made is
     made then), and the answer is recorded as the run would have: the invoice paid or dunned. A purchase charged
-    without an invoice (its command was refused 503 and not sent again, or stopped) is refunded. Returns counts of
+    without an invoice (its command was refused 503 and not sent again, or stopped) is refunded, and so is a charge
+    that succeeded for an invoice closed meanwhile (marked ``refunding`` when its answer was recorded). Returns counts of
     intents: ``settled``, ``refunded`` (instead), ``unanswered`` (left for the next pass). Each intent is claimed first by a
     conditional update, so two workers never settle the same one; no transaction is open while the gateway is
     called. Source: issue 10 item 3.
@@ -69,7 +70,7 @@ def settle_intents(engine: Engine, gateway: PaymentGateway, now: datetime, *, gr
                     counts["settled"] += 1
                     continue
                 row = {**row, "status": "succeeded", "reference": outcome.reference}
-            if row["purchase"]:
+            if row["purchase"] or row["status"] == "refunding":
                 counts["refunded"] += _give_back(engine, gateway, row, wall)
         except Exception:  # one intent the gateway or the database refuses does not stop the pass: next pass
             log.exception("payment intent %s could not be settled; it is tried again on a later pass", key)
@@ -98,11 +99,12 @@ def _record(engine: Engine, gateway: PaymentGateway, code: str, items: list[tupl
         for row, outcome in items:
             account = accounts[row["customer_id"]]
             inv = next((o for o in account.open_invoices if o.id == row["invoice_id"]), None)
-            if inv is None:  # no longer open: the answer is recorded, the invoice left as it is
-                log.warning("charge %s answered for invoice %s, which is no longer open", row["idempotency_key"],
-                            row["invoice_id"])
+            if inv is None:  # no longer open: the answer is recorded, the invoice left as it is, a payment given back
                 uow.intents.record_outcome(row["idempotency_key"], "succeeded" if outcome.ok else "failed",
                                            outcome.code, outcome.reference, wall())
+                if outcome.ok:
+                    refund_closed_invoice_charge(uow, row["customer_id"], row["idempotency_key"],
+                                                 str(row["invoice_id"]), wall())
                 continue
             covered = set(PaymentIntentRepository.covers(row))
             answers.append((Charge(account, inv, [o for o in account.open_invoices if o.id in covered], now,
@@ -115,20 +117,24 @@ def _record(engine: Engine, gateway: PaymentGateway, code: str, items: list[tupl
 
 
 def _give_back(engine: Engine, gateway: PaymentGateway, row: dict[str, Any], wall: Wall) -> int:
-    """Refund a purchase charged without an invoice; 1 when refunded. Marked ``refunding`` first under the
-    customer's lock, so a command naming its invoice with this charge either did so already (nothing to refund)
-    or finds it given back (and is refused: try again, with a new key)."""
+    """Refund money taken with nothing to pay; 1 when refunded. A purchase charged without an invoice is marked
+    ``refunding`` first under the customer's lock, so a command naming its invoice with this charge either did so
+    already (nothing to refund) or finds it given back (and is refused: try again, with a new key). A charge for an
+    invoice closed meanwhile was marked ``refunding`` when its answer was recorded
+    (:func:`~kakin.services.billing.refund_closed_invoice_charge`)."""
     key = row["idempotency_key"]
+    unlinked = row["invoice_id"] is None
     with UnitOfWork(engine) as uow:
         uow.lock_customer(row["customer_id"])
-        if not uow.intents.give_back(key, "refunding", wall(), was=("succeeded", "refunding")):
+        if not uow.intents.give_back(key, "refunding", wall(), was=("succeeded", "refunding") if unlinked else
+                                     ("refunding",), unlinked=unlinked):
             return 0
     refund = gateway.refund(row["reference"], row["amount"], f"{key}:refund")
     if not refund.ok:
         log.warning("purchase charge %s could not be refunded (%s); tried again on a later pass", key, refund.code)
         return 0
     with UnitOfWork(engine) as uow:
-        uow.intents.give_back(key, "refunded", wall(), was=("refunding",))
+        uow.intents.give_back(key, "refunded", wall(), was=("refunding",), unlinked=unlinked)
     return 1
 
 

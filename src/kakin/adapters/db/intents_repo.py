@@ -3,8 +3,10 @@
 One repository on the unit of work's connection (``uow.intents``), like the others in this package. A row is written
 ``pending`` with the charge's idempotency key before the gateway is called; its outcome (``succeeded``, ``failed``,
 or ``unknown`` when the gateway did not answer) is recorded in a short transaction after the call. The worker
-settles rows left ``pending`` or ``unknown`` (``services.charging.settle_intents``); a purchase charged without
-an invoice (its command never committed) is refunded: ``refunding`` then ``refunded``.
+settles rows left ``pending`` or ``unknown`` (``services.payments.settle_intents``). Money taken with nothing to
+pay is given back, ``refunding`` then ``refunded``: a purchase charged without an invoice (its command never
+committed), and a charge that succeeded for an invoice closed meanwhile (paid by bank transfer, voided, written
+off while the card was being charged).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 
 from .bulk import COPY_FROM, _plan, _tuples, driver_level, in_ids, insert_many, sqlite_instant
-from .tables import payment_intents
+from .tables import payment_attempts, payment_intents
 
 IN_FLIGHT = ("pending", "unknown")  # the gateway may have charged; nobody knows the outcome yet
-REFUNDED = ("refunding", "refunded")  # a purchase charged without its invoice, given back
+REFUNDED = ("refunding", "refunded")  # money taken with nothing to pay, given back
 
 
 class PaymentIntentRepository:
@@ -93,30 +95,42 @@ class PaymentIntentRepository:
         self.conn.execute(update(payment_intents).where(payment_intents.c.idempotency_key == key).values(
             status=status, code=code, reference=reference, updated_at=at, attempts=payment_intents.c.attempts + 1))
 
-    def record_outcomes(self, rows: Sequence[tuple[str, str, str | None, str | None]], at: datetime) -> None:
-        """Many outcomes at once, one executemany: (key, status, code, reference) each, as :func:`record_outcome`."""
+    def record_outcomes(self, rows: Sequence[tuple[str, str, str | None, str | None]], at: datetime) -> set[str]:
+        """Many outcomes at once, as :func:`record_outcome`: (key, status, code, reference) each, recorded only on
+        intents still in flight (``pending``, ``unknown``). Returns the keys recorded: an intent a worker settled
+        meanwhile (its answer is on its invoice already) is left as it is and its key is not returned. On
+        PostgreSQL one statement over arrays; a concurrent record of the same key waits, then finds it settled."""
         if not rows:
-            return
+            return set()
         dialect = driver_level(self.conn)
-        if dialect == "sqlite":
+        if dialect == "postgresql":
+            keys, statuses, codes, references = (list(column) for column in zip(*rows, strict=True))
+            return set(self.conn.exec_driver_sql(
+                "UPDATE payment_intents SET status = v.status, code = v.code, reference = v.reference, updated_at = %s, "
+                "attempts = payment_intents.attempts + 1 FROM unnest(%b::TEXT[], %b::TEXT[], %b::TEXT[], %b::TEXT[]) "
+                "AS v(key, status, code, reference) WHERE payment_intents.idempotency_key = v.key "
+                "AND payment_intents.status IN ('pending', 'unknown') RETURNING payment_intents.idempotency_key",
+                (at, keys, statuses, codes, references)).scalars().all())
+        c = payment_intents.c
+        in_flight: set[str] = set()
+        wanted = [key for key, *_ in rows]
+        for start in range(0, len(wanted), 500):
+            in_flight.update(self.conn.execute(select(c.idempotency_key).where(
+                c.idempotency_key.in_(wanted[start:start + 500]), c.status.in_(IN_FLIGHT))).scalars())
+        todo = [row for row in rows if row[0] in in_flight]
+        if not todo:
+            return set()
+        if dialect == "sqlite":  # the rows read above stay as read: SQLite has one writer at a time
             self.conn.exec_driver_sql(
                 "UPDATE payment_intents SET status = ?, code = ?, reference = ?, updated_at = ?, attempts = attempts + 1 "
                 "WHERE idempotency_key = ?",
-                [(status, code, reference, sqlite_instant(at), key) for key, status, code, reference in rows])
-            return
-        if dialect == "postgresql":  # one statement over arrays
-            keys, statuses, codes, references = (list(column) for column in zip(*rows, strict=True))
-            self.conn.exec_driver_sql(
-                "UPDATE payment_intents SET status = v.status, code = v.code, reference = v.reference, updated_at = %s, "
-                "attempts = payment_intents.attempts + 1 FROM unnest(%b::TEXT[], %b::TEXT[], %b::TEXT[], %b::TEXT[]) "
-                "AS v(key, status, code, reference) WHERE payment_intents.idempotency_key = v.key",
-                (at, keys, statuses, codes, references))
-            return
-        c = payment_intents.c
+                [(status, code, reference, sqlite_instant(at), key) for key, status, code, reference in todo])
+            return in_flight
         self.conn.execute(update(payment_intents).where(c.idempotency_key == bindparam("_key")).values(
             status=bindparam("_status"), code=bindparam("_code"), reference=bindparam("_reference"), updated_at=at,
             attempts=c.attempts + 1), [{"_key": key, "_status": status, "_code": code, "_reference": reference}
-                                       for key, status, code, reference in rows])
+                                       for key, status, code, reference in todo])
+        return in_flight
 
     def claim(self, key: str, at: datetime, seen: dict[str, Any] | None = None,
               statuses: Sequence[str] = IN_FLIGHT) -> bool:
@@ -129,12 +143,21 @@ class PaymentIntentRepository:
             q = q.where(payment_intents.c.status == seen["status"], payment_intents.c.updated_at == seen["updated_at"])
         return self.conn.execute(q.values(updated_at=at)).rowcount == 1
 
-    def give_back(self, key: str, status: str, at: datetime, *, was: Sequence[str]) -> bool:
-        """Move a purchase's intent that names no invoice from one of the statuses ``was`` to ``status`` (``refunding``,
-        ``refunded``); false when it names an invoice now or was in none of them."""
-        return self.conn.execute(update(payment_intents).where(
-            payment_intents.c.idempotency_key == key, payment_intents.c.status.in_(list(was)),
-            payment_intents.c.invoice_id.is_(None)).values(status=status, updated_at=at)).rowcount == 1
+    def give_back(self, key: str, status: str, at: datetime, *, was: Sequence[str], unlinked: bool = True) -> bool:
+        """Move an intent from one of the statuses ``was`` to ``status`` (``refunding``, ``refunded``); false when it
+        was in none of them or, ``unlinked`` (a purchase's charge), when it names an invoice now."""
+        q = update(payment_intents).where(payment_intents.c.idempotency_key == key,
+                                          payment_intents.c.status.in_(list(was)))
+        if unlinked:
+            q = q.where(payment_intents.c.invoice_id.is_(None))
+        return self.conn.execute(q.values(status=status, updated_at=at)).rowcount == 1
+
+    def paid_by_charge(self, customer_id: int, key: str) -> bool:
+        """Whether the payment log holds a succeeded payment with this charge's key (its answer was recorded on its
+        invoice, by the run or by a worker settling it)."""
+        return self.conn.execute(select(func.count()).select_from(payment_attempts).where(
+            payment_attempts.c.customer_id == customer_id, payment_attempts.c.idempotency_key == key,
+            payment_attempts.c.outcome == "succeeded")).scalar_one() > 0
 
     def link(self, key: str, invoice_id: int) -> bool:
         """Name the invoice a purchase's charge paid, in the transaction that writes the invoice; false when the
@@ -164,7 +187,8 @@ class PaymentIntentRepository:
         if not customer_ids:
             return {}
         rows = self.conn.execute(select(payment_intents.c.customer_id, func.count()).where(
-            payment_intents.c.customer_id.in_(customer_ids), payment_intents.c.status.in_(REFUNDED)).group_by(
+            payment_intents.c.customer_id.in_(customer_ids), payment_intents.c.status.in_(REFUNDED),
+            payment_intents.c.invoice_id.is_(None)).group_by(
             payment_intents.c.customer_id)).all()
         return {int(c): int(n) for c, n in rows}
 
