@@ -124,9 +124,18 @@ def test_write_off_makes_the_invoice_uncollectible_and_stops_its_retries(engine:
                                                                          past_due: tuple[CardSimulator, str]) -> None:
     gateway, number = past_due
     owner = _as(engine, "owner")
+    assert _plan_status(engine) == "past_due"
     with UnitOfWork(engine) as uow:
         out = payments.write_off(uow, open_tenant(uow, "t"), gateway, owner, number, START + timedelta(days=31))
     assert out == {"number": number, "status": "uncollectible"}
     inv = _invoice(engine, number)
     assert (inv["status"], inv["next_retry_at"], inv["total"]) == ("uncollectible", None, 1800)  # the invoice unchanged
     assert _audit(engine, "invoice.write_off")[0]["actor"] == "operator:owner@t.example"
+    assert _plan_status(engine) == "active"  # nothing is overdue any more: no longer past due
+
+
+def _plan_status(engine: Engine) -> str:
+    with UnitOfWork(engine) as uow:
+        account = billing.load(uow, open_tenant(uow, "t"), "acme", lock=False)
+    assert account.plan_subscription is not None
+    return account.plan_subscription.status.value

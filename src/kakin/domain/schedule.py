@@ -394,3 +394,17 @@ def write_off(inv: OpenInvoice) -> Result:
     """A small balance no charge will collect: ``uncollectible``, never left open forever."""
     inv.status, inv.next_retry_at = "uncollectible", None
     return Result(events=[("invoice.written_off", {"number": inv.number, "total": inv.total})])
+
+
+def forgive(lc: Lifecycle, account: Account, inv: OpenInvoice, now: datetime) -> Result:
+    """The vendor writes an open invoice off (uncollectible: no more retries). A plan past due (in dunning) is active
+    again once nothing else is overdue, as after a payment (:func:`payment_succeeded`). A plan suspended for
+    nonpayment stays suspended: the service starts again when the customer subscribes or pays what is open.
+    Source: SPEC 3.2 (dunning); the rule for "nothing else overdue" is :func:`payment_succeeded`'s."""
+    result = write_off(inv)
+    sub = account.plan_subscription
+    overdue = any(o.status == "open" and not o.deferred and o is not inv for o in account.open_invoices)
+    if sub is not None and sub.status is Status.PAST_DUE and not overdue:
+        sub.status = Status.ACTIVE
+        lc.record_phase(account, sub, lc.today(now))
+    return result

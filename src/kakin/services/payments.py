@@ -227,11 +227,12 @@ def retry_now(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: Acti
 
 def write_off(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: ActingOperator, number: str,
               now: datetime) -> dict[str, Any]:
-    """Write an open invoice off (uncollectible): no more retries; the invoice itself, finalized, is unchanged.
+    """Write an open invoice off (uncollectible): no more retries; the invoice itself, finalized, is unchanged. A plan
+    past due is active again when nothing else is overdue (:func:`~kakin.domain.schedule.forgive`).
     ``op`` needs ``write`` (RoleForbidden); NotFound, InvoiceNotOpen. Audit-logged under ``op``."""
     acting_in(op, tenant.row, "write")
     account, inv = _open_invoice(uow, tenant, number)
     before = snapshot(account)
-    settle(uow, tenant, gateway, [(account, schedule.write_off(inv))], now, op.actor, "invoice.write_off",
-           {account.id or 0: before})
+    settle(uow, tenant, gateway, [(account, schedule.forgive(tenant.lifecycle, account, inv, now))], now, op.actor,
+           "invoice.write_off", {account.id or 0: before})
     return {"number": number, "status": inv.status}
