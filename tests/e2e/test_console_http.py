@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.api.app import create_app
-from kakin.services import operators
+from kakin.services import billing, operators
 from kakin.services.access import create_api_key
 from kakin.services.tenancy import create_tenant
 
@@ -273,3 +273,22 @@ def test_the_dashboard_charts_are_svg_drawn_by_kakin_and_no_page_loads_anything_
     assert re.findall(r'(?:src|href)="(https?:)?//', page) == []
     css = console.client.get("/console/static/console.css")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
+
+
+def test_a_bank_transfer_customers_open_invoice_offers_no_card_retry_and_a_forged_one_is_refused(console: Console) -> None:
+    console.sign_in("billing_admin@nipoplus.example")
+    assert console.post("/console/customers/acme/collection", {"collection": "bank_transfer"}).status_code == 303
+    # the June renewal: an invoice payable by transfer until its due date
+    billing.run_due(lambda: UnitOfWork(console.engine), "nipoplus", console.gateway, START + timedelta(days=31))
+    console.clock.now = START + timedelta(days=31)
+    console.sign_in("billing_admin@nipoplus.example")  # the earlier session ended: idle for a month
+    (open_invoice,) = [i for i in console.api("GET", "/v1/invoices").json()["data"] if i["status"] == "open"]
+    page = console.client.get("/console/customers/acme").text
+    row = page.split(f'id="invoice-{open_invoice["number"]}"')[1].split("</tr>")[0]
+    assert "/mark_paid" in row and "/retry" not in row  # record the transfer, never charge a card
+    charged = len(console.gateway.charged)
+    refused = console.post(f"/console/invoices/{open_invoice['number']}/retry", page="/console/customers/acme")
+    assert refused.status_code == 409 and "record the transfer" in refused.text
+    assert console.api("GET", f"/v1/invoices/{open_invoice['number']}").json()["status"] == "open"
+    assert len(console.gateway.charged) == charged
+    assert not [a for a in console.api("GET", "/v1/audit_log").json()["data"] if a["action"] == "invoice.retry_now"]

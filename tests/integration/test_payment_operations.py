@@ -183,3 +183,25 @@ def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_nex
     assert sorted(a.amount for a in attempts) == [25, 396] and len({a.idempotency_key for a in attempts}) == 1
     assert status == "canceled"  # cancelled as asked, not suspended by dunning over 12 yen
     assert gone.open_invoices == []
+
+
+def test_retry_now_is_refused_for_a_customer_who_pays_by_bank_transfer_and_changes_nothing(engine: Engine) -> None:
+    gateway = CardSimulator()
+    seed(engine, gateway)
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "t")
+        operations.set_collection(uow, tenant, gateway, CommandLine(tenant.row), "acme", "bank_transfer", START)
+        billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
+    (first,) = invoices(engine)
+    with engine.connect() as conn:
+        audit_before = conn.execute(select(tables.audit_log.c.id)).all()
+    with UnitOfWork(engine) as uow, pytest.raises(KakinError) as refused:
+        tenant = open_tenant(uow, "t")
+        payments.retry_now(uow, tenant, gateway, CommandLine(tenant.row), str(first["number"]), START + timedelta(days=1))
+    assert (refused.value.code, refused.value.param) == ("collected_by_bank_transfer", "number")
+    assert "record the transfer" in str(refused.value)
+    (after,) = invoices(engine)
+    assert (after["status"], after["attempts"]) == ("open", 0)  # no attempt counted, no dunning step
+    with engine.connect() as conn:
+        assert conn.execute(select(tables.audit_log.c.id)).all() == audit_before
+    assert gateway.charged == []

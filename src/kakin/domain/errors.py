@@ -251,6 +251,12 @@ class InvoiceNotOpen(Conflict):
     code = "invoice_not_open"
 
 
+class CollectedByBankTransfer(Conflict):
+    """A card action (retry now) on an invoice of a customer who pays by bank transfer."""
+
+    code = "collected_by_bank_transfer"
+
+
 class InvoiceNotPaid(Conflict):
     code = "invoice_not_paid"
 

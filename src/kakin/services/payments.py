@@ -17,7 +17,7 @@ from kakin.adapters.payments import ChargeOutcome, PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.lifecycle import Result
 
-from .billing import finish_charges, load, record_answers, refund_closed_invoice_charge, settle, snapshot
+from .billing import BANK_TRANSFER, finish_charges, load, record_answers, refund_closed_invoice_charge, settle, snapshot
 from .charging import Charge, Charger, Wall, ask, wall_clock
 from .operators import ActingOperator, acting_in
 from .tenancy import Tenant, open_tenant
@@ -215,9 +215,15 @@ def retry_now(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: Acti
               now: datetime) -> dict[str, Any]:
     """Charge an open invoice now instead of at its next scheduled retry (dunning, SPEC 3.2): the attempt counts like
     a scheduled one (a failure schedules the next retry, or ends dunning). Returns the invoice's number, status and
-    attempts. ``op`` needs ``write`` (RoleForbidden); NotFound, InvoiceNotOpen. Audit-logged under ``op``."""
+    attempts. ``op`` needs ``write`` (RoleForbidden); NotFound, InvoiceNotOpen; CollectedByBankTransfer for a customer
+    who pays by bank transfer (there is no card to charge: record the transfer received, or switch the customer to
+    card payment first). Audit-logged under ``op``."""
     acting_in(op, tenant.row, "write")
     account, inv = _open_invoice(uow, tenant, number)
+    if account.collection == BANK_TRANSFER:
+        raise errors.CollectedByBankTransfer(
+            f"customer {account.key!r} pays by bank transfer, so invoice {number} cannot be charged to a card: record "
+            "the transfer when it is received, or switch the customer to card payment first", param="number")
     before = snapshot(account)
     inv.next_retry_at = None
     settle(uow, tenant, gateway, [(account, Result(retries=[inv], events=[("invoice.retry", {"number": number})]))], now,
