@@ -17,7 +17,7 @@ from kakin.adapters.catalog_files import shipped_path
 from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
-from kakin.domain.errors import CatalogError, PlanHasSubscribers
+from kakin.domain.errors import AddonHasSubscribers, CatalogError, PlanHasSubscribers
 from kakin.services import billing, catalogs
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -139,3 +139,36 @@ def test_phases_and_invoice_lines_store_the_version_that_priced_them(engine: Eng
                                                            ("2025-06-10", 2000, 2)]
     assert [(d.isoformat(), v) for d, v in phases] == [("2025-04-10", 1), ("2025-06-10", 2)]
     assert version == 2
+
+
+def test_a_publish_that_drops_an_add_on_or_its_billing_with_subscribers_is_refused_and_changes_nothing(
+        engine: Engine) -> None:
+    """LINE OA: a customer renews a monthly premium ID. A version without the add-on, or without its monthly price,
+    would leave that subscription nothing to renew on."""
+    gateway = CardSimulator()
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "oa", "LINE OA", "line-oa", at(2025, 4, 1))
+        billing.create_customer(uow, tenant, gateway, "shop", "商店", at(2025, 4, 1), payment_method="pm_card_visa")
+        billing.subscribe(uow, tenant, gateway, "shop", at(2025, 4, 10, 10), "light")
+        billing.set_premium_id(uow, tenant, gateway, "shop", at(2025, 4, 10, 10), "@kakin-shop")
+    shipped = shipped_path("line-oa").read_text(encoding="utf-8")
+    start = shipped.index("[addons.premium_id.prices.monthly]")
+    without_monthly = shipped[:start] + shipped[shipped.index("[addons.premium_id.prices.annual]"):]
+    without_monthly = without_monthly.replace("monthly = 0\n", "")  # its plan override names the dropped billing
+    without_addon = shipped[:shipped.index("[addons.premium_id]")]
+    versions, audit = rows(engine, "catalog_versions"), rows(engine, "audit_log")
+    for text in (without_monthly, without_addon):
+        with UnitOfWork(engine) as uow, pytest.raises(AddonHasSubscribers) as refused:
+            row = uow.tenant("oa")
+            assert row is not None
+            catalogs.publish(uow, row, text, "line-oa.toml", effective_at=JUNE_1, existing="next_period",
+                             actor="operator", now=at(2025, 5, 20))
+        assert (refused.value.code, refused.value.param) == ("addon_has_subscribers", "addons")
+        assert refused.value.addons == {"premium_id.monthly": 1} and "nothing was published" in str(refused.value)
+        assert (rows(engine, "catalog_versions"), rows(engine, "audit_log")) == (versions, audit)
+    with UnitOfWork(engine) as uow:  # keeping the add-on as it is publishes
+        row = uow.tenant("oa")
+        assert row is not None
+        out = catalogs.publish(uow, row, shipped.replace("unit_amount = 1200", "unit_amount = 1000"), "line-oa.toml",
+                               effective_at=JUNE_1, existing="next_period", actor="operator", now=at(2025, 5, 20))
+    assert out["version"] == 2

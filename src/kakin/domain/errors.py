@@ -269,6 +269,16 @@ class OperatorExists(Conflict):
     code = "operator_exists"
 
 
+class AddonHasSubscribers(Conflict):
+    """A catalog version would drop an add-on (or one of its billings) that live add-on subscriptions renew on."""
+
+    code = "addon_has_subscribers"
+
+    def __init__(self, message: str, *, addons: dict[str, int], param: str | None = "addons") -> None:
+        super().__init__(message, param=param)
+        self.addons = addons
+
+
 class PlanHasSubscribers(Conflict):
     """A catalog version would drop plans that still have subscribers and does not move them (``[plan_moves]``)."""
 

@@ -2,7 +2,8 @@
 
 A version is stored with its TOML text and parsed once per process (cached by its hash and number), so opening a
 tenant on every request costs one small query. Publishing refuses a version that drops plans that still have
-subscribers unless its ``[plan_moves]`` moves them (``plan_has_subscribers``), or that changes what cannot change
+subscribers unless its ``[plan_moves]`` moves them (``plan_has_subscribers``), that drops an add-on or add-on billing
+that live subscriptions renew on (``addon_has_subscribers``), or that changes what cannot change
 under existing prices (the time zone, tax-inclusive prices); a dry run shows the changes and commits nothing.
 """
 
@@ -85,7 +86,8 @@ def publish(uow: UnitOfWork, row: TenantRow, text: str, source: str, *, effectiv
     :func:`~kakin.domain.catalog_diff.catalog_diff` against the latest version), "subscribers" (live subscriptions
     per plan), "plan_moves"}``; with ``dry_run`` nothing is written. Raises CatalogError (malformed, or a time zone
     or tax-inclusive change), InvalidValue (``existing``, a naive instant), PlanHasSubscribers (a dropped plan with
-    subscribers and no ``[plan_moves]`` entry). Source: issue 13, SPEC 4.
+    subscribers and no ``[plan_moves]`` entry), AddonHasSubscribers (a dropped add-on, or add-on billing, with live
+    subscriptions). Source: issue 13, SPEC 4.
     """
     try:
         policy = Existing(existing)
@@ -113,6 +115,13 @@ def publish(uow: UnitOfWork, row: TenantRow, text: str, source: str, *, effectiv
         raise errors.PlanHasSubscribers(
             f"this version drops plans that still have subscribers: {listed}; keep them, or move their subscribers "
             f"with [plan_moves] old = \"new\" in the file; nothing was published", plans=dropped)
+    lost = {f"{code}.{billing}": n for (code, billing), n in sorted(uow.catalog_versions.addon_subscribers(row.id).items())
+            if code not in new.addons or billing not in new.addons[code].prices}
+    if lost:
+        listed = ", ".join(f"{name} ({n})" for name, n in lost.items())
+        raise errors.AddonHasSubscribers(
+            f"this version drops add-ons that live subscriptions renew on: {listed}; keep them in [addons] (with that "
+            f"billing's price), or end those add-on subscriptions first; nothing was published", addons=lost)
     for (plan, contract), n in sorted(counts.items()):
         target = new.plans.get(new.plan_moves.get(plan, ""))
         if target is not None and target.prices and contract not in target.prices:

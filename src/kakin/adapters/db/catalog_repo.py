@@ -64,6 +64,13 @@ class CatalogVersionRepository:
                                   "published: look at the versions and try again", param="version") from None
         return number
 
+    def addon_subscribers(self, tenant_id: int) -> dict[tuple[str, str], int]:
+        """How many live add-on subscriptions (not ended) each (add-on code, billing) has, in any catalog version."""
+        rows = self.conn.execute(select(subscriptions.c.product, subscriptions.c.contract, func.count()).where(
+            subscriptions.c.tenant_id == tenant_id, subscriptions.c.product != "plan",
+            subscriptions.c.ended.is_(False)).group_by(subscriptions.c.product, subscriptions.c.contract)).all()
+        return {(str(p), str(c)): int(n) for p, c, n in rows}
+
     def plan_subscribers(self, tenant_id: int) -> dict[tuple[str, str], int]:
         """How many live main subscriptions (not ended) each (plan, contract) has, in any catalog version."""
         rows = self.conn.execute(select(subscriptions.c.plan, subscriptions.c.contract, func.count()).where(
