@@ -29,7 +29,7 @@ demo: setup
 test: setup
 	./scripts/system-deps.sh
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy --strict src/kakin/domain src/kakin/services
+	$(BIN)/mypy --strict src/kakin
 	@if [ -f $(SHARED_SCENARIOS)/check.py ]; then $(PYTHON) $(SHARED_SCENARIOS)/check.py $(SHARED_SCENARIOS) --kakin $(BIN)/kakin; fi
 	$(BIN)/python -m pytest -q -n 2
 

@@ -18,7 +18,7 @@ def _fail(message: str) -> None:
 
 
 def _out() -> Any:
-    from kakin.cli import out
+    from kakin.cli_output import out
 
     return out
 

@@ -56,7 +56,7 @@ ACTIONS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
 }
 CUSTOMER_FIELDS = {"id": _STR, "name": _STR, "payment_method": _STR, "members": _INT,
                    "addressee": _STR, "postal_code": _STR, "address": _STR, "email": _STR}
-ISSUER_FIELDS = {"name": _STR, "registration_number": _STR, "address": _STR}
+ISSUER_FIELDS: dict[str, type] = {"name": _STR, "registration_number": _STR, "address": _STR}
 
 
 @dataclass

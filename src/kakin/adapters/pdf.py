@@ -36,7 +36,7 @@ def render_html(document: dict[str, Any]) -> str:
 def render_pdf(document: dict[str, Any]) -> bytes:
     """The document as PDF bytes; raises FontsMissing (``fonts_missing``) when no Japanese font is installed."""
     require_japanese_font()
-    from weasyprint import HTML  # imported here: loading Pango is slow and only PDFs need it
+    from weasyprint import HTML  # type: ignore[import-untyped]  # imported here: loading Pango is slow and only PDFs need it
 
     return HTML(string=render_html(document)).write_pdf()  # type: ignore[no-any-return]
 

@@ -78,7 +78,7 @@ def allowed_methods(request: Request) -> list[str]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(KakinError)
     async def kakin_error(_: Request, exc: KakinError) -> JSONResponse:
-        return error_response(status_of(exc), exc.code, exc.message, exc.param, **exc.details())
+        return error_response(status_of(exc), exc.code, exc.message, exc.param, None, **exc.details())
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

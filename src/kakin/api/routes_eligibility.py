@@ -34,7 +34,8 @@ def applications_of(request: Request, op: Auth, customer_id: str) -> dict[str, A
         found = uow.applications.find(op.tenant.id, customer_id=row["id"])
         return {"data": [eligibility.applicant_view(a) for a in found], "next_cursor": None}
 
-    return read(request, op, work)
+    shown: dict[str, Any] = read(request, op, work)
+    return shown
 
 
 @router.get("/eligibility_applications", summary="The review queue (reviewers): reasons, due dates, overdue flags")
@@ -44,7 +45,8 @@ def review_queue(request: Request, op: Auth,
         return {"data": eligibility.review_queue(uow, tenant_of(uow, op), op, request.app.state.clock(), status),
                 "next_cursor": None}
 
-    return read(request, op, work)
+    shown: dict[str, Any] = read(request, op, work)
+    return shown
 
 
 @router.post("/eligibility_applications/{application_id}/approve", summary="Approve (reviewers): the plan is granted")

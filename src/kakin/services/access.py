@@ -12,6 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from kakin.adapters.db.store import TenantRow, UnitOfWork
 from kakin.domain import errors
@@ -81,7 +82,7 @@ def create_api_key(uow: UnitOfWork, tenant: TenantRow, role: str, name: str, now
     return key
 
 
-def list_api_keys(uow: UnitOfWork, tenant: TenantRow) -> list[dict[str, object]]:
+def list_api_keys(uow: UnitOfWork, tenant: TenantRow) -> list[dict[str, Any]]:
     """The tenant's keys: prefix, role, name, when created and revoked. Neither keys nor hashes are shown."""
     return uow.api_keys.of_tenant(tenant.id)
 

@@ -89,7 +89,7 @@ def _plans_page(request: Request, ctx: _Context, form: Form) -> Response:
     chosen = next((c for c in values["choices"] if c["code"] == plan and c["allowed"].get(contract)), None)
     if step in ("3", "4") and chosen is None:
         values["step"] = "2"
-    elif step in ("3", "4") and sub is not None:
+    elif step in ("3", "4") and sub is not None and chosen is not None:
         values["chosen"] = {**chosen, "contract": contract, "unit": chosen["prices"][contract],
                             "background": upgrades.runs_in_background(ctx.tenant, account, plan, contract)}
         try:

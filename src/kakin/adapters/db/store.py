@@ -36,7 +36,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -436,7 +436,7 @@ class UnitOfWork(Repositories):
     _CUSTOMER_COLUMNS = ("id", "key", "name", "payment_method", "members", "credit", "basic_id", "gateway_customer",
                          "collection", "next_due_at", "deleted_on", "sign_in_group", "verified_domain", "version")
 
-    def _customer_rows(self, ids: list[int]) -> Iterable[dict[str, Any]]:
+    def _customer_rows(self, ids: list[int]) -> Iterable[Mapping[Any, Any]]:
         if self.conn.dialect.name != "sqlite":
             return self.conn.execute(select(customers).where(in_ids(self.conn, customers.c.id, ids))).mappings().all()
         names = ", ".join(f'"{c}"' for c in self._CUSTOMER_COLUMNS)
@@ -457,7 +457,7 @@ class UnitOfWork(Repositories):
                     "catalog_version")
     _SUB_DATES = ("anchor", "period_start", "period_end", "trial_end", "term_anchor", "canceled_on")
 
-    def _subscription_rows(self, customer_ids: list[int]) -> Iterable[dict[str, Any]]:
+    def _subscription_rows(self, customer_ids: list[int]) -> Iterable[Mapping[Any, Any]]:
         """The live subscriptions of these customers (on SQLite read through the driver: the hot path of a run)."""
         if self.conn.dialect.name != "sqlite":
             return self.conn.execute(select(subscriptions).where(
@@ -523,7 +523,9 @@ class UnitOfWork(Repositories):
         self._update_changed(customers, "customer", [(a.id, {**self._customer_values(a, next_due.get(a.id)),
                                                              "version": versions[a.id]})
                                                       for a in accounts if a.id is not None])
-        updates, phases, superseded = [], [], []
+        updates: list[tuple[int, dict[str, Any]]] = []
+        phases: list[dict[str, Any]] = []
+        superseded: list[tuple[int, date]] = []
         for a in accounts:
             for sub in a.subscriptions:
                 values = self._subscription_values(sub)
@@ -546,19 +548,20 @@ class UnitOfWork(Repositories):
                 subscription_phases.c.subscription_id == bindparam("s_id"), subscription_phases.c.start == bindparam("s_on")),
                 [{"s_id": s_id, "s_on": on} for s_id, on in superseded])
         insert_many(self.conn, subscription_phases, phases)
-        new_items, gone = [], []
+        new_items: list[tuple[Account, PendingItem]] = []
+        gone: list[int] = []
         for a in accounts:
             assert a.id is not None
             kept = {p.id for p in a.pending_items if p.id is not None}
             gone.extend(self._pending_ids.get(a.id, set()) - kept)
-            for p in a.pending_items:
-                if p.id is None:
-                    new_items.append((a, p))
+            for item in a.pending_items:
+                if item.id is None:
+                    new_items.append((a, item))
         if gone:
             self.conn.execute(delete(pending_items).where(pending_items.c.id.in_(gone)))
-        for a, p in new_items:
-            ln = p.line
-            p.id = self.conn.execute(insert(pending_items).values(
+        for a, item in new_items:
+            ln = item.line
+            item.id = self.conn.execute(insert(pending_items).values(
                 customer_id=a.id, kind=ln.kind.value, description=ln.description, quantity=ln.quantity,
                 amount=ln.amount, period_start=ln.period_start, period_end=ln.period_end, formula=ln.formula,
                 tax_rate=_rate_text(ln.tax_rate), catalog_version=ln.catalog_version,
