@@ -371,3 +371,36 @@ def test_a_charge_settled_by_a_worker_while_the_run_was_still_charging_is_not_re
     assert intents(engine)[-1] == (RENEWAL_KEY, "succeeded", 2)
     assert attempts(engine) == [("succeeded", "nipoplus:c1:n1:1800:1"), ("succeeded", RENEWAL_KEY)]
     assert next_pass(engine, gateway)["charges settled"] == 0 and gateway.refunded == []
+
+
+def test_a_commands_charge_recorded_before_its_rerun_died_is_applied_by_the_next_scheduled_retry(engine: Engine) -> None:
+    """Retry now charges the card (its intent recorded ``succeeded``), then the process dies before the command's
+    rerun commits: the invoice is still open. The next scheduled retry sends the same key, gets the same answer, and
+    applies it: the invoice is paid once, with one charge; it is not left open with the money taken."""
+    gateway = CardSimulator()
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", SIGNUP)
+        billing.create_customer(uow, tenant, gateway, "acme", "株式会社アクメ", SIGNUP, payment_method="pm_card_visa")
+        billing.subscribe(uow, tenant, gateway, "acme", SIGNUP, "gold", seats=10)
+        billing.set_payment_method(uow, tenant, gateway, "acme", SIGNUP, "pm_card_chargeDeclined")
+    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)  # declined: dunning, retry June 4
+    assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "open")
+    with engine.begin() as conn:  # the card works again (written directly: no catch-up charge)
+        conn.execute(tables.customers.update().values(payment_method="pm_card_visa"))
+    runs = 0
+
+    def retry(uow: UnitOfWork) -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 2:  # after perform() charged and recorded the intent, before the rerun commits
+            raise Killed("kill -9 before the command's rerun commits")
+        tenant = open_tenant(uow, "nipoplus")
+        payments.retry_now(uow, tenant, gateway, CommandLine(tenant.row), "NIPOPLUS-00000002", JUNE_3)
+
+    with pytest.raises(Killed):
+        in_transaction(engine, retry)
+    key = "nipoplus:NIPOPLUS-00000002:2"  # the invoice's second attempt
+    assert intents(engine)[-1] == (key, "succeeded", 2) and invoices(engine)[-1][3] == "open"
+    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3 + timedelta(days=1))  # the scheduled retry
+    assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "paid")
+    assert attempts(engine)[-1] == ("succeeded", key) and [k for *_, k in gateway.charged].count(key) == 1

@@ -481,9 +481,10 @@ def record_answers(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway,
     """Record what the gateway answered for charges made after an earlier transaction: the intents' outcomes, the
     payment log, paid invoices or dunning. Locks the customers first (the store's lock order); an account saved by
     another transaction since (a command while the card was charged) is reloaded, never overwritten. No answer
-    (``None``) leaves the intent ``unknown`` and its invoice open, for the worker to settle. An answer whose intent a
-    worker settled meanwhile (a batch charged for longer than the worker's grace period) is not recorded twice. A
-    charge that succeeded for an invoice closed meanwhile is refunded (:func:`refund_closed_invoice_charge`).
+    (``None``) leaves the intent ``unknown`` and its invoice open, for the worker to settle. An answer already in the
+    payment log (a worker settled the intent while the batch was still charging, longer than its grace period) is
+    not applied again, nor one whose intent is being given back. A charge that succeeded for an invoice closed
+    meanwhile is refunded (:func:`refund_closed_invoice_charge`).
 
     A payment that changes nothing but its invoices (:func:`~kakin.domain.schedule.payment_changes_only_the_invoice`:
     a renewal paid) is written as that alone: the invoices paid, the payment log, the ``payment.succeeded`` event
@@ -491,9 +492,12 @@ def record_answers(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway,
     Anything else (a failure and its dunning, a plan reactivated) is settled like the run's own work.
     """
     recorded = charger.record(answers)
-    answers = [(c, outcome) for c, outcome in answers if c.key in recorded]  # settled meanwhile: recorded already
+    answers = [(c, outcome) for c, outcome in answers if c.key in recorded]  # not given back meanwhile
     accounts = {c.account.id: c.account for c, _ in answers}
-    changed = uow.changed_accounts([i for i in accounts if i is not None])
+    ids = [i for i in accounts if i is not None]
+    changed = uow.changed_accounts(ids)  # locked: the answers applied meanwhile are final now
+    applied = uow.intents.applied(ids, [c.key for c, _ in answers])
+    answers = [(c, outcome) for c, outcome in answers if c.key not in applied]
     for fresh in uow.load_accounts(sorted(changed)):
         accounts[fresh.id] = fresh
     paid: list[tuple[Charge, ChargeOutcome]] = []

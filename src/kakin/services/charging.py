@@ -173,7 +173,7 @@ class Charger:
 
     def record(self, answers: Sequence[tuple[Charge, ChargeOutcome | None]]) -> set[str]:
         """Record the gateway's answers on their intents (``unknown`` where none came); returns the keys recorded,
-        without those a worker settled meanwhile (:meth:`PaymentIntentRepository.record_outcomes`)."""
+        without those being given back (:meth:`PaymentIntentRepository.record_outcomes`)."""
         return self.uow.intents.record_outcomes([
             (c.key, status_of(outcome), outcome.code if outcome else None, outcome.reference if outcome else None)
             for c, outcome in answers], self.wall())

@@ -100,9 +100,9 @@ def _record(engine: Engine, gateway: PaymentGateway, code: str, items: list[tupl
             account = accounts[row["customer_id"]]
             inv = next((o for o in account.open_invoices if o.id == row["invoice_id"]), None)
             if inv is None:  # no longer open: the answer is recorded, the invoice left as it is, a payment given back
-                uow.intents.record_outcome(row["idempotency_key"], "succeeded" if outcome.ok else "failed",
-                                           outcome.code, outcome.reference, wall())
-                if outcome.ok:
+                recorded = uow.intents.record_outcomes([(row["idempotency_key"], "succeeded" if outcome.ok else "failed",
+                                                         outcome.code, outcome.reference)], wall())
+                if outcome.ok and recorded:  # (not when a pass is giving it back already)
                     refund_closed_invoice_charge(uow, row["customer_id"], row["idempotency_key"],
                                                  str(row["invoice_id"]), wall())
                 continue

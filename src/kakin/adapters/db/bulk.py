@@ -18,7 +18,7 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Connection, Date, Table, any_, func, insert, literal, select
+from sqlalchemy import BigInteger, Boolean, Connection, Date, Table, Text, any_, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from .tables import UtcDateTime
@@ -37,6 +37,16 @@ def in_ids(conn: Connection, column: Any, ids: Iterable[int]) -> Any:
     if conn.dialect.name != "sqlite":
         return column.in_(values)
     return column.in_(select(func.json_each(json.dumps(values)).table_valued("value").c.value))
+
+
+def in_values(conn: Connection, column: Any, values: Sequence[str]) -> Any:
+    """``column IN values`` for a batch of strings (idempotency keys), bound as one value as :func:`in_ids` does:
+    one text array on PostgreSQL, one JSON array through ``json_each`` on SQLite; elsewhere a plain IN."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(literal(list(values), ARRAY(Text)))
+    if conn.dialect.name != "sqlite":
+        return column.in_(list(values))
+    return column.in_(select(func.json_each(json.dumps(list(values))).table_valued("value").c.value))
 
 
 def sqlite_instant(value: datetime) -> str:

@@ -20,7 +20,7 @@ import psycopg
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql
 
-from .bulk import COPY_FROM, _plan, _tuples, driver_level, in_ids, insert_many, sqlite_instant
+from .bulk import COPY_FROM, _plan, _tuples, driver_level, in_ids, in_values, insert_many, sqlite_instant
 from .tables import payment_attempts, payment_intents
 
 IN_FLIGHT = ("pending", "unknown")  # the gateway may have charged; nobody knows the outcome yet
@@ -96,10 +96,9 @@ class PaymentIntentRepository:
             status=status, code=code, reference=reference, updated_at=at, attempts=payment_intents.c.attempts + 1))
 
     def record_outcomes(self, rows: Sequence[tuple[str, str, str | None, str | None]], at: datetime) -> set[str]:
-        """Many outcomes at once, as :func:`record_outcome`: (key, status, code, reference) each, recorded only on
-        intents still in flight (``pending``, ``unknown``). Returns the keys recorded: an intent a worker settled
-        meanwhile (its answer is on its invoice already) is left as it is and its key is not returned. On
-        PostgreSQL one statement over arrays; a concurrent record of the same key waits, then finds it settled."""
+        """Many outcomes at once, as :func:`record_outcome`: (key, status, code, reference) each. An intent being given
+        back (``refunding``, ``refunded``: a worker found its invoice closed) is left as it is. Returns the keys
+        recorded. On PostgreSQL one statement over arrays."""
         if not rows:
             return set()
         dialect = driver_level(self.conn)
@@ -109,15 +108,13 @@ class PaymentIntentRepository:
                 "UPDATE payment_intents SET status = v.status, code = v.code, reference = v.reference, updated_at = %s, "
                 "attempts = payment_intents.attempts + 1 FROM unnest(%b::TEXT[], %b::TEXT[], %b::TEXT[], %b::TEXT[]) "
                 "AS v(key, status, code, reference) WHERE payment_intents.idempotency_key = v.key "
-                "AND payment_intents.status IN ('pending', 'unknown') RETURNING payment_intents.idempotency_key",
+                "AND payment_intents.status NOT IN ('refunding', 'refunded') RETURNING payment_intents.idempotency_key",
                 (at, keys, statuses, codes, references)).scalars().all())
         c = payment_intents.c
-        in_flight: set[str] = set()
         wanted = [key for key, *_ in rows]
-        for start in range(0, len(wanted), 500):
-            in_flight.update(self.conn.execute(select(c.idempotency_key).where(
-                c.idempotency_key.in_(wanted[start:start + 500]), c.status.in_(IN_FLIGHT))).scalars())
-        todo = [row for row in rows if row[0] in in_flight]
+        given_back = set(self.conn.execute(select(c.idempotency_key).where(
+            in_values(self.conn, c.idempotency_key, wanted), c.status.in_(REFUNDED))).scalars())
+        todo = [row for row in rows if row[0] not in given_back]
         if not todo:
             return set()
         if dialect == "sqlite":  # the rows read above stay as read: SQLite has one writer at a time
@@ -125,12 +122,23 @@ class PaymentIntentRepository:
                 "UPDATE payment_intents SET status = ?, code = ?, reference = ?, updated_at = ?, attempts = attempts + 1 "
                 "WHERE idempotency_key = ?",
                 [(status, code, reference, sqlite_instant(at), key) for key, status, code, reference in todo])
-            return in_flight
-        self.conn.execute(update(payment_intents).where(c.idempotency_key == bindparam("_key")).values(
-            status=bindparam("_status"), code=bindparam("_code"), reference=bindparam("_reference"), updated_at=at,
-            attempts=c.attempts + 1), [{"_key": key, "_status": status, "_code": code, "_reference": reference}
-                                       for key, status, code, reference in todo])
-        return in_flight
+        elif todo:
+            self.conn.execute(update(payment_intents).where(c.idempotency_key == bindparam("_key")).values(
+                status=bindparam("_status"), code=bindparam("_code"), reference=bindparam("_reference"), updated_at=at,
+                attempts=c.attempts + 1), [{"_key": key, "_status": status, "_code": code, "_reference": reference}
+                                           for key, status, code, reference in todo])
+        return {row[0] for row in todo}
+
+    def applied(self, customer_ids: Iterable[int], keys: Iterable[str]) -> set[str]:
+        """Which of these charges' answers are in the payment log already (a ``payment_attempts`` row with the key):
+        applied to their invoices, by the run or by a worker settling them; an answer is never applied twice."""
+        wanted = sorted(set(keys))
+        ids = set(customer_ids)
+        if not wanted or not ids:
+            return set()
+        return set(self.conn.execute(select(payment_attempts.c.idempotency_key).where(
+            in_ids(self.conn, payment_attempts.c.customer_id, ids),
+            in_values(self.conn, payment_attempts.c.idempotency_key, wanted))).scalars())
 
     def claim(self, key: str, at: datetime, seen: dict[str, Any] | None = None,
               statuses: Sequence[str] = IN_FLIGHT) -> bool:
@@ -153,7 +161,7 @@ class PaymentIntentRepository:
         return self.conn.execute(q.values(status=status, updated_at=at)).rowcount == 1
 
     def paid_by_charge(self, customer_id: int, key: str) -> bool:
-        """Whether the payment log holds a succeeded payment with this charge's key (its answer was recorded on its
+        """Whether the payment log holds a succeeded payment with this charge's key (its answer was applied to its
         invoice, by the run or by a worker settling it)."""
         return self.conn.execute(select(func.count()).select_from(payment_attempts).where(
             payment_attempts.c.customer_id == customer_id, payment_attempts.c.idempotency_key == key,
