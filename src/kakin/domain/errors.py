@@ -278,6 +278,9 @@ class AddonHasSubscribers(Conflict):
         super().__init__(message, param=param)
         self.addons = addons
 
+    def details(self) -> dict[str, object]:
+        return {"addons": self.addons}
+
 
 class PlanHasSubscribers(Conflict):
     """A catalog version would drop plans that still have subscribers and does not move them (``[plan_moves]``)."""
