@@ -8,7 +8,9 @@ customers due for renewal now (real clock) is billed while a random worker is
 ``kill -9``-ed and restarted every second or so, PostgreSQL is restarted once,
 the SMTP server is down for a while, and the gateway times out or drops its
 answer after charging for a share of first attempts (the Stripe SDK retries
-with the same idempotency key). Last, through ``kakin serve``: 20 concurrent
+with the same idempotency key); meanwhile, through ``kakin serve``, the vendor
+records bank transfers for a few invoices whose card charge is in flight (the
+card payment must be refunded). Last, through ``kakin serve``: 20 concurrent
 seat changes on one customer whose renewal is due, replayed serially on a twin
 customer, and one POST sent 10 times at once with one ``Idempotency-Key``.
 
@@ -36,7 +38,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
@@ -141,8 +143,11 @@ class FakeStripe:
     after the client's timeout; the SDK retries with the same key and gets the first answer back.
     """
 
-    def __init__(self, lose: float, slow: float, slow_seconds: float) -> None:
+    def __init__(self, lose: float, slow: float, slow_seconds: float, meanwhile: float = 0.0,
+                 on_meanwhile: Callable[[str], None] | None = None) -> None:
+        self.on_meanwhile = on_meanwhile  # called with the key before answering, for a share ``meanwhile`` of charges
         self.charges: dict[str, dict[str, Any]] = {}  # idempotency key → the PaymentIntent made for it
+        self.refunds: dict[str, dict[str, Any]] = {}  # idempotency key → the Refund made for it
         self.faults: Counter[str] = Counter()
         self.lock = threading.Lock()
         stripe = self
@@ -152,9 +157,15 @@ class FakeStripe:
 
             def do_POST(self) -> None:  # noqa: N802
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()).items()}
-                if not self.path.startswith("/v1/payment_intents"):
+                if not self.path.startswith(("/v1/payment_intents", "/v1/refunds")):
                     return self.answer(404, {"error": {"type": "invalid_request_error", "message": "not faked"}})
                 key = self.headers.get("Idempotency-Key", "")
+                if self.path.startswith("/v1/refunds"):
+                    with stripe.lock:
+                        refund = stripe.refunds.setdefault(key, {
+                            "id": f"re_fake_{len(stripe.refunds) + 1:07d}", "object": "refund", "status": "succeeded",
+                            "amount": int(form["amount"]), "currency": "jpy", "payment_intent": form["payment_intent"]})
+                    return self.answer(200, refund)
                 with stripe.lock:
                     first = key not in stripe.charges
                     if first:
@@ -172,6 +183,9 @@ class FakeStripe:
                 if fault < lose + slow:
                     stripe.faults["timed out after charging"] += 1
                     time.sleep(slow_seconds)
+                elif fault < lose + slow + meanwhile and stripe.on_meanwhile is not None:
+                    stripe.faults["invoice paid by transfer while charging"] += 1
+                    stripe.on_meanwhile(key)
                 return self.answer(200, pi)
 
             def do_GET(self) -> None:  # noqa: N802
@@ -214,13 +228,15 @@ def month_ago(now: datetime) -> datetime:
     return datetime.combine(date(y, m, min(today.day, 28)), datetime.min.time(), JST) + timedelta(minutes=30)
 
 
-def seed_renewals(url: str, n: int, signup: datetime) -> None:
-    """A NipoPlus tenant with n GOLD customers (10 seats, a super admin each), one made by the services, the rest clones."""
+def seed_renewals(url: str, n: int, signup: datetime) -> str:
+    """A NipoPlus tenant with n GOLD customers (10 seats, a super admin each), one made by the services, the rest clones;
+    returns an owner API key of the tenant."""
     engine = make_engine(url)
     migrate(engine)
     gateway = CardSimulator()
     with UnitOfWork(engine) as uow:
         tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", signup)
+        key = access.create_api_key(uow, tenant.row, "owner", "faults", signup)
         account = billing.create_customer(uow, tenant, gateway, "c000000", "顧客0", signup, payment_method="pm_card_visa")
         assert account.id is not None
         access.add_super_admin(uow, tenant.row, account.id, "admin@c000000.example", "管理者", signup)
@@ -248,6 +264,31 @@ def seed_renewals(url: str, n: int, signup: datetime) -> None:
                                           "subscription_id": si} for si in clones for ph in phases])
         conn.execute(c.update().where(c.c.key == "c000000").values(gateway_customer="cus_c000000"))
     engine.dispose()
+    return key
+
+
+def transfer_recorder(url: str, since: date, done: set[str]) -> Callable[[Api, str], None]:
+    """What the vendor does while a card is being charged (the fake Stripe holds its answer): it records a bank
+    transfer for the same renewal invoice (``POST /v1/invoices/{number}/mark_paid``). The card payment must then be
+    refunded by a later worker pass: the customer never pays twice. ``done`` collects the invoices marked paid."""
+    inv = tables.invoices
+
+    def record(api: Api, key: str) -> None:
+        customer_id = int(key.split(":")[1][1:])  # nipoplus:c<customer id>:plan:<period>:<attempt>
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                number = conn.execute(select(inv.c.number).where(
+                    inv.c.customer_id == customer_id, inv.c.issued_on >= since, inv.c.status == "open")).scalar()
+            if number is not None and api.call("POST", f"/v1/invoices/{number}/mark_paid",
+                                               {"reference": f"振込 {number}"})[0] == 200:
+                done.add(number)
+        except Exception:  # PostgreSQL restarting, the server busy: this charge goes on as a plain one
+            pass
+        finally:
+            engine.dispose()
+
+    return record
 
 
 # ------------------------------------------------------------------ the billing run
@@ -289,13 +330,20 @@ class Worker:
             self.proc.wait()
 
 
+BILLED = "nipoplus"  # the tenant billed; ``kakin serve`` adds the other reference tenants to the same database
+
+
+def billed_tenant(conn: Any) -> int:
+    return int(conn.execute(select(tables.tenants.c.id).where(tables.tenants.c.code == BILLED)).scalar_one())
+
+
 def progress(url: str, since: date) -> tuple[int, int]:
     """(renewal invoices issued, notices not yet sent)."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
             renewed = conn.execute(select(func.count()).select_from(tables.invoices).where(
-                tables.invoices.c.issued_on >= since)).scalar_one()
+                tables.invoices.c.tenant_id == billed_tenant(conn), tables.invoices.c.issued_on >= since)).scalar_one()
             unsent = conn.execute(select(func.count()).select_from(tables.outbox).where(
                 tables.outbox.c.status != "sent")).scalar_one()
         return int(renewed), int(unsent)
@@ -310,14 +358,49 @@ def billing_run(pg: Postgres, workers: int, n: int, timeout: float, folder: str)
     signup = month_ago(now)
     renewal_day = signup.date().replace(month=signup.month % 12 + 1, year=signup.year + (signup.month == 12))
     url = pg.database(f"faults_w{workers}")
-    seed_renewals(url, n, signup)
+    key = seed_renewals(url, n, signup)
     smtp = SmtpSink()
-    stripe = FakeStripe(lose=0.02, slow=0.02, slow_seconds=1.5)
+    transfers: set[str] = set()
+    record_transfer = transfer_recorder(url, renewal_day, transfers)
+    api: Api | None = None
+    stripe = FakeStripe(lose=0.02, slow=0.02, slow_seconds=1.5, meanwhile=0.01,
+                        on_meanwhile=lambda charge: record_transfer(api, charge) if api is not None else None)
     env = worker_env(url, smtp, stripe)
-    procs = [Worker(env, folder, f"w{workers}-{i}") for i in range(workers)]
+    with serving(url, folder) as base:  # up before the workers start: the chaos begins with them
+        api = Api(base, key)
+        procs = [Worker(env, folder, f"w{workers}-{i}") for i in range(workers)]
+        started = time.monotonic()
+        kills, exits, restarted, smtp_outage = chaos(pg, url, n, renewal_day, procs, started, timeout, smtp)
+        # Notices a killed worker had claimed wait for their lease (5 min); those the SMTP outage failed, for their
+        # retry; charges left in flight wait for their grace period (5 min), and a refund is made on the pass after
+        # the one that finds its invoice paid otherwise. Passes on a clock 30 minutes on (`kakin run-due --until`)
+        # do all of it, as a worker would by then; bank transfers are recorded during all but the last.
+        leftover = progress(url, renewal_day)[1]
+        later = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+        for last in (False, False, True):
+            if last:
+                api = None
+            subprocess.run([sys.executable, "-m", "kakin.cli", "run-due", "--until", later], env=env,
+                           capture_output=True, timeout=300)
+    smtp.down()
+    stripe.http.shutdown()
+    seconds = time.monotonic() - started
+    rows = check_billing(url, n, renewal_day, smtp, stripe, crashes=kills + exits + restarted, transfers=transfers)
+    after = next(i for i, row in enumerate(rows) if row[1].startswith("notices queued")) + 1
+    rows.insert(after, ("", "notices left to a later pass (claimed by a killed worker, or failed)", leftover, "any", True))
+    section = (f"{workers} workers, N={n:,} ({seconds:.0f} s, {kills} kill -9, {exits} exits, "
+               f"PG restart {'yes' if restarted else 'no'}, SMTP down 3 s {'yes' if smtp_outage else 'no'}, "
+               f"gateway {dict(stripe.faults)})")
+    return [(section, *r[1:]) for r in rows]  # type: ignore[misc]
+
+
+def chaos(pg: Postgres, url: str, n: int, renewal_day: date, procs: list[Worker], started: float, timeout: float,
+          smtp: SmtpSink) -> tuple[int, int, bool, bool]:
+    """Until every customer is renewed and its notices are out: kill -9 a worker at work every second or so (and
+    restart it), restart PostgreSQL once, take the SMTP server down for 3 s. Returns (kills, exits, PostgreSQL
+    restarted, SMTP outage done)."""
     kills = exits = 0
     restarted = smtp_outage = False
-    started = time.monotonic()
     renewed, unsent = 0, 1
     billed_at = 0.0
     try:
@@ -349,45 +432,44 @@ def billing_run(pg: Postgres, workers: int, n: int, timeout: float, folder: str)
     finally:
         for w in procs:
             w.stop()
-    # Notices a killed worker had claimed wait for their lease (5 min); those the SMTP outage failed, for their retry.
-    # One pass on a clock 30 minutes on (`kakin run-due --until`) sends them, as a worker would by then.
-    leftover = progress(url, renewal_day)[1]
-    later = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
-    subprocess.run([sys.executable, "-m", "kakin.cli", "run-due", "--until", later], env=env, capture_output=True, timeout=300)
-    smtp.down()
-    stripe.http.shutdown()
-    seconds = time.monotonic() - started
-    rows = check_billing(url, n, renewal_day, smtp, stripe, crashes=kills + exits + restarted)
-    rows.insert(9, ("", "notices left to a later pass (claimed by a killed worker, or failed)", leftover, "any", True))
-    section = (f"{workers} workers, N={n:,} ({seconds:.0f} s, {kills} kill -9, {exits} exits, "
-               f"PG restart {'yes' if restarted else 'no'}, SMTP down 3 s {'yes' if smtp_outage else 'no'}, "
-               f"gateway {dict(stripe.faults)})")
-    return [(section, *r[1:]) for r in rows]  # type: ignore[misc]
+    return kills, exits, restarted, smtp_outage
 
 
-def check_billing(url: str, n: int, renewal_day: date, smtp: SmtpSink, stripe: FakeStripe, crashes: int) -> list[Row]:
+def check_billing(url: str, n: int, renewal_day: date, smtp: SmtpSink, stripe: FakeStripe, crashes: int,
+                  transfers: set[str]) -> list[Row]:
     inv, pa, c, ob = tables.invoices, tables.payment_attempts, tables.customers, tables.outbox
     engine = create_engine(url)
     with engine.connect() as conn:
-        per_period = conn.execute(select(inv.c.customer_id, inv.c.billing_key, func.count()).group_by(
-            inv.c.customer_id, inv.c.billing_key)).all()
-        renewed = conn.execute(select(func.count(func.distinct(inv.c.customer_id))).where(inv.c.issued_on >= renewal_day)
-                               ).scalar_one()
-        seqs = [s for (s,) in conn.execute(select(inv.c.seq).order_by(inv.c.seq))]
+        tid = billed_tenant(conn)
+        ours = set(conn.execute(select(c.c.gateway_customer).where(c.c.tenant_id == tid)).scalars())
+        per_period = conn.execute(select(inv.c.customer_id, inv.c.billing_key, func.count()).where(
+            inv.c.tenant_id == tid).group_by(inv.c.customer_id, inv.c.billing_key)).all()
+        renewed = conn.execute(select(func.count(func.distinct(inv.c.customer_id))).where(
+            inv.c.tenant_id == tid, inv.c.issued_on >= renewal_day)).scalar_one()
+        seqs = [s for (s,) in conn.execute(select(inv.c.seq).where(inv.c.tenant_id == tid).order_by(inv.c.seq))]
+        transferred = dict(conn.execute(select(inv.c.number, c.c.gateway_customer).select_from(
+            inv.join(c, c.c.id == inv.c.customer_id)).where(inv.c.number.in_(sorted(transfers)))).all())
         paid = conn.execute(select(c.c.gateway_customer, pa.c.idempotency_key).select_from(
             pa.join(inv, inv.c.id == pa.c.invoice_id).join(c, c.c.id == inv.c.customer_id)).where(
-            pa.c.outcome == "succeeded", inv.c.issued_on >= renewal_day)).all()
+            pa.c.outcome == "succeeded", inv.c.tenant_id == tid, inv.c.issued_on >= renewal_day)).all()
         unpaid = conn.execute(select(func.count()).select_from(inv).where(
-            inv.c.issued_on >= renewal_day, inv.c.status != "paid")).scalar_one()
+            inv.c.tenant_id == tid, inv.c.issued_on >= renewal_day, inv.c.status != "paid")).scalar_one()
         outbox = conn.execute(select(ob.c.tenant_id, ob.c.id, ob.c.status)).all()
         pi = tables.payment_intents
         in_flight = conn.execute(select(func.count()).select_from(pi).where(pi.c.status.in_(("pending", "unknown")))
-                                 ).scalar_one()
+                                 ).scalar_one()  # every tenant's
     engine.dispose()
-    charged = Counter(pi["customer"] for pi in stripe.charges.values())
+    made = {key: pi for key, pi in stripe.charges.items() if pi["customer"] in ours}  # the billed tenant's charges
+    refunds = Counter(r["payment_intent"] for r in stripe.refunds.values())  # PaymentIntent id → refunds made
+    charged = Counter(pi["customer"] for pi in made.values())  # gateway customer → charges
+    kept = Counter(pi["customer"] for pi in made.values() if not refunds[pi["id"]])  # charges not refunded
+    by_card = {cust for cust, key in paid if key in made}
+    by_transfer = set(transferred.values())
     recorded = {key for _, key in paid}
+    refunded_keys = {key for key, pi in made.items() if refunds[pi["id"]]}
     wrong_customer = sum(1 for cust, key in paid if key in stripe.charges and stripe.charges[key]["customer"] != cust)
-    ids = {message_id(t, i): status for t, i, status in outbox}
+    ids = {message_id(t, i): status for t, i, status in outbox}  # every tenant's: all are delivered
+    billed = [i for t, i, _ in outbox if t == tid]
     received = smtp.ids
     twice = sum(k - 1 for mid, k in received.items() if mid in ids and k > 1)
     return [
@@ -397,15 +479,23 @@ def check_billing(url: str, n: int, renewal_day: date, smtp: SmtpSink, stripe: F
         ("", "invoice number gaps or repeats", sum(1 for i, s in enumerate(seqs, 1) if s != i), "0",
          seqs == list(range(1, len(seqs) + 1))),
         ("", "renewal invoices not paid", unpaid, "0", unpaid == 0),
-        ("", "customers charged ≠ once at the gateway", sum(1 for cust, _ in paid if charged[cust] != 1)
-         + sum(1 for cust, k in charged.items() if cust not in {p for p, _ in paid}), "0",
-         all(charged[cust] == 1 for cust, _ in paid) and set(charged) == {p for p, _ in paid}),
-        ("", "gateway charges not recorded as paid", sum(1 for key in stripe.charges if key not in recorded), "0",
-         all(key in recorded for key in stripe.charges)),
+        ("", "customers charged ≠ once at the gateway (paid by card)", sum(1 for cust in by_card if charged[cust] != 1)
+         + sum(1 for cust in kept if cust not in by_card), "0",
+         all(charged[cust] == 1 for cust in by_card) and set(kept) <= by_card),
+        ("", "gateway charges neither recorded as paid nor refunded",
+         sum(1 for key in made if key not in recorded and key not in refunded_keys), "0",
+         all(key in recorded or key in refunded_keys for key in made)),
+        ("", "invoices paid by transfer while their card charge was in flight", len(transfers), "any", True),
+        ("", "  their customers' card charges not refunded exactly once",
+         sum(1 for cust in by_transfer if charged[cust] != 1 or kept[cust] != 0), "0",
+         all(charged[cust] == 1 and kept[cust] == 0 for cust in by_transfer)),
+        ("", "card charges refunded more than once, or refunded though they paid", sum(k - 1 for k in refunds.values())
+         + sum(1 for key in refunded_keys if key in recorded), "0",
+         all(k == 1 for k in refunds.values()) and not refunded_keys & recorded),
         ("", "payments recorded on another customer", wrong_customer, "0", wrong_customer == 0),
         ("", "charges left in flight (payment intents pending or unknown)", in_flight, "0", in_flight == 0),
-        ("", "notices queued (a notice and a receipt each, and the sign-up's receipt)", len(ids), "2N+1",
-         len(ids) == 2 * n + 1),
+        ("", "notices queued (a notice and a receipt each, and the sign-up's receipt)", len(billed), "2N+1",
+         len(billed) == 2 * n + 1),
         ("", "notices not delivered", sum(1 for mid in ids if mid not in received), "0",
          all(mid in received for mid in ids)),
         ("", "notices received twice (allowed: ≤ crashes)", twice, f"≤ {crashes}", twice <= crashes),
@@ -465,12 +555,14 @@ def serving(url: str, folder: str) -> Iterator[str]:
                             env={**os.environ, "KAKIN_DATABASE_URL": url}, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while True:
             try:
                 with urllib.request.urlopen(base + "/healthz", timeout=2):
                     break
             except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"kakin serve did not answer /healthz in 180 s: see {folder}/serve.log") from None
                 time.sleep(0.2)
         yield base
     finally:

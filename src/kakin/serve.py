@@ -67,14 +67,17 @@ def demo_operator(code: str) -> str:
 def demo_console_sign_ins(engine: Engine, now: datetime, password: str | None = None) -> list[tuple[str, str, str]]:
     """For each reference tenant, its demo console owner (created when missing) with a password: ``password``
     (``KAKIN_DEMO_CONSOLE_PASSWORD``) or a new random one each start, which ends the owner's older sessions.
-    Returns (tenant, e-mail, password) triples to print once."""
+    Returns (tenant, e-mail, password) triples to print once. A tenant of that code without the demo customers (a
+    database kakin did not seed: a vendor's own) gets no demo owner."""
     from kakin.services import operators
 
     out = []
-    for code in DEMO:
+    for code, customers in DEMO.items():
         with UnitOfWork(engine) as uow:
             row = uow.tenant(code)
             assert row is not None
+            if uow.customer_row(row, customers[0]["id"]) is None:
+                continue
             email = demo_operator(code)
             if any(o["email"] == email for o in operators.list_operators(uow, row)):
                 given = operators.set_password(uow, row, email, now, password)
@@ -116,6 +119,14 @@ def portal_link(engine: Engine, tenant_code: str, customer: str, now: datetime, 
 
 
 def demo_portal_links(engine: Engine, now: datetime, base_url: str) -> list[tuple[str, str, str]]:
-    """One portal link per reference tenant, for its first demo customer's super admin: (tenant, customer, url)."""
-    return [(code, customers[0]["id"], portal_link(engine, code, customers[0]["id"], now, base_url)[0])
-            for code, customers in DEMO.items()]
+    """One portal link per reference tenant, for its first demo customer's super admin: (tenant, customer, url). A
+    tenant of that code without the demo customer (a database kakin did not seed: a vendor's own) gets none."""
+    from kakin.domain import errors
+
+    links = []
+    for code, customers in DEMO.items():
+        try:
+            links.append((code, customers[0]["id"], portal_link(engine, code, customers[0]["id"], now, base_url)[0]))
+        except errors.NotFound:
+            continue
+    return links

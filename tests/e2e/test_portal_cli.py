@@ -47,3 +47,29 @@ def test_portal_link_prints_a_fresh_link_and_refuses_an_unknown_customer(tmp_pat
         assert conn.execute("SELECT locale FROM portal_sessions").fetchall() == [("en",)]
     missing = run("portal-link", "--tenant", "nipoplus", "--customer", "ghost", db=db)
     assert missing.returncode == 2 and "not_found" in missing.stderr
+
+
+def test_serve_on_a_database_whose_nipoplus_tenant_kakin_did_not_seed_starts_without_demo_links_or_owner(
+        tmp_path: Path) -> None:
+    """A vendor's own database with a tenant coded ``nipoplus`` and none of the demo customers: the start neither fails
+    nor adds a demo console owner to that tenant; the reference tenants kakin creates still get theirs."""
+    from kakin.adapters.db.store import UnitOfWork
+    from kakin.serve import demo_console_sign_ins
+    from kakin.services import operators
+    from kakin.services.tenancy import create_tenant
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'own.db'}")
+    migrate(engine)
+    with UnitOfWork(engine) as uow:
+        create_tenant(uow, "nipoplus", "NipoPlus（本番）", "nipoplus", NOW)
+    ensure_reference_tenants(engine, CardSimulator(), NOW)
+    links = demo_portal_links(engine, NOW, "http://127.0.0.1:8000")
+    owners = demo_console_sign_ins(engine, NOW)
+    with UnitOfWork(engine) as uow:
+        row = uow.tenant("nipoplus")
+        assert row is not None
+        staff = operators.list_operators(uow, row)
+    engine.dispose()
+    assert [tenant for tenant, _, _ in links] == ["lineworks", "line-oa"]
+    assert [tenant for tenant, _, _ in owners] == ["lineworks", "line-oa"]
+    assert staff == []  # no demo owner with a printed password in the vendor's own tenant

@@ -31,4 +31,5 @@ def test_the_fault_harness_finds_every_count_as_expected_on_postgresql() -> None
                     "HTTP: one POST ×10, one Idempotency-Key"):
         assert section in table, table
     assert table.count("customers renewed (expected N)") == 2
+    assert table.count("their customers' card charges not refunded exactly once") == 2  # checked in both runs
     assert "PG restart yes" in table and "SMTP down 3 s yes" in table, table
