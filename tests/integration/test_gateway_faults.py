@@ -404,3 +404,34 @@ def test_a_commands_charge_recorded_before_its_rerun_died_is_applied_by_the_next
     billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3 + timedelta(days=1))  # the scheduled retry
     assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "paid")
     assert attempts(engine)[-1] == ("succeeded", key) and [k for *_, k in gateway.charged].count(key) == 1
+
+
+def test_retry_now_whose_invoice_is_paid_by_transfer_while_the_card_is_charged_is_refused_and_the_card_refunded(
+        engine: Engine) -> None:
+    """Retry now charges the card with no lock held; meanwhile the vendor records a bank transfer for the invoice. The
+    command, run again, finds the invoice paid (409 invoice_not_open), and the card payment it made is given back by
+    the worker's next pass: the customer pays once."""
+    gateway = PaidMeanwhile(engine)
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", SIGNUP)
+        billing.create_customer(uow, tenant, gateway, "acme", "株式会社アクメ", SIGNUP, payment_method="pm_card_visa")
+        billing.subscribe(uow, tenant, gateway, "acme", SIGNUP, "gold", seats=10)
+        billing.set_payment_method(uow, tenant, gateway, "acme", SIGNUP, "pm_card_chargeDeclined")
+    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)  # declined: open, in dunning
+    with engine.begin() as conn:  # the card works again (written directly: no catch-up charge)
+        conn.execute(tables.customers.update().values(payment_method="pm_card_visa"))
+    gateway.armed = True
+
+    def retry(uow: UnitOfWork) -> None:
+        tenant = open_tenant(uow, "nipoplus")
+        payments.retry_now(uow, tenant, gateway, CommandLine(tenant.row), "NIPOPLUS-00000002", JUNE_3)
+
+    with pytest.raises(errors.InvoiceNotOpen):
+        in_transaction(engine, retry)
+    key = "nipoplus:NIPOPLUS-00000002:2"
+    assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "paid")  # by the transfer
+    assert attempts(engine)[-1] == ("succeeded", "manual:NIPOPLUS-00000002")
+    assert intents(engine)[-1] == (key, "refunding", 2)
+    assert next_pass(engine, gateway)["charges settled"] == 1
+    assert [amount for _, amount in gateway.refunded] == [1800] and intents(engine)[-1] == (key, "refunded", 2)
+    assert next_pass(engine, gateway)["charges settled"] == 0 and len(gateway.refunded) == 1

@@ -26,7 +26,7 @@ from kakin.domain.invoice import CreditNoteDraft
 from kakin.domain.lifecycle import Result
 
 from . import mail
-from .charging import Charge, Charger, charge_deferred
+from .charging import Charge, Charger, charge_deferred, refund_closed_invoice_charge
 from .tenancy import Tenant
 
 BANK_TRANSFER = "bank_transfer"
@@ -520,18 +520,6 @@ def record_answers(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway,
         involved = list({id(c.account): c.account for c, _ in answered}.values())
         settle(uow, tenant, gateway, [(a, Result()) for a in involved], now, "worker", charger=charger,
                answered=answered)
-
-
-def refund_closed_invoice_charge(uow: UnitOfWork, customer_id: int, key: str, number: str, at: datetime) -> None:
-    """A charge that succeeded for an invoice no longer open: closed otherwise while the card was being charged (paid by
-    bank transfer, voided, written off). The customer must not pay twice: the intent is marked ``refunding`` and the
-    worker's next pass refunds it at the gateway (:func:`kakin.services.payments.settle_intents`). Nothing is done when
-    this very charge's answer was already recorded on the invoice (a worker settled it while the run was still
-    charging): then it is what paid the invoice. Call under the customer's lock, after the outcome is recorded."""
-    if uow.intents.paid_by_charge(customer_id, key):
-        return
-    if uow.intents.give_back(key, "refunding", at, was=("succeeded",), unlinked=False):
-        log.warning("charge %s succeeded for invoice %s, which was closed meanwhile: it is refunded", key, number)
 
 
 def _record_paid(uow: UnitOfWork, tenant: Tenant, paid: Sequence[tuple[Charge, ChargeOutcome]], now: datetime) -> None:

@@ -63,6 +63,7 @@ class Charge:
     gateway_customer: str | None
     purchase: str | None = None  # the command's action, for a purchase's own charge (its invoice is not written yet)
     row: dict[str, Any] | None = field(default=None, repr=False)  # its intent as stored, when one exists
+    answer: ChargeOutcome | None = field(default=None, repr=False)  # what the gateway answered, once asked here
 
 
 def outcome_of(row: dict[str, Any]) -> ChargeOutcome:
@@ -182,7 +183,8 @@ class Charger:
         """``outside``: raise :class:`ChargesNeeded` for the charges asked for, to be made with no lock held."""
         if self.needed:
             needed, self.needed = self.needed, []
-            raise ChargesNeeded(functools.partial(perform, self.gateway, self.tenant_id, needed, self.wall))
+            raise ChargesNeeded(functools.partial(perform, self.gateway, self.tenant_id, needed, self.wall),
+                                functools.partial(give_back_unused, needed, self.wall))
 
     def written(self) -> None:
         """After the round's invoices are numbered and written: store the new intents and name the invoices of
@@ -216,12 +218,39 @@ def perform(gateway: PaymentGateway, tenant_id: int, needed: Sequence[Charge], w
                 continue  # answered meanwhile (another request, the worker): the rerun reads it
             else:
                 uow.intents.claim(c.key, wall())  # the worker leaves it alone for its grace period
-        outcome = call(gateway, c)
+        outcome = c.answer = call(gateway, c)
         with begin() as uow:
             uow.intents.record_outcome(c.key, status_of(outcome), outcome.code if outcome else None,
                                         outcome.reference if outcome else None, wall())
         if outcome is None:
             raise errors.PaymentGatewayUnavailable(UNANSWERED, param="payment_method")
+
+
+def refund_closed_invoice_charge(uow: UnitOfWork, customer_id: int, key: str, number: str, at: datetime) -> None:
+    """A charge that succeeded for an invoice no longer open: closed otherwise while the card was being charged (paid by
+    bank transfer, voided, written off). The customer must not pay twice: the intent is marked ``refunding`` and the
+    worker's next pass refunds it at the gateway (:func:`kakin.services.payments.settle_intents`). Nothing is done when
+    this very charge's answer was already recorded on the invoice (a worker settled it while the run was still
+    charging): then it is what paid the invoice. Call under the customer's lock, after the outcome is recorded."""
+    if uow.intents.paid_by_charge(customer_id, key):
+        return
+    if uow.intents.give_back(key, "refunding", at, was=("succeeded",), unlinked=False):
+        log.warning("charge %s succeeded for invoice %s, which was closed meanwhile: it is refunded", key, number)
+
+
+def give_back_unused(charges: Sequence[Charge], wall: Wall, begin: Callable[[], UnitOfWork]) -> None:
+    """After a command that charged outside its transaction has ended (committed or refused): a charge it made for an
+    existing invoice that succeeded but was not applied to it, because the invoice was closed meanwhile (a bank
+    transfer recorded, voided, written off before the command ran again), is given back
+    (:func:`refund_closed_invoice_charge`). An invoice still open keeps the answer for its next retry, which sends the
+    same key; a purchase's charge without its invoice is refunded by the worker already."""
+    for c in charges:
+        if c.answer is None or not c.answer.ok or not c.inv.id or c.account.id is None:
+            continue
+        with begin() as uow:
+            uow.lock_customer(c.account.id)
+            if uow.invoice_records.status(c.inv.id) != "open":
+                refund_closed_invoice_charge(uow, c.account.id, c.key, c.inv.number, wall())
 
 
 def charge_deferred(gateway: PaymentGateway, deferred: Sequence[Charge]) -> list[tuple[Charge, ChargeOutcome | None]]:

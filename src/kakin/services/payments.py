@@ -17,8 +17,8 @@ from kakin.adapters.payments import ChargeOutcome, PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.lifecycle import Result
 
-from .billing import BANK_TRANSFER, finish_charges, load, record_answers, refund_closed_invoice_charge, settle, snapshot
-from .charging import Charge, Charger, Wall, ask, wall_clock
+from .billing import BANK_TRANSFER, finish_charges, load, record_answers, settle, snapshot
+from .charging import Charge, Charger, Wall, ask, refund_closed_invoice_charge, wall_clock
 from .operators import ActingOperator, acting_in
 from .tenancy import Tenant, open_tenant
 

@@ -26,6 +26,11 @@ class InvoiceRecordRepository:
             invoices.c.tenant_id == tenant_id, invoices.c.number == number)).mappings().first()
         return None if row is None else dict(row)
 
+    def status(self, invoice_id: int) -> str | None:
+        """The invoice's status (open, paid, uncollectible, void); None when there is no such invoice."""
+        status: str | None = self.conn.execute(select(invoices.c.status).where(invoices.c.id == invoice_id)).scalar()
+        return status
+
     def paid_reference(self, invoice_id: int) -> str | None:
         """The gateway reference of the invoice's latest succeeded payment that has one (what a refund returns)."""
         reference: str | None = self.conn.execute(select(payment_attempts.c.reference).where(

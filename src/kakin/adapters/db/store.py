@@ -101,11 +101,14 @@ def is_lock_timeout(exc: BaseException) -> bool:
 class ChargesNeeded(Exception):
     """Raised by work run in :func:`in_transaction` that must charge at the gateway before it can go on: the
     transaction rolls back (no lock is held any more), ``perform(begin)`` makes the charges, recording each before
-    and after in short transactions of its own, and the work runs again, finding the outcomes recorded."""
+    and after in short transactions of its own, and the work runs again, finding the outcomes recorded.
+    ``after(begin)``, if given, runs once the work has ended (committed, or refused): what it must do about charges
+    the work, as it finally ran, did not use."""
 
-    def __init__(self, perform: Callable[[Callable[[], UnitOfWork]], None]) -> None:
+    def __init__(self, perform: Callable[[Callable[[], UnitOfWork]], None],
+                 after: Callable[[Callable[[], UnitOfWork]], None] | None = None) -> None:
         super().__init__("charges to make outside the transaction")
-        self.perform = perform
+        self.perform, self.after = perform, after
 
 
 CHARGE_ROUNDS = 20  # how many times one unit of work may stop to charge before it is a bug
@@ -124,6 +127,27 @@ def in_transaction(engine: Engine | Callable[[], UnitOfWork], work: Callable[[Un
     may run more than once: what it does outside the database must be idempotent (gateway charges carry keys).
     """
     begin = engine if callable(engine) else lambda: UnitOfWork(engine)
+    afters: list[Callable[[Callable[[], UnitOfWork]], None]] = []
+    try:
+        result = _run(begin, work, attempts, pause, afters)
+    except Exception:
+        _after(afters, begin)
+        raise
+    _after(afters, begin)
+    return result
+
+
+def _after(afters: list[Callable[[Callable[[], UnitOfWork]], None]], begin: Callable[[], UnitOfWork]) -> None:
+    """The work ended (committed or refused): what ``ChargesNeeded.after`` does about charges it did not use."""
+    for after in afters:
+        try:
+            after(begin)
+        except Exception:  # left as it is: a later retry of the invoice, or the worker, settles it
+            log.exception("charges made for work that did not use them were not looked at")
+
+
+def _run(begin: Callable[[], UnitOfWork], work: Callable[[UnitOfWork], T], attempts: int,
+         pause: Callable[[float], None], afters: list[Callable[[Callable[[], UnitOfWork]], None]]) -> T:
     attempt = rounds = 0
     while attempt < attempts:
         try:
@@ -135,6 +159,8 @@ def in_transaction(engine: Engine | Callable[[], UnitOfWork], work: Callable[[Un
             if rounds > CHARGE_ROUNDS:
                 raise RuntimeError("a unit of work kept asking for charges") from need
             need.perform(begin)
+            if need.after is not None:
+                afters.append(need.after)
             continue
         except Exception as exc:
             if is_lock_timeout(exc):
