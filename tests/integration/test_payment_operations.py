@@ -30,6 +30,14 @@ def seed(engine: Engine, gateway: CardSimulator, card: str | None = "pm_card_vis
         billing.create_customer(uow, tenant, gateway, "acme", "株式会社アクメ", START, payment_method=card)
 
 
+def pays_by_transfer_on_gold(engine: Engine, gateway: CardSimulator) -> None:
+    """acme is switched to bank transfer (請求書払い), then takes GOLD with 10 seats: its invoice waits for a transfer."""
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "t")
+        operations.set_collection(uow, tenant, gateway, CommandLine(tenant.row), "acme", "bank_transfer", START)
+        billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
+
+
 def invoices(engine: Engine) -> list[dict[str, object]]:
     with UnitOfWork(engine) as uow:
         return uow.invoices_for(open_tenant(uow, "t").row)
@@ -50,10 +58,7 @@ def test_bank_transfer_invoices_wait_for_their_due_date_and_are_marked_paid_by_h
         with pytest.raises(KakinError) as no_card:
             billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
         assert no_card.value.code == "payment_method_required"
-    with UnitOfWork(engine) as uow:
-        tenant = open_tenant(uow, "t")
-        operations.set_collection(uow, tenant, gateway, CommandLine(tenant.row), "acme", "bank_transfer", START)
-        billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
+    pays_by_transfer_on_gold(engine, gateway)
     (first,) = invoices(engine)
     assert first["status"] == "open" and first["due_on"].isoformat() == "2022-06-02"  # 30 days to pay
     assert gateway.charged == []  # nothing charged to the card
@@ -67,10 +72,7 @@ def test_bank_transfer_invoices_wait_for_their_due_date_and_are_marked_paid_by_h
 def test_an_overdue_bank_transfer_goes_through_the_same_dunning(engine: Engine) -> None:
     gateway = CardSimulator()
     seed(engine, gateway)
-    with UnitOfWork(engine) as uow:
-        tenant = open_tenant(uow, "t")
-        operations.set_collection(uow, tenant, gateway, CommandLine(tenant.row), "acme", "bank_transfer", START)
-        billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
+    pays_by_transfer_on_gold(engine, gateway)
     billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2022, 6, 3, 1, tzinfo=JST))
     assert plan_status(engine) == ("gold", "past_due")  # overdue since June 3; retried 1, 3, 5, 7 days later
     billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2022, 6, 11, tzinfo=JST))
@@ -188,10 +190,7 @@ def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_nex
 def test_retry_now_is_refused_for_a_customer_who_pays_by_bank_transfer_and_changes_nothing(engine: Engine) -> None:
     gateway = CardSimulator()
     seed(engine, gateway)
-    with UnitOfWork(engine) as uow:
-        tenant = open_tenant(uow, "t")
-        operations.set_collection(uow, tenant, gateway, CommandLine(tenant.row), "acme", "bank_transfer", START)
-        billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
+    pays_by_transfer_on_gold(engine, gateway)
     (first,) = invoices(engine)
     with engine.connect() as conn:
         audit_before = conn.execute(select(tables.audit_log.c.id)).all()

@@ -31,22 +31,20 @@ def in_ids(conn: Connection, column: Any, ids: Iterable[int]) -> Any:
     on every execution (about a millisecond per thousand ids), one bound string costs nothing. On PostgreSQL one
     array parameter (``= ANY``). Elsewhere a plain IN.
     """
-    values = [int(i) for i in ids]
-    if conn.dialect.name == "postgresql":
-        return column == any_(literal(values, ARRAY(BigInteger)))
-    if conn.dialect.name != "sqlite":
-        return column.in_(values)
-    return column.in_(select(func.json_each(json.dumps(values)).table_valued("value").c.value))
+    return _in_batch(conn, column, [int(i) for i in ids], BigInteger)
 
 
 def in_values(conn: Connection, column: Any, values: Sequence[str]) -> Any:
-    """``column IN values`` for a batch of strings (idempotency keys), bound as one value as :func:`in_ids` does:
-    one text array on PostgreSQL, one JSON array through ``json_each`` on SQLite; elsewhere a plain IN."""
+    """``column IN values`` for a batch of strings (idempotency keys), bound as one value as :func:`in_ids` does."""
+    return _in_batch(conn, column, list(values), Text)
+
+
+def _in_batch(conn: Connection, column: Any, values: list[Any], item: Any) -> Any:
     if conn.dialect.name == "postgresql":
-        return column == any_(literal(list(values), ARRAY(Text)))
+        return column == any_(literal(values, ARRAY(item)))
     if conn.dialect.name != "sqlite":
-        return column.in_(list(values))
-    return column.in_(select(func.json_each(json.dumps(list(values))).table_valued("value").c.value))
+        return column.in_(values)
+    return column.in_(select(func.json_each(json.dumps(values)).table_valued("value").c.value))
 
 
 def sqlite_instant(value: datetime) -> str:

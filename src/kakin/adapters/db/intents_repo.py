@@ -160,13 +160,6 @@ class PaymentIntentRepository:
             q = q.where(payment_intents.c.invoice_id.is_(None))
         return self.conn.execute(q.values(status=status, updated_at=at)).rowcount == 1
 
-    def paid_by_charge(self, customer_id: int, key: str) -> bool:
-        """Whether the payment log holds a succeeded payment with this charge's key (its answer was applied to its
-        invoice, by the run or by a worker settling it)."""
-        return self.conn.execute(select(func.count()).select_from(payment_attempts).where(
-            payment_attempts.c.customer_id == customer_id, payment_attempts.c.idempotency_key == key,
-            payment_attempts.c.outcome == "succeeded")).scalar_one() > 0
-
     def link(self, key: str, invoice_id: int) -> bool:
         """Name the invoice a purchase's charge paid, in the transaction that writes the invoice; false when the
         intent was given back (refunding) meanwhile."""

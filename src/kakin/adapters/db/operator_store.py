@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, update
 
+from .portal_store import touch_session
 from .tables import audit_log, console_sessions, customers, invoices, operators, payment_attempts, tenants
 
 
@@ -54,10 +55,7 @@ class OperatorRepository:
 
     def touch(self, session_id: int, now: datetime, locale: str | None = None) -> None:
         """Restart a session's idle clock at ``now``; with ``locale``, also switch its language."""
-        values: dict[str, Any] = {"last_seen_at": now}
-        if locale is not None:
-            values["locale"] = locale
-        self.conn.execute(update(console_sessions).where(console_sessions.c.id == session_id).values(**values))
+        touch_session(self.conn, console_sessions, session_id, now, locale)
 
     def end_sessions(self, now: datetime, *, session_id: int | None = None,
                      operator_id: int | None = None) -> int:

@@ -5,9 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Table, select, update
 
 from .tables import customers, members, portal_sessions
+
+
+def touch_session(conn: Connection, table: Table, session_id: int, now: datetime, locale: str | None) -> None:
+    """Restart a signed-in session's idle clock at ``now`` (a portal or a console session: ``table``); with
+    ``locale``, also switch its language."""
+    values: dict[str, Any] = {"last_seen_at": now}
+    if locale is not None:
+        values["locale"] = locale
+    conn.execute(update(table).where(table.c.id == session_id).values(**values))
 
 
 class PortalSessionRepository:
@@ -41,10 +50,7 @@ class PortalSessionRepository:
 
     def touch(self, session_id: int, now: datetime, locale: str | None = None) -> None:
         """Restart a session's idle clock at ``now``; with ``locale``, also switch its language."""
-        values: dict[str, Any] = {"last_seen_at": now}
-        if locale is not None:
-            values["locale"] = locale
-        self.conn.execute(update(portal_sessions).where(portal_sessions.c.id == session_id).values(**values))
+        touch_session(self.conn, portal_sessions, session_id, now, locale)
 
     def end(self, now: datetime, *, session_id: int | None = None, customer_id: int | None = None) -> int:
         """End one session or every open session (and unused link) of a customer; returns how many rows ended."""
