@@ -373,11 +373,9 @@ def test_a_charge_settled_by_a_worker_while_the_run_was_still_charging_is_not_re
     assert next_pass(engine, gateway)["charges settled"] == 0 and gateway.refunded == []
 
 
-def test_a_commands_charge_recorded_before_its_rerun_died_is_applied_by_the_next_scheduled_retry(engine: Engine) -> None:
-    """Retry now charges the card (its intent recorded ``succeeded``), then the process dies before the command's
-    rerun commits: the invoice is still open. The next scheduled retry sends the same key, gets the same answer, and
-    applies it: the invoice is paid once, with one charge; it is not left open with the money taken."""
-    gateway = CardSimulator()
+def in_dunning_with_a_working_card(engine: Engine, gateway: Any) -> None:
+    """acme's June 3 renewal (invoice 2) declined and open in dunning, then its card works again (written directly:
+    no catch-up charge)."""
     with UnitOfWork(engine) as uow:
         tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", SIGNUP)
         billing.create_customer(uow, tenant, gateway, "acme", "株式会社アクメ", SIGNUP, payment_method="pm_card_visa")
@@ -385,20 +383,33 @@ def test_a_commands_charge_recorded_before_its_rerun_died_is_applied_by_the_next
         billing.set_payment_method(uow, tenant, gateway, "acme", SIGNUP, "pm_card_chargeDeclined")
     billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)  # declined: dunning, retry June 4
     assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "open")
-    with engine.begin() as conn:  # the card works again (written directly: no catch-up charge)
+    with engine.begin() as conn:
         conn.execute(tables.customers.update().values(payment_method="pm_card_visa"))
+
+
+def retry_now_dying_before_its_rerun_commits(engine: Engine, gateway: Any) -> None:
+    """Retry now on invoice 2, killed after perform() charged and recorded the intent, before the rerun commits."""
     runs = 0
 
     def retry(uow: UnitOfWork) -> None:
         nonlocal runs
         runs += 1
-        if runs == 2:  # after perform() charged and recorded the intent, before the rerun commits
+        if runs == 2:
             raise Killed("kill -9 before the command's rerun commits")
         tenant = open_tenant(uow, "nipoplus")
         payments.retry_now(uow, tenant, gateway, CommandLine(tenant.row), "NIPOPLUS-00000002", JUNE_3)
 
     with pytest.raises(Killed):
         in_transaction(engine, retry)
+
+
+def test_a_commands_charge_recorded_before_its_rerun_died_is_applied_by_the_next_scheduled_retry(engine: Engine) -> None:
+    """Retry now charges the card (its intent recorded ``succeeded``), then the process dies before the command's
+    rerun commits: the invoice is still open. The next scheduled retry sends the same key, gets the same answer, and
+    applies it: the invoice is paid once, with one charge; it is not left open with the money taken."""
+    gateway = CardSimulator()
+    in_dunning_with_a_working_card(engine, gateway)
+    retry_now_dying_before_its_rerun_commits(engine, gateway)
     key = "nipoplus:NIPOPLUS-00000002:2"  # the invoice's second attempt
     assert intents(engine)[-1] == (key, "succeeded", 2) and invoices(engine)[-1][3] == "open"
     billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3 + timedelta(days=1))  # the scheduled retry
@@ -412,14 +423,7 @@ def test_retry_now_whose_invoice_is_paid_by_transfer_while_the_card_is_charged_i
     command, run again, finds the invoice paid (409 invoice_not_open), and the card payment it made is given back by
     the worker's next pass: the customer pays once."""
     gateway = PaidMeanwhile(engine)
-    with UnitOfWork(engine) as uow:
-        tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", SIGNUP)
-        billing.create_customer(uow, tenant, gateway, "acme", "株式会社アクメ", SIGNUP, payment_method="pm_card_visa")
-        billing.subscribe(uow, tenant, gateway, "acme", SIGNUP, "gold", seats=10)
-        billing.set_payment_method(uow, tenant, gateway, "acme", SIGNUP, "pm_card_chargeDeclined")
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)  # declined: open, in dunning
-    with engine.begin() as conn:  # the card works again (written directly: no catch-up charge)
-        conn.execute(tables.customers.update().values(payment_method="pm_card_visa"))
+    in_dunning_with_a_working_card(engine, gateway)
     gateway.armed = True
 
     def retry(uow: UnitOfWork) -> None:
@@ -435,3 +439,56 @@ def test_retry_now_whose_invoice_is_paid_by_transfer_while_the_card_is_charged_i
     assert next_pass(engine, gateway)["charges settled"] == 1
     assert [amount for _, amount in gateway.refunded] == [1800] and intents(engine)[-1] == (key, "refunded", 2)
     assert next_pass(engine, gateway)["charges settled"] == 0 and len(gateway.refunded) == 1
+
+
+def test_a_commands_charge_recorded_before_its_rerun_died_is_refunded_when_the_invoice_is_paid_by_transfer(
+        engine: Engine) -> None:
+    """Retry now charges the card and records it, then its process dies before the command commits; before any
+    scheduled retry, the vendor records a bank transfer for the invoice. The card payment, never applied, is given
+    back by the worker's next pass: the customer pays once."""
+    gateway = CardSimulator()
+    in_dunning_with_a_working_card(engine, gateway)
+    retry_now_dying_before_its_rerun_commits(engine, gateway)
+    key = "nipoplus:NIPOPLUS-00000002:2"
+    assert intents(engine)[-1] == (key, "succeeded", 2)
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "nipoplus")
+        operations.mark_paid(uow, tenant, gateway, CommandLine(tenant.row), "NIPOPLUS-00000002", JUNE_3, reference="振込")
+    assert intents(engine)[-1] == (key, "refunding", 2)
+    assert attempts(engine)[-1] == ("succeeded", "manual:NIPOPLUS-00000002")
+    assert next_pass(engine, gateway, JUNE_3 + timedelta(days=1))["charges settled"] == 1
+    assert [amount for _, amount in gateway.refunded] == [1800] and intents(engine)[-1] == (key, "refunded", 2)
+    assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "paid")
+    assert [k for *_, k in gateway.charged].count(key) == 1  # the scheduled retry did not charge again
+
+
+def test_a_commands_charge_for_an_invoice_paid_while_the_card_was_charged_is_refunded_though_the_command_died(
+        engine: Engine) -> None:
+    """Retry now charges the card while the vendor records a bank transfer for the invoice; the command records the
+    answer and dies before it runs again. The answer's record itself sees the invoice closed and marks the charge
+    for refund, so no later step is needed for the customer to pay once."""
+    gateway = PaidMeanwhile(engine)
+    in_dunning_with_a_working_card(engine, gateway)
+    gateway.armed = True
+    retry_now_dying_before_its_rerun_commits(engine, gateway)
+    key = "nipoplus:NIPOPLUS-00000002:2"
+    assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "paid")
+    assert intents(engine)[-1] == (key, "refunding", 2)
+    assert next_pass(engine, gateway)["charges settled"] == 1
+    assert [amount for _, amount in gateway.refunded] == [1800] and intents(engine)[-1] == (key, "refunded", 2)
+    assert next_pass(engine, gateway)["charges settled"] == 0 and len(gateway.refunded) == 1
+
+
+def test_writing_off_an_invoice_gives_back_a_card_charge_recorded_for_it_but_never_applied(engine: Engine) -> None:
+    """The same crash as above, then the vendor writes the invoice off instead: nothing is collected for it, so the
+    card payment that was never applied is refunded."""
+    gateway = CardSimulator()
+    in_dunning_with_a_working_card(engine, gateway)
+    retry_now_dying_before_its_rerun_commits(engine, gateway)
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "nipoplus")
+        payments.write_off(uow, tenant, gateway, CommandLine(tenant.row), "NIPOPLUS-00000002", JUNE_3)
+    assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "uncollectible")
+    assert intents(engine)[-1] == ("nipoplus:NIPOPLUS-00000002:2", "refunding", 2)
+    assert next_pass(engine, gateway, JUNE_3 + timedelta(days=1))["charges settled"] == 1
+    assert [amount for _, amount in gateway.refunded] == [1800]

@@ -220,8 +220,14 @@ def perform(gateway: PaymentGateway, tenant_id: int, needed: Sequence[Charge], w
                 uow.intents.claim(c.key, wall())  # the worker leaves it alone for its grace period
         outcome = c.answer = call(gateway, c)
         with begin() as uow:
+            closed = False
+            if outcome is not None and outcome.ok and c.inv.id and c.account.id is not None:
+                uow.lock_customer(c.account.id)  # against a bank transfer recorded for the invoice at this moment
+                closed = uow.invoice_records.status(c.inv.id) != "open"
             uow.intents.record_outcome(c.key, status_of(outcome), outcome.code if outcome else None,
                                         outcome.reference if outcome else None, wall())
+            if closed:  # closed while the card was charged: given back now, even if this process dies next
+                refund_closed_invoice_charge(uow, c.account.id or 0, c.key, c.inv.number, wall())
         if outcome is None:
             raise errors.PaymentGatewayUnavailable(UNANSWERED, param="payment_method")
 
@@ -236,6 +242,17 @@ def refund_closed_invoice_charge(uow: UnitOfWork, customer_id: int, key: str, nu
         return
     if uow.intents.give_back(key, "refunding", at, was=("succeeded",), unlinked=False):
         log.warning("charge %s succeeded for invoice %s, which was closed meanwhile: it is refunded", key, number)
+
+
+def refund_unapplied_charges(uow: UnitOfWork, customer_id: int, invoice_id: int, number: str, at: datetime) -> None:
+    """The invoice is being closed otherwise (a bank transfer recorded, written off): a card charge that succeeded for
+    it but whose answer was never applied to it (a command charged the card, recorded the outcome, and its process
+    died before the command committed) is given back (:func:`refund_closed_invoice_charge`); without this no later
+    pass would look at it, and the customer would pay twice. Call under the customer's lock, with the invoice's id
+    and number (``at``: the wall clock). A command still charging is covered by :func:`perform`, which checks the invoice under
+    the same lock when it records its answer."""
+    for key in uow.intents.succeeded_for(invoice_id):
+        refund_closed_invoice_charge(uow, customer_id, key, number, at)
 
 
 def give_back_unused(charges: Sequence[Charge], wall: Wall, begin: Callable[[], UnitOfWork]) -> None:

@@ -15,6 +15,7 @@ from kakin.domain.lifecycle import Result
 from kakin.domain.money import tax_for_rate
 
 from .billing import BANK_TRANSFER, load, settle, snapshot
+from .charging import refund_unapplied_charges, wall_clock
 from .operators import ActingOperator, acting_in
 from .tenancy import Tenant
 
@@ -60,6 +61,7 @@ def mark_paid(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: Acti
                                "outcome": "succeeded", "code": None, "idempotency_key": f"manual:{number}",
                                "reference": reference}])
     settle(uow, tenant, gateway, [(account, result)], now, op.actor, "invoice.mark_paid", {account.id or 0: before})
+    refund_unapplied_charges(uow, account.id or 0, inv.id, number, wall_clock())  # the card must not pay it too
     return {"number": number, "status": "paid"}
 
 

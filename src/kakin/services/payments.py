@@ -18,7 +18,7 @@ from kakin.domain import errors, schedule
 from kakin.domain.lifecycle import Result
 
 from .billing import BANK_TRANSFER, finish_charges, load, record_answers, settle, snapshot
-from .charging import Charge, Charger, Wall, ask, refund_closed_invoice_charge, wall_clock
+from .charging import Charge, Charger, Wall, ask, refund_closed_invoice_charge, refund_unapplied_charges, wall_clock
 from .operators import ActingOperator, acting_in
 from .tenancy import Tenant, open_tenant
 
@@ -241,4 +241,5 @@ def write_off(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, op: Acti
     before = snapshot(account)
     settle(uow, tenant, gateway, [(account, schedule.forgive(tenant.lifecycle, account, inv, now))], now, op.actor,
            "invoice.write_off", {account.id or 0: before})
+    refund_unapplied_charges(uow, account.id or 0, inv.id, number, wall_clock())  # nothing is collected for it now
     return {"number": number, "status": inv.status}

@@ -167,6 +167,11 @@ class PaymentIntentRepository:
             payment_intents.c.idempotency_key == key, payment_intents.c.status.in_(("succeeded", "failed")),
             payment_intents.c.invoice_id.is_(None)).values(invoice_id=invoice_id)).rowcount == 1
 
+    def succeeded_for(self, invoice_id: int) -> list[str]:
+        """The keys of the invoice's own charges that succeeded (its intents ``succeeded``, in key order)."""
+        return sorted(self.conn.execute(select(payment_intents.c.idempotency_key).where(
+            payment_intents.c.invoice_id == invoice_id, payment_intents.c.status == "succeeded")).scalars())
+
     def in_flight(self, invoice_ids: Iterable[int]) -> set[int]:
         """Which of these invoices have a charge whose outcome is not recorded yet (never charge them again meanwhile)."""
         ids = sorted(set(invoice_ids))
