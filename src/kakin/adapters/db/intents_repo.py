@@ -118,10 +118,11 @@ class PaymentIntentRepository:
         if not todo:
             return set()
         if dialect == "sqlite":  # the rows read above stay as read: SQLite has one writer at a time
+            stamp = sqlite_instant(at)
             self.conn.exec_driver_sql(
                 "UPDATE payment_intents SET status = ?, code = ?, reference = ?, updated_at = ?, attempts = attempts + 1 "
                 "WHERE idempotency_key = ?",
-                [(status, code, reference, sqlite_instant(at), key) for key, status, code, reference in todo])
+                [(status, code, reference, stamp, key) for key, status, code, reference in todo])
         elif todo:
             self.conn.execute(update(payment_intents).where(c.idempotency_key == bindparam("_key")).values(
                 status=bindparam("_status"), code=bindparam("_code"), reference=bindparam("_reference"), updated_at=at,

@@ -619,8 +619,9 @@ class UnitOfWork(Repositories):
             return
         dialect = driver_level(self.conn)
         paid = "UPDATE invoices SET status = 'paid', paid_at = ?, next_retry_at = NULL, deferred = false, expires_at = NULL"
-        if dialect == "sqlite":
-            self.conn.exec_driver_sql(paid + " WHERE id = ?", [(sqlite_instant(now), i) for i in invoice_ids])
+        if dialect == "sqlite":  # one statement: the ids as one JSON array
+            self.conn.exec_driver_sql(paid + " WHERE id IN (SELECT value FROM json_each(?))",
+                                      (sqlite_instant(now), json.dumps(list(invoice_ids))))
         elif dialect == "postgresql":  # one statement: the ids as one array
             self.conn.exec_driver_sql(paid.replace("?", "%s") + " WHERE id = ANY(%s::BIGINT[])", (now, list(invoice_ids)))
         else:
