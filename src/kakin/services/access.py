@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.rows import TenantRow
+from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.members import MemberRole
 

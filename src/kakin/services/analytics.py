@@ -18,7 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kakin.adapters.catalog_files import resolve_catalog
-from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.rows import TenantRow
+from kakin.adapters.db.store import UnitOfWork
 from kakin.domain.account import Status
 from kakin.domain.calendar import add_months, month_start, start_of_day
 from kakin.domain.catalog import Basis, Catalog, Plan, Price

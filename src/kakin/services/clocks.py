@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from kakin.adapters.db import Engine
-from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.rows import TenantRow
+from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors
 

@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from kakin.adapters.db import Engine
-from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.rows import TenantRow
+from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.calendar import instant_text
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.rows import TenantRow
+from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain.account import Account
 from kakin.domain.eligibility import require_account_unlocked

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.rows import TenantRow
+from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 
 LINK_MINUTES = 5

@@ -18,7 +18,8 @@ from typing import Any
 
 from kakin.adapters.catalog_files import resolve_catalog
 from kakin.adapters.db import reports_repo
-from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.rows import TenantRow
+from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.account import Status
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from kakin.adapters.catalog_files import catalog_path, parse_catalog_text, read_catalog_text
 from kakin.adapters.clock import utc_now
-from kakin.adapters.db.store import TenantRow, UnitOfWork
+from kakin.adapters.db.rows import TenantRow
+from kakin.adapters.db.store import UnitOfWork
 from kakin.domain import errors
 from kakin.domain.catalog import Catalog
 from kakin.domain.catalog_versions import CatalogHistory
