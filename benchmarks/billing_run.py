@@ -39,7 +39,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import ChargeOutcome
-from kakin.services.billing import run_due
+from kakin.services.due_run import run_due
 from kakin.services.tenancy import create_tenant
 
 JST = ZoneInfo("Asia/Tokyo")

@@ -26,7 +26,7 @@ from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import CatalogError, KakinError
-from kakin.services import billing, catalogs, clocks, usage
+from kakin.services import billing, catalogs, clocks, due_run, usage
 from kakin.services.documents import set_billing_profile
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -242,7 +242,7 @@ def play(scenario: Scenario, engine: Engine, code: str, gateway: CardSimulator, 
     steps = []
     for step in scenario.steps:
         at: datetime = step["at"]
-        billing.run_due(uow, code, gateway, at, test_clock_id=clock_id)
+        due_run.run_due(uow, code, gateway, at, test_clock_id=clock_id)
         if clock_id is not None:
             with uow() as u:
                 u.test_clocks.set_time(clock_id, at)

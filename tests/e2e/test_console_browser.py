@@ -22,7 +22,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.api.app import create_app
 from kakin.serve import portal_link
-from kakin.services import access, billing, eligibility, operations, operators
+from kakin.services import access, billing, due_run, eligibility, operations, operators
 from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant
 
@@ -91,7 +91,7 @@ class Server:
                 if cid == "a3":
                     operations.set_collection(uow, dash, gateway, CommandLine(dash.row), cid, "bank_transfer", MAY)
                 billing.subscribe(uow, dash, gateway, cid, MAY, "gold", seats=seats)
-        billing.run_due(lambda: UnitOfWork(self.engine), "nipoplus", gateway, datetime(2026, 6, 3, 2, tzinfo=UTC))
+        due_run.run_due(lambda: UnitOfWork(self.engine), "nipoplus", gateway, datetime(2026, 6, 3, 2, tzinfo=UTC))
         with UnitOfWork(self.engine) as uow:
             row = uow.tenant("nipoplus")
             assert row is not None

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.api.app import create_app
-from kakin.services import billing, operators
+from kakin.services import due_run, operators
 from kakin.services.access import create_api_key
 from kakin.services.tenancy import create_tenant
 
@@ -279,7 +279,7 @@ def test_a_bank_transfer_customers_open_invoice_offers_no_card_retry_and_a_forge
     console.sign_in("billing_admin@nipoplus.example")
     assert console.post("/console/customers/acme/collection", {"collection": "bank_transfer"}).status_code == 303
     # the June renewal: an invoice payable by transfer until its due date
-    billing.run_due(lambda: UnitOfWork(console.engine), "nipoplus", console.gateway, START + timedelta(days=31))
+    due_run.run_due(lambda: UnitOfWork(console.engine), "nipoplus", console.gateway, START + timedelta(days=31))
     console.clock.now = START + timedelta(days=31)
     console.sign_in("billing_admin@nipoplus.example")  # the earlier session ended: idle for a month
     (open_invoice,) = [i for i in console.api("GET", "/v1/invoices").json()["data"] if i["status"] == "open"]

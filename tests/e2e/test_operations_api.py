@@ -18,7 +18,7 @@ from kakin.adapters.db.migrate import make_engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.api.app import create_app
-from kakin.services import access, billing
+from kakin.services import access, billing, due_run
 from kakin.services.access import create_api_key
 from kakin.services.tenancy import create_tenant
 
@@ -68,7 +68,7 @@ def test_metrics_show_backlog_outboxes_charges_renewals_and_latency_by_route_tem
     with TestClient(create_app(engine, gateway, clock=lambda: june_3_noon)) as client:
         assert client.get("/v1/customers/acme", headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
         before = samples(client.get("/metrics").text)
-        billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, june_3_noon)  # notices, June 3: one paid, one declined
+        due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, june_3_noon)  # notices, June 3: one paid, one declined
         after = samples(client.get("/metrics").text)
     assert before[("kakin_due_backlog", ())] == 2
     assert before[("kakin_due_backlog_oldest_age_seconds", ())] == (june_3_noon - due_at[0]).total_seconds()

@@ -18,7 +18,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import AddonHasSubscribers, CatalogError, PlanHasSubscribers
-from kakin.services import billing, catalogs
+from kakin.services import billing, catalogs, due_run
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -124,7 +124,7 @@ def test_phases_and_invoice_lines_store_the_version_that_priced_them(engine: Eng
     gateway = CardSimulator()
     nipoplus_with_customer(engine, gateway)
     publish(engine, "nipoplus-gold-200.toml")
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2025, 6, 10, 12))
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2025, 6, 10, 12))
     with engine.connect() as conn:
         lines = conn.execute(select(tables.invoices.c.issued_on, tables.invoice_lines.c.amount,
                                     tables.invoice_lines.c.catalog_version).join(tables.invoices).order_by(

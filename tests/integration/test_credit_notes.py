@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
-from kakin.services import billing, operations
+from kakin.services import billing, due_run, operations
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -24,7 +24,7 @@ def test_a_seat_decrease_is_stored_as_a_credit_note_and_the_next_invoice_applies
         billing.subscribe(uow, tenant, gateway, "acme", APR_10, "gold", seats=30)  # 180 × 30 = 5,400
     with UnitOfWork(engine) as uow:
         billing.set_seats(uow, open_tenant(uow, "t"), gateway, "acme", datetime(2023, 4, 25, 10, tzinfo=JST), 5)
-    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2023, 5, 10, 12, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2023, 5, 10, 12, tzinfo=JST))
     with UnitOfWork(engine) as uow:
         tenant = open_tenant(uow, "t")
         (note,) = uow.credit_notes_for(tenant.row)

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
-from kakin.services import access, analytics, billing, eligibility, operations, usage
+from kakin.services import access, analytics, billing, due_run, eligibility, operations, usage
 from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -52,14 +52,14 @@ def seed_lineworks(engine: Engine, gateway: CardSimulator) -> None:
             billing.subscribe(uow, tenant, gateway, key, at(5, 1), plan, contract=contract, seats=seats, trial_days=0)
         billing.subscribe(uow, other, gateway, "omega", at(6, 3), "premium", contract="monthly", trial_days=0)
         billing.set_payment_method(uow, tenant, gateway, "epsilon", at(5, 20), "pm_card_chargeDeclined")
-    billing.run_due(lambda: UnitOfWork(engine), "lw", gateway, at(6, 2, 9))
+    due_run.run_due(lambda: UnitOfWork(engine), "lw", gateway, at(6, 2, 9))
     with UnitOfWork(engine) as uow:
         tenant = open_tenant(uow, "lw")
         billing.create_customer(uow, tenant, gateway, "gamma", "gamma 株式会社", at(6, 2), payment_method="pm_card_visa",
                                 members=5)
         billing.subscribe(uow, tenant, gateway, "gamma", at(6, 2), "lite", contract="monthly")
         billing.cancel(uow, tenant, gateway, "delta", at(6, 2))
-    billing.run_due(lambda: UnitOfWork(engine), "lw", gateway, at(6, 4, 12))
+    due_run.run_due(lambda: UnitOfWork(engine), "lw", gateway, at(6, 4, 12))
     with UnitOfWork(engine) as uow:
         tenant = open_tenant(uow, "lw")
         june_alpha = next(i for i in uow.invoices_for(tenant.row) if i["customer"] == "alpha")
@@ -126,7 +126,7 @@ def seed_line_oa(engine: Engine, gateway: CardSimulator) -> None:
                                         lambda: at(5, 11))
         eligibility.decide(uow, tenant, gateway, CommandLine(tenant.row), str(application["id"]), True, None, at(5, 12))
         billing.set_premium_id(uow, tenant, gateway, "yokohama", at(5, 12), "@yokohama-city")
-    billing.run_due(lambda: UnitOfWork(engine), "oa", gateway, at(6, 2))
+    due_run.run_due(lambda: UnitOfWork(engine), "oa", gateway, at(6, 2))
     with UnitOfWork(engine) as uow:
         tenant = open_tenant(uow, "oa")
         billing.create_customer(uow, tenant, gateway, "free1", "free1 町内会", at(6, 3))

@@ -12,7 +12,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
-from kakin.services import analytics, billing, operations, series, usage
+from kakin.services import analytics, billing, due_run, operations, series, usage
 from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -45,7 +45,7 @@ def test_later_invoices_credit_notes_and_voids_show_in_the_next_dashboard(engine
         billing.create_customer(uow, tenant, gateway, "c", "c", MAY_3, payment_method="pm_card_authenticationRequired")
         billing.subscribe(uow, tenant, gateway, "c", MAY_3, "gold", seats=20)
     assert board(engine).invoiced_by_month[-1] == ("2026-05", 5629)  # + 3,600 − floor(3,600 × 10 ÷ 110) = 3,273
-    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, MAY_3 + timedelta(days=2))  # ... void after 23 hours
+    due_run.run_due(lambda: UnitOfWork(engine), "t", gateway, MAY_3 + timedelta(days=2))  # ... void after 23 hours
     assert board(engine).invoiced_by_month[-1] == ("2026-05", 2356)  # the void invoice is no sale
 
 

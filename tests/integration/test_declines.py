@@ -14,7 +14,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import CardDeclined
-from kakin.services import access, billing, payments
+from kakin.services import access, billing, due_run, payments
 from kakin.services.entitlements import entitlements
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -31,7 +31,7 @@ def seed(engine: Engine, gateway: CardSimulator, card: str, catalog: str = "nipo
 
 
 def run(engine: Engine, gateway: CardSimulator, until: datetime) -> None:
-    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, until)
+    due_run.run_due(lambda: UnitOfWork(engine), "t", gateway, until)
 
 
 def command(engine: Engine, gateway: CardSimulator, name: str, now: datetime, *args: Any, **kwargs: Any) -> None:

@@ -23,7 +23,7 @@ from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import CardSimulator, ChargeOutcome
 from kakin.domain import errors, schedule
-from kakin.services import billing, due_work, operations, payments
+from kakin.services import billing, due_run, due_work, operations, payments
 from kakin.services.charging import Charger
 from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
@@ -68,7 +68,7 @@ def sign_up(engine: Engine, gateway: Any, key: str = "acme") -> None:
 
 def renewal_due(engine: Engine, gateway: Any) -> None:
     signed_up(engine, gateway)
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2026, 5, 28, tzinfo=JST))  # the notice
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2026, 5, 28, tzinfo=JST))  # the notice
 
 
 def invoices(engine: Engine) -> list[tuple[int, str, int, str]]:
@@ -117,7 +117,7 @@ def test_a_crash_between_the_charge_and_its_record_is_settled_by_the_next_worker
     renewal_due(engine, gateway)
     gateway.die = True
     with pytest.raises(Killed):
-        billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)
+        due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)
     # the renewal was finalized (numbered, written) with its intent before the card was charged
     assert invoices(engine) == [(1, "NIPOPLUS-00000001", 1800, "paid"), (2, "NIPOPLUS-00000002", 1800, "open")]
     assert intents(engine)[-1] == (RENEWAL_KEY, "pending", 2)
@@ -134,7 +134,7 @@ def test_a_renewal_whose_answer_the_gateway_lost_is_invoiced_and_paid_by_the_nex
     gateway = CardSimulator()
     renewal_due(engine, gateway)
     gateway.fault = "lost_answer"
-    assert billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3) == 1  # renewed; payment unknown
+    assert due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3) == 1  # renewed; payment unknown
     assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "open")
     assert intents(engine)[-1] == (RENEWAL_KEY, "unknown", 2)
     gateway.fault = None
@@ -216,7 +216,7 @@ def test_two_workers_racing_on_the_same_pending_intent_settle_it_once_on_postgre
     renewal_due(engine, gateway)
     gateway.die = True
     with pytest.raises(Killed):
-        billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)
+        due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)
     with engine.begin() as conn:  # the crash was ten minutes ago: past the grace period
         conn.execute(tables.payment_intents.update().values(
             updated_at=datetime.now(JST) - timedelta(minutes=10)))
@@ -255,7 +255,7 @@ def test_the_customer_is_not_locked_while_its_renewal_is_charged_on_postgresql(
     gateway = SlowGateway()
     renewal_due(engine, gateway)
     gateway.hold()
-    renewal = threading.Thread(target=billing.run_due, args=(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3))
+    renewal = threading.Thread(target=due_run.run_due, args=(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3))
     renewal.start()
     assert gateway.charging.wait(timeout=30)
     monkeypatch.setattr(store_module, "LOCK_TIMEOUT_MS", 1000)
@@ -300,7 +300,7 @@ def test_another_customer_is_invoiced_while_a_renewal_is_being_charged_on_postgr
     gateway = SlowGateway()
     renewal_due(engine, gateway)
     gateway.hold()
-    renewal = threading.Thread(target=billing.run_due, args=(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3))
+    renewal = threading.Thread(target=due_run.run_due, args=(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3))
     renewal.start()
     assert gateway.charging.wait(timeout=30)
     monkeypatch.setattr(store_module, "LOCK_TIMEOUT_MS", 1000)
@@ -339,7 +339,7 @@ def test_a_card_charge_that_succeeds_for_an_invoice_paid_meanwhile_by_bank_trans
     gateway = PaidMeanwhile(engine)
     renewal_due(engine, gateway)
     gateway.armed = True
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)
     assert invoices(engine) == [(1, "NIPOPLUS-00000001", 1800, "paid"), (2, "NIPOPLUS-00000002", 1800, "paid")]
     # the invoice was paid once, by the transfer; the card's 1,800 yen is to be given back
     assert attempts(engine) == [("succeeded", "nipoplus:c1:n1:1800:1"), ("succeeded", "manual:NIPOPLUS-00000002")]
@@ -367,7 +367,7 @@ def test_a_charge_settled_by_a_worker_while_the_run_was_still_charging_is_not_re
                        "worker", charger=charger)
     assert intents(engine)[-1] == (RENEWAL_KEY, "pending", 2)
     assert next_pass(engine, gateway)["charges settled"] == 1  # a worker settles it first: paid by this charge
-    billing.finish_charges(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3, charger)  # the run's late answer
+    due_run.finish_charges(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3, charger)  # the run's late answer
     assert intents(engine)[-1] == (RENEWAL_KEY, "succeeded", 2)
     assert attempts(engine) == [("succeeded", "nipoplus:c1:n1:1800:1"), ("succeeded", RENEWAL_KEY)]
     assert next_pass(engine, gateway)["charges settled"] == 0 and gateway.refunded == []
@@ -381,7 +381,7 @@ def in_dunning_with_a_working_card(engine: Engine, gateway: Any) -> None:
         billing.create_customer(uow, tenant, gateway, "acme", "株式会社アクメ", SIGNUP, payment_method="pm_card_visa")
         billing.subscribe(uow, tenant, gateway, "acme", SIGNUP, "gold", seats=10)
         billing.set_payment_method(uow, tenant, gateway, "acme", SIGNUP, "pm_card_chargeDeclined")
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)  # declined: dunning, retry June 4
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3)  # declined: dunning, retry June 4
     assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "open")
     with engine.begin() as conn:
         conn.execute(tables.customers.update().values(payment_method="pm_card_visa"))
@@ -412,7 +412,7 @@ def test_a_commands_charge_recorded_before_its_rerun_died_is_applied_by_the_next
     retry_now_dying_before_its_rerun_commits(engine, gateway)
     key = "nipoplus:NIPOPLUS-00000002:2"  # the invoice's second attempt
     assert intents(engine)[-1] == (key, "succeeded", 2) and invoices(engine)[-1][3] == "open"
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3 + timedelta(days=1))  # the scheduled retry
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, JUNE_3 + timedelta(days=1))  # the scheduled retry
     assert invoices(engine)[-1] == (2, "NIPOPLUS-00000002", 1800, "paid")
     assert attempts(engine)[-1] == ("succeeded", key) and [k for *_, k in gateway.charged].count(key) == 1
 

@@ -15,7 +15,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.mail import SmtpMailer
 from kakin.adapters.payments import CardSimulator
-from kakin.services import access, billing, mail
+from kakin.services import access, billing, due_run, mail
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -60,7 +60,7 @@ def outbox_rows(engine: Engine) -> list[dict[str, object]]:
 def test_a_notice_a_week_before_each_charge_survives_an_smtp_outage_and_arrives_once(engine: Engine) -> None:
     seed(engine)
     gateway = CardSimulator()
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2022, 5, 27, 1, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2022, 5, 27, 1, tzinfo=JST))
     rows = outbox_rows(engine)
     receipt_and_notice = [r["kind"] for r in rows]
     assert receipt_and_notice == ["payment.succeeded", "notice.upcoming_charge"]  # 7 days before June 3
@@ -82,19 +82,19 @@ def test_a_notice_a_week_before_each_charge_survives_an_smtp_outage_and_arrives_
     assert len(inbox.messages) == 2
     assert inbox.subjects() == ["【NipoPlus】お支払いを確認しました（領収証を発行しました）", "【NipoPlus】次回のお支払いのお知らせ"]
     assert all(rcpt == ["boss@acme.example"] for _, rcpt, _ in inbox.messages)
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2022, 6, 2, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2022, 6, 2, tzinfo=JST))
     assert len(outbox_rows(engine)) == 2  # one notice per charge
 
 
 def test_each_failure_and_the_cancellation_are_mailed_once(engine: Engine) -> None:
     seed(engine, card="pm_card_chargeDeclined")
     gateway = CardSimulator()
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2022, 6, 12, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2022, 6, 12, tzinfo=JST))
     kinds = [r["kind"] for r in outbox_rows(engine)]
     # the June 3 charge and its 4 retries fail; then the plan is cancelled and the customer moves to the free plan
     assert kinds == ["payment.succeeded", "notice.upcoming_charge"] + ["payment.failed"] * 5 + ["subscription.ended"]
     assert "自動で解約されました" in str(outbox_rows(engine)[-1]["body"])
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2022, 8, 12, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2022, 8, 12, tzinfo=JST))
     assert len(outbox_rows(engine)) == 8  # nothing more: no further charges, no further mail
 
 

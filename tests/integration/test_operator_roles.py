@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain import errors
-from kakin.services import billing, eligibility, operations, payments, tenancy, webhooks
+from kakin.services import billing, due_run, eligibility, operations, payments, tenancy, webhooks
 from kakin.services.operators import ConsoleOperator
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -37,7 +37,7 @@ def past_due(engine: Engine) -> tuple[CardSimulator, str]:
         billing.create_customer(uow, tenant, gateway, "acme", "株式会社アクメ", START, payment_method="pm_card_visa")
         billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
         billing.set_payment_method(uow, tenant, gateway, "acme", START, "pm_card_chargeDeclined")
-    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, START + timedelta(days=31))
+    due_run.run_due(lambda: UnitOfWork(engine), "t", gateway, START + timedelta(days=31))
     with UnitOfWork(engine) as uow:
         (inv,) = [r for r in uow.invoices_for(open_tenant(uow, "t").row) if r["status"] == "open"]
     assert inv["attempts"] == 1 and inv["total"] == 1800  # 180 yen × 10 seats, tax included

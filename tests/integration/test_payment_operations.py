@@ -16,7 +16,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.adapters.pdf import render_pdf
 from kakin.domain.errors import KakinError
-from kakin.services import billing, operations, payments
+from kakin.services import billing, due_run, operations, payments
 from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant, open_tenant
 
@@ -73,9 +73,9 @@ def test_an_overdue_bank_transfer_goes_through_the_same_dunning(engine: Engine) 
     gateway = CardSimulator()
     seed(engine, gateway)
     pays_by_transfer_on_gold(engine, gateway)
-    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2022, 6, 3, 1, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2022, 6, 3, 1, tzinfo=JST))
     assert plan_status(engine) == ("gold", "past_due")  # overdue since June 3; retried 1, 3, 5, 7 days later
-    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2022, 6, 11, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2022, 6, 11, tzinfo=JST))
     assert plan_status(engine) == ("free", "active")  # the last retry failed: cancelled, on the free plan
     assert [i["status"] for i in invoices(engine)] == ["uncollectible", "open"]  # June's renewal still awaits its transfer
     assert gateway.charged == []
@@ -163,14 +163,14 @@ def test_an_invoice_below_the_gateways_minimum_waits_and_is_charged_with_the_nex
         # from Jan 31, cancelled Feb 1: 1 day × 360 ÷ 31 = 11.6 → 11, tax 1, total 12, and nothing after it
         billing.subscribe(uow, tenant, gateway, "gone", datetime(2025, 1, 31, 10, tzinfo=JST), "lite", contract="monthly",
                           members=1, trial_days=0)
-    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 2, 1, 9, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 2, 1, 9, tzinfo=JST))
     with UnitOfWork(engine) as uow:
         billing.cancel(uow, open_tenant(uow, "t"), gateway, "gone", datetime(2025, 2, 1, 10, tzinfo=JST))
     feb = {(r["customer"], r["total"], r["status"], r["deferred"]) for r in invoices(engine)}
     # "gone" bills no day of February (cancelled on its first day): no charge can take its 12 yen, written off
     assert feb == {("small", 25, "open", True), ("gone", 12, "uncollectible", True)}
     assert gateway.charged == []  # nothing below 50 yen reaches the card
-    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 3, 1, 9, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "t", gateway, datetime(2025, 3, 1, 9, tzinfo=JST))
     rows = invoices(engine)
     # March 1: February is 360, tax 36, total 396; charged once together with January's 25
     assert [(r["customer"], r["total"], r["status"]) for r in rows] == [

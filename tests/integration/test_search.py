@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import KakinError
-from kakin.services import access, billing, documents, domains, members, operations
+from kakin.services import access, billing, documents, domains, due_run, members, operations
 from kakin.services.operators import CommandLine
 from kakin.services.search import DocumentQuery, documents_csv, search_customers, search_documents
 from kakin.services.tenancy import create_tenant, open_tenant
@@ -64,8 +64,8 @@ def seeded(engine: Engine) -> dict[str, str]:
         billing.cancel(uow, tenant, gateway, "gamma", at(5, 15))
         may_acme = next(i for i in uow.invoices_for(tenant.row) if i["customer"] == "acme")
         operations.issue_credit_note(uow, tenant, gateway, CommandLine(tenant.row), str(may_acme["number"]), 900, "返金", at(5, 20))
-    billing.run_due(lambda: UnitOfWork(engine), "t", gateway, at(6, 3, 12))
-    billing.run_due(lambda: UnitOfWork(engine), "u", gateway, at(5, 31))
+    due_run.run_due(lambda: UnitOfWork(engine), "t", gateway, at(6, 3, 12))
+    due_run.run_due(lambda: UnitOfWork(engine), "u", gateway, at(5, 31))
     return {"boss": boss, "member": member}
 
 

@@ -13,7 +13,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator, ChargeOutcome
 from kakin.domain.errors import SeatsOutOfRange
-from kakin.services import billing, payments
+from kakin.services import billing, due_run, payments
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -74,7 +74,7 @@ def test_the_seed_example_is_stored_with_gapless_numbers_and_history(engine: Eng
     setup_nipoplus(engine, gateway)
     with UnitOfWork(engine) as uow:
         billing.set_seats(uow, open_tenant(uow, "nipoplus"), gateway, "c0", at(2022, 6, 20, 10), 20)
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 8, 3, 23))
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 8, 3, 23))
     with UnitOfWork(engine) as uow:
         rows = uow.invoices_for(open_tenant(uow, "nipoplus").row)
     assert [r["total"] for r in rows] == [1800, 1800, 4380, 3600]  # the seed's table
@@ -96,7 +96,7 @@ def test_the_seed_example_is_stored_with_gapless_numbers_and_history(engine: Eng
 def test_a_refused_command_writes_nothing(engine: Engine) -> None:
     gateway = CardSimulator()
     setup_nipoplus(engine, gateway)
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 20))  # what fell due is done first
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 20))  # what fell due is done first
     before = counts(engine)
     with pytest.raises(SeatsOutOfRange):
         with UnitOfWork(engine) as uow:
@@ -151,8 +151,8 @@ def test_a_crash_in_the_middle_of_a_billing_run_leaves_every_invoice_exactly_onc
     gateway = CardSimulator()
     setup_nipoplus(engine, gateway, customers=7)
     with pytest.raises(RuntimeError, match="worker killed"):
-        billing.run_due(lambda: UnitOfWork(engine), "nipoplus", CrashingGateway(gateway, 4), at(2022, 6, 3, 1), batch_size=3)
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), batch_size=3)
+        due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", CrashingGateway(gateway, 4), at(2022, 6, 3, 1), batch_size=3)
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), batch_size=3)
     # the batch that died had finalized its invoices before charging: the worker's next pass settles their intents
     payments.settle_intents(engine, gateway, at(2022, 6, 3, 1), grace=timedelta(0))
     with UnitOfWork(engine) as uow:
@@ -162,16 +162,16 @@ def test_a_crash_in_the_middle_of_a_billing_run_leaves_every_invoice_exactly_onc
     assert [r["seq"] for r in rows] == list(range(1, 15))  # no gap left by the rolled-back batch
     keys = [k for _, _, k in gateway.charged]
     assert len(keys) == len(set(keys)) == 14  # 7 sign-ups + 7 renewals, each charged once
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1))
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1))
     assert len(gateway.charged) == 14  # running again bills nothing twice
 
 
 def test_due_work_runs_in_batches_and_resumes_where_it_stopped(engine: Engine) -> None:
     gateway = CardSimulator()
     setup_nipoplus(engine, gateway, customers=5)
-    done = billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), batch_size=2, max_batches=1)
+    done = due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), batch_size=2, max_batches=1)
     assert done == 2
-    done += billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), batch_size=2)
+    done += due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, at(2022, 6, 3, 1), batch_size=2)
     assert done == 10  # for each of 5 customers: the notice a week before (May 27), then the June 3 renewal
     with UnitOfWork(engine) as uow:
         june = [r for r in uow.invoices_for(open_tenant(uow, "nipoplus").row) if r["issued_on"].isoformat() == "2022-06-03"]

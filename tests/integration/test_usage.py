@@ -13,7 +13,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import KakinError, QuotaExceeded
-from kakin.services import billing, entitlements, usage
+from kakin.services import billing, due_run, entitlements, usage
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -54,7 +54,7 @@ def test_events_are_counted_once_and_duplicates_are_reported(engine: Engine) -> 
     again = record(engine, [event("shop", "t2", 15000, at), event("shop", "t3", 25001, at)], at)
     assert [r["status"] for r in again] == ["duplicate", "recorded"]
     assert used(engine, "shop") == 60001
-    billing.run_due(lambda: UnitOfWork(engine), "oa", CardSimulator(), datetime(2025, 4, 1, 1, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "oa", CardSimulator(), datetime(2025, 4, 1, 1, tzinfo=JST))
     with UnitOfWork(engine) as uow:
         april = uow.invoices_for(open_tenant(uow, "oa").row)[-1]
     usage_line = next(ln for ln in april["lines"] if ln["kind"] == "usage")
@@ -64,7 +64,7 @@ def test_events_are_counted_once_and_duplicates_are_reported(engine: Engine) -> 
 
 def test_an_event_for_an_invoiced_month_is_refused_not_moved(engine: Engine) -> None:
     setup_line_oa(engine, {"shop": "standard"})
-    billing.run_due(lambda: UnitOfWork(engine), "oa", CardSimulator(), datetime(2025, 4, 1, 1, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "oa", CardSimulator(), datetime(2025, 4, 1, 1, tzinfo=JST))
     now = datetime(2025, 4, 2, tzinfo=JST)
     results = record(engine, [event("shop", "late", 5, datetime(2025, 3, 31, 23, tzinfo=JST)),
                               event("shop", "ok", 5, datetime(2025, 4, 1, 0, 30, tzinfo=JST)),

@@ -30,7 +30,7 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator, ChargeOutcome
-from kakin.services import billing, payments
+from kakin.services import billing, due_run, payments
 from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -67,7 +67,7 @@ def seed(url: str, n: int) -> Engine:
             billing.create_customer(uow, tenant, gateway, f"c{i:05d}", f"顧客{i}", SIGNUP, payment_method="pm_card_visa")
             billing.subscribe(uow, tenant, gateway, f"c{i:05d}", SIGNUP, "gold", seats=10)
     # the notice a week before June 3 goes out first, so only renewals are left due on June 3
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2026, 5, 28, tzinfo=JST))
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, datetime(2026, 5, 28, tzinfo=JST))
     c, s, p = tables.customers, tables.subscriptions, tables.subscription_phases
     with engine.begin() as conn:
         for t in (tables.pending_items, tables.usage_counters):  # nothing else to copy
@@ -145,7 +145,7 @@ from pathlib import Path
 from kakin.adapters.db.migrate import make_engine
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import CardSimulator, ChargeOutcome
-from kakin.services.billing import run_due
+from kakin.services.due_run import run_due
 
 me, other, until, batch = Path(sys.argv[1]), Path(sys.argv[2]), datetime.fromisoformat(sys.argv[3]), int(sys.argv[4])
 engine = make_engine()
@@ -323,14 +323,14 @@ def test_a_charge_made_by_a_killed_batch_is_never_credited_to_another_customer(e
             billing.subscribe(uow, tenant, gateway, f"c{i}", SIGNUP, "gold", seats=10)
     until = datetime.fromisoformat(UNTIL)
     with pytest.raises(Killed):  # batch 1 (c0-c2) is done; batch 2 (c3-c5) is finalized, then dies charging c3's card
-        billing.run_due(lambda: UnitOfWork(engine), "nipoplus", KilledAfterCharging(gateway, 4), until, batch_size=3)
+        due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", KilledAfterCharging(gateway, 4), until, batch_size=3)
     # Before the worker is restarted, the service goes on: a customer signs up and is billed.
     later = datetime(2026, 6, 3, 0, 30, tzinfo=JST)
     with UnitOfWork(engine) as uow:
         tenant = open_tenant(uow, "nipoplus")
         billing.create_customer(uow, tenant, gateway, "new", "新規", later, payment_method="pm_cust_new")
         billing.subscribe(uow, tenant, gateway, "new", later, "gold", seats=10)
-    billing.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, until, batch_size=3)
+    due_run.run_due(lambda: UnitOfWork(engine), "nipoplus", gateway, until, batch_size=3)
     payments.settle_intents(engine, gateway, until, grace=timedelta(0))  # the charges the killed batch left in flight
 
     inv, pa, c = tables.invoices, tables.payment_attempts, tables.customers

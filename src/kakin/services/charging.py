@@ -6,7 +6,7 @@ modes:
 
 - ``defer`` (the due-work run): the invoice is finalized (numbered, written) with an intent ``pending`` in the
   batch's transaction; the run charges after the commit, with no lock held, and records the outcomes in a
-  second short transaction (:func:`kakin.services.billing.run_due`).
+  second short transaction (:func:`kakin.services.due_run.run_due`).
 - ``outside`` (a command run by :func:`~kakin.adapters.db.store.in_transaction`, as every API write is): the
   command stops with :class:`~kakin.adapters.db.store.ChargesNeeded`, its transaction rolls back, :func:`perform`
   records each intent, charges and records the outcome, each step in a short transaction of its own or none,

@@ -16,7 +16,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import PaymentGateway
 from kakin.domain import errors
 
-from .billing import run_due
+from .due_run import run_due
 
 
 def create_clock(uow: UnitOfWork, tenant: TenantRow, name: str, frozen_time: datetime, now: datetime) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.gateway_config import intent_grace_from_env
 from kakin.adapters.payments import PaymentGateway
 
-from . import analytics, billing, domains, mail, payments, upgrades, webhooks
+from . import analytics, domains, due_run, mail, payments, upgrades, webhooks
 
 IDEMPOTENCY_RETENTION = timedelta(hours=24)  # a retried request replays its first response for this long
 OUTBOX_BATCH = 100  # mails or webhook attempts per batch
@@ -62,7 +62,7 @@ def run_pass(engine: Engine, gateway: PaymentGateway, mailer: mail.Mailer, post:
     while waiting and not stop():
         code = waiting.pop(0)
         started = timer()
-        n = billing.run_due(lambda: UnitOfWork(engine), code, gateway, now, batch_size=batch_size, max_batches=1)
+        n = due_run.run_due(lambda: UnitOfWork(engine), code, gateway, now, batch_size=batch_size, max_batches=1)
         if n == 0:  # nothing due, or all of it claimed by other workers (SKIP LOCKED): out of this pass
             continue
         done[code] += n

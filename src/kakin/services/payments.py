@@ -17,8 +17,9 @@ from kakin.adapters.payments import ChargeOutcome, PaymentGateway
 from kakin.domain import errors, schedule
 from kakin.domain.lifecycle import Result
 
-from .billing import BANK_TRANSFER, finish_charges, load, record_answers, settle, snapshot
+from .billing import BANK_TRANSFER, load, settle, snapshot
 from .charging import Charge, Charger, Wall, ask, refund_closed_invoice_charge, refund_unapplied_charges, wall_clock
+from .due_run import finish_charges, record_answers
 from .operators import ActingOperator, acting_in
 from .tenancy import Tenant, open_tenant
 
