@@ -131,7 +131,9 @@ def tenant_of(uow: UnitOfWork, op: Operator) -> Tenant:
 def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[UnitOfWork], Any], status: int = 200,
           permission: str | None = "write") -> Response:
     """Run a write in one transaction (run again after a deadlock: :func:`~kakin.adapters.db.store.in_transaction`). With an Idempotency-Key, the first response is stored in that same
-    transaction and replayed for the same key and body; the same key with another body is refused (409).
+    transaction and replayed for the same key and body; the same key with another body is refused (409). Requests
+    with one key are run one at a time (:meth:`IdempotencyRepository.lock`): one sent again while the first is in
+    flight waits for it and replays its response.
     ``permission=None``: the service called checks the operator's role itself."""
     if permission is not None:
         op.require(permission)
@@ -146,6 +148,7 @@ def write(request: Request, op: Operator, body: BaseModel | None, fn: Callable[[
 
     def attempt(uow: UnitOfWork) -> Response:
         if key is not None:
+            uow.idempotency.lock(op.tenant.id, key)  # a request with the same key in flight finishes first
             replay = _replay(uow, op, key, digest)
             if replay is not None:
                 return replay

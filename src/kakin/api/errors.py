@@ -10,9 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
+from kakin.adapters.db.store import is_unreachable
 from kakin.domain import errors
 from kakin.domain.errors import KakinError
 
@@ -75,6 +77,10 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+UNREACHABLE = ("the database cannot be reached; nothing was changed: send the request again in a moment (with the same "
+               "Idempotency-Key, it has one effect)")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(KakinError)
     async def kakin_error(_: Request, exc: KakinError) -> JSONResponse:
@@ -107,6 +113,14 @@ def install(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "invalid_api_key"}
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
                               headers=headers or None)
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_unreachable(exc):  # not a bug: the database is down or went away; one line, no traceback
+            log.warning("the database could not be reached: %s", str(exc).splitlines()[0][:200])
+            unavailable = errors.DatabaseUnavailable(UNREACHABLE)
+            return error_response(status_of(unavailable), unavailable.code, unavailable.message, None)
+        return await crash(request, exc)
 
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> JSONResponse:  # a bug: logged, never shown

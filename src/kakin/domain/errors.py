@@ -377,3 +377,11 @@ class DatabaseBusy(KakinError):
 
     code = "database_busy"
     kind = UNAVAILABLE
+
+
+class DatabaseUnavailable(KakinError):
+    """The database could not be reached (stopped, restarting, the network down) or dropped the connection during
+    the request: nothing was committed; send the request again once it is back. Source: issue 10 (never a 500)."""
+
+    code = "database_unavailable"
+    kind = UNAVAILABLE

@@ -79,6 +79,8 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
     if not reason or not reason.strip():
         raise errors.InvalidValue("give the reason for the credit note", param="reason")
     row = _invoice_row(uow, tenant, number)
+    account = load(uow, tenant, row["key"])  # the customer's lock first: concurrent credit notes are counted in turn
+    row = _invoice_row(uow, tenant, number)  # as it stands under the lock
     credited_basis = uow.invoice_records.credited(row["id"])
     left = row["subtotal"] - credited_basis
     if amount > left:
@@ -88,7 +90,6 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
         raise errors.Conflict(f"invoice {number} is uncollectible: nothing was paid to return", param="number")
     cat = tenant.catalog
     taxed = tax_for_rate([amount], cat.tax_rate, tax_inclusive=cat.tax_inclusive, rounding=cat.tax_rounding)
-    account = load(uow, tenant, row["key"])
     before = snapshot(account)
     settlement, refund_reference = "credit", None
     if row["status"] == "open":

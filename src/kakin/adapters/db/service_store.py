@@ -5,6 +5,7 @@ columns and pages (domains: ``domain_store``). One repository class each, reache
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date, datetime
 from typing import Any
@@ -107,6 +108,15 @@ class IdempotencyRepository:
         row = self.conn.execute(select(idempotency_keys).where(idempotency_keys.c.tenant_id == tenant_id,
                                                                idempotency_keys.c.key == key)).mappings().first()
         return dict(row) if row else None
+
+    def lock(self, tenant_id: int, key: str) -> None:
+        """Hold the tenant's key until this transaction ends, so two requests sent with one key run one after the
+        other and the second finds the first's response (never both effects, nor a refusal the first caused). On
+        PostgreSQL a transaction-level advisory lock on a 64-bit hash of the tenant and the key, taken before any row
+        lock (the store's lock order); SQLite's writing transaction is the only writer already."""
+        if self.conn.dialect.name == "postgresql":
+            digest = hashlib.sha256(f"idempotency:{tenant_id}:{key}".encode()).digest()
+            self.conn.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
 
     def save(self, tenant_id: int, key: str, request_hash: str, status: int, body: str,
              now: datetime) -> None:

@@ -9,6 +9,7 @@ Locks. A writing transaction on SQLite is the only writer (``BEGIN IMMEDIATE``,
 ``adapters/db/migrate.py``). On PostgreSQL every transaction takes its row
 locks in this one order, so two of them never wait on each other in a circle:
 
+0. an API request's Idempotency-Key (an advisory lock, ``IdempotencyRepository.lock``), before anything else;
 1. customer rows (``SELECT … FOR UPDATE``: a command locks its customer when it
    loads it and holds it to commit; the due-work run locks its batch with
    ``SKIP LOCKED``), then every row that belongs to them (subscriptions,
@@ -41,6 +42,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, NestedTransaction, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
@@ -60,6 +62,7 @@ log = logging.getLogger("kakin.store")
 
 LOCK_TIMEOUT_MS = 5000  # the longest a PostgreSQL transaction waits for one lock before it is answered "busy"
 RETRIES = 5  # how many times a unit of work is run again after a deadlock or a serialization failure
+UNIQUE_RERUNS = 2  # … and after a unique violation, whose rerun finds the value taken and refuses clearly
 T = TypeVar("T")
 
 
@@ -71,6 +74,20 @@ def _sqlstate(exc: BaseException) -> str | None:
 def is_retryable(exc: BaseException) -> bool:
     """A deadlock (40P01) or a serialization failure (40001): running the whole transaction again can succeed."""
     return isinstance(exc, DBAPIError) and _sqlstate(exc) in ("40P01", "40001")
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """A unique constraint refused a row (23505): on PostgreSQL, another transaction committed the same value (a
+    customer id, a member's e-mail, a premium ID) after this one checked that it was free."""
+    return isinstance(exc, DBAPIError) and _sqlstate(exc) == "23505"
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (stopped, restarting, the network gone): a
+    PostgreSQL connection error, or any error SQLAlchemy marks as a lost connection. Not a lock wait that ran out."""
+    if not isinstance(exc, DBAPIError) or is_lock_timeout(exc):
+        return False
+    return bool(exc.connection_invalidated) or isinstance(exc.orig, psycopg.OperationalError)
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
@@ -109,6 +126,10 @@ def in_transaction(engine: Engine | Callable[[], UnitOfWork], work: Callable[[Un
     Raises :class:`~kakin.domain.errors.DatabaseBusy` when a lock wait timed out or every run failed that way;
     whatever ``work`` raises otherwise (a :class:`~kakin.domain.errors.KakinError` refusal) passes through. ``work``
     may run more than once: what it does outside the database must be idempotent (gateway charges carry keys).
+
+    A unique constraint that refuses a row (another transaction took the same value after ``work`` checked it was
+    free) runs ``work`` again, at most :data:`UNIQUE_RERUNS` times: its own check now sees the committed value and
+    refuses with its clear error (409 ``customer_exists``, ``premium_id_taken``, …) instead of a 500.
     """
     begin = engine if callable(engine) else lambda: UnitOfWork(engine)
     afters: list[Callable[[Callable[[], UnitOfWork]], None]] = []
@@ -132,7 +153,7 @@ def _after(afters: list[Callable[[Callable[[], UnitOfWork]], None]], begin: Call
 
 def _run(begin: Callable[[], UnitOfWork], work: Callable[[UnitOfWork], T], attempts: int,
          pause: Callable[[float], None], afters: list[Callable[[Callable[[], UnitOfWork]], None]]) -> T:
-    attempt = rounds = 0
+    attempt = rounds = unique_reruns = 0
     while attempt < attempts:
         try:
             with begin() as uow:
@@ -151,6 +172,10 @@ def _run(begin: Callable[[], UnitOfWork], work: Callable[[UnitOfWork], T], attem
                 raise errors.DatabaseBusy(
                     "the customer's records are locked by other work that is taking long; nothing was changed: "
                     "try again in a moment") from exc
+            if is_unique_violation(exc) and unique_reruns < UNIQUE_RERUNS:
+                unique_reruns += 1
+                log.info("transaction run again after a unique violation (%d of %d)", unique_reruns, UNIQUE_RERUNS)
+                continue
             if not is_retryable(exc):
                 raise
             log.info("transaction retried after %s (attempt %d of %d)", _sqlstate(exc), attempt + 1, attempts)
