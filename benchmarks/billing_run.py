@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,11 +37,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select
 
 from kakin.adapters.db import tables
+from kakin.adapters.db.bulk import update_many
 from kakin.adapters.db.migrate import make_engine, migrate
 from kakin.adapters.db.store import UnitOfWork
 from kakin.adapters.payments import ChargeOutcome
+from kakin.domain.account import Account, OpenInvoice
+from kakin.domain.invoice import Line, LineKind, TaxPolicy, generate_invoice
+from kakin.domain.money import Rounding
 from kakin.services.due_run import run_due
-from kakin.services.tenancy import create_tenant
+from kakin.services.tenancy import create_tenant, open_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
 ANCHOR = date(2026, 5, 3)
@@ -157,6 +162,61 @@ def pg_worker(url: str) -> dict[str, float]:
     return {"done": done, "seconds": seconds, "peak_rss_mib": peak_of_this_program()}
 
 
+def writes_worker(url: str, first: int, count: int) -> dict[str, float]:
+    """A process writing, for customers ``first`` … ``first + count - 1`` in batches of 1,000, every row a renewal
+    writes on PostgreSQL, through the store's own writers and in the run's two transactions per batch, with no
+    loads, no billing rules and no gateway: the customer's due time and version, the subscription's period, the
+    tenant's counter, the invoice and its line, the payment intent and the audit record; then the intent's outcome,
+    the invoice paid, the payment log and the second audit record. What a renewal costs the database alone."""
+    engine = make_engine(url)
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "nipoplus")
+    draft, _ = generate_invoice(
+        [Line(LineKind.RECURRING, "GOLD PLAN（月額契約） 2026-06-03〜2026-07-02", 10, 1800, date(2026, 6, 3),
+              date(2026, 7, 3), "180 × 10 = 1800")], issued_on=date(2026, 6, 3), credit_balance=0,
+        tax=TaxPolicy(Fraction(1, 10), True, Rounding.FLOOR), period_start=date(2026, 6, 3), period_end=date(2026, 7, 3))
+    now, due = RENEWAL.astimezone(UTC), datetime(2026, 7, 3, tzinfo=JST).astimezone(UTC)
+    state = {"members": 10, "credit": 0, "payment_method": True, "collection": "card", "plan": "gold",
+             "contract": "monthly", "status": "active", "seats": 10}
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.perf_counter()
+    for start in range(first, first + count, 1000):
+        ids = list(range(start, min(first + count, start + 1000)))
+        keys = [f"nipoplus:c{i}:plan:2026-05-03:2026-06-03:1" for i in ids]
+        with UnitOfWork(engine) as uow:
+            update_many(uow.conn, tables.customers, ("next_due_at", "version"), [(i, {"next_due_at": due, "version": 1})
+                                                                                  for i in ids])
+            update_many(uow.conn, tables.subscriptions, ("period_start", "period_end"),
+                        [(i, {"period_start": date(2026, 6, 3), "period_end": date(2026, 7, 3)}) for i in ids])
+            seq = uow.reserve_invoice_numbers(tenant.row, len(ids))
+            invoice_ids = uow.add_invoices(tenant.row, seq, [(Account(key=f"c{i}", name="", id=i), draft,
+                                                              OpenInvoice(0, "", draft.total)) for i in ids], now,
+                                           tax_inclusive=True, tax_rate=Fraction(1, 10))
+            uow.intents.add([{"tenant_id": tenant.row.id, "customer_id": i, "invoice_id": inv, "amount": 1800,
+                              "payment_method": "pm_card_visa", "idempotency_key": key, "status": "pending", "at": now}
+                             for i, inv, key in zip(ids, invoice_ids, keys, strict=True)])
+            uow.audit([{"tenant_id": tenant.row.id, "customer_id": i, "at": now, "actor": "worker",
+                        "action": "invoice.finalized", "before": None,
+                        "after": {**state, "events": [{"event": "invoice.finalized", "at": now, "total": 1800, "tax": 163,
+                                                       "number": uow.invoice_number(tenant.row, seq + k)}]}}
+                       for k, i in enumerate(ids)])
+        with UnitOfWork(engine) as uow:
+            uow.intents.record_outcomes([(key, "succeeded", None, key) for key in keys], now)
+            uow.mark_invoices_paid(invoice_ids, now)
+            uow.add_payment_attempts([{"invoice_id": inv, "at": now, "customer_id": i, "payment_method": "pm_card_visa",
+                                       "amount": 1800, "outcome": "succeeded", "code": None, "idempotency_key": key,
+                                       "reference": key} for i, inv, key in zip(ids, invoice_ids, keys, strict=True)])
+            uow.audit([{"tenant_id": tenant.row.id, "customer_id": i, "at": now, "actor": "worker",
+                        "action": "payment.succeeded", "before": None,
+                        "after": {**state, "events": [{"event": "payment.succeeded", "at": now, "amount": 1800,
+                                                       "number": uow.invoice_number(tenant.row, seq + k)}]}}
+                       for k, i in enumerate(ids)])
+    seconds = time.perf_counter() - t0
+    engine.dispose()
+    return {"done": count, "seconds": seconds}
+
+
 def peak_of_this_program() -> float:
     """Peak RSS in MiB since exec (VmHWM): ru_maxrss would keep the parent's peak from before the fork."""
     with open("/proc/self/status") as f:
@@ -166,14 +226,19 @@ def peak_of_this_program() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def pg_measure(server: Any, n: int, workers: int, label: str) -> dict[str, float]:
+def pg_measure(server: Any, n: int, workers: int, label: str, writes_only: bool = False) -> dict[str, float]:
+    """N renewals by ``workers`` processes on a fresh database: kakin's due-work run, or (``writes_only``) the rows
+    it writes and nothing else (:func:`writes_worker`, the customers shared out in equal ranges)."""
     url = server.database(f"bench_{label}")
     engine = make_engine(url)
     migrate(engine)
     seed(engine, n)
     engine.dispose()
-    procs = [subprocess.Popen([sys.executable, __file__, str(n), "--worker-url", url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True) for _ in range(workers)]
+    share = -(-n // workers)
+    commands = ([[str(n), "--writes-url", url, "--first", str(1 + k * share), "--count", str(min(share, n - k * share))]
+                 for k in range(workers)] if writes_only else [[str(n), "--worker-url", url]] * workers)
+    procs = [subprocess.Popen([sys.executable, __file__, *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True) for command in commands]
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     t0 = time.perf_counter()
@@ -192,7 +257,7 @@ def pg_measure(server: Any, n: int, workers: int, label: str) -> dict[str, float
     done = sum(int(o["done"]) for o in outs)
     assert done == n and invoices == n and tuple(seqs) == (1, n) and keys == n, (done, invoices, seqs, keys)  # each once
     return {"n": n, "workers": workers, "seconds": seconds, "renewals_per_s": n / seconds,
-            "peak_rss_mib": max(o["peak_rss_mib"] for o in outs), "split": [int(o["done"]) for o in outs]}
+            "peak_rss_mib": max(o.get("peak_rss_mib", 0) for o in outs), "split": [int(o["done"]) for o in outs]}
 
 
 def postgres_main(n: int, worker_counts: list[int]) -> None:
@@ -226,9 +291,13 @@ def postgres_main(n: int, worker_counts: list[int]) -> None:
         for k in worker_counts:
             small = pg_measure(server, max(1, n // 10), k, f"w{k}_small")
             big = pg_measure(server, n, k, f"w{k}")
+            writes = pg_measure(server, n, k, f"w{k}_writes", writes_only=True)
             print(f"  {k} worker(s): N = {n:>9,}: {big['renewals_per_s']:>7,.0f} renewals/s ({big['seconds']:.1f} s, "
                   f"split {big['split']}); {(n / floor_s) / big['renewals_per_s']:.1f}× the floor; peak RSS per worker "
                   f"{small['peak_rss_mib']:.0f} MiB at N = {small['n']:,}, {big['peak_rss_mib']:.0f} MiB at N = {n:,}")
+            print(f"    the rows alone: {writes['renewals_per_s']:>7,.0f} renewals/s by {k} process(es) writing every "
+                  f"row a renewal writes, in its two transactions, with no loads and no billing rules "
+                  f"({writes['seconds']:.1f} s)")
         print(f"  load average at the end {os.getloadavg()[0]:.1f}; targets: ≥ 5,000 renewals/s with 2 workers at N = 200,000")
     finally:
         server.stop()
@@ -242,7 +311,13 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--workers", default="1,2,4", help="PostgreSQL: worker processes per run (default 1,2,4)")
     parser.add_argument("--worker-url", help=argparse.SUPPRESS)
+    parser.add_argument("--writes-url", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.writes_url:
+        print(json.dumps(writes_worker(args.writes_url, args.first, args.count)), flush=True)
+        return
     if args.worker_url:
         print(json.dumps(pg_worker(args.worker_url)), flush=True)
         return
