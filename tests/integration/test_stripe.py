@@ -631,3 +631,20 @@ def test_a_signed_payment_intent_succeeded_webhook_settles_the_invoice_and_a_for
         assert good.status_code == 200, good.text
         assert good.json()["restored"] == [invoices(engine)[0]["number"]]
     assert invoices(engine)[0]["status"] == "paid" and state(engine)[1] == "active"
+
+
+@pytest.mark.parametrize("data", [{"object": "pi_x"}, {"object": {}}, "x", None])
+def test_a_signed_payment_intent_succeeded_webhook_without_a_payment_intent_is_refused_422_not_500(
+        engine: Engine, gateway: StripeGateway, data: object) -> None:
+    from fastapi.testclient import TestClient
+
+    from kakin.api.app import create_app
+
+    with UnitOfWork(engine) as uow:
+        create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", at(2022, 5, 3, 10))
+    payload = json.dumps({"id": "evt_2", "type": "payment_intent.succeeded", "data": data}).encode()
+    with TestClient(create_app(engine, gateway, lambda: at(2022, 5, 3, 12))) as client:
+        r = client.post("/v1/gateway/stripe/nipoplus/webhook", content=payload,
+                        headers={"Stripe-Signature": stripe_signature(payload, WEBHOOK_SECRET)})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == {"code": "invalid_value", "param": "data.object", "message": r.json()["error"]["message"]}

@@ -35,7 +35,12 @@ def _handle(request: Request, tenant_code: str, payload: bytes) -> dict[str, Any
                                       param="Stripe-Signature") from None
     if event.get("type") != "payment_intent.succeeded":
         return {"received": True, "handled": False}
-    reference = str(((event.get("data") or {}).get("object") or {}).get("id", ""))
+    data = event.get("data")
+    intent = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(intent, dict) or not isinstance(intent.get("id"), str) or not intent["id"]:
+        raise errors.InvalidValue("a payment_intent.succeeded event must carry data.object with the payment intent's "
+                                  "id", param="data.object")
+    reference = intent["id"]
     with UnitOfWork(request.app.state.engine) as uow:
         tenant = open_tenant(uow, tenant_code)
         result = payments.payment_reference_succeeded(uow, tenant, gateway, reference, request.app.state.clock())
