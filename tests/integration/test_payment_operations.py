@@ -101,6 +101,12 @@ def test_restore_payment_settles_an_invoice_paid_after_3d_secure(engine: Engine)
         assert payments.restore_payment(uow, open_tenant(uow, "t"), gateway, "acme", START)["restored"] == []
     assert invoices(engine)[0]["status"] == "paid" and plan_status(engine) == ("gold", "active")
     assert len(gateway.charged) == 1  # the one payment made at the gateway, nothing more
+    with UnitOfWork(engine) as uow:  # the payment log shows the payment that paid it, once; its intent succeeded
+        log = uow.conn.execute(select(tables.payment_attempts.c.outcome, tables.payment_attempts.c.amount,
+                                      tables.payment_attempts.c.reference).order_by(tables.payment_attempts.c.id)).all()
+        intent = uow.conn.execute(select(tables.payment_intents.c.status, tables.payment_intents.c.code)).one()
+    assert [tuple(r) for r in log] == [("requires_action", 1800, reference), ("succeeded", 1800, reference)]
+    assert tuple(intent) == ("succeeded", None)
 
 
 def test_a_credit_note_refunds_a_paid_invoice_and_references_it(engine: Engine, tmp_path: Path) -> None:

@@ -144,23 +144,30 @@ def restore_payment(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, ke
     """支払い情報を復元: ask the gateway about each open invoice's last payment and settle what succeeded there.
 
     After 3-D Secure a payment can succeed at the gateway without kakin hearing of it; this marks the
-    invoice paid and the plan active. Running it again changes nothing.
+    invoice paid and the plan active, and writes the payment in the payment log (a ``succeeded`` attempt under
+    the first attempt's key and reference; its intent ``succeeded``). Running it again changes nothing.
     """
     account = load(uow, tenant, key)
     before = snapshot(account)
-    references = uow.last_payment_references([inv.id for inv in account.open_invoices])
+    last = uow.last_payment_attempts([inv.id for inv in account.open_invoices])
     work = []
     restored = []
     for inv in list(account.open_invoices):
-        reference = references.get(inv.id)
-        if reference is None:
+        attempt = last.get(inv.id)
+        if attempt is None:
             continue
+        reference = attempt["reference"]
         outcome = gateway.retrieve(reference)
         if outcome.ok:
             result = schedule.payment_succeeded(tenant.lifecycle, account, inv, now)
             result.events.append(("payment.restored", {"number": inv.number, "reference": reference}))
             work.append((account, result))
             restored.append(inv.number)
+            uow.add_payment_attempts([{"invoice_id": inv.id, "customer_id": account.id, "at": now,
+                                       "payment_method": attempt["payment_method"], "amount": attempt["amount"],
+                                       "outcome": "succeeded", "code": None,
+                                       "idempotency_key": attempt["idempotency_key"], "reference": reference}])
+            uow.intents.completed(attempt["idempotency_key"], reference, wall_clock())
     settle(uow, tenant, gateway, work or [(account, Result())], now, actor, "payment.restore", {account.id or 0: before})
     return {"customer": key, "restored": restored}
 

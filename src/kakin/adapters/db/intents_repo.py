@@ -161,6 +161,13 @@ class PaymentIntentRepository:
             q = q.where(payment_intents.c.invoice_id.is_(None))
         return self.conn.execute(q.values(status=status, updated_at=at)).rowcount == 1
 
+    def completed(self, key: str, reference: str, at: datetime) -> None:
+        """The intent's payment, refused at first for 3-D Secure (``failed``, ``authentication_required``), was
+        completed by the customer afterwards: ``succeeded``, as the gateway now says."""
+        self.conn.execute(update(payment_intents).where(
+            payment_intents.c.idempotency_key == key, payment_intents.c.reference == reference,
+            payment_intents.c.status == "failed").values(status="succeeded", code=None, updated_at=at))
+
     def link(self, key: str, invoice_id: int) -> bool:
         """Name the invoice a purchase's charge paid, in the transaction that writes the invoice; false when the
         intent was given back (refunding) meanwhile."""

@@ -159,12 +159,16 @@ class InvoiceStore:
 
     def last_payment_references(self, invoice_ids: list[int]) -> dict[int, str]:
         """The gateway reference of each invoice's latest attempt that has one."""
-        out: dict[int, str] = {}
+        return {i: r["reference"] for i, r in self.last_payment_attempts(invoice_ids).items()}
+
+    def last_payment_attempts(self, invoice_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Each invoice's latest payment attempt that has a gateway reference, as stored."""
+        out: dict[int, dict[str, Any]] = {}
         if invoice_ids:
-            for invoice_id, reference in self.conn.execute(select(payment_attempts.c.invoice_id, payment_attempts.c.reference).where(
+            for r in self.conn.execute(select(payment_attempts).where(
                     payment_attempts.c.invoice_id.in_(invoice_ids), payment_attempts.c.reference.is_not(None)).order_by(
-                    payment_attempts.c.id)):
-                out[int(invoice_id)] = reference
+                    payment_attempts.c.id)).mappings():
+                out[int(r["invoice_id"])] = dict(r)
         return out
 
     def customer_key_for_payment(self, tenant: TenantRow, reference: str) -> str | None:
