@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from kakin.domain.account import Account, OpenInvoice, PendingItem, Phase, Status, Subscription, phases_from
 from kakin.domain.invoice import Line, LineKind
@@ -17,7 +17,7 @@ from kakin.domain.invoice import Line, LineKind
 from .bulk import driver_level, in_ids, insert_many, sqlite_instant, update_many
 from .codecs import pending_from_json as _pending_from_json
 from .codecs import pending_to_json as _pending_to_json
-from .rows import INVOICE_STATE, TenantRow, parse_rate, rate_text
+from .rows import INVOICE_STATE, TenantRow, UnitOfWorkState, parse_rate, rate_text
 from .tables import (
     customers,
     invoices,
@@ -28,14 +28,8 @@ from .tables import (
 )
 
 
-class AccountStore:
+class AccountStore(UnitOfWorkState):
     """Account aggregates on the unit of work's connection (a part of ``UnitOfWork``)."""
-
-    conn: Connection
-    _loaded: dict[tuple[str, int], dict[str, Any]]
-    _versions: dict[int, int]  # customer id → the version loaded or saved (customers.version)
-    _pending_ids: dict[int, set[int]]
-    _written: dict[int, tuple[Any, ...]]  # invoice id → its payment state as this transaction wrote it
 
     def changed_accounts(self, customer_ids: Sequence[int]) -> set[int]:
         """Lock these customers (PostgreSQL; in the store's lock order) and return those saved by another

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import and_, func, select, update
 
 from kakin.domain.account import Account, OpenInvoice
 from kakin.domain.documents import Issuer, frozen_parties, recipient_of
@@ -17,7 +17,7 @@ from kakin.domain.invoice import InvoiceDraft, Line
 from kakin.domain.money import TaxedAmount, format_rate
 
 from .bulk import in_ids, insert_many
-from .rows import INVOICE_STATE, TenantRow, rate_text, taxes_json
+from .rows import INVOICE_STATE, TenantRow, UnitOfWorkState, rate_text, taxes_json
 from .tables import (
     credit_notes,
     customers,
@@ -29,14 +29,9 @@ from .tables import (
 )
 
 
-class InvoiceStore:
+class InvoiceStore(UnitOfWorkState):
     """Invoices, credit notes and payment attempts on the unit of work's connection (a part of ``UnitOfWork``)."""
 
-    conn: Connection
-    _loaded: dict[tuple[str, int], dict[str, Any]]
-    _versions: dict[int, int]  # customer id → the version loaded or saved (customers.version)
-    _pending_ids: dict[int, set[int]]
-    _written: dict[int, tuple[Any, ...]]  # invoice id → its payment state as this transaction wrote it
 
     # ----------------------------------------------------------- invoices
     def add_invoices(self, tenant: TenantRow, first_seq: int, drafts: Sequence[tuple[Account, InvoiceDraft, OpenInvoice]],

@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 
 from kakin.domain.money import TaxedAmount, format_rate
 
@@ -59,3 +60,14 @@ def _taxes_json(taxes: tuple[TaxedAmount, ...]) -> str:
 
 # an invoice's payment state, as a payment or dunning changes it (written by the run, compared before saving)
 INVOICE_STATE = ("status", "attempts", "first_failed_at", "next_retry_at", "paid_at", "deferred", "expires_at")
+
+
+class UnitOfWorkState:
+    """What the unit of work's parts (``AccountStore``, ``InvoiceStore``) read of it: its connection and what it
+    knows of the rows it loaded and wrote in this transaction (set by ``UnitOfWork.__init__`` and ``__enter__``)."""
+
+    conn: Connection
+    _loaded: dict[tuple[str, int], dict[str, Any]]
+    _versions: dict[int, int]  # customer id → the version loaded or saved (customers.version)
+    _pending_ids: dict[int, set[int]]
+    _written: dict[int, tuple[Any, ...]]  # invoice id → its payment state as this transaction wrote it
