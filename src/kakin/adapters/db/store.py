@@ -23,6 +23,9 @@ locks in this one order, so two of them never wait on each other in a circle:
    a transaction is open: a batch charges after its commit, a command stops
    with :class:`ChargesNeeded` (``services.charging``).
 
+An operator's row is locked by a console sign-in (``operators.by_email(…,
+lock=True)``), which locks nothing else, so it has no place in this order.
+
 A lock wait is bounded: ``SET LOCAL lock_timeout`` (:data:`LOCK_TIMEOUT_MS`)
 on PostgreSQL, the busy timeout on SQLite. :func:`in_transaction` runs a
 unit of work again after a deadlock or a serialization failure (bounded, with

@@ -1,0 +1,66 @@
+"""Checks that count what is stored and then write, run by concurrent requests on SQLite and PostgreSQL: each takes
+a row lock before it reads, so requests at once are counted one after the other, as if sent one at a time.
+
+Each racer runs in a transaction of its own (as the API, the portal and the console run them), all released at once
+by a barrier. Before the locks, on PostgreSQL every racer read the same count: 8 wrong passwords at once were all
+"wrong password" and never locked the operator, 10 admins were added under a limit of 2, and one customer (or one
+local-government body) got several pending applications.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from kakin.adapters.db.store import UnitOfWork
+from kakin.domain.errors import KakinError
+from kakin.services import operators
+from kakin.services.tenancy import create_tenant
+
+JST = ZoneInfo("Asia/Tokyo")
+NOW = datetime(2026, 11, 16, 10, tzinfo=JST)  # a Monday
+PASSWORD = "correct horse battery staple"
+
+
+def at_once(n: int, racer: Callable[[int], str]) -> Counter[str]:
+    """Run ``racer(0)`` … ``racer(n - 1)`` in n threads released together; what each returned, or the code of the
+    KakinError it raised, counted."""
+    barrier = threading.Barrier(n)
+    outcomes: list[str | None] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[i] = racer(i)
+        except KakinError as exc:
+            outcomes[i] = exc.code
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert None not in outcomes, outcomes  # every racer finished with an answer
+    return Counter(str(o) for o in outcomes)
+
+
+def test_wrong_passwords_sent_at_once_lock_the_operator_after_the_fifth_and_then_refuse_the_right_one(
+        engine: Engine) -> None:
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "nipoplus", "NipoPlus", "nipoplus", NOW)
+        operators.create_operator(uow, tenant.row, "guard@vendor.example", "owner", NOW, PASSWORD)
+
+    def attempt(i: int, password: str | None = None) -> str:
+        with UnitOfWork(engine) as uow:  # as the console's sign-in page runs it
+            outcome = operators.sign_in(uow, "guard@vendor.example", password or f"wrong-{i}", NOW)
+        return outcome.refused or "signed_in"
+
+    # one after the other: wrong passwords 1–4 are refused as such, the 5th locks (MAX_FAILURES), the 6th–8th find
+    # the operator locked out
+    assert at_once(8, attempt) == {"sign_in_failed": 4, "operator_locked": 4}
+    assert attempt(0, PASSWORD) == "operator_locked"  # the right password too, for LOCKOUT
