@@ -13,13 +13,17 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
-from kakin.adapters.db.store import UnitOfWork
+from kakin.adapters.catalog_files import catalog_path
+from kakin.adapters.db import tables
+from kakin.adapters.db.store import UnitOfWork, in_transaction
+from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import KakinError
-from kakin.services import operators
+from kakin.services import access, billing, members, operators
 from kakin.services.tenancy import create_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -64,3 +68,31 @@ def test_wrong_passwords_sent_at_once_lock_the_operator_after_the_fifth_and_then
     # the operator locked out
     assert at_once(8, attempt) == {"sign_in_failed": 4, "operator_locked": 4}
     assert attempt(0, PASSWORD) == "operator_locked"  # the right password too, for LOCKOUT
+
+
+def admin_limit_catalog(folder: Path, limit: int) -> str:
+    """The NipoPlus catalog with ``[vendor] admin_limit = limit`` (the shipped one has no limit), as a file."""
+    text = catalog_path("nipoplus").read_text(encoding="utf-8")
+    path = folder / "nipoplus-admins.toml"
+    path.write_text(text.replace('currency = "JPY"\n', f'currency = "JPY"\nadmin_limit = {limit}\n', 1), encoding="utf-8")
+    return str(path)
+
+
+def test_admins_added_at_once_stop_at_the_catalogs_admin_limit(engine: Engine, tmp_path: Path) -> None:
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "nipoplus", "NipoPlus", admin_limit_catalog(tmp_path, 2), NOW)
+        assert tenant.catalog.admin_limit == 2
+        account = billing.create_customer(uow, tenant, CardSimulator(), "acme", "株式会社アクメ", NOW)
+        assert account.id is not None
+        boss = access.add_super_admin(uow, tenant.row, account.id, "boss@acme.example", "社長", NOW)
+    principal = access.Operator(tenant.row, "owner", "test").acting_for(boss)
+
+    def add(i: int) -> str:
+        return in_transaction(engine, lambda uow: members.add_member(
+            uow, principal, "acme", f"admin{i}@acme.example", f"管理者{i}", "admin", lambda: NOW))["role"]
+
+    assert at_once(10, add) == {"admin": 2, "admin_limit_reached": 8}
+    with engine.connect() as conn:
+        admins = conn.execute(select(func.count()).select_from(tables.members).where(
+            tables.members.c.customer_id == account.id, tables.members.c.role == "admin")).scalar_one()
+    assert admins == 2
