@@ -23,7 +23,8 @@ from kakin.adapters.db import tables
 from kakin.adapters.db.store import UnitOfWork, in_transaction
 from kakin.adapters.payments import CardSimulator
 from kakin.domain.errors import KakinError
-from kakin.services import access, billing, members, operators
+from kakin.services import access, billing, eligibility, members, operators
+from kakin.services.operators import CommandLine
 from kakin.services.tenancy import create_tenant
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -96,3 +97,49 @@ def test_admins_added_at_once_stop_at_the_catalogs_admin_limit(engine: Engine, t
         admins = conn.execute(select(func.count()).select_from(tables.members).where(
             tables.members.c.customer_id == account.id, tables.members.c.role == "admin")).scalar_one()
     assert admins == 2
+
+
+def line_oa_customers(engine: Engine, names: dict[str, str]) -> dict[str, access.Operator]:
+    """A LINE OA tenant with verified customers (key → account name); each one's super admin as a principal."""
+    with UnitOfWork(engine) as uow:
+        tenant = create_tenant(uow, "line-oa", "LINE公式アカウント", "line-oa", NOW)
+        principals = {}
+        for key, name in names.items():
+            account = billing.create_customer(uow, tenant, CardSimulator(), key, name, NOW, payment_method="pm_card_visa")
+            assert account.id is not None
+            boss = access.add_super_admin(uow, tenant.row, account.id, f"admin@{key}.example", "管理者", NOW)
+            eligibility.verify_account(uow, tenant, CommandLine(tenant.row), key, NOW)
+            principals[key] = access.Operator(tenant.row, "owner", "test").acting_for(boss)
+    return principals
+
+
+def pending_applications(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(tables.eligibility_applications).where(
+            tables.eligibility_applications.c.status == "pending")).scalar_one())
+
+
+def test_one_customers_applications_sent_at_once_leave_one_pending_and_refuse_the_others(engine: Engine) -> None:
+    principal = line_oa_customers(engine, {"yokohama": "横浜市"})["yokohama"]
+
+    def apply(i: int) -> str:
+        return in_transaction(engine, lambda uow: eligibility.apply(
+            uow, principal, "yokohama", "local_government", "141003", "kouhou@city.yokohama.lg.jp", False,
+            lambda: NOW))["status"]
+
+    assert at_once(8, apply) == {"pending": 1, "application_pending": 7}
+    assert pending_applications(engine) == 1
+
+
+def test_customers_applying_at_once_for_one_local_government_leave_one_pending_and_the_others_refused(
+        engine: Engine) -> None:
+    principals = line_oa_customers(engine, {f"tokyo{i}": "東京都" for i in range(8)})
+
+    def apply(i: int) -> str:
+        return in_transaction(engine, lambda uow: eligibility.apply(
+            uow, principals[f"tokyo{i}"], f"tokyo{i}", "local_government", "130001", "kouhou@metro.tokyo.lg.jp",
+            False, lambda: NOW))["status"]
+
+    # one account per body: the first application waits for a reviewer, the automatic check refuses the others
+    assert at_once(8, apply) == {"pending": 1, "refused": 7}
+    assert pending_applications(engine) == 1

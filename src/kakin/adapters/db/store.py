@@ -15,7 +15,9 @@ locks in this one order, so two of them never wait on each other in a circle:
    phases, pending items, usage counters, open invoices);
 2. the tenant row last, for its invoice and credit-note counters
    (:meth:`UnitOfWork.reserve_invoice_numbers`, :meth:`UnitOfWork.add_credit_note`),
-   held only from the numbering to the commit;
+   held only from the numbering to the commit, and to check a rule over all
+   of the tenant's customers (:meth:`UnitOfWork.lock_tenant`: one account per
+   local-government body, ``services.eligibility.apply``);
 3. outbox rows (webhook events, mail), which nothing else waits on;
 4. payment intents (``intents_repo``): written by a batch after its customer
    rows, or in short transactions of their own that hold no other lock (a
@@ -269,6 +271,12 @@ class UnitOfWork(AccountStore, InvoiceStore, Repositories):
         row = self.tenant(tenant.code)
         assert row is not None
         return row
+
+    def lock_tenant(self, tenant: TenantRow) -> None:
+        """Lock the tenant's row until commit (PostgreSQL; a SQLite writer holds the whole database already): last in
+        the lock order, after the customer rows the transaction locks."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(select(tenants.c.id).where(tenants.c.id == tenant.id).with_for_update())
 
     def tenant_by_id(self, tenant_id: int) -> TenantRow:
         """The tenant with this row id (it must exist)."""
