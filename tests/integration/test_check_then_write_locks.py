@@ -10,12 +10,16 @@ local-government body) got several pending applications.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import Engine, func, select
 
 from kakin.adapters.catalog_files import catalog_path
@@ -54,6 +58,18 @@ def at_once(n: int, racer: Callable[[int], str]) -> Counter[str]:
     return Counter(str(o) for o in outcomes)
 
 
+def slowed(monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str) -> None:
+    """Make ``module.name``, called between a check's read and its write, take 50 ms longer: without a lock every
+    racer reads before any commits (the race every time, not by chance); with one they wait for each other."""
+    real = getattr(module, name)
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, slow)
+
+
 def test_wrong_passwords_sent_at_once_lock_the_operator_after_the_fifth_and_then_refuse_the_right_one(
         engine: Engine) -> None:
     with UnitOfWork(engine) as uow:
@@ -79,7 +95,8 @@ def admin_limit_catalog(folder: Path, limit: int) -> str:
     return str(path)
 
 
-def test_admins_added_at_once_stop_at_the_catalogs_admin_limit(engine: Engine, tmp_path: Path) -> None:
+def test_admins_added_at_once_stop_at_the_catalogs_admin_limit(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with UnitOfWork(engine) as uow:
         tenant = create_tenant(uow, "nipoplus", "NipoPlus", admin_limit_catalog(tmp_path, 2), NOW)
         assert tenant.catalog.admin_limit == 2
@@ -87,6 +104,7 @@ def test_admins_added_at_once_stop_at_the_catalogs_admin_limit(engine: Engine, t
         assert account.id is not None
         boss = access.add_super_admin(uow, tenant.row, account.id, "boss@acme.example", "社長", NOW)
     principal = access.Operator(tenant.row, "owner", "test").acting_for(boss)
+    slowed(monkeypatch, members, "check_new_role")  # after the admins are counted, before the new one is written
 
     def add(i: int) -> str:
         return in_transaction(engine, lambda uow: members.add_member(
@@ -119,8 +137,10 @@ def pending_applications(engine: Engine) -> int:
             tables.eligibility_applications.c.status == "pending")).scalar_one())
 
 
-def test_one_customers_applications_sent_at_once_leave_one_pending_and_refuse_the_others(engine: Engine) -> None:
+def test_one_customers_applications_sent_at_once_leave_one_pending_and_refuse_the_others(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     principal = line_oa_customers(engine, {"yokohama": "横浜市"})["yokohama"]
+    slowed(monkeypatch, eligibility, "automatic_checks")  # after the applications are read, before this one is written
 
     def apply(i: int) -> str:
         return in_transaction(engine, lambda uow: eligibility.apply(
@@ -132,8 +152,9 @@ def test_one_customers_applications_sent_at_once_leave_one_pending_and_refuse_th
 
 
 def test_customers_applying_at_once_for_one_local_government_leave_one_pending_and_the_others_refused(
-        engine: Engine) -> None:
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     principals = line_oa_customers(engine, {f"tokyo{i}": "東京都" for i in range(8)})
+    slowed(monkeypatch, eligibility, "automatic_checks")  # after the body's applications are read, before writing
 
     def apply(i: int) -> str:
         return in_transaction(engine, lambda uow: eligibility.apply(
