@@ -66,8 +66,13 @@ def apply(uow: UnitOfWork, principal: Operator, key: str, plan_code: str, code: 
     """Apply for an eligibility-gated plan for customer ``key`` as ``principal`` (its super admin); the automatic
     checks run at once. Returns the applicant's view (never the reasons). Raises what
     :func:`authorization.authorize` raises, InvalidValue (``plan``; ``local_government_code`` not 6 digits;
-    ``applicant_email`` not an address), ApplicationPending, AlreadyGranted."""
+    ``applicant_email`` not an address), ApplicationPending, AlreadyGranted.
+
+    Applications sent at once are checked one after the other: the customer is locked before its applications are
+    read (one pending at a time), then the tenant row, last in the store's lock order, before the body's (one
+    account per body: the lock serializes the tenant's applications)."""
     at = authorization.customer_for(uow, principal, key, clock)
+    uow.lock_customer(at["id"])
     authorization.authorize(uow, principal, at, "apply_eligibility")
     tenant, now, actor = open_tenant(uow, principal.tenant.code), at["now"], principal.actor
     if not (isinstance(code, str) and len(code) == 6 and code.isascii() and code.isdigit()):
@@ -86,6 +91,7 @@ def apply(uow: UnitOfWork, principal: Operator, key: str, plan_code: str, code: 
         raise errors.ApplicationPending("an application is already waiting for review; wait for its result", param="plan")
     if any(a["status"] == "approved" and a["plan"] == plan.code for a in mine):
         raise errors.AlreadyGranted(f"plan {plan.code!r} was already granted", param="plan")
+    uow.lock_tenant(tenant.row)
     others = [a for a in uow.applications.find(tenant.row.id, code=code)
               if a["customer_id"] != customer["id"] and a["status"] in ("pending", "approved")]
     checks = automatic_checks(local_governments(), Applicant(

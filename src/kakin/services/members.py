@@ -32,8 +32,11 @@ def add_member(uow: UnitOfWork, principal: Operator, key: str, email: str, name:
                clock: Clock) -> dict[str, Any]:
     """Add an admin or a member to customer ``key`` (up to the catalog's admin limit: LINE OA 100); audit-logged.
     Returns ``{"id", "email", "name", "role"}``. Raises what :func:`authorization.authorize` raises, InvalidValue for
-    an unknown role, SuperAdminExists, AdminLimitReached, MemberExists (param ``email``)."""
+    an unknown role, SuperAdminExists, AdminLimitReached, MemberExists (param ``email``).
+
+    The customer is locked before its admins are counted, so admins added at once stop at the limit."""
     row = authorization.customer_for(uow, principal, key, clock)
+    uow.lock_customer(row["id"])
     authorization.authorize(uow, principal, row, "add_member")
     tenant = principal.tenant
     limit = open_tenant(uow, tenant.code).catalog.admin_limit

@@ -180,8 +180,11 @@ class SignIn:
 def sign_in(uow: UnitOfWork, email: str, password: str, now: datetime, locale: str = "ja") -> SignIn:
     """Check an e-mail and password and open a session. A refusal is a result, not an exception: the failed
     attempt it counts must be committed. The ``MAX_FAILURES``-th wrong password in a row locks the operator for
-    ``LOCKOUT`` (audit-logged); a success resets the count."""
-    row = uow.operators.by_email(email.strip().lower())
+    ``LOCKOUT`` (audit-logged); a success resets the count.
+
+    The operator's row is locked before its count is read and until commit, so attempts sent at once are counted one
+    after the other (the password is verified under the lock: it serializes the guesses of one operator only)."""
+    row = uow.operators.by_email(email.strip().lower(), lock=True)
     if row is None or row["disabled_at"] is not None:
         try:
             _hasher.verify(_DUMMY, password)  # the same work as for a known operator

@@ -22,10 +22,17 @@ class OperatorRepository:
         """Store a new operator (tenant, lower-cased e-mail, Argon2 hash, role, created_at)."""
         self.conn.execute(operators.insert().values(**values))
 
-    def by_email(self, email: str) -> dict[str, Any] | None:
-        """The operator with this (lower-cased) e-mail, any tenant, with its tenant's code; None if there is none."""
-        row = self.conn.execute(select(operators, tenants.c.code.label("tenant_code")).join(
-            tenants, tenants.c.id == operators.c.tenant_id).where(operators.c.email == email)).mappings().first()
+    def by_email(self, email: str, *, lock: bool = False) -> dict[str, Any] | None:
+        """The operator with this (lower-cased) e-mail, any tenant, with its tenant's code; None if there is none.
+
+        With ``lock``, the operator's row (not its tenant's) stays locked until commit on PostgreSQL (``SELECT … FOR
+        UPDATE``; a SQLite writer holds the whole database already): a sign-in counts its failed attempt after the one
+        before it committed (the store's lock order: operator rows)."""
+        q = select(operators, tenants.c.code.label("tenant_code")).join(
+            tenants, tenants.c.id == operators.c.tenant_id).where(operators.c.email == email)
+        if lock and self.conn.dialect.name == "postgresql":
+            q = q.with_for_update(of=operators, key_share=True)
+        row = self.conn.execute(q).mappings().first()
         return dict(row) if row else None
 
     def of_tenant(self, tenant_id: int) -> list[dict[str, Any]]:

@@ -16,13 +16,18 @@ locks in this one order, so two of them never wait on each other in a circle:
    phases, pending items, usage counters, open invoices);
 2. the tenant row last, for its invoice and credit-note counters
    (:meth:`UnitOfWork.reserve_invoice_numbers`, :meth:`UnitOfWork.add_credit_note`),
-   held only from the numbering to the commit;
+   held only from the numbering to the commit, and to check a rule over all
+   of the tenant's customers (:meth:`UnitOfWork.lock_tenant`: one account per
+   local-government body, ``services.eligibility.apply``);
 3. outbox rows (webhook events, mail), which nothing else waits on;
 4. payment intents (``intents_repo``): written by a batch after its customer
    rows, or in short transactions of their own that hold no other lock (a
    command's charge, the worker settling one). No card is ever charged while
    a transaction is open: a batch charges after its commit, a command stops
    with :class:`ChargesNeeded` (``services.charging``).
+
+An operator's row is locked by a console sign-in (``operators.by_email(…,
+lock=True)``), which locks nothing else, so it has no place in this order.
 
 A lock wait is bounded: ``SET LOCAL lock_timeout`` (:data:`LOCK_TIMEOUT_MS`)
 on PostgreSQL, the busy timeout on SQLite. :func:`in_transaction` runs a
@@ -291,6 +296,12 @@ class UnitOfWork(AccountStore, InvoiceStore, Repositories):
         row = self.tenant(tenant.code)
         assert row is not None
         return row
+
+    def lock_tenant(self, tenant: TenantRow) -> None:
+        """Lock the tenant's row until commit (PostgreSQL; a SQLite writer holds the whole database already): last in
+        the lock order, after the customer rows the transaction locks."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(select(tenants.c.id).where(tenants.c.id == tenant.id).with_for_update(key_share=True))
 
     def tenant_by_id(self, tenant_id: int) -> TenantRow:
         """The tenant with this row id (it must exist)."""
