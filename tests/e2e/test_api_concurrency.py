@@ -171,3 +171,28 @@ def test_a_database_that_cannot_be_reached_is_answered_503_database_unavailable_
     assert r.status_code == 503, r.text
     assert r.json()["error"]["code"] == "database_unavailable"
     engine.dispose()
+
+
+def test_a_lock_wait_that_runs_out_outside_in_transaction_is_503_database_busy_and_a_bug_still_500(tmp_path: Any) -> None:
+    # A page that opens its own unit of work (the console's sign-in) is not under in_transaction's mapping of lock
+    # waits; the API's handler answers them the same way. Any other database error stays a logged 500.
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    engine = make_engine(f"sqlite:///{tmp_path}/k.db")
+    app = create_app(engine, CardSimulator(), lambda: datetime(2026, 5, 3, 10, tzinfo=JST))
+
+    @app.get("/locked")
+    def locked() -> None:
+        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
+
+    @app.get("/bug")
+    def bug() -> None:
+        raise ProgrammingError("SELEC 1", {}, sqlite3.ProgrammingError("syntax error"))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        busy, crash = client.get("/locked"), client.get("/bug")
+    assert (busy.status_code, busy.json()["error"]["code"]) == (503, "database_busy")
+    assert (crash.status_code, crash.json()["error"]["code"]) == (500, "internal_error")
+    engine.dispose()

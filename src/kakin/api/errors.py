@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
-from kakin.adapters.db.store import is_unreachable
+from kakin.adapters.db.store import is_lock_timeout, is_unreachable
 from kakin.domain import errors
 from kakin.domain.errors import KakinError
 
@@ -120,6 +120,10 @@ def install(app: FastAPI) -> None:
             log.warning("the database could not be reached: %s", str(exc).splitlines()[0][:200])
             unavailable = errors.DatabaseUnavailable(UNREACHABLE)
             return error_response(status_of(unavailable), unavailable.code, unavailable.message, None)
+        if is_lock_timeout(exc):  # a lock wait that ran out outside in_transaction (a page's own unit of work)
+            busy = errors.DatabaseBusy("the records are locked by other work that is taking long; nothing was changed: "
+                                       "try again in a moment")
+            return error_response(status_of(busy), busy.code, busy.message, None)
         return await crash(request, exc)
 
     @app.exception_handler(Exception)
