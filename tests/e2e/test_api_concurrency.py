@@ -196,3 +196,19 @@ def test_a_lock_wait_that_runs_out_outside_in_transaction_is_503_database_busy_a
     assert (busy.status_code, busy.json()["error"]["code"]) == (503, "database_busy")
     assert (crash.status_code, crash.json()["error"]["code"]) == (500, "internal_error")
     engine.dispose()
+
+
+def test_only_a_lost_or_refused_connection_counts_as_the_database_being_unreachable() -> None:
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from kakin.adapters.db.store import is_unreachable
+
+    def wrapped(orig: Exception) -> OperationalError:
+        return OperationalError("SELECT 1", {}, orig)
+
+    assert is_unreachable(wrapped(psycopg.OperationalError("connection failed: Connection refused")))  # no SQLSTATE
+    assert is_unreachable(wrapped(psycopg.errors.AdminShutdown("terminating connection")))  # 57P01
+    assert not is_unreachable(wrapped(psycopg.errors.DeadlockDetected("deadlock detected")))  # 40P01: retried
+    assert not is_unreachable(wrapped(psycopg.errors.QueryCanceled("statement timeout")))  # 57014
+    assert not is_unreachable(wrapped(psycopg.errors.DiskFull("no space left")))  # 53100: a 500, logged

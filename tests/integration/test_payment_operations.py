@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -210,3 +211,36 @@ def test_retry_now_is_refused_for_a_customer_who_pays_by_bank_transfer_and_chang
     with engine.connect() as conn:
         assert conn.execute(select(tables.audit_log.c.id)).all() == audit_before
     assert gateway.charged == []
+
+
+def test_a_credit_note_run_again_after_its_refund_refunds_once_though_another_was_numbered_meanwhile(
+        engine: Engine) -> None:
+    # The first run refunds 360 yen at the gateway, then its transaction rolls back (a lock wait that ran out, a
+    # crash); meanwhile another customer's credit note takes the tenant's next number. Run again, the same request
+    # must send the same refund key: before, the key carried the next credit-note number, so the money went twice.
+    gateway = CardSimulator()
+    seed(engine, gateway)
+    with UnitOfWork(engine) as uow:
+        tenant = open_tenant(uow, "t")
+        billing.create_customer(uow, tenant, gateway, "beta", "株式会社ベータ", START, payment_method="pm_card_visa")
+        billing.subscribe(uow, tenant, gateway, "acme", START, "gold", seats=10)
+        billing.subscribe(uow, tenant, gateway, "beta", START, "gold", seats=10)
+    acme, beta = (str(i["number"]) for i in invoices(engine))
+
+    class RolledBack(Exception):
+        pass
+
+    def credit_acme() -> dict[str, Any]:
+        with UnitOfWork(engine) as uow:
+            return operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, CommandLine(uow.tenant("t")), acme,
+                                                360, "2名分の誤請求", START)
+
+    with pytest.raises(RolledBack), UnitOfWork(engine) as uow:
+        operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, CommandLine(uow.tenant("t")), acme, 360,
+                                     "2名分の誤請求", START)
+        raise RolledBack  # after the refund, before the commit
+    with UnitOfWork(engine) as uow:
+        operations.issue_credit_note(uow, open_tenant(uow, "t"), gateway, CommandLine(uow.tenant("t")), beta, 100,
+                                     "調整", START)
+    assert credit_acme()["settlement"] == "refund"
+    assert gateway.refunded == [("pi_sim_000001", 360), ("pi_sim_000002", 100)]  # acme's 360 once, beta's 100

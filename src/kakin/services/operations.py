@@ -100,8 +100,10 @@ def issue_credit_note(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, 
     elif refund:
         reference = uow.invoice_records.paid_reference(row["id"])
         if reference is not None:
-            seq_hint = uow.invoice_records.next_credit_note_seq(tenant.row.id)
-            outcome = gateway.refund(reference, taxed.gross, f"{tenant.code}:refund:{number}:{seq_hint}")
+            # The key names this refund by what the invoice had been credited before it, read under the customer's
+            # lock: the same request run again (a retry after a lock wait, a deadlock or a crash) refunds once; the
+            # next credit note of the invoice, committed after it, has another key.
+            outcome = gateway.refund(reference, taxed.gross, f"{tenant.code}:refund:{number}:{credited_basis}:{amount}")
             if not outcome.ok:
                 raise errors.RefundFailed(f"the payment gateway refused the refund ({outcome.code})", param="number")
             settlement, refund_reference = "refund", outcome.reference

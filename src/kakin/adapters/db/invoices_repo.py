@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from .tables import credit_notes, customers, invoices, payment_attempts, tenants
+from .tables import credit_notes, customers, invoices, payment_attempts
 
 
 class InvoiceRecordRepository:
@@ -42,10 +42,6 @@ class InvoiceRecordRepository:
         """The sum of the ``amount`` (the invoice's price basis, before tax) of the credit notes against the invoice."""
         return int(self.conn.execute(select(func.coalesce(func.sum(credit_notes.c.amount), 0)).where(
             credit_notes.c.invoice_id == invoice_id)).scalar_one())
-
-    def next_credit_note_seq(self, tenant_id: int) -> int:
-        """The number the tenant's next credit note will get (``UnitOfWork.add_credit_note`` hands them out)."""
-        return int(self.conn.execute(select(tenants.c.next_credit_note_seq).where(tenants.c.id == tenant_id)).scalar_one())
 
     def credit_note(self, tenant_id: int, number: str) -> dict[str, Any] | None:
         """The tenant's credit note ``number`` as stored, with its invoice's ``invoice_number``, ``invoice_issued_on``

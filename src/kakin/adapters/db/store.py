@@ -89,10 +89,15 @@ def is_unique_violation(exc: BaseException) -> bool:
 
 def is_unreachable(exc: BaseException) -> bool:
     """The database could not be reached or dropped the connection (stopped, restarting, the network gone): a
-    PostgreSQL connection error, or any error SQLAlchemy marks as a lost connection. Not a lock wait that ran out."""
+    PostgreSQL connection error (no SQLSTATE, class 08, or 57P01–57P03), or any error SQLAlchemy marks as a lost
+    connection. Not a lock wait that ran out, a deadlock, a timeout or a full disk: those are not outages."""
     if not isinstance(exc, DBAPIError) or is_lock_timeout(exc):
         return False
-    return bool(exc.connection_invalidated) or isinstance(exc.orig, psycopg.OperationalError)
+    if exc.connection_invalidated:
+        return True
+    state = _sqlstate(exc)  # none when no server answered; 08…: connection exceptions; 57P01–03: the server going away
+    return isinstance(exc.orig, psycopg.OperationalError) and (
+        state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03"))
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
@@ -179,7 +184,9 @@ def _run(begin: Callable[[], UnitOfWork], work: Callable[[UnitOfWork], T], attem
                     "try again in a moment") from exc
             if is_unique_violation(exc) and unique_reruns < UNIQUE_RERUNS:
                 unique_reruns += 1
-                log.info("transaction run again after a unique violation (%d of %d)", unique_reruns, UNIQUE_RERUNS)
+                log.warning("transaction run again after a unique violation of %s (%d of %d)",
+                            getattr(getattr(getattr(exc, "orig", None), "diag", None), "constraint_name", None),
+                            unique_reruns, UNIQUE_RERUNS)
                 continue
             if not is_retryable(exc):
                 raise
