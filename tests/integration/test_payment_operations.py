@@ -244,3 +244,30 @@ def test_a_credit_note_run_again_after_its_refund_refunds_once_though_another_wa
                                      "調整", START)
     assert credit_acme()["settlement"] == "refund"
     assert gateway.refunded == [("pi_sim_000001", 360), ("pi_sim_000002", 100)]  # acme's 360 once, beta's 100
+
+
+def test_a_3d_secure_payment_completed_after_its_invoice_was_paid_by_transfer_is_refunded_once(engine: Engine) -> None:
+    # The sign-up's 1,800 yen awaits 3-D Secure; the customer pays by bank transfer instead, and the vendor records
+    # it; then the customer also completes 3-D Secure, and Stripe's webhook says the payment succeeded. The invoice
+    # is paid once, by the transfer: the card's 1,800 yen is given back by the worker's next pass. Before, neither
+    # the bank transfer nor the webhook looked at the payment, and the customer paid twice.
+    gateway = CardSimulator()
+    seed(engine, gateway, card="pm_card_authenticationRequired")
+    with UnitOfWork(engine) as uow:
+        billing.subscribe(uow, open_tenant(uow, "t"), gateway, "acme", START, "gold", seats=10)
+    number = str(invoices(engine)[0]["number"])
+    with UnitOfWork(engine) as uow:
+        reference = uow.conn.execute(select(tables.payment_attempts.c.reference)).scalar_one()
+        operations.mark_paid(uow, open_tenant(uow, "t"), gateway, CommandLine(uow.tenant("t")), number, START,
+                             reference="振込")
+    gateway.authenticate(reference)  # the money is taken at the gateway
+    with UnitOfWork(engine) as uow:
+        answer = payments.payment_reference_succeeded(uow, open_tenant(uow, "t"), gateway, reference, START)
+    assert answer["restored"] == [] and answer["refunding"] == [number]
+    assert invoices(engine)[0]["status"] == "paid"  # by the transfer
+    assert payments.settle_intents(engine, gateway, START, grace=timedelta(0))["refunded"] == 1
+    assert gateway.refunded == [(reference, 1800)]
+    with UnitOfWork(engine) as uow:  # the webhook sent again changes nothing
+        assert "refunding" not in payments.payment_reference_succeeded(uow, open_tenant(uow, "t"), gateway, reference, START)
+    assert payments.settle_intents(engine, gateway, START, grace=timedelta(0))["refunded"] == 0
+    assert gateway.refunded == [(reference, 1800)]

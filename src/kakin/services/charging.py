@@ -238,7 +238,7 @@ def refund_closed_invoice_charge(uow: UnitOfWork, customer_id: int, key: str, nu
     worker's next pass refunds it at the gateway (:func:`kakin.services.payments.settle_intents`). Nothing is done when
     this very charge's answer was already recorded on the invoice (a worker settled it while the run was still
     charging): then it is what paid the invoice. Call under the customer's lock, after the outcome is recorded."""
-    if uow.intents.applied([customer_id], [key]):  # the same key always gets the same answer: this paid it
+    if uow.intents.applied([customer_id], [key], paid=True):  # the same key always gets the same answer: this paid it
         return
     if uow.intents.give_back(key, "refunding", at, was=("succeeded",), unlinked=False):
         log.warning("charge %s succeeded for invoice %s, which was closed meanwhile: it is refunded", key, number)

@@ -191,11 +191,23 @@ def payment_status(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, key
 
 def payment_reference_succeeded(uow: UnitOfWork, tenant: Tenant, gateway: PaymentGateway, reference: str,
                                 now: datetime) -> dict[str, Any]:
-    """The gateway says a payment succeeded (a signed webhook): restore the invoice it belongs to, if still open."""
-    key = uow.customer_key_for_payment(tenant.row, reference)
-    if key is None:
+    """The gateway says a payment succeeded (a signed webhook): restore the invoice it belongs to, if still open.
+    A 3-D Secure payment completed for an invoice closed meanwhile (paid by bank transfer, written off, or a sign-up
+    voided after 23 hours) paid nothing: its intent is ``succeeded`` and marked ``refunding``, and the worker's next
+    pass refunds it (``refunding`` in the answer lists the invoice)."""
+    found = uow.payment_by_reference(tenant.row, reference)
+    if found is None:
         return {"reference": reference, "restored": []}
-    return restore_payment(uow, tenant, gateway, key, now, actor="gateway")
+    result = restore_payment(uow, tenant, gateway, found["customer"], now, actor="gateway")  # locks the customer
+    key = found["idempotency_key"]
+    intent = uow.intents.by_keys([key]).get(key)
+    if (intent is not None and intent["status"] == "failed" and intent["code"] == "authentication_required"
+            and intent["reference"] == reference and uow.invoice_records.status(found["invoice_id"]) != "open"
+            and gateway.retrieve(reference).ok):
+        uow.intents.completed(key, reference, wall_clock())
+        refund_closed_invoice_charge(uow, found["customer_id"], key, found["number"], wall_clock())
+        result["refunding"] = [found["number"]]
+    return result
 
 
 def payment_log(uow: UnitOfWork, tenant: Tenant, key: str) -> list[dict[str, Any]]:

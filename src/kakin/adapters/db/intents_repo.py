@@ -130,16 +130,21 @@ class PaymentIntentRepository:
                                            for key, status, code, reference in todo])
         return {row[0] for row in todo}
 
-    def applied(self, customer_ids: Iterable[int], keys: Iterable[str]) -> set[str]:
+    def applied(self, customer_ids: Iterable[int], keys: Iterable[str], *, paid: bool = False) -> set[str]:
         """Which of these charges' answers are in the payment log already (a ``payment_attempts`` row with the key):
-        applied to their invoices, by the run or by a worker settling them; an answer is never applied twice."""
+        applied to their invoices, by the run or by a worker settling them; an answer is never applied twice.
+        ``paid``: only those the log shows as a payment that succeeded (a charge that paid an invoice; a 3-D Secure
+        request logged as ``requires_action`` and completed later for an invoice closed meanwhile did not)."""
         wanted = sorted(set(keys))
         ids = set(customer_ids)
         if not wanted or not ids:
             return set()
-        return set(self.conn.execute(select(payment_attempts.c.idempotency_key).where(
+        q = select(payment_attempts.c.idempotency_key).where(
             in_ids(self.conn, payment_attempts.c.customer_id, ids),
-            in_values(self.conn, payment_attempts.c.idempotency_key, wanted))).scalars())
+            in_values(self.conn, payment_attempts.c.idempotency_key, wanted))
+        if paid:
+            q = q.where(payment_attempts.c.outcome == "succeeded")
+        return set(self.conn.execute(q).scalars())
 
     def claim(self, key: str, at: datetime, seen: dict[str, Any] | None = None,
               statuses: Sequence[str] = IN_FLIGHT) -> bool:

@@ -166,10 +166,17 @@ class InvoiceStore(UnitOfWorkState):
                 out[int(r["invoice_id"])] = dict(r)
         return out
 
-    def customer_key_for_payment(self, tenant: TenantRow, reference: str) -> str | None:
-        return self.conn.execute(select(customers.c.key).join(invoices, invoices.c.customer_id == customers.c.id).join(
+    def payment_by_reference(self, tenant: TenantRow, reference: str) -> dict[str, Any] | None:
+        """The first payment attempt with this gateway reference on one of the tenant's invoices: its ``customer``
+        (key), ``customer_id``, ``invoice_id``, ``number`` (the invoice's) and ``idempotency_key``; None if none."""
+        row = self.conn.execute(select(
+            customers.c.key.label("customer"), customers.c.id.label("customer_id"), invoices.c.id.label("invoice_id"),
+            invoices.c.number, payment_attempts.c.idempotency_key).join(
+            invoices, invoices.c.customer_id == customers.c.id).join(
             payment_attempts, payment_attempts.c.invoice_id == invoices.c.id).where(
-            invoices.c.tenant_id == tenant.id, payment_attempts.c.reference == reference)).scalars().first()
+            invoices.c.tenant_id == tenant.id, payment_attempts.c.reference == reference).order_by(
+            payment_attempts.c.id)).mappings().first()
+        return dict(row) if row else None
 
     def add_payment_attempts(self, rows: list[dict[str, Any]]) -> None:
         insert_many(self.conn, payment_attempts, rows)
