@@ -650,3 +650,18 @@ def test_a_signed_payment_intent_succeeded_webhook_without_a_payment_intent_is_r
                         headers={"Stripe-Signature": stripe_signature(payload, WEBHOOK_SECRET)})
     assert r.status_code == 422, r.text
     assert r.json()["error"] == {"code": "invalid_value", "param": "data.object", "message": r.json()["error"]["message"]}
+
+
+def test_stripe_answering_that_another_request_with_the_key_is_in_flight_is_no_answer_yet(
+        gateway: StripeGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two requests with one key at once reach Stripe when a repeat runs while the first is being charged: Stripe
+    # answers the second with an IdempotencyError (409). That is not an outcome: the intent stays unknown and the
+    # same key is asked again later, which gets the first request's answer. Before, it escaped as a 500.
+    from kakin.adapters.payments import GatewayUnavailable
+
+    def in_flight(*args: Any, **kwargs: Any) -> Any:
+        raise stripe.IdempotencyError("There is currently another in-progress request using this Idempotent Key")
+
+    monkeypatch.setattr(gateway._client.v1.payment_intents, "create", in_flight)
+    with pytest.raises(GatewayUnavailable):
+        gateway.charge("pm_card_visa", 1800, "nipoplus:c1:n1:1800:1")

@@ -121,10 +121,12 @@ class StripeGateway:
                                  requires_action=code == "authentication_required")
         except stripe.APIConnectionError as e:  # no answer after the SDK's own retries: maybe charged, maybe not
             raise GatewayUnavailable(f"Stripe did not answer: {e}") from e
+        except stripe.IdempotencyError as e:  # another request with this key is in flight: its answer comes later
+            raise GatewayUnavailable(f"Stripe is still answering another request with this key: {e}") from e
         except stripe.InvalidRequestError as e:
             # Stripe refused the request itself (a payment method gone, an amount below Stripe's minimum of 50 JPY, …):
             # it will refuse it again, so it is a failed payment for dunning rather than an error that rolls the whole
-            # batch back. (IdempotencyError, authentication, rate limits and 5xx are not this class: they still raise.)
+            # batch back. (Authentication, rate limits and 5xx are not this class: they still raise.)
             code = "payment_method_unknown" if _unknown_payment_method(e) else e.code or "invalid_request"
             return ChargeOutcome(ok=False, code=code, reference=None)
         return _charge_outcome(pi)
