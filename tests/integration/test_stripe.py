@@ -659,7 +659,7 @@ def test_stripe_answering_that_another_request_with_the_key_is_in_flight_is_no_a
     # same key is asked again later, which gets the first request's answer. Before, it escaped as a 500.
     from kakin.adapters.payments import GatewayUnavailable
 
-    def in_flight(*args: Any, **kwargs: Any) -> Any:
+    def in_flight(*args: object, **kwargs: object) -> None:
         raise stripe.IdempotencyError("There is currently another in-progress request using this Idempotent Key")
 
     monkeypatch.setattr(gateway._client.v1.payment_intents, "create", in_flight)
