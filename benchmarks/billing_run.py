@@ -235,7 +235,7 @@ def pg_measure(server: Any, n: int, workers: int, label: str, writes_only: bool 
     seed(engine, n)
     engine.dispose()
     share = -(-n // workers)
-    commands = ([[str(n), "--writes-url", url, "--first", str(1 + k * share), "--count", str(min(share, n - k * share))]
+    commands = ([[str(n), "--writes-url", url, "--first", str(1 + k * share), "--count", str(max(0, min(share, n - k * share)))]
                  for k in range(workers)] if writes_only else [[str(n), "--worker-url", url]] * workers)
     procs = [subprocess.Popen([sys.executable, __file__, *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True) for command in commands]

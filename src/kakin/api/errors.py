@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
-from kakin.adapters.db.store import is_lock_timeout, is_unreachable
+from kakin.adapters.db.store import LOCKED, is_lock_timeout, is_unreachable
 from kakin.domain import errors
 from kakin.domain.errors import KakinError
 
@@ -121,8 +121,7 @@ def install(app: FastAPI) -> None:
             unavailable = errors.DatabaseUnavailable(UNREACHABLE)
             return error_response(status_of(unavailable), unavailable.code, unavailable.message, None)
         if is_lock_timeout(exc):  # a lock wait that ran out outside in_transaction (a page's own unit of work)
-            busy = errors.DatabaseBusy("the records are locked by other work that is taking long; nothing was changed: "
-                                       "try again in a moment")
+            busy = errors.DatabaseBusy(LOCKED)
             return error_response(status_of(busy), busy.code, busy.message, None)
         return await crash(request, exc)
 

@@ -67,6 +67,8 @@ log = logging.getLogger("kakin.store")
 
 LOCK_TIMEOUT_MS = 5000  # the longest a PostgreSQL transaction waits for one lock before it is answered "busy"
 RETRIES = 5  # how many times a unit of work is run again after a deadlock or a serialization failure
+LOCKED = ("the customer's records are locked by other work that is taking long; nothing was changed: try again in "
+          "a moment")  # what a lock wait that ran out is answered (503 database_busy)
 UNIQUE_RERUNS = 2  # … and after a unique violation, whose rerun finds the value taken and refuses clearly
 T = TypeVar("T")
 
@@ -179,9 +181,7 @@ def _run(begin: Callable[[], UnitOfWork], work: Callable[[UnitOfWork], T], attem
             continue
         except Exception as exc:
             if is_lock_timeout(exc):
-                raise errors.DatabaseBusy(
-                    "the customer's records are locked by other work that is taking long; nothing was changed: "
-                    "try again in a moment") from exc
+                raise errors.DatabaseBusy(LOCKED) from exc
             if is_unique_violation(exc) and unique_reruns < UNIQUE_RERUNS:
                 unique_reruns += 1
                 log.warning("transaction run again after a unique violation of %s (%d of %d)",
